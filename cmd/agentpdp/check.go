@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/agentpdp/agentpdp/pdp"
+)
+
+type checkCmd struct {
+	policies, entities, schema string
+	cedarSemantics             bool
+	onError                    string
+	request, requests          string
+}
+
+func newCheckCmd() *cobra.Command {
+	c := &checkCmd{}
+	cmd := &cobra.Command{
+		Use:   "check --policies DIR (--request JSON | --requests FILE|-)",
+		Short: "Evaluate requests in-process and print one decision per line (nothing is logged)",
+		Args:  noArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return c.Run(cmd.Context(), cmd) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&c.policies, "policies", "", "policy `directory` (required)")
+	f.StringVar(&c.entities, "entities", "", "extra entities `file` in Cedar JSON")
+	f.StringVar(&c.schema, "schema", "", "schema `file`; policies are validated against it")
+	f.BoolVar(&c.cedarSemantics, "cedar-semantics", false, "plain Cedar: no step-up, erroring policies skipped")
+	f.StringVar(&c.onError, "on-error", "deny", "what an erroring forbid does: deny or skip")
+	f.StringVar(&c.request, "request", "", "one request as `JSON`")
+	f.StringVar(&c.requests, "requests", "", "`file` of requests, one JSON object per line, or - for standard input")
+	return cmd
+}
+
+func (c *checkCmd) Run(ctx context.Context, cmd *cobra.Command) error {
+	if c.policies == "" {
+		return usagef("check: --policies is required")
+	}
+	if (c.request == "") == (c.requests == "") {
+		return usagef("check: give exactly one of --request or --requests")
+	}
+	engine, err := pdp.NewEngine(pdp.Options{
+		Policies:       c.policies,
+		Load:           pdp.LoadOptions{SchemaFile: c.schema, EntitiesFile: c.entities},
+		OnError:        pdp.OnError(c.onError),
+		CedarSemantics: c.cedarSemantics,
+	})
+	if err != nil {
+		return usagef("check: %v", err)
+	}
+	if _, err := engine.Reload(ctx, "check"); err != nil {
+		return exitError{exitFail, err}
+	}
+	out := json.NewEncoder(cmd.OutOrStdout())
+	if c.request != "" {
+		d, err := decide(engine, []byte(c.request))
+		if err != nil {
+			return exitError{exitFail, err}
+		}
+		return out.Encode(d)
+	}
+
+	var in io.Reader = cmd.InOrStdin()
+	if c.requests != "-" {
+		f, err := os.Open(c.requests)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
+	}
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	failed := 0
+	for line := 1; sc.Scan(); line++ {
+		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		d, err := decide(engine, sc.Bytes())
+		if err != nil {
+			// Keep going: one bad line must not hide the decisions of the rest.
+			failed++
+			if err := out.Encode(map[string]any{"line": line, "error": err.Error()}); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := out.Encode(d); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read requests: %w", err)
+	}
+	if failed > 0 {
+		return exitError{exitFail, fmt.Errorf("%d request(s) could not be evaluated", failed)}
+	}
+	return nil
+}
+
+func decide(engine *pdp.Engine, b []byte) (*pdp.Decision, error) {
+	req, err := pdp.DecodeRequest(b)
+	if err != nil {
+		return nil, fmt.Errorf("bad request: %w", err)
+	}
+	d, err := engine.Evaluate(req)
+	if err != nil {
+		var re *pdp.RequestError
+		if errors.As(err, &re) {
+			return nil, fmt.Errorf("bad request: %w", err)
+		}
+		return nil, err
+	}
+	return d, nil
+}

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/pdp"
+)
+
+type serveCmd struct {
+	config                                      string
+	policies, db, socket, adminSocket, logLevel string
+}
+
+func newServeCmd() *cobra.Command {
+	s := &serveCmd{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve decisions on the Unix sockets, logging each before answering",
+		Args:  noArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return s.Run(cmd.Context(), cmd) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&s.config, "config", "", "YAML configuration `file` (every key has a default)")
+	f.StringVar(&s.policies, "policies", "", "policy `directory` (default ./policies)")
+	f.StringVar(&s.db, "db", "", "decision log `file` (default ./var/decisions.db)")
+	f.StringVar(&s.socket, "socket", "", "decision socket `path` (default ./var/agentpdp.sock)")
+	f.StringVar(&s.adminSocket, "admin-socket", "", "admin socket `path` (default ./var/agentpdp-admin.sock)")
+	f.StringVar(&s.logLevel, "log-level", "", "debug, info, warn or error (default info)")
+	return cmd
+}
+
+// loadConfig reads the file if one was named, then applies flags over it.
+func (s *serveCmd) loadConfig() (Config, error) {
+	cfg := DefaultConfig()
+	if s.config != "" {
+		var err error
+		if cfg, err = LoadConfig(s.config); err != nil {
+			return cfg, err
+		}
+	}
+	for _, o := range []struct {
+		flag string
+		dst  *string
+	}{
+		{s.policies, &cfg.Policies}, {s.db, &cfg.DB}, {s.socket, &cfg.Socket},
+		{s.adminSocket, &cfg.AdminSocket}, {s.logLevel, &cfg.Log.Level},
+	} {
+		if o.flag != "" {
+			*o.dst = o.flag
+		}
+	}
+	return cfg, cfg.Validate()
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var lv slog.Level
+	lv.UnmarshalText([]byte(level)) // validated by Config.Validate
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
+	cfg, err := s.loadConfig()
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cmd.ErrOrStderr(), cfg.Log.Level, cfg.Log.Format)
+	slog.SetDefault(logger)
+
+	if err := os.MkdirAll(filepath.Dir(cfg.DB), 0o750); err != nil {
+		return fmt.Errorf("create log directory: %w", err)
+	}
+	log, err := decisionlog.Open(ctx, cfg.DB, decisionlog.Options{
+		Durability: decisionlog.Durability(cfg.Durability),
+		MaxBatch:   cfg.Commit.MaxBatch,
+		MaxWait:    cfg.Commit.MaxWait,
+	})
+	if err != nil {
+		return err
+	}
+	// The log is closed last, after the server has answered everything in
+	// flight, on a context of its own: ctx is already cancelled by then.
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := log.Close(cctx); err != nil {
+			logger.Error("close decision log", "err", err)
+		}
+	}()
+
+	var promptKey []byte
+	if cfg.Prompt == "hmac" {
+		if promptKey, err = loadOrCreateKey(cfg.PromptKey); err != nil {
+			return err
+		}
+	}
+	engine, err := pdp.NewEngine(pdp.Options{
+		Policies:  cfg.Policies,
+		OnError:   pdp.OnError(cfg.OnError),
+		Prompt:    pdp.PromptMode(cfg.Prompt),
+		PromptKey: promptKey,
+		Recorder:  log,
+	})
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if _, err := engine.Reload(ctx, "startup"); err != nil {
+		return fmt.Errorf("load policies from %s:\n%w", cfg.Policies, err)
+	}
+	snap := engine.Snapshot()
+	logger.Info("policies loaded", "dir", cfg.Policies, "policy_version", snap.Version, "policies", len(snap.Policies), "schema", snap.Schema)
+
+	watcher := pdp.NewWatcher(engine, cfg.Reload.Debounce, logger.With("component", "reload"))
+	server, err := pdp.NewServer(pdp.ServerOptions{
+		Socket:       cfg.Socket,
+		AdminSocket:  cfg.AdminSocket,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Engine:       engine,
+		Log:          log,
+		Reloader:     watcher,
+		Logger:       logger.With("component", "server"),
+	})
+	if err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := watcher.Run(ctx); err != nil {
+			logger.Error("policy watcher stopped; reload with SIGHUP or POST /v1/reload", "err", err)
+		}
+	})
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				watcher.Reload(ctx, "sighup") // the watcher logs the outcome
+			}
+		}
+	})
+
+	logger.Info("agentpdp serving", "socket", cfg.Socket, "admin_socket", cfg.AdminSocket, "db", cfg.DB, "durability", cfg.Durability)
+	err = server.Serve(ctx)
+	cancel()
+	wg.Wait()
+	logger.Info("agentpdp stopped")
+	return err
+}
+
+// loadOrCreateKey reads a secret key file, creating one of 32 random bytes
+// (mode 0600) if there is none. It refuses a key file others can read.
+func loadOrCreateKey(path string) ([]byte, error) {
+	key, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+			return nil, fmt.Errorf("create key %s: %w", path, err)
+		}
+		key = make([]byte, 32)
+		rand.Read(key)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("create key %s: %w", path, err)
+		}
+		if _, err := f.Write(key); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("create key %s: %w", path, err)
+		}
+		if err := f.Close(); err != nil {
+			return nil, fmt.Errorf("create key %s: %w", path, err)
+		}
+		return key, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read key %s: %w", path, err)
+	}
+	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("key %s: mode %#o lets others read it; chmod 600 it", path, st.Mode().Perm())
+	}
+	if len(key) < 16 {
+		return nil, fmt.Errorf("key %s: %d bytes, want at least 16", path, len(key))
+	}
+	return key, nil
+}

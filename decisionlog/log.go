@@ -1,0 +1,307 @@
+package decisionlog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+)
+
+// Durability is SQLite's synchronous setting for the log.
+type Durability string
+
+const (
+	// DurabilityFull fsyncs the WAL on every commit: an answered decision
+	// survives power loss. The default.
+	DurabilityFull Durability = "full"
+	// DurabilityNormal fsyncs only at checkpoints: an answered decision
+	// survives a crash of the daemon but not of the machine.
+	DurabilityNormal Durability = "normal"
+)
+
+// Options tune a Log. The zero value is the safe default.
+type Options struct {
+	Durability Durability    // default DurabilityFull
+	MaxBatch   int           // most entries in one commit; default 512
+	MaxWait    time.Duration // how long a commit waits for more entries; default 0 (never)
+}
+
+// ErrClosed is returned by Append after Close.
+var ErrClosed = errors.New("decision log is closed")
+
+// Log is the writable decision log. One goroutine owns the write connection;
+// Append hands it entries and waits for their commit.
+type Log struct {
+	*Reader
+
+	path   string
+	opts   Options
+	db     *sql.DB
+	insert *sql.Stmt
+	origin string
+
+	mu     sync.RWMutex // guards closed and sends on reqs against Close
+	closed bool
+	reqs   chan *appendReq
+	done   chan struct{}
+
+	// Owned by the writer goroutine after Open returns.
+	seq  int64
+	head []byte
+}
+
+type appendReq struct {
+	entries []*Entry
+	result  chan error // buffered: the writer never blocks on a caller that gave up
+}
+
+// Open opens or creates the log at path (created mode 0600), applies
+// migrations and starts the writer.
+func Open(ctx context.Context, path string, opts Options) (*Log, error) {
+	if opts.Durability == "" {
+		opts.Durability = DurabilityFull
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 512
+	}
+	var sync string
+	switch opts.Durability {
+	case DurabilityFull:
+		sync = "FULL"
+	case DurabilityNormal:
+		sync = "NORMAL"
+	default:
+		return nil, fmt.Errorf("open decision log: unknown durability %q (want full or normal)", opts.Durability)
+	}
+	// Create the file ourselves so that its mode is 0600 from the start;
+	// SQLite gives the -wal and -shm files the same mode.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open decision log: %w", err)
+	}
+	f.Close()
+
+	db, err := sql.Open("sqlite3", dsn(path, "_journal_mode=WAL&_synchronous="+sync+"&_busy_timeout=5000&_txlock=immediate"))
+	if err != nil {
+		return nil, fmt.Errorf("open decision log %s: %w", path, err)
+	}
+	// One connection: SQLite has one writer anyway, and the chain's head is
+	// only correct if every write goes through the writer goroutine.
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+
+	l := &Log{path: path, opts: opts, db: db, reqs: make(chan *appendReq, 4096), done: make(chan struct{})}
+	if err := l.init(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open decision log %s: %w", path, err)
+	}
+	r, err := OpenReader(path)
+	if err != nil {
+		l.insert.Close()
+		db.Close()
+		return nil, err
+	}
+	l.Reader = r
+	go l.writer()
+	return l, nil
+}
+
+func (l *Log) init(ctx context.Context) error {
+	var mode string
+	if err := l.db.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
+		return err
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("journal mode is %q, want wal (is the file on a filesystem without shared memory?)", mode)
+	}
+	if err := migrate(ctx, l.db); err != nil {
+		return err
+	}
+	if _, err := l.db.ExecContext(ctx, `INSERT OR IGNORE INTO meta(key, value) VALUES ('origin', ?)`, uuid.NewString()); err != nil {
+		return fmt.Errorf("write origin: %w", err)
+	}
+	if err := l.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'origin'`).Scan(&l.origin); err != nil {
+		return fmt.Errorf("read origin: %w", err)
+	}
+	if err := l.loadHead(ctx); err != nil {
+		return err
+	}
+	var err error
+	l.insert, err = l.db.PrepareContext(ctx, `INSERT INTO log(seq, kind, time, body, hash) VALUES (?, ?, ?, ?, ?)`)
+	return err
+}
+
+// loadHead reads the last committed row, the point the chain continues from.
+func (l *Log) loadHead(ctx context.Context) error {
+	err := l.db.QueryRowContext(ctx, `SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1`).Scan(&l.seq, &l.head)
+	if errors.Is(err, sql.ErrNoRows) {
+		l.seq, l.head = 0, nil
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read log head: %w", err)
+	}
+	return nil
+}
+
+// Origin identifies this log among others shipped to one receiver; with seq
+// it makes every row's identity unique.
+func (l *Log) Origin() string { return l.origin }
+
+// Path is the database file.
+func (l *Log) Path() string { return l.path }
+
+// Append writes entries as one unit, assigning their Seq and Hash, and
+// returns once they are committed with the configured durability. Entries
+// from concurrent calls share a commit. If ctx ends first, Append returns
+// its error, and the entries may or may not be committed later; callers
+// must not treat them as written.
+func (l *Log) Append(ctx context.Context, entries ...*Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	req := &appendReq{entries: entries, result: make(chan error, 1)}
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case l.reqs <- req:
+		l.mu.RUnlock()
+	case <-ctx.Done():
+		l.mu.RUnlock()
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.result:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// writer owns the write connection until Close closes reqs.
+func (l *Log) writer() {
+	defer close(l.done)
+	var timer *time.Timer
+	for first := range l.reqs {
+		batch := []*appendReq{first}
+		n := len(first.entries)
+		// Take what queued while the last commit ran; that is the group in
+		// group commit. Optionally wait a little for more.
+		var deadline <-chan time.Time
+		if l.opts.MaxWait > 0 {
+			if timer == nil {
+				timer = time.NewTimer(l.opts.MaxWait)
+			} else {
+				timer.Reset(l.opts.MaxWait)
+			}
+			deadline = timer.C
+		}
+	collect:
+		for n < l.opts.MaxBatch {
+			select {
+			case r, ok := <-l.reqs:
+				if !ok {
+					break collect
+				}
+				batch = append(batch, r)
+				n += len(r.entries)
+			default:
+				if deadline == nil {
+					break collect
+				}
+				select {
+				case r, ok := <-l.reqs:
+					if !ok {
+						break collect
+					}
+					batch = append(batch, r)
+					n += len(r.entries)
+				case <-deadline:
+					deadline = nil
+					break collect
+				}
+			}
+		}
+		if timer != nil && deadline != nil && !timer.Stop() {
+			<-timer.C
+		}
+		err := l.commit(batch)
+		for _, r := range batch {
+			r.result <- err
+		}
+	}
+}
+
+// commit writes a batch in one transaction, chaining hashes from the head.
+// On any failure nothing of the batch is committed and the head is re-read,
+// so the next batch chains from what is really on disk.
+func (l *Log) commit(batch []*appendReq) (err error) {
+	ctx := context.Background() // a commit is never abandoned half way for one caller
+	tx, err := l.db.BeginTx(ctx, nil)
+	if err != nil {
+		return l.failed(fmt.Errorf("append: begin: %w", err))
+	}
+	stmt := tx.StmtContext(ctx, l.insert)
+	seq, prev := l.seq, l.head
+	for _, r := range batch {
+		for _, e := range r.entries {
+			seq++
+			e.Seq = seq
+			e.Hash = ChainHash(prev, e)
+			prev = e.Hash
+			if _, err := stmt.ExecContext(ctx, e.Seq, string(e.Kind), e.Time.UnixNano(), string(e.Body), e.Hash); err != nil {
+				tx.Rollback()
+				return l.failed(fmt.Errorf("append seq %d: %w", e.Seq, err))
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return l.failed(fmt.Errorf("append: commit: %w", err))
+	}
+	l.seq, l.head = seq, prev
+	return nil
+}
+
+func (l *Log) failed(err error) error {
+	if herr := l.loadHead(context.Background()); herr != nil {
+		return errors.Join(err, herr)
+	}
+	return err
+}
+
+// Close stops accepting entries, commits those already queued, and closes
+// the database. It waits for the writer until ctx ends.
+func (l *Log) Close(ctx context.Context) error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	close(l.reqs)
+	l.mu.Unlock()
+	select {
+	case <-l.done:
+	case <-ctx.Done():
+		return fmt.Errorf("close decision log: %w", ctx.Err())
+	}
+	return errors.Join(l.insert.Close(), l.Reader.Close(), l.db.Close())
+}
+
+// dsn builds a go-sqlite3 URI filename. Characters that URIs give a meaning
+// are escaped so that any path works.
+func dsn(path, params string) string {
+	r := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
+	return "file:" + r.Replace(path) + "?" + params
+}

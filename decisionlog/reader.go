@@ -1,0 +1,199 @@
+package decisionlog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// ErrNotFound is returned when no entry matches.
+var ErrNotFound = errors.New("not found")
+
+// Reader queries the log over a read-only connection. The CLI uses one on
+// its own, so that reading the log never needs write access to it; the
+// daemon's Log embeds one for the admin socket.
+type Reader struct {
+	db *sql.DB
+}
+
+// OpenReader opens the log at path read-only. The file must exist.
+func OpenReader(path string) (*Reader, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("open decision log: %w", err)
+	}
+	db, err := sql.Open("sqlite3", dsn(path, "mode=ro&_busy_timeout=5000&_query_only=1"))
+	if err != nil {
+		return nil, fmt.Errorf("open decision log %s: %w", path, err)
+	}
+	if err := db.Ping(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open decision log %s: %w", path, err)
+	}
+	return &Reader{db: db}, nil
+}
+
+// Close closes the read connections.
+func (r *Reader) Close() error { return r.db.Close() }
+
+// Filter selects entries. Empty fields match everything.
+type Filter struct {
+	Kinds []Kind
+	// Principal, Action and Resource take the Cedar form, Agent::"x", for an
+	// exact match, or a bare id, x, that matches the id under any type.
+	Principal, Action, Resource string
+	DecisionID                  string
+	Decision                    string // allow, deny, step_up
+	SessionID, TaskID, TraceID  string
+	Since, Until                time.Time // Since inclusive, Until exclusive
+	BeforeSeq                   int64     // for paging: only seq < BeforeSeq
+	Limit                       int       // default 100
+}
+
+func (f Filter) where() (string, []any) {
+	var conds []string
+	var args []any
+	if len(f.Kinds) > 0 {
+		ph := strings.TrimSuffix(strings.Repeat("?,", len(f.Kinds)), ",")
+		conds = append(conds, "kind IN ("+ph+")")
+		for _, k := range f.Kinds {
+			args = append(args, string(k))
+		}
+	}
+	ref := func(col, idPath, v string) {
+		if v == "" {
+			return
+		}
+		if strings.Contains(v, "::") {
+			conds = append(conds, col+" = ?")
+		} else {
+			conds = append(conds, "json_extract(body, '"+idPath+"') = ?")
+		}
+		args = append(args, v)
+	}
+	ref("principal", "$.request.principal.id", f.Principal)
+	ref("action", "$.request.action.id", f.Action)
+	ref("resource", "$.request.resource.id", f.Resource)
+	eq := func(col, v string) {
+		if v != "" {
+			conds = append(conds, col+" = ?")
+			args = append(args, v)
+		}
+	}
+	eq("decision_id", f.DecisionID)
+	eq("decision", f.Decision)
+	eq("session_id", f.SessionID)
+	eq("task_id", f.TaskID)
+	eq("trace_id", f.TraceID)
+	if !f.Since.IsZero() {
+		conds = append(conds, "time >= ?")
+		args = append(args, f.Since.UnixNano())
+	}
+	if !f.Until.IsZero() {
+		conds = append(conds, "time < ?")
+		args = append(args, f.Until.UnixNano())
+	}
+	if f.BeforeSeq > 0 {
+		conds = append(conds, "seq < ?")
+		args = append(args, f.BeforeSeq)
+	}
+	if len(conds) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// Query returns matching entries, newest first.
+func (r *Reader) Query(ctx context.Context, f Filter) ([]*Entry, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	where, args := f.where()
+	rows, err := r.db.QueryContext(ctx, `SELECT seq, kind, time, body, hash FROM log`+where+` ORDER BY seq DESC LIMIT ?`, append(args, f.Limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("query decision log: %w", err)
+	}
+	defer rows.Close()
+	var out []*Entry
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return nil, fmt.Errorf("query decision log: %w", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query decision log: %w", err)
+	}
+	return out, nil
+}
+
+// Decision returns the decision entry with the given id.
+func (r *Reader) Decision(ctx context.Context, id string) (*Entry, error) {
+	es, err := r.Query(ctx, Filter{Kinds: []Kind{KindDecision}, DecisionID: id, Limit: 1})
+	if err != nil {
+		return nil, err
+	}
+	if len(es) == 0 {
+		return nil, fmt.Errorf("decision %s: %w", id, ErrNotFound)
+	}
+	return es[0], nil
+}
+
+// PolicyLoad returns the newest policy-load entry for a policy version.
+func (r *Reader) PolicyLoad(ctx context.Context, version string) (*Entry, error) {
+	row := r.db.QueryRowContext(ctx, `SELECT seq, kind, time, body, hash FROM log
+		WHERE kind = 'policy_load' AND policy_version = ? ORDER BY seq DESC LIMIT 1`, version)
+	e, err := scanEntry(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("policy version %s: %w", version, ErrNotFound)
+	}
+	return e, err
+}
+
+// Stats describes the log as a whole.
+type Stats struct {
+	Rows    int64 `json:"rows"`
+	LastSeq int64 `json:"last_seq"`
+	Bytes   int64 `json:"bytes"` // database and WAL files together
+}
+
+// Stats reads the size and head of the log.
+func (r *Reader) Stats(ctx context.Context) (Stats, error) {
+	var s Stats
+	var last sql.NullInt64
+	if err := r.db.QueryRowContext(ctx, `SELECT count(*), max(seq) FROM log`).Scan(&s.Rows, &last); err != nil {
+		return s, fmt.Errorf("decision log stats: %w", err)
+	}
+	s.LastSeq = last.Int64
+	var pages, size int64
+	if err := r.db.QueryRowContext(ctx, `PRAGMA page_count`).Scan(&pages); err != nil {
+		return s, fmt.Errorf("decision log stats: %w", err)
+	}
+	if err := r.db.QueryRowContext(ctx, `PRAGMA page_size`).Scan(&size); err != nil {
+		return s, fmt.Errorf("decision log stats: %w", err)
+	}
+	s.Bytes = pages * size
+	return s, nil
+}
+
+type scanner interface{ Scan(...any) error }
+
+func scanEntry(s scanner) (*Entry, error) {
+	var (
+		e    Entry
+		kind string
+		ns   int64
+		body string
+	)
+	if err := s.Scan(&e.Seq, &kind, &ns, &body, &e.Hash); err != nil {
+		return nil, err
+	}
+	e.Kind = Kind(kind)
+	e.Time = time.Unix(0, ns).UTC()
+	e.Body = []byte(body)
+	return &e, nil
+}

@@ -1,0 +1,75 @@
+package decisionlog
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations are applied in order, each in its own transaction; the number
+// applied is kept in PRAGMA user_version. Never edit one that has shipped:
+// append a new one.
+var migrations = []string{
+	// 1: the log, its indexes, and append-only triggers.
+	`CREATE TABLE log (
+		seq  INTEGER PRIMARY KEY,
+		kind TEXT    NOT NULL,
+		time INTEGER NOT NULL, -- Unix nanoseconds
+		body TEXT    NOT NULL, -- JSON, hashed as stored
+		hash BLOB    NOT NULL,
+		decision_id        TEXT GENERATED ALWAYS AS (json_extract(body, '$.decision_id')) VIRTUAL,
+		principal          TEXT GENERATED ALWAYS AS (json_extract(body, '$.principal')) VIRTUAL,
+		action             TEXT GENERATED ALWAYS AS (json_extract(body, '$.action')) VIRTUAL,
+		resource           TEXT GENERATED ALWAYS AS (json_extract(body, '$.resource')) VIRTUAL,
+		decision           TEXT GENERATED ALWAYS AS (json_extract(body, '$.decision')) VIRTUAL,
+		policy_version     TEXT GENERATED ALWAYS AS (json_extract(body, '$.policy_version')) VIRTUAL,
+		session_id         TEXT GENERATED ALWAYS AS (json_extract(body, '$.request.session_id')) VIRTUAL,
+		task_id            TEXT GENERATED ALWAYS AS (json_extract(body, '$.request.task_id')) VIRTUAL,
+		trace_id           TEXT GENERATED ALWAYS AS (json_extract(body, '$.request.trace_id')) VIRTUAL,
+		parent_decision_id TEXT GENERATED ALWAYS AS (json_extract(body, '$.request.parent_decision_id')) VIRTUAL
+	);
+	CREATE INDEX log_time ON log(time);
+	CREATE INDEX log_decision_id ON log(decision_id) WHERE decision_id IS NOT NULL;
+	CREATE INDEX log_principal ON log(principal, seq) WHERE principal IS NOT NULL;
+	CREATE INDEX log_session ON log(session_id) WHERE session_id IS NOT NULL;
+	CREATE INDEX log_task ON log(task_id) WHERE task_id IS NOT NULL;
+	CREATE INDEX log_trace ON log(trace_id) WHERE trace_id IS NOT NULL;
+	CREATE INDEX log_parent ON log(parent_decision_id) WHERE parent_decision_id IS NOT NULL;
+	CREATE INDEX log_policy_load ON log(kind, seq) WHERE kind = 'policy_load';
+	CREATE TRIGGER log_no_update BEFORE UPDATE ON log
+		BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END;
+	CREATE TRIGGER log_no_delete BEFORE DELETE ON log
+		BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END;
+	CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);`,
+}
+
+// migrate brings the schema up to date. It runs on the write connection
+// before the writer starts, so nothing else writes meanwhile.
+func migrate(ctx context.Context, db *sql.DB) error {
+	var have int
+	if err := db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&have); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if have > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this agentpdp (%d): upgrade agentpdp", have, len(migrations))
+	}
+	for i := have; i < len(migrations); i++ {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		// PRAGMA does not take parameters; i+1 is our own integer.
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, i+1)); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migration %d: commit: %w", i+1, err)
+		}
+	}
+	return nil
+}

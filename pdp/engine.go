@@ -1,0 +1,435 @@
+package pdp
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cedar-policy/cedar-go"
+	"github.com/cedar-policy/cedar-go/types"
+	"github.com/google/uuid"
+
+	"github.com/agentpdp/agentpdp/decisionlog"
+)
+
+// Recorder durably records log entries. Append must return only once the
+// entries are committed; the engine answers nothing it has not recorded.
+type Recorder interface {
+	Append(ctx context.Context, entries ...*decisionlog.Entry) error
+}
+
+var _ Recorder = (*decisionlog.Log)(nil)
+
+// ErrLogUnavailable wraps a failure to record a decision. The decision is
+// not returned: nothing unlogged is ever answered.
+var ErrLogUnavailable = errors.New("decision log unavailable")
+
+// ErrNoPolicies is returned when no snapshot was ever loaded.
+var ErrNoPolicies = errNoSnapshot
+
+// PromptMode says what the log keeps of a request's prompt.
+type PromptMode string
+
+const (
+	PromptHMAC  PromptMode = "hmac"  // HMAC-SHA256 under a key kept outside the database
+	PromptStore PromptMode = "store" // the text itself
+	PromptDrop  PromptMode = "drop"  // nothing
+)
+
+// Options configure an Engine.
+type Options struct {
+	Policies       string      // the policy directory
+	Load           LoadOptions // extra schema or entities files
+	OnError        OnError     // default OnErrorDeny
+	CedarSemantics bool        // plain Cedar: no step-up, erroring policies skipped
+	Prompt         PromptMode  // default PromptHMAC
+	PromptKey      []byte      // required for PromptHMAC when requests carry prompts
+	Recorder       Recorder    // required by Decide and by Reload to log policy loads
+	Now            func() time.Time
+}
+
+// Engine decides requests against the current policy snapshot, records every
+// decision before returning it, and swaps snapshots atomically on reload.
+type Engine struct {
+	opts Options
+	snap atomic.Pointer[Snapshot]
+
+	reloadMu sync.Mutex // serialises reloads; decisions never take it
+
+	statusMu sync.Mutex
+	status   ReloadStatus
+}
+
+// ReloadStatus is what GET /v1/status reports of the policies.
+type ReloadStatus struct {
+	PolicyVersion     string     `json:"policy_version"`
+	Files             []string   `json:"files"`
+	Policies          int        `json:"policies"`
+	Entities          int        `json:"entities"`
+	Schema            bool       `json:"schema"`
+	LoadedAt          time.Time  `json:"loaded_at"`
+	Reloads           int64      `json:"reloads"`
+	ReloadFailures    int64      `json:"reload_failures"`
+	LastReloadError   string     `json:"last_reload_error,omitempty"`
+	LastReloadErrorAt *time.Time `json:"last_reload_error_at,omitempty"`
+}
+
+// NewEngine checks opts. Call Reload to load the first snapshot.
+func NewEngine(opts Options) (*Engine, error) {
+	if opts.OnError == "" {
+		opts.OnError = OnErrorDeny
+	}
+	if opts.OnError != OnErrorDeny && opts.OnError != OnErrorSkip {
+		return nil, fmt.Errorf("on_error %q: want deny or skip", opts.OnError)
+	}
+	if opts.Prompt == "" {
+		opts.Prompt = PromptHMAC
+	}
+	switch opts.Prompt {
+	case PromptHMAC:
+		if len(opts.PromptKey) < 16 && opts.Recorder != nil {
+			return nil, errors.New("prompt mode hmac needs a key of at least 16 bytes")
+		}
+	case PromptStore, PromptDrop:
+	default:
+		return nil, fmt.Errorf("prompt %q: want hmac, store or drop", opts.Prompt)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Engine{opts: opts}, nil
+}
+
+// Snapshot returns the snapshot decisions are being made with, or nil.
+func (e *Engine) Snapshot() *Snapshot { return e.snap.Load() }
+
+// Status reports the current policies and the last reload failure.
+func (e *Engine) Status() ReloadStatus {
+	e.statusMu.Lock()
+	defer e.statusMu.Unlock()
+	return e.status
+}
+
+// Reload loads the policy directory and, if it is valid and differs from
+// the current snapshot, records a policy-load entry and swaps it in. On any
+// failure the current snapshot keeps serving. It reports whether the
+// version changed. trigger says what caused it, for the log.
+func (e *Engine) Reload(ctx context.Context, trigger string) (bool, error) {
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
+	changed, err := e.reload(ctx, trigger)
+	now := e.opts.Now()
+	e.statusMu.Lock()
+	defer e.statusMu.Unlock()
+	e.status.Reloads++
+	if err != nil {
+		e.status.ReloadFailures++
+		e.status.LastReloadError = err.Error()
+		e.status.LastReloadErrorAt = &now
+		return false, err
+	}
+	e.status.LastReloadError, e.status.LastReloadErrorAt = "", nil
+	snap := e.snap.Load()
+	e.status.PolicyVersion = snap.Version
+	e.status.LoadedAt = snap.LoadedAt
+	e.status.Policies = len(snap.Policies)
+	e.status.Entities = snap.Entities()
+	e.status.Schema = snap.Schema
+	e.status.Files = e.status.Files[:0:0]
+	for _, f := range snap.Files {
+		e.status.Files = append(e.status.Files, f.Path)
+	}
+	return changed, nil
+}
+
+func (e *Engine) reload(ctx context.Context, trigger string) (bool, error) {
+	snap, err := LoadDir(e.opts.Policies, e.opts.Load)
+	if err != nil {
+		return false, err
+	}
+	cur := e.snap.Load()
+	if cur != nil && cur.Version == snap.Version {
+		return false, nil
+	}
+	if e.opts.Recorder != nil {
+		// The load is logged before any decision can be made with it, so
+		// every logged decision's policy_version has its text in the log.
+		rec := PolicyLoadRecord{
+			PolicyVersion: snap.Version,
+			Trigger:       trigger,
+			Files:         snap.Files,
+			Policies:      snap.Policies,
+			Schema:        snap.Schema,
+			Entities:      snap.Entities(),
+		}
+		if cur != nil {
+			rec.PreviousVersion = cur.Version
+		}
+		body, err := json.Marshal(rec)
+		if err != nil {
+			return false, fmt.Errorf("record policy load: %w", err)
+		}
+		entry := &decisionlog.Entry{Kind: decisionlog.KindPolicyLoad, Time: snap.LoadedAt, Body: body}
+		if err := e.opts.Recorder.Append(ctx, entry); err != nil {
+			return false, fmt.Errorf("record policy load: %w: %w", ErrLogUnavailable, err)
+		}
+	}
+	e.snap.Store(snap)
+	return true, nil
+}
+
+// PolicyLoadRecord is the body of a policy_load log entry.
+type PolicyLoadRecord struct {
+	PolicyVersion   string       `json:"policy_version"`
+	PreviousVersion string       `json:"previous_version,omitempty"`
+	Trigger         string       `json:"trigger"`
+	Files           []PolicyFile `json:"files"`
+	Policies        []*Policy    `json:"policies"`
+	Schema          bool         `json:"schema"`
+	Entities        int          `json:"entities"`
+}
+
+// Peer is the caller as the kernel saw it (SO_PEERCRED), and its executable.
+type Peer struct {
+	PID int32  `json:"pid"`
+	UID uint32 `json:"uid"`
+	GID uint32 `json:"gid"`
+	Exe string `json:"exe,omitempty"`
+}
+
+// DecisionRecord is the body of a decision log entry: everything needed to
+// explain and replay the decision.
+type DecisionRecord struct {
+	DecisionID    string      `json:"decision_id"`
+	Decision      string      `json:"decision"`
+	Principal     string      `json:"principal"` // Cedar form, for indexing
+	Action        string      `json:"action"`
+	Resource      string      `json:"resource"`
+	Reasons       []Reason    `json:"reasons"`
+	Errors        []EvalError `json:"errors"`
+	PolicyVersion string      `json:"policy_version"`
+	OnError       OnError     `json:"on_error"`
+	Request       *Request    `json:"request"` // after normalisation and prompt handling
+	Peer          *Peer       `json:"peer,omitempty"`
+	EvalNanos     int64       `json:"eval_ns"`
+}
+
+// prepared is a request checked and converted for Cedar.
+type prepared struct {
+	cedar    cedar.Request
+	entities types.EntityMap // from the request; layered over the snapshot's
+	logged   *Request
+}
+
+// layered looks entities up in the request first, then in the snapshot, so
+// that request entities win without copying the static map per request.
+type layered struct{ over, under types.EntityMap }
+
+func (l layered) Get(uid types.EntityUID) (types.Entity, bool) {
+	if e, ok := l.over[uid]; ok {
+		return e, true
+	}
+	e, ok := l.under[uid]
+	return e, ok
+}
+
+func (e *Engine) prepare(req *Request) (*prepared, error) {
+	ctxRec, ctxJSON, err := normalizeRecord(req.Context, "context")
+	if err != nil {
+		return nil, err
+	}
+	logged := *req
+	logged.Context = ctxJSON
+	p := &prepared{
+		cedar: cedar.Request{
+			Principal: req.Principal.UID(),
+			Action:    req.Action.UID(),
+			Resource:  req.Resource.UID(),
+			Context:   ctxRec,
+		},
+		logged: &logged,
+	}
+	if len(req.Entities) > 0 {
+		p.entities = make(types.EntityMap, len(req.Entities))
+		logged.Entities = make([]Entity, len(req.Entities))
+		for i, in := range req.Entities {
+			field := fmt.Sprintf("entities[%d]", i)
+			uid := in.UID.UID()
+			if _, dup := p.entities[uid]; dup {
+				return nil, BadRequest(field+".uid", fmt.Errorf("entity %s appears twice", uid))
+			}
+			attrs, attrsJSON, err := normalizeRecord(in.Attrs, field+".attrs")
+			if err != nil {
+				return nil, err
+			}
+			tags, tagsJSON, err := normalizeRecord(in.Tags, field+".tags")
+			if err != nil {
+				return nil, err
+			}
+			parents := make([]types.EntityUID, len(in.Parents))
+			for j, ref := range in.Parents {
+				parents[j] = ref.UID()
+			}
+			p.entities[uid] = types.Entity{UID: uid, Attributes: attrs, Tags: tags, Parents: types.NewEntityUIDSet(parents...)}
+			out := Entity{UID: in.UID, Attrs: attrsJSON, Parents: in.Parents}
+			if len(in.Tags) > 0 {
+				out.Tags = tagsJSON
+			}
+			logged.Entities[i] = out
+		}
+	}
+	switch e.opts.Prompt {
+	case PromptDrop:
+		logged.Prompt = ""
+	case PromptHMAC:
+		if logged.Prompt != "" {
+			mac := hmac.New(sha256.New, e.opts.PromptKey)
+			mac.Write([]byte(logged.Prompt))
+			logged.Prompt = "hmac-sha256:" + hex.EncodeToString(mac.Sum(nil))
+		}
+	}
+	return p, nil
+}
+
+// guard applies the built-in checks that run before Cedar. It returns nil
+// when the request may go on to policy evaluation.
+func (e *Engine) guard(req *Request, now time.Time) *evaluation {
+	if c := req.Credential; c != nil && c.ExpiresAt != nil && !c.ExpiresAt.After(now) {
+		return &evaluation{decision: Deny, reasons: []Reason{{
+			Policy: ReasonCredentialExpired, Effect: "forbid", Builtin: true,
+			Detail: strings.TrimSpace(fmt.Sprintf("credential %s expired at %s", c.ID, c.ExpiresAt.UTC().Format(time.RFC3339))),
+		}}}
+	}
+	if req.Approval != "" {
+		// Approvals are recorded on the admin socket; until one exists for
+		// this decision, any approval named here is not a valid one.
+		return &evaluation{decision: Deny, reasons: []Reason{{
+			Policy: ReasonApprovalInvalid, Effect: "forbid", Builtin: true,
+			Detail: fmt.Sprintf("approval %q does not name an approved, unexpired, unused step-up for this request", req.Approval),
+		}}}
+	}
+	return nil
+}
+
+func (e *Engine) evaluate(snap *Snapshot, p *prepared, now time.Time) evaluation {
+	if ev := e.guard(p.logged, now); ev != nil {
+		return *ev
+	}
+	var ents types.EntityGetter = snap.entities
+	if len(p.entities) > 0 {
+		ents = layered{over: p.entities, under: snap.entities}
+	}
+	return snap.evaluate(p.cedar, ents, e.opts.OnError, e.opts.CedarSemantics)
+}
+
+// Evaluate decides a request without recording it, for the check command and
+// for tests of policies. Bad input is a *RequestError.
+func (e *Engine) Evaluate(req *Request) (*Decision, error) {
+	snap := e.snap.Load()
+	if snap == nil {
+		return nil, ErrNoPolicies
+	}
+	p, err := e.prepare(req)
+	if err != nil {
+		return nil, err
+	}
+	ev := e.evaluate(snap, p, e.opts.Now())
+	return &Decision{Decision: ev.decision, Reasons: nonNil(ev.reasons), Errors: nonNil(ev.errors), PolicyVersion: snap.Version}, nil
+}
+
+// Decide decides one request and records it; see DecideBatch.
+func (e *Engine) Decide(ctx context.Context, req *Request, peer *Peer) (*Decision, error) {
+	ds, err := e.DecideBatch(ctx, []*Request{req}, peer)
+	if err != nil {
+		return nil, err
+	}
+	return ds[0], nil
+}
+
+// DecideBatch decides requests on one snapshot and records them in one
+// commit. It returns only after the records are durable. Bad input in any
+// request is a *RequestError and nothing is recorded; a failure to record
+// wraps ErrLogUnavailable and no decision is returned.
+func (e *Engine) DecideBatch(ctx context.Context, reqs []*Request, peer *Peer) ([]*Decision, error) {
+	if e.opts.Recorder == nil {
+		return nil, fmt.Errorf("%w: no recorder configured", ErrLogUnavailable)
+	}
+	snap := e.snap.Load() // one snapshot for the whole batch, whatever reloads meanwhile
+	if snap == nil {
+		return nil, ErrNoPolicies
+	}
+	ps := make([]*prepared, len(reqs))
+	for i, req := range reqs {
+		p, err := e.prepare(req)
+		if err != nil {
+			if len(reqs) > 1 {
+				var re *RequestError
+				if errors.As(err, &re) {
+					re.Field = joinField(fmt.Sprintf("requests[%d]", i), re.Field)
+				}
+			}
+			return nil, err
+		}
+		ps[i] = p
+	}
+	decisions := make([]*Decision, len(reqs))
+	entries := make([]*decisionlog.Entry, len(reqs))
+	for i, p := range ps {
+		start := time.Now()
+		now := e.opts.Now()
+		ev := e.evaluate(snap, p, now)
+		elapsed := time.Since(start)
+		id, err := uuid.NewV7()
+		if err != nil {
+			return nil, fmt.Errorf("decision id: %w", err)
+		}
+		d := &Decision{
+			DecisionID:    id.String(),
+			Decision:      ev.decision,
+			Reasons:       nonNil(ev.reasons),
+			Errors:        nonNil(ev.errors),
+			PolicyVersion: snap.Version,
+		}
+		body, err := json.Marshal(DecisionRecord{
+			DecisionID:    d.DecisionID,
+			Decision:      d.Decision,
+			Principal:     p.cedar.Principal.String(),
+			Action:        p.cedar.Action.String(),
+			Resource:      p.cedar.Resource.String(),
+			Reasons:       d.Reasons,
+			Errors:        d.Errors,
+			PolicyVersion: d.PolicyVersion,
+			OnError:       e.opts.OnError,
+			Request:       p.logged,
+			Peer:          peer,
+			EvalNanos:     elapsed.Nanoseconds(),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("encode decision record: %w", err)
+		}
+		decisions[i] = d
+		entries[i] = &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: now, Body: body}
+	}
+	if err := e.opts.Recorder.Append(ctx, entries...); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrLogUnavailable, err)
+	}
+	for i, d := range decisions {
+		d.Seq = entries[i].Seq
+	}
+	return decisions, nil
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
