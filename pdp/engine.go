@@ -125,7 +125,30 @@ func (e *Engine) Status() ReloadStatus {
 func (e *Engine) Reload(ctx context.Context, trigger string) (bool, error) {
 	e.reloadMu.Lock()
 	defer e.reloadMu.Unlock()
-	changed, err := e.reload(ctx, trigger)
+	snap, err := LoadDir(e.opts.Policies, e.opts.Load)
+	if err == nil {
+		return e.install(ctx, snap, trigger)
+	}
+	e.noteReload(err)
+	return false, err
+}
+
+// Use serves a snapshot loaded by the caller (with LoadFS, say), exactly as
+// Reload would serve one it loaded itself.
+func (e *Engine) Use(ctx context.Context, snap *Snapshot, trigger string) (bool, error) {
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
+	return e.install(ctx, snap, trigger)
+}
+
+// install records snap's load, then publishes it. Callers hold reloadMu.
+func (e *Engine) install(ctx context.Context, snap *Snapshot, trigger string) (bool, error) {
+	changed, err := e.swap(ctx, snap, trigger)
+	e.noteReload(err)
+	return changed, err
+}
+
+func (e *Engine) noteReload(err error) {
 	now := e.opts.Now()
 	e.statusMu.Lock()
 	defer e.statusMu.Unlock()
@@ -134,7 +157,7 @@ func (e *Engine) Reload(ctx context.Context, trigger string) (bool, error) {
 		e.status.ReloadFailures++
 		e.status.LastReloadError = err.Error()
 		e.status.LastReloadErrorAt = &now
-		return false, err
+		return
 	}
 	e.status.LastReloadError, e.status.LastReloadErrorAt = "", nil
 	snap := e.snap.Load()
@@ -143,18 +166,13 @@ func (e *Engine) Reload(ctx context.Context, trigger string) (bool, error) {
 	e.status.Policies = len(snap.Policies)
 	e.status.Entities = snap.Entities()
 	e.status.Schema = snap.Schema
-	e.status.Files = e.status.Files[:0:0]
-	for _, f := range snap.Files {
-		e.status.Files = append(e.status.Files, f.Path)
+	e.status.Files = make([]string, len(snap.Files))
+	for i, f := range snap.Files {
+		e.status.Files[i] = f.Path
 	}
-	return changed, nil
 }
 
-func (e *Engine) reload(ctx context.Context, trigger string) (bool, error) {
-	snap, err := LoadDir(e.opts.Policies, e.opts.Load)
-	if err != nil {
-		return false, err
-	}
+func (e *Engine) swap(ctx context.Context, snap *Snapshot, trigger string) (bool, error) {
 	cur := e.snap.Load()
 	if cur != nil && cur.Version == snap.Version {
 		return false, nil

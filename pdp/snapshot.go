@@ -21,7 +21,9 @@ import (
 	"github.com/cedar-policy/cedar-go/types"
 	xast "github.com/cedar-policy/cedar-go/x/exp/ast"
 	"github.com/cedar-policy/cedar-go/x/exp/schema"
+	"github.com/cedar-policy/cedar-go/x/exp/schema/resolved"
 	"github.com/cedar-policy/cedar-go/x/exp/schema/validate"
+	xtypes "github.com/cedar-policy/cedar-go/x/exp/types"
 )
 
 // File suffixes the loader reads. Everything else in a policy directory, and
@@ -128,11 +130,27 @@ func (e *LoadError) Error() string {
 	return strings.Join(lines, "\n")
 }
 
+// Validation is how strictly policies are checked against a schema.
+type Validation string
+
+const (
+	// ValidateStrict is Cedar's strict mode, the default: a load that fails
+	// it is refused.
+	ValidateStrict Validation = "strict"
+	// ValidatePermissive is Cedar's permissive mode.
+	ValidatePermissive Validation = "permissive"
+	// ValidateOff uses the schema only to parse entities, as Cedar's
+	// authorizer does, for evaluating policy sets that do not validate.
+	ValidateOff Validation = "off"
+)
+
 // LoadOptions adds files from outside the policy directory, as the check and
-// validate commands' --schema and --entities flags do.
+// validate commands' --schema and --entities flags do, and chooses the
+// validation mode.
 type LoadOptions struct {
 	SchemaFile   string
 	EntitiesFile string
+	Validation   Validation // default ValidateStrict
 }
 
 // LoadDir loads every policy, schema and entities file under dir. Positions
@@ -216,7 +234,10 @@ func isPolicyDirFile(name string) bool {
 // because the parser does not know it.
 var inputPos = regexp.MustCompile(`(?:at )?<input>:(\d+):(\d+):? ?`)
 
-// compile parses, checks and indexes files into a snapshot.
+// compile parses, checks and indexes files into a snapshot. The schema is
+// read first: with one, entities are parsed as Cedar's CLI parses them, by
+// the schema (so {"type":…,"id":…} is a reference where the schema says so),
+// and every policy and entity is validated against it.
 func compile(files []PolicyFile, root string, opts LoadOptions) (*Snapshot, error) {
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	snap := &Snapshot{
@@ -228,7 +249,7 @@ func compile(files []PolicyFile, root string, opts LoadOptions) (*Snapshot, erro
 	}
 	var problems []Problem
 	var schemaFile *PolicyFile
-	entityFrom := map[types.EntityUID]string{}
+	var policyFiles, entityFiles []*PolicyFile
 	for i := range files {
 		f := &files[i]
 		switch {
@@ -239,35 +260,64 @@ func compile(files []PolicyFile, root string, opts LoadOptions) (*Snapshot, erro
 			}
 			schemaFile = f
 		case strings.HasSuffix(f.Path, EntitiesSuffix) || f.Path == filepath.ToSlash(opts.EntitiesFile):
-			var m types.EntityMap
-			if err := m.UnmarshalJSON([]byte(f.Content)); err != nil {
-				problems = append(problems, Problem{File: f.Path, Message: "entities: " + err.Error()})
-				continue
-			}
-			for uid, e := range m {
-				if prev, dup := entityFrom[uid]; dup {
-					problems = append(problems, Problem{File: f.Path, Message: fmt.Sprintf("entity %s is also defined in %s", uid, prev)})
-					continue
-				}
-				entityFrom[uid] = f.Path
-				snap.entities[uid] = e
-			}
+			entityFiles = append(entityFiles, f)
 		default:
-			ps, errs := parsePolicies(f, root)
-			problems = append(problems, errs...)
-			for _, p := range ps {
-				if prev, dup := snap.byID[cedar.PolicyID(p.ID)]; dup {
-					problems = append(problems, Problem{File: p.File, Line: p.Line, Column: p.Column,
-						Message: fmt.Sprintf("duplicate policy id %q, first defined at %s:%d:%d", p.ID, prev.File, prev.Line, prev.Column)})
-					continue
-				}
-				snap.byID[cedar.PolicyID(p.ID)] = p
-				snap.Policies = append(snap.Policies, p)
-			}
+			policyFiles = append(policyFiles, f)
 		}
 	}
-	if schemaFile != nil && len(problems) == 0 {
-		problems = append(problems, validatePolicies(schemaFile, snap)...)
+	var rs *resolved.Schema
+	if schemaFile != nil {
+		var p *Problem
+		if rs, p = loadSchema(schemaFile); p != nil {
+			problems = append(problems, *p)
+		}
+	}
+
+	entityFrom := map[types.EntityUID]string{}
+	for _, f := range entityFiles {
+		var m types.EntityMap
+		var err error
+		if rs != nil {
+			var xm xtypes.EntityMap
+			err = xm.UnmarshalJSONWithSchema([]byte(f.Content), rs)
+			m = types.EntityMap(xm)
+		} else {
+			err = m.UnmarshalJSON([]byte(f.Content))
+		}
+		if err != nil {
+			problems = append(problems, Problem{File: f.Path, Message: "entities: " + err.Error()})
+			continue
+		}
+		for uid, e := range m {
+			if prev, dup := entityFrom[uid]; dup {
+				problems = append(problems, Problem{File: f.Path, Message: fmt.Sprintf("entity %s is also defined in %s", uid, prev)})
+				continue
+			}
+			entityFrom[uid] = f.Path
+			snap.entities[uid] = e
+		}
+	}
+
+	for _, f := range policyFiles {
+		ps, errs := parsePolicies(f, root)
+		problems = append(problems, errs...)
+		for _, p := range ps {
+			if prev, dup := snap.byID[cedar.PolicyID(p.ID)]; dup {
+				problems = append(problems, Problem{File: p.File, Line: p.Line, Column: p.Column,
+					Message: fmt.Sprintf("duplicate policy id %q, first defined at %s:%d:%d", p.ID, prev.File, prev.Line, prev.Column)})
+				continue
+			}
+			snap.byID[cedar.PolicyID(p.ID)] = p
+			snap.Policies = append(snap.Policies, p)
+		}
+	}
+	switch opts.Validation {
+	case "", ValidateStrict, ValidatePermissive, ValidateOff:
+	default:
+		return nil, fmt.Errorf("load policies: validation %q: want strict, permissive or off", opts.Validation)
+	}
+	if rs != nil && len(problems) == 0 && opts.Validation != ValidateOff {
+		problems = append(problems, validateAll(rs, opts.Validation, schemaFile.Path, snap)...)
 		snap.Schema = true
 	}
 	if len(problems) > 0 {
@@ -327,25 +377,34 @@ func parsePolicies(f *PolicyFile, root string) ([]*Policy, []Problem) {
 	return out, nil
 }
 
-// validatePolicies checks every policy and the static entities against the
-// schema in strict mode, as the Cedar CLI's validate does by default.
-func validatePolicies(schemaFile *PolicyFile, snap *Snapshot) []Problem {
+// loadSchema parses a schema in Cedar's human format, or its JSON format
+// when the file name ends in .json, and resolves it.
+func loadSchema(f *PolicyFile) (*resolved.Schema, *Problem) {
 	var s schema.Schema
-	s.SetFilename(schemaFile.Path)
+	s.SetFilename(f.Path)
 	var err error
-	if strings.HasSuffix(schemaFile.Path, ".json") {
-		err = s.UnmarshalJSON([]byte(schemaFile.Content))
+	if strings.HasSuffix(f.Path, ".json") {
+		err = s.UnmarshalJSON([]byte(f.Content))
 	} else {
-		err = s.UnmarshalCedar([]byte(schemaFile.Content))
+		err = s.UnmarshalCedar([]byte(f.Content))
 	}
-	if err != nil {
-		return []Problem{{File: schemaFile.Path, Message: "schema: " + err.Error()}}
+	if err == nil {
+		var rs *resolved.Schema
+		if rs, err = s.Resolve(); err == nil {
+			return rs, nil
+		}
 	}
-	resolved, err := s.Resolve()
-	if err != nil {
-		return []Problem{{File: schemaFile.Path, Message: "schema: " + err.Error()}}
+	return nil, &Problem{File: f.Path, Message: "schema: " + err.Error()}
+}
+
+// validateAll checks every policy and the static entities against the
+// schema, in strict mode unless told otherwise, as the Cedar CLI does.
+func validateAll(rs *resolved.Schema, mode Validation, schemaPath string, snap *Snapshot) []Problem {
+	opt := validate.WithStrict()
+	if mode == ValidatePermissive {
+		opt = validate.WithPermissive()
 	}
-	v := validate.New(resolved, validate.WithStrict())
+	v := validate.New(rs, opt)
 	var problems []Problem
 	for _, p := range snap.Policies {
 		if err := v.Policy(p.ID, (*xast.Policy)(p.cedar.AST())); err != nil {
@@ -357,7 +416,7 @@ func validatePolicies(schemaFile *PolicyFile, snap *Snapshot) []Problem {
 	if len(snap.entities) > 0 {
 		if err := v.Entities(snap.entities); err != nil {
 			for _, msg := range splitJoined(err) {
-				problems = append(problems, Problem{File: schemaFile.Path, Message: "entities do not match the schema: " + msg})
+				problems = append(problems, Problem{File: schemaPath, Message: "entities do not match the schema: " + msg})
 			}
 		}
 	}

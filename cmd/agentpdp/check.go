@@ -17,7 +17,7 @@ import (
 type checkCmd struct {
 	policies, entities, schema string
 	cedarSemantics             bool
-	onError                    string
+	onError, validation        string
 	request, requests          string
 }
 
@@ -35,6 +35,7 @@ func newCheckCmd() *cobra.Command {
 	f.StringVar(&c.schema, "schema", "", "schema `file`; policies are validated against it")
 	f.BoolVar(&c.cedarSemantics, "cedar-semantics", false, "plain Cedar: no step-up, erroring policies skipped")
 	f.StringVar(&c.onError, "on-error", "deny", "what an erroring forbid does: deny or skip")
+	f.StringVar(&c.validation, "validation", "strict", "with a schema: strict, permissive, or off (the schema only types entities)")
 	f.StringVar(&c.request, "request", "", "one request as `JSON`")
 	f.StringVar(&c.requests, "requests", "", "`file` of requests, one JSON object per line, or - for standard input")
 	return cmd
@@ -49,7 +50,7 @@ func (c *checkCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 	}
 	engine, err := pdp.NewEngine(pdp.Options{
 		Policies:       c.policies,
-		Load:           pdp.LoadOptions{SchemaFile: c.schema, EntitiesFile: c.entities},
+		Load:           pdp.LoadOptions{SchemaFile: c.schema, EntitiesFile: c.entities, Validation: pdp.Validation(c.validation)},
 		OnError:        pdp.OnError(c.onError),
 		CedarSemantics: c.cedarSemantics,
 	})

@@ -1,0 +1,233 @@
+package pdp_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/agentpdp/agentpdp/pdp"
+)
+
+// Policies for the semantics table: each is switched on by a context flag,
+// so one request can satisfy any combination.
+const semanticsPolicies = `
+@id("hard-permit")
+permit (principal, action, resource) when { context has hp };
+
+@id("step-permit")
+@step_up("a human approves")
+permit (principal, action, resource) when { context has sp };
+
+@id("hard-forbid")
+forbid (principal, action, resource) when { context has hf };
+
+@id("step-forbid")
+@step_up("production change needs approval")
+forbid (principal, action, resource) when { context has sf };
+
+@id("erroring-forbid")
+forbid (principal, action, resource) when { context has ef && context.ef.missing };
+
+@id("erroring-permit")
+permit (principal, action, resource) when { context has ep && context.ep.missing };
+
+@id("second-hard-forbid")
+forbid (principal, action, resource) when { context has hf2 };
+`
+
+func TestEngine_Evaluate(t *testing.T) {
+	tests := []struct {
+		name        string
+		flags       []string
+		onError     pdp.OnError
+		cedar       bool
+		want        string
+		wantReasons []string
+		wantErrors  []string
+	}{
+		{name: "NothingPermits", want: pdp.Deny, wantReasons: []string{}},
+		{name: "HardPermit", flags: []string{"hp"}, want: pdp.Allow, wantReasons: []string{"hard-permit"}},
+		{name: "ForbidWins", flags: []string{"hp", "hf"}, want: pdp.Deny, wantReasons: []string{"hard-forbid"}},
+		{name: "HardForbidBeatsStepUp", flags: []string{"hp", "hf", "sf"}, want: pdp.Deny, wantReasons: []string{"hard-forbid"}},
+		{name: "ReasonsSorted", flags: []string{"hp", "hf2", "hf"}, want: pdp.Deny, wantReasons: []string{"hard-forbid", "second-hard-forbid"}},
+		{name: "StepUpForbid", flags: []string{"hp", "sf"}, want: pdp.StepUp, wantReasons: []string{"step-forbid"}},
+		{name: "StepUpForbidWithoutPermitDenies", flags: []string{"sf"}, want: pdp.Deny, wantReasons: []string{}},
+		{name: "OnlyStepUpPermit", flags: []string{"sp"}, want: pdp.StepUp, wantReasons: []string{"step-permit"}},
+		{name: "HardPermitBeatsStepUpPermit", flags: []string{"sp", "hp"}, want: pdp.Allow, wantReasons: []string{"hard-permit"}},
+		{name: "StepUpForbidOverStepUpPermit", flags: []string{"sp", "sf"}, want: pdp.StepUp, wantReasons: []string{"step-forbid"}},
+		{name: "ErroringForbidFailsClosed", flags: []string{"hp", "ef"}, want: pdp.Deny,
+			wantReasons: []string{"erroring-forbid"}, wantErrors: []string{"erroring-forbid"}},
+		{name: "ErroringForbidSkipped", flags: []string{"hp", "ef"}, onError: pdp.OnErrorSkip, want: pdp.Allow,
+			wantReasons: []string{"hard-permit"}, wantErrors: []string{"erroring-forbid"}},
+		{name: "ErroringPermitIsIgnored", flags: []string{"hp", "ep"}, want: pdp.Allow,
+			wantReasons: []string{"hard-permit"}, wantErrors: []string{"erroring-permit"}},
+		{name: "ErroringPermitAloneDenies", flags: []string{"ep"}, want: pdp.Deny,
+			wantReasons: []string{}, wantErrors: []string{"erroring-permit"}},
+		{name: "ErrorsSorted", flags: []string{"hp", "ep", "ef"}, onError: pdp.OnErrorSkip, want: pdp.Allow,
+			wantReasons: []string{"hard-permit"}, wantErrors: []string{"erroring-forbid", "erroring-permit"}},
+		{name: "CedarSemanticsIgnoreStepUp", flags: []string{"sp"}, cedar: true, want: pdp.Allow, wantReasons: []string{"step-permit"}},
+		{name: "CedarSemanticsStepUpForbidDenies", flags: []string{"hp", "sf"}, cedar: true, want: pdp.Deny, wantReasons: []string{"step-forbid"}},
+		{name: "CedarSemanticsSkipErrors", flags: []string{"hp", "ef"}, cedar: true, want: pdp.Allow,
+			wantReasons: []string{"hard-permit"}, wantErrors: []string{"erroring-forbid"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEngine(t, map[string]string{"p.cedar": semanticsPolicies}, pdp.Options{OnError: tt.onError, CedarSemantics: tt.cedar})
+			ctx := map[string]any{}
+			for _, f := range tt.flags {
+				ctx[f] = true
+			}
+			req := mustRequest(t, `{"principal":"Agent::\"a\"","action":"Action::\"go\"","resource":"Tool::\"t\"","context":`+toJSON(t, ctx)+`}`)
+			d, err := e.Evaluate(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Decision != tt.want {
+				t.Errorf("decision: got %s, want %s", d.Decision, tt.want)
+			}
+			if got := reasonIDs(d.Reasons); !slices.Equal(got, tt.wantReasons) {
+				t.Errorf("reasons: got %v, want %v", got, tt.wantReasons)
+			}
+			want := tt.wantErrors
+			if want == nil {
+				want = []string{}
+			}
+			if got := errorIDs(d.Errors); !slices.Equal(got, want) {
+				t.Errorf("errors: got %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+func TestEngine_ReasonCarriesPositionAndAnnotations(t *testing.T) {
+	e := newEngine(t, map[string]string{"sub/p.cedar": semanticsPolicies}, pdp.Options{})
+	d, err := e.Evaluate(mustRequest(t, `{"principal":"A::\"a\"","action":"B::\"b\"","resource":"C::\"c\"","context":{"hp":1,"sf":1}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Reasons) != 1 {
+		t.Fatalf("reasons: %+v", d.Reasons)
+	}
+	r := d.Reasons[0]
+	if r.Effect != "forbid" || r.Line != 12 || filepathBase(r.File) != "p.cedar" {
+		t.Errorf("reason position: got %+v, want forbid at p.cedar:12", r)
+	}
+	if got := r.Annotations["step_up"]; got != "production change needs approval" {
+		t.Errorf("step_up annotation: got %q", got)
+	}
+}
+
+func filepathBase(p string) string {
+	for i := len(p) - 1; i >= 0; i-- {
+		if p[i] == '/' {
+			return p[i+1:]
+		}
+	}
+	return p
+}
+
+func TestEngine_Guards(t *testing.T) {
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	e := newEngine(t, map[string]string{"p.cedar": `permit (principal, action, resource);`},
+		pdp.Options{Now: func() time.Time { return now }})
+	base := `"principal":"Agent::\"a\"","action":"Action::\"go\"","resource":"Tool::\"t\""`
+	tests := []struct {
+		name, extra, want, reason string
+	}{
+		{"CredentialValid", `"credential":{"id":"jti-1","expires_at":"2026-11-27T10:00:01Z"}`, pdp.Allow, "policy0"},
+		{"CredentialExpired", `"credential":{"id":"jti-1","expires_at":"2026-11-27T09:59:59Z"}`, pdp.Deny, pdp.ReasonCredentialExpired},
+		{"CredentialExpiresNow", `"credential":{"id":"jti-1","expires_at":"2026-11-27T10:00:00Z"}`, pdp.Deny, pdp.ReasonCredentialExpired},
+		{"ApprovalUnknown", `"approval":"0193-not-approved"`, pdp.Deny, pdp.ReasonApprovalInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := e.Evaluate(mustRequest(t, "{"+base+","+tt.extra+"}"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Decision != tt.want {
+				t.Errorf("decision: got %s, want %s", d.Decision, tt.want)
+			}
+			if tt.reason == "policy0" {
+				tt.reason = "p.cedar:0"
+			}
+			if len(d.Reasons) != 1 || d.Reasons[0].Policy != tt.reason {
+				t.Errorf("reasons: got %+v, want %s", d.Reasons, tt.reason)
+			}
+			if tt.want == pdp.Deny && !d.Reasons[0].Builtin {
+				t.Errorf("guard reason not marked builtin: %+v", d.Reasons[0])
+			}
+		})
+	}
+}
+
+func TestEngine_RequestEntitiesWinOverStatic(t *testing.T) {
+	e := newEngine(t, map[string]string{
+		"p.cedar": `permit (principal, action, resource) when { principal.trust == "high" };`,
+		"e.entities.json": `[{"uid":{"type":"Agent","id":"a"},"attrs":{"trust":"low"},"parents":[]},
+		                     {"uid":{"type":"Agent","id":"b"},"attrs":{"trust":"high"},"parents":[]}]`,
+	}, pdp.Options{})
+	tests := []struct{ name, req, want string }{
+		{"Static", `{"principal":"Agent::\"a\"","action":"A::\"x\"","resource":"R::\"r\""}`, pdp.Deny},
+		{"StaticOther", `{"principal":"Agent::\"b\"","action":"A::\"x\"","resource":"R::\"r\""}`, pdp.Allow},
+		{"RequestOverrides", `{"principal":"Agent::\"a\"","action":"A::\"x\"","resource":"R::\"r\"",
+			"entities":[{"uid":"Agent::\"a\"","attrs":{"trust":"high"}}]}`, pdp.Allow},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := e.Evaluate(mustRequest(t, tt.req))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Decision != tt.want {
+				t.Errorf("got %s, want %s", d.Decision, tt.want)
+			}
+		})
+	}
+	// The request's entity must not leak into the static set.
+	d, _ := e.Evaluate(mustRequest(t, tests[0].req))
+	if d.Decision != pdp.Deny {
+		t.Errorf("request entity leaked into later requests: got %s", d.Decision)
+	}
+}
+
+func TestEngine_DefaultPolicyPack(t *testing.T) {
+	e, err := pdp.NewEngine(pdp.Options{Policies: "../policies"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Reload(t.Context(), "test"); err != nil {
+		t.Fatalf("the default pack does not load: %v", err)
+	}
+	if !e.Snapshot().Schema {
+		t.Fatal("the default pack was not validated against its schema")
+	}
+	req := func(agent, tool, ctx string) string {
+		return `{"principal":"Agent::\"` + agent + `\"","action":"Action::\"invoke_tool\"","resource":"Tool::\"` + tool + `\"","context":` + ctx + `}`
+	}
+	tests := []struct{ name, req, want, reason string }{
+		{"ReadOwnTeamTool", req("billing-bot", "sql.query", "{}"), pdp.Allow, "agents-may-invoke-tools"},
+		{"ProductionWriteSteps", req("deploy-bot", "k8s.apply", "{}"), pdp.StepUp, "prod-writes-need-approval"},
+		{"StagingWriteAllowed", req("deploy-bot", "k8s.apply-staging", "{}"), pdp.Allow, "agents-may-invoke-tools"},
+		{"RestrictedWithoutTicket", req("billing-bot", "invoices.export", "{}"), pdp.Deny, "restricted-data-needs-ticket"},
+		{"RestrictedWithTicket", req("billing-bot", "invoices.export", `{"ticket":"INC-42"}`), pdp.Allow, "agents-may-invoke-tools"},
+		{"RestrictedWithWrongTicket", req("billing-bot", "invoices.export", `{"ticket":"JIRA-1"}`), pdp.Deny, "restricted-data-needs-ticket"},
+		{"OtherTeamsTool", req("billing-bot", "k8s.apply", "{}"), pdp.Deny, "other-teams-tools"},
+		{"SharedTool", req("billing-bot", "web.search", "{}"), pdp.Allow, "agents-may-invoke-tools"},
+		{"LowTrustSteps", req("intern-bot", "web.search", "{}"), pdp.StepUp, "low-trust-agents-need-approval"},
+		{"Untrusted", req("scraper", "web.search", "{}"), pdp.Deny, "untrusted-agents"},
+		// An unknown agent has no trust attribute: the forbid that reads it errors, and fails closed.
+		{"UnknownAgentFailsClosed", req("nobody", "web.search", "{}"), pdp.Deny, "untrusted-agents"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := e.Evaluate(mustRequest(t, tt.req))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Decision != tt.want || len(d.Reasons) == 0 || d.Reasons[0].Policy != tt.reason {
+				t.Errorf("got %s %v, want %s [%s]", d.Decision, reasonIDs(d.Reasons), tt.want, tt.reason)
+			}
+		})
+	}
+}

@@ -1,0 +1,75 @@
+package pdp_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/agentpdp/agentpdp/pdp"
+)
+
+// writeFiles writes name → content under dir, creating subdirectories.
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// newEngine loads files into a fresh directory and an engine without a log.
+func newEngine(t *testing.T, files map[string]string, opts pdp.Options) *pdp.Engine {
+	t.Helper()
+	dir := t.TempDir()
+	writeFiles(t, dir, files)
+	opts.Policies = dir
+	e, err := pdp.NewEngine(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Reload(t.Context(), "test"); err != nil {
+		t.Fatalf("load policies: %v", err)
+	}
+	return e
+}
+
+// mustRequest decodes a request as the server would.
+func mustRequest(t *testing.T, s string) *pdp.Request {
+	t.Helper()
+	r, err := pdp.DecodeRequest([]byte(s))
+	if err != nil {
+		t.Fatalf("decode %s: %v", s, err)
+	}
+	return r
+}
+
+func reasonIDs(rs []pdp.Reason) []string {
+	out := []string{}
+	for _, r := range rs {
+		out = append(out, r.Policy)
+	}
+	return out
+}
+
+func errorIDs(es []pdp.EvalError) []string {
+	out := []string{}
+	for _, e := range es {
+		out = append(out, e.Policy)
+	}
+	return out
+}
+
+func toJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
