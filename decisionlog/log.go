@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -55,6 +56,20 @@ type Log struct {
 	// Owned by the writer goroutine after Open returns.
 	seq  int64
 	head []byte
+
+	commits, committed, failures atomic.Uint64
+}
+
+// WriterStats counts the writer's work since Open.
+type WriterStats struct {
+	Commits  uint64 `json:"commits"`  // transactions committed
+	Entries  uint64 `json:"entries"`  // entries they held
+	Failures uint64 `json:"failures"` // batches that failed and were rolled back
+}
+
+// WriterStats reports commits so far; Entries/Commits is the mean group size.
+func (l *Log) WriterStats() WriterStats {
+	return WriterStats{Commits: l.commits.Load(), Entries: l.committed.Load(), Failures: l.failures.Load()}
 }
 
 type appendReq struct {
@@ -254,6 +269,7 @@ func (l *Log) commit(batch []*appendReq) (err error) {
 	}
 	stmt := tx.StmtContext(ctx, l.insert)
 	seq, prev := l.seq, l.head
+	first := seq
 	for _, r := range batch {
 		for _, e := range r.entries {
 			seq++
@@ -270,10 +286,13 @@ func (l *Log) commit(batch []*appendReq) (err error) {
 		return l.failed(fmt.Errorf("append: commit: %w", err))
 	}
 	l.seq, l.head = seq, prev
+	l.commits.Add(1)
+	l.committed.Add(uint64(seq - first))
 	return nil
 }
 
 func (l *Log) failed(err error) error {
+	l.failures.Add(1)
 	if herr := l.loadHead(context.Background()); herr != nil {
 		return errors.Join(err, herr)
 	}

@@ -197,3 +197,23 @@ func scanEntry(s scanner) (*Entry, error) {
 	e.Body = []byte(body)
 	return &e, nil
 }
+
+// Scan calls fn for every entry with seq ≥ from, in seq order, holding one
+// row in memory at a time. fn's error stops the scan and is returned.
+func (r *Reader) Scan(ctx context.Context, from int64, fn func(*Entry) error) error {
+	rows, err := r.db.QueryContext(ctx, `SELECT seq, kind, time, body, hash FROM log WHERE seq >= ? ORDER BY seq`, from)
+	if err != nil {
+		return fmt.Errorf("scan decision log: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return fmt.Errorf("scan decision log: %w", err)
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}

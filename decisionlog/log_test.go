@@ -1,0 +1,270 @@
+package decisionlog_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3"
+
+	"github.com/agentpdp/agentpdp/decisionlog"
+)
+
+func open(t *testing.T, path string, opts decisionlog.Options) *decisionlog.Log {
+	t.Helper()
+	l, err := decisionlog.Open(t.Context(), path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close(context.Background()) })
+	return l
+}
+
+func decision(id, principal, decision string) *decisionlog.Entry {
+	body := fmt.Sprintf(`{"decision_id":%q,"decision":%q,"principal":%q,"request":{"principal":{"type":"Agent","id":%q},"session_id":"s-1"}}`,
+		id, decision, `Agent::"`+principal+`"`, principal)
+	return &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: time.Now(), Body: json.RawMessage(body)}
+}
+
+// verifyChain recomputes every row's hash from the file, as log verify will.
+func verifyChain(t *testing.T, path string) int64 {
+	t.Helper()
+	r, err := decisionlog.OpenReader(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var prev []byte
+	var n int64
+	err = r.Scan(t.Context(), 1, func(e *decisionlog.Entry) error {
+		n++
+		if e.Seq != n {
+			return fmt.Errorf("seq %d follows %d", e.Seq, n-1)
+		}
+		if got := decisionlog.ChainHash(prev, e); !bytes.Equal(got, e.Hash) {
+			return fmt.Errorf("seq %d: hash does not chain", e.Seq)
+		}
+		prev = e.Hash
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestLog_AppendChainsAndPersists(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d.db")
+	l := open(t, path, decisionlog.Options{})
+	a, b := decision("d-1", "a", "allow"), decision("d-2", "b", "deny")
+	if err := l.Append(t.Context(), a, b); err != nil {
+		t.Fatal(err)
+	}
+	if a.Seq != 1 || b.Seq != 2 || len(a.Hash) != 32 {
+		t.Fatalf("seqs %d, %d", a.Seq, b.Seq)
+	}
+	if err := l.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Append(t.Context(), decision("d-3", "a", "allow")); !errors.Is(err, decisionlog.ErrClosed) {
+		t.Errorf("append after close: got %v, want ErrClosed", err)
+	}
+
+	// Reopened, the chain continues from the last row on disk.
+	l2 := open(t, path, decisionlog.Options{})
+	c := decision("d-3", "a", "allow")
+	if err := l2.Append(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Seq != 3 {
+		t.Errorf("seq after reopen: %d", c.Seq)
+	}
+	if n := verifyChain(t, path); n != 3 {
+		t.Errorf("chain has %d rows", n)
+	}
+	if l2.Origin() == "" {
+		t.Error("no origin")
+	}
+}
+
+func TestLog_ConcurrentAppendsShareCommits(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d.db")
+	l := open(t, path, decisionlog.Options{MaxBatch: 64})
+	const writers, each = 32, 50
+	var wg sync.WaitGroup
+	seqs := make(chan int64, writers*each)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				e := decision(fmt.Sprintf("d-%d-%d", w, i), fmt.Sprintf("agent-%d", w), "allow")
+				if err := l.Append(t.Context(), e); err != nil {
+					t.Error(err)
+					return
+				}
+				seqs <- e.Seq
+			}
+		})
+	}
+	wg.Wait()
+	close(seqs)
+	seen := map[int64]bool{}
+	for s := range seqs {
+		if seen[s] {
+			t.Fatalf("seq %d given twice", s)
+		}
+		seen[s] = true
+	}
+	if len(seen) != writers*each {
+		t.Fatalf("%d seqs for %d appends", len(seen), writers*each)
+	}
+	if n := verifyChain(t, path); n != writers*each {
+		t.Errorf("chain has %d rows, want %d", n, writers*each)
+	}
+	// 32 writers waiting on fsync: commits must have carried several each.
+	st := l.WriterStats()
+	if st.Entries != writers*each || st.Commits >= st.Entries {
+		t.Errorf("no group commit: %d entries in %d commits", st.Entries, st.Commits)
+	}
+	t.Logf("%d entries in %d commits", st.Entries, st.Commits)
+}
+
+func TestLog_AppendOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d.db")
+	l := open(t, path, decisionlog.Options{})
+	if err := l.Append(t.Context(), decision("d-1", "a", "allow")); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, stmt := range []string{`UPDATE log SET body = '{}' WHERE seq = 1`, `DELETE FROM log WHERE seq = 1`} {
+		if _, err := db.Exec(stmt); err == nil {
+			t.Errorf("%s: allowed", stmt)
+		}
+	}
+}
+
+func TestLog_FileMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d.db")
+	l := open(t, path, decisionlog.Options{})
+	if err := l.Append(t.Context(), decision("d-1", "a", "allow")); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + "-wal"} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %#o, want 0600", p, st.Mode().Perm())
+		}
+	}
+}
+
+func TestLog_FailedCommitKeepsChain(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d.db")
+	l := open(t, path, decisionlog.Options{})
+	if err := l.Append(t.Context(), decision("d-1", "a", "allow")); err != nil {
+		t.Fatal(err)
+	}
+	// A body SQLite refuses fails the whole batch: nothing of it is written.
+	bad := &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: time.Now(), Body: json.RawMessage(`{"decision_id": not json`)}
+	good := decision("d-2", "a", "allow")
+	if err := l.Append(t.Context(), good, bad); err == nil {
+		t.Fatal("malformed body accepted")
+	}
+	if _, err := l.Decision(t.Context(), "d-2"); !errors.Is(err, decisionlog.ErrNotFound) {
+		t.Errorf("half a failed batch was written: %v", err)
+	}
+	next := decision("d-3", "a", "allow")
+	if err := l.Append(t.Context(), next); err != nil {
+		t.Fatal(err)
+	}
+	if next.Seq != 2 {
+		t.Errorf("seq after a failed batch: %d, want 2", next.Seq)
+	}
+	verifyChain(t, path)
+}
+
+func TestReader_Query(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d.db")
+	l := open(t, path, decisionlog.Options{})
+	for i, p := range []string{"a", "b", "a", "c", "a"} {
+		dec := "allow"
+		if i%2 == 1 {
+			dec = "deny"
+		}
+		if err := l.Append(t.Context(), decision(fmt.Sprintf("d-%d", i), p, dec)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := decisionlog.OpenReader(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	tests := []struct {
+		name string
+		f    decisionlog.Filter
+		want []int64
+	}{
+		{"All", decisionlog.Filter{}, []int64{5, 4, 3, 2, 1}},
+		{"PrincipalCedarForm", decisionlog.Filter{Principal: `Agent::"a"`}, []int64{5, 3, 1}},
+		{"PrincipalBareID", decisionlog.Filter{Principal: "a"}, []int64{5, 3, 1}},
+		{"Decision", decisionlog.Filter{Decision: "deny"}, []int64{4, 2}},
+		{"Limit", decisionlog.Filter{Limit: 2}, []int64{5, 4}},
+		{"BeforeSeq", decisionlog.Filter{BeforeSeq: 3, Limit: 1}, []int64{2}},
+		{"DecisionID", decisionlog.Filter{DecisionID: "d-3"}, []int64{4}},
+		{"Session", decisionlog.Filter{SessionID: "s-1", Decision: "allow"}, []int64{5, 3, 1}},
+		{"Future", decisionlog.Filter{Since: time.Now().Add(time.Hour)}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			es, err := r.Query(t.Context(), tt.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []int64
+			for _, e := range es {
+				got = append(got, e.Seq)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+	st, err := r.Stats(t.Context())
+	if err != nil || st.LastSeq != 5 || st.Rows != 5 {
+		t.Errorf("stats: %+v %v", st, err)
+	}
+	// Read-only really is read-only.
+	if _, err := decisionlog.OpenReader(filepath.Join(t.TempDir(), "missing.db")); err == nil {
+		t.Error("opened a log that does not exist")
+	}
+}
+
+func TestEntry_MarshalJSONIsFlat(t *testing.T) {
+	e := decision("d-1", "a", "allow")
+	e.Seq, e.Hash = 7, []byte{0xab}
+	b, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m["seq"] != 7.0 || m["kind"] != "decision" || m["hash"] != "ab" || m["decision_id"] != "d-1" || m["decision"] != "allow" {
+		t.Errorf("flat entry: %s", b)
+	}
+}
