@@ -48,6 +48,11 @@ func (c *checkCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 	if (c.request == "") == (c.requests == "") {
 		return usagef("check: give exactly one of --request or --requests")
 	}
+	switch pdp.Validation(c.validation) {
+	case pdp.ValidateStrict, pdp.ValidatePermissive, pdp.ValidateOff:
+	default:
+		return usagef("check: --validation %q: want strict, permissive or off", c.validation)
+	}
 	engine, err := pdp.NewEngine(pdp.Options{
 		Policies:       c.policies,
 		Load:           pdp.LoadOptions{SchemaFile: c.schema, EntitiesFile: c.entities, Validation: pdp.Validation(c.validation)},

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -77,13 +79,20 @@ func LoadConfig(path string) (Config, error) {
 			return c, fmt.Errorf("config %s: key %q is not implemented in this version of agentpdp", path, k)
 		}
 	}
-	if err := yaml.NewDecoder(bytes.NewReader(b), yaml.DisallowUnknownField()).Decode(&c); err != nil && !isEmptyDoc(err) {
+	// The YAML library reports a bad duration without its key; name it.
+	for _, d := range [][2]string{{"reload", "debounce"}, {"commit", "max_wait"}} {
+		section, _ := top[d[0]].(map[string]any)
+		if v, ok := section[d[1]].(string); ok {
+			if _, err := time.ParseDuration(v); err != nil {
+				return c, fmt.Errorf("config %s: %s.%s: %q is not a duration (want e.g. 100ms, 2s)", path, d[0], d[1], v)
+			}
+		}
+	}
+	if err := yaml.NewDecoder(bytes.NewReader(b), yaml.DisallowUnknownField()).Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return c, fmt.Errorf("config %s: %s", path, yaml.FormatError(err, false, true))
 	}
 	return c, nil
 }
-
-func isEmptyDoc(err error) bool { return err != nil && err.Error() == "EOF" }
 
 // Validate checks values, naming the key at fault.
 func (c Config) Validate() error {

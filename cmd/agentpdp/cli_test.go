@@ -1,0 +1,274 @@
+package main
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const billingRead = `{"principal":"Agent::\"billing-bot\"","action":"Action::\"invoke_tool\"","resource":"Tool::\"sql.query\""}`
+
+func TestCLI_UsageErrorsExit2(t *testing.T) {
+	tests := [][]string{
+		{},
+		{"nonsense"},
+		{"serve", "--no-such-flag"},
+		{"serve", "extra-arg"},
+		{"check", "--request", billingRead},
+		{"check", "--policies", "../../policies"},
+		{"check", "--policies", "../../policies", "--request", "{}", "--requests", "-"},
+		{"validate"},
+		{"log"},
+		{"log", "query", "--limit", "many"},
+		{"log", "query", "--since", "yesterday"},
+	}
+	for _, args := range tests {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			code, _, stderr := runCLI(t, args...)
+			if code != exitUsage || !strings.Contains(stderr, "agentpdp") {
+				t.Errorf("got exit %d %q, want 2 with a message", code, stderr)
+			}
+		})
+	}
+}
+
+func TestCLI_Check(t *testing.T) {
+	code, out, stderr := runCLI(t, "check", "--policies", "../../policies", "--request", billingRead)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var d struct {
+		Decision   string `json:"decision"`
+		DecisionID string `json:"decision_id"`
+		Seq        int64  `json:"seq"`
+		Reasons    []struct {
+			Policy string `json:"policy"`
+			File   string `json:"file"`
+			Line   int    `json:"line"`
+		} `json:"reasons"`
+	}
+	if err := json.Unmarshal([]byte(out), &d); err != nil {
+		t.Fatalf("%s: %v", out, err)
+	}
+	if d.Decision != "allow" || d.Reasons[0].Policy != "agents-may-invoke-tools" || !strings.HasSuffix(d.Reasons[0].File, "agents.cedar") || d.Reasons[0].Line == 0 {
+		t.Errorf("decision: %s", out)
+	}
+	if d.DecisionID != "" || d.Seq != 0 {
+		t.Errorf("check logs nothing, so it has no id or seq: %s", out)
+	}
+}
+
+func TestCLI_CheckRequestsFile(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "reqs.jsonl")
+	lines := []string{
+		billingRead,
+		`{"principal":"Agent::\"deploy-bot\"","action":"Action::\"invoke_tool\"","resource":"Tool::\"k8s.apply\""}`,
+		`{"principal":"Agent::billing-bot"}`,
+		``,
+		`{"principal":"Agent::\"scraper\"","action":"Action::\"invoke_tool\"","resource":"Tool::\"web.search\""}`,
+	}
+	if err := os.WriteFile(f, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runCLI(t, "check", "--policies", "../../policies", "--requests", f)
+	if code != exitFail {
+		t.Errorf("a bad line must fail the run: exit %d", code)
+	}
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatal(err)
+		}
+		if d, ok := m["decision"].(string); ok {
+			got = append(got, d)
+		} else {
+			got = append(got, "error@"+strings.Split(m["error"].(string), ":")[0]+"@line"+string(rune('0'+int(m["line"].(float64)))))
+		}
+	}
+	want := []string{"allow", "step_up", "error@bad request@line3", "deny"}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+func TestCLI_Validate(t *testing.T) {
+	code, out, _ := runCLI(t, "validate", "--policies", "../../policies")
+	if code != 0 || !strings.Contains(out, "validated against the schema") {
+		t.Errorf("default pack: exit %d %s", code, out)
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.cedar"), []byte("permit (principal, action, resource);\nforbid (principal action, resource);"), 0o644)
+	os.WriteFile(filepath.Join(dir, "s.cedarschema"), []byte("entity A;"), 0o644)
+	code, _, stderr := runCLI(t, "validate", "--policies", dir)
+	if code != exitFail || !strings.Contains(stderr, filepath.ToSlash(dir)+"/a.cedar:2:") {
+		t.Errorf("got exit %d %q, want 1 with file:line:col", code, stderr)
+	}
+	code, out, _ = runCLI(t, "validate", "--policies", dir, "--json")
+	var p struct {
+		File string `json:"file"`
+		Line int    `json:"line"`
+	}
+	if code != exitFail || json.Unmarshal([]byte(strings.Split(out, "\n")[0]), &p) != nil || p.Line != 2 {
+		t.Errorf("--json: exit %d %s", code, out)
+	}
+}
+
+func TestCLI_Config(t *testing.T) {
+	dir := t.TempDir()
+	write := func(s string) string {
+		p := filepath.Join(dir, "c.yaml")
+		os.WriteFile(p, []byte(s), 0o644)
+		return p
+	}
+	tests := []struct{ yaml, says string }{
+		{"polices: ./p\n", `"polices"`},
+		{"durability: maybe\n", "durability"},
+		{"on_error: ignore\n", "on_error"},
+		{"sinks:\n  - {name: x, type: file, path: y}\n", `"sinks" is not implemented`},
+		{"socket: ./s\nadmin_socket: ./s\n", "admin_socket"},
+		{"reload: {debounce: soon}\n", "debounce"},
+	}
+	for _, tt := range tests {
+		code, _, stderr := runCLI(t, "serve", "--config", write(tt.yaml))
+		if code != exitFail || !strings.Contains(stderr, tt.says) {
+			t.Errorf("%q: got exit %d %q, want 1 naming %s", tt.yaml, code, stderr, tt.says)
+		}
+	}
+	c, err := LoadConfig(write("policies: /etc/p\nreload: {debounce: 250ms}\ncommit: {max_batch: 64}\n"))
+	if err != nil || c.Policies != "/etc/p" || c.Reload.Debounce.Milliseconds() != 250 || c.Commit.MaxBatch != 64 || c.DB != DefaultConfig().DB {
+		t.Errorf("config: %+v %v", c, err)
+	}
+	if _, err := LoadConfig(write("")); err != nil {
+		t.Errorf("an empty file is all defaults: %v", err)
+	}
+}
+
+func TestCLI_LogQuery(t *testing.T) {
+	d := newDaemonDir(t)
+	d.start()
+	answered := load(t, d.sock(), 1, stopAfter(20))
+	if len(answered) == 0 {
+		t.Fatal("nothing answered")
+	}
+	code, out, stderr := runCLI(t, "log", "query", "--db", d.db(), "--principal", "scraper", "--decision", "deny", "--since", "1h")
+	if code != 0 {
+		t.Fatalf("exit %d %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if !strings.HasPrefix(lines[0], "SEQ") || len(lines) < 2 {
+		t.Fatalf("table: %s", out)
+	}
+	for _, l := range lines[1:] {
+		if !strings.Contains(l, `Agent::"scraper"`) || !strings.Contains(l, "deny") || !strings.Contains(l, "untrusted-agents") {
+			t.Errorf("row does not match the filter: %s", l)
+		}
+	}
+	id := answered[0].DecisionID
+	code, out, _ = runCLI(t, "log", "query", "--db", d.db(), "--decision", id, "--json")
+	var row map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &row) != nil || row["decision_id"] != id || row["peer"] == nil {
+		t.Errorf("by id: exit %d %s", code, out)
+	}
+}
+
+// stopAfter closes its channel after n polls, bounding a load run.
+func stopAfter(n int) <-chan struct{} {
+	ch := make(chan struct{})
+	go func() {
+		for range n {
+			timeSleep()
+		}
+		close(ch)
+	}()
+	return ch
+}
+
+// TestCLI_CheckCedarSemanticsOnCorpus runs check --cedar-semantics, the
+// command users run, on a sample of the Cedar corpus.
+func TestCLI_CheckCedarSemanticsOnCorpus(t *testing.T) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/cedar-policy/cedar-go").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(filepath.Join(strings.TrimSpace(string(out)), "corpus-tests.tar.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gz, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	tr := tar.NewReader(gz)
+	for h, err := tr.Next(); err == nil; h, err = tr.Next() {
+		if b, err := io.ReadAll(tr); err == nil {
+			files[h.Name] = b
+		}
+	}
+	var names []string
+	for n := range files {
+		if strings.HasSuffix(n, ".json") && !strings.HasSuffix(n, ".entities.json") {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	checked := 0
+	for i := 0; i < len(names); i += len(names) / 40 {
+		var tc struct {
+			Policies, Entities, Schema string
+			ShouldValidate             bool
+			Requests                   []struct {
+				Principal, Action, Resource, Context json.RawMessage
+				Decision                             string
+			}
+		}
+		if err := json.Unmarshal(files[names[i]], &tc); err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "policy.cedar"), files[tc.Policies], 0o644)
+		ents := filepath.Join(t.TempDir(), "e.json")
+		os.WriteFile(ents, files[tc.Entities], 0o644)
+		schema := filepath.Join(t.TempDir(), "s.cedarschema")
+		os.WriteFile(schema, files[tc.Schema], 0o644)
+		var reqs []string
+		for _, r := range tc.Requests {
+			// Marshal compacts the pretty-printed corpus into one line.
+			b, err := json.Marshal(map[string]json.RawMessage{"principal": r.Principal, "action": r.Action, "resource": r.Resource, "context": r.Context})
+			if err != nil {
+				t.Fatal(err)
+			}
+			reqs = append(reqs, string(b))
+		}
+		rf := filepath.Join(t.TempDir(), "r.jsonl")
+		os.WriteFile(rf, []byte(strings.Join(reqs, "\n")), 0o644)
+		validation := "strict"
+		if !tc.ShouldValidate {
+			validation = "off"
+		}
+		code, out, stderr := runCLI(t, "check", "--cedar-semantics", "--policies", dir, "--entities", ents, "--schema", schema, "--validation", validation, "--requests", rf)
+		if code != 0 {
+			t.Fatalf("%s: exit %d %s\n%s", names[i], code, stderr, out)
+		}
+		for j, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			var d struct{ Decision string }
+			json.Unmarshal([]byte(line), &d)
+			if d.Decision != tc.Requests[j].Decision {
+				t.Errorf("%s request %d: got %s, Cedar says %s", names[i], j, d.Decision, tc.Requests[j].Decision)
+			}
+			checked++
+		}
+	}
+	if checked < 100 {
+		t.Errorf("only %d requests checked", checked)
+	}
+}

@@ -1,0 +1,310 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/client"
+)
+
+// TestMain lets a test re-exec its own binary as the agentpdp command, so
+// cross-process tests run the real daemon without building it separately.
+func TestMain(m *testing.M) {
+	if os.Getenv("AGENTPDP_TEST_MAIN") == "1" {
+		ctx, stop := signalContext()
+		code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+// runCLI runs the command in-process.
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(t.Context(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// daemon is agentpdp serve running as a child process.
+type daemon struct {
+	t      *testing.T
+	dir    string
+	config string
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+	done   chan error
+}
+
+// newDaemonDir lays out a config serving a copy of the default pack. Paths
+// are short: sockets must fit sun_path.
+func newDaemonDir(t *testing.T) *daemon {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "apdp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.CopyFS(filepath.Join(dir, "policies"), os.DirFS("../../policies")); err != nil {
+		t.Fatal(err)
+	}
+	config := filepath.Join(dir, "agentpdp.yaml")
+	yaml := fmt.Sprintf("policies: %[1]s/policies\ndb: %[1]s/var/decisions.db\nsocket: %[1]s/var/a.sock\nadmin_socket: %[1]s/var/admin.sock\nprompt_key: %[1]s/var/prompt.key\nlog: {level: debug}\n", dir)
+	if err := os.WriteFile(config, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return &daemon{t: t, dir: dir, config: config}
+}
+
+func (d *daemon) sock() string  { return filepath.Join(d.dir, "var", "a.sock") }
+func (d *daemon) asock() string { return filepath.Join(d.dir, "var", "admin.sock") }
+func (d *daemon) db() string    { return filepath.Join(d.dir, "var", "decisions.db") }
+
+func (d *daemon) start() {
+	d.t.Helper()
+	d.cmd = exec.Command(os.Args[0], "serve", "--config", d.config)
+	d.cmd.Env = append(os.Environ(), "AGENTPDP_TEST_MAIN=1")
+	d.stderr = &bytes.Buffer{}
+	d.cmd.Stderr = &lockedWriter{w: d.stderr}
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	cmd, done := d.cmd, make(chan error, 1)
+	d.done = done
+	exited := make(chan struct{})
+	go func() {
+		done <- cmd.Wait()
+		close(exited)
+	}()
+	d.t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if c, err := net.Dial("unix", d.sock()); err == nil {
+			c.Close()
+			return
+		}
+		select {
+		case err := <-d.done:
+			d.t.Fatalf("daemon exited: %v\n%s", err, d.stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("daemon did not listen:\n%s", d.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+var tools = []string{"sql.query", "k8s.apply", "invoices.export", "web.search", "k8s.apply-staging"}
+var agents = []string{"billing-bot", "deploy-bot", "intern-bot", "scraper"}
+
+// load runs clients against the daemon until stop is closed or the daemon
+// stops answering, and returns every decision it was answered.
+func load(t *testing.T, sock string, clients int, stop <-chan struct{}) []*pdp.Decision {
+	var mu sync.Mutex
+	var answered []*pdp.Decision
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Go(func() {
+			cl := client.New(sock)
+			defer cl.Close()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				req := &pdp.Request{
+					Principal: pdp.EntityRef{Type: "Agent", ID: agents[(c+i)%len(agents)]},
+					Action:    pdp.EntityRef{Type: "Action", ID: "invoke_tool"},
+					Resource:  pdp.EntityRef{Type: "Tool", ID: tools[i%len(tools)]},
+					SessionID: fmt.Sprintf("s-%d", c),
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				d, err := cl.Authorize(ctx, req)
+				cancel()
+				if err != nil {
+					return // the daemon is gone; what it answered is what counts
+				}
+				mu.Lock()
+				answered = append(answered, d)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return answered
+}
+
+// checkLogged opens the log read-only and checks every answered decision is
+// in it, with the seq and decision it was answered with.
+func checkLogged(t *testing.T, db string, answered []*pdp.Decision) {
+	t.Helper()
+	code, out, errOut := runCLI(t, "log", "query", "--db", db, "--limit", "10000", "--json")
+	if code != 0 {
+		t.Fatalf("log query: %d %s", code, errOut)
+	}
+	logged := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var row struct {
+			Seq        int64  `json:"seq"`
+			DecisionID string `json:"decision_id"`
+			Decision   string `json:"decision"`
+		}
+		if err := jsonUnmarshal(line, &row); err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		logged[row.DecisionID] = fmt.Sprintf("%d %s", row.Seq, row.Decision)
+	}
+	for _, d := range answered {
+		if got, want := logged[d.DecisionID], fmt.Sprintf("%d %s", d.Seq, d.Decision); got != want {
+			t.Errorf("answered %s as %q, log has %q", d.DecisionID, want, got)
+		}
+	}
+}
+
+func TestServe_KillNineLosesNothingAnswered(t *testing.T) {
+	d := newDaemonDir(t)
+	d.start()
+	stop := make(chan struct{})
+	var answered []*pdp.Decision
+	done := make(chan struct{})
+	go func() {
+		answered = load(t, d.sock(), 16, stop)
+		close(done)
+	}()
+	time.Sleep(700 * time.Millisecond)
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-d.done
+	close(stop)
+	<-done
+	if len(answered) < 50 {
+		t.Fatalf("only %d decisions answered before the kill:\n%s", len(answered), d.stderr)
+	}
+	t.Logf("%d decisions answered before SIGKILL", len(answered))
+
+	// Restart on the same files: stale sockets are replaced, the log reopens.
+	d.start()
+	checkLogged(t, d.db(), answered)
+	checkChain(t, d.db())
+	after, err := client.New(d.sock()).Authorize(t.Context(), &pdp.Request{
+		Principal: pdp.EntityRef{Type: "Agent", ID: "billing-bot"}, Action: pdp.EntityRef{Type: "Action", ID: "invoke_tool"},
+		Resource: pdp.EntityRef{Type: "Tool", ID: "sql.query"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var maxSeq int64
+	for _, a := range answered {
+		maxSeq = max(maxSeq, a.Seq)
+	}
+	if after.Seq <= maxSeq {
+		t.Errorf("seq after restart %d does not follow %d", after.Seq, maxSeq)
+	}
+}
+
+func TestServe_SigtermDrainsAndExits(t *testing.T) {
+	d := newDaemonDir(t)
+	d.start()
+	stop := make(chan struct{})
+	var answered []*pdp.Decision
+	done := make(chan struct{})
+	go func() {
+		answered = load(t, d.sock(), 8, stop)
+		close(done)
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-d.done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, d.stderr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+	close(stop)
+	<-done
+	for _, p := range []string{d.sock(), d.asock()} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("socket %s left behind", p)
+		}
+	}
+	if len(answered) == 0 {
+		t.Fatal("nothing answered")
+	}
+	checkLogged(t, d.db(), answered)
+	if !strings.Contains(d.stderr.String(), "agentpdp stopped") {
+		t.Errorf("no clean stop in the log:\n%s", d.stderr)
+	}
+}
+
+func TestServe_SighupReloads(t *testing.T) {
+	d := newDaemonDir(t)
+	d.start()
+	cl := client.New(d.sock())
+	before, err := cl.Health(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Append a policy, then ask for a reload by signal.
+	f, err := os.OpenFile(filepath.Join(d.dir, "policies", "agents.cedar"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(f, "\n// touched by the test")
+	f.Close()
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		after, err := cl.Health(t.Context())
+		if err == nil && after != before {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("version still %s:\n%s", before, d.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestServe_RefusesBrokenPolicies(t *testing.T) {
+	d := newDaemonDir(t)
+	if err := os.WriteFile(filepath.Join(d.dir, "policies", "broken.cedar"), []byte("permit (principal,"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, "serve", "--config", d.config)
+	if code != exitFail || !strings.Contains(stderr, "broken.cedar:1") {
+		t.Errorf("got %d %q, want exit 1 naming broken.cedar:1", code, stderr)
+	}
+}
