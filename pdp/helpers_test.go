@@ -10,7 +10,7 @@ import (
 )
 
 // writeFiles writes name → content under dir, creating subdirectories.
-func writeFiles(t *testing.T, dir string, files map[string]string) {
+func writeFiles(t testing.TB, dir string, files map[string]string) {
 	t.Helper()
 	for name, content := range files {
 		p := filepath.Join(dir, name)

@@ -3,6 +3,7 @@ package pdp_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -193,5 +194,19 @@ func TestDecide_RecordHoldsTheAuditFields(t *testing.T) {
 	}
 	if rec.EvalNanos <= 0 {
 		t.Errorf("eval_ns: %d", rec.EvalNanos)
+	}
+}
+
+func TestNormalize_StringsAsEncodingJSON(t *testing.T) {
+	log := openLog(t)
+	e := newEngine(t, map[string]string{"p.cedar": `permit (principal, action, resource);`}, pdp.Options{Recorder: log, Prompt: pdp.PromptDrop})
+	strs := []string{"plain", `q"uote`, `back\slash`, "<html>&", "tab\there", "é ü 😀", "\u2028", ""}
+	ctx := map[string]string{}
+	for i, s := range strs {
+		ctx[fmt.Sprintf("k%d", i)] = s
+	}
+	_, rec := decideLogged(t, e, log, `{`+okRefs+`,"context":`+toJSON(t, ctx)+`}`)
+	if got, want := string(rec.Request.Context), toJSON(t, ctx); got != want {
+		t.Errorf("logged context differs from encoding/json:\n got %s\nwant %s", got, want)
 	}
 }

@@ -30,13 +30,23 @@ type testDaemon struct {
 // test ends. Socket paths are kept short: sun_path holds 108 bytes.
 func serve(t *testing.T, files map[string]string) *testDaemon {
 	t.Helper()
+	return serveWith(t, files, decisionlog.DurabilityFull)
+}
+
+func serveB(b *testing.B, policies string, durability decisionlog.Durability) *testDaemon {
+	b.Helper()
+	return serveWith(b, map[string]string{"bench.cedar": policies}, durability)
+}
+
+func serveWith(t testing.TB, files map[string]string, durability decisionlog.Durability) *testDaemon {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "apdp")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	writeFiles(t, filepath.Join(dir, "policies"), files)
-	log, err := decisionlog.Open(t.Context(), filepath.Join(dir, "d.db"), decisionlog.Options{})
+	log, err := decisionlog.Open(t.Context(), filepath.Join(dir, "d.db"), decisionlog.Options{Durability: durability})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,7 +58,7 @@ func decideFor(t *testing.T, e *pdp.Engine) string {
 }
 
 // eventually polls cond for up to 5s: fsnotify is asynchronous.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {

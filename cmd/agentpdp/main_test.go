@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -306,5 +307,78 @@ func TestServe_RefusesBrokenPolicies(t *testing.T) {
 	code, _, stderr := runCLI(t, "serve", "--config", d.config)
 	if code != exitFail || !strings.Contains(stderr, "broken.cedar:1") {
 		t.Errorf("got %d %q, want exit 1 naming broken.cedar:1", code, stderr)
+	}
+}
+
+// TestServe_EditUnderLoad edits a policy while clients keep asking: the
+// decision changes, and no request fails meanwhile. The time the change took
+// is logged, not asserted: speed is for benchmarks.
+func TestServe_EditUnderLoad(t *testing.T) {
+	d := newDaemonDir(t)
+	d.start()
+	req := &pdp.Request{
+		Principal: pdp.EntityRef{Type: "Agent", ID: "billing-bot"},
+		Action:    pdp.EntityRef{Type: "Action", ID: "invoke_tool"},
+		Resource:  pdp.EntityRef{Type: "Tool", ID: "sql.query"},
+	}
+	var failures atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			cl := client.New(d.sock())
+			defer cl.Close()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := cl.Authorize(context.Background(), req); err != nil {
+					failures.Add(1)
+					t.Errorf("request failed during the edit: %v", err)
+				}
+			}
+		})
+	}
+	cl := client.New(d.sock())
+	if dec, err := cl.Authorize(t.Context(), req); err != nil || dec.Decision != pdp.Allow {
+		t.Fatalf("before the edit: %v %v", dec, err)
+	}
+	// Save the way editors do: write a temporary file, rename it into place.
+	path := filepath.Join(d.dir, "policies", "agents.cedar")
+	old, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := string(old) + "\n@id(\"sql-frozen\")\nforbid (principal, action, resource == Tool::\"sql.query\");\n"
+	must(t, os.WriteFile(path+".tmp", []byte(edited), 0o644))
+	start := time.Now()
+	must(t, os.Rename(path+".tmp", path))
+	for {
+		dec, err := cl.Authorize(t.Context(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dec.Decision == pdp.Deny && dec.Reasons[0].Policy == "sql-frozen" {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("edit not served after 10s:\n%s", d.stderr)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("edit served after %v", time.Since(start).Round(time.Millisecond))
+	close(stop)
+	wg.Wait()
+	if failures.Load() > 0 {
+		t.Errorf("%d requests failed", failures.Load())
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

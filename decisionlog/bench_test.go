@@ -1,0 +1,52 @@
+package decisionlog_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/agentpdp/agentpdp/decisionlog"
+)
+
+// A decision body of typical size (about 900 bytes).
+var benchBody = json.RawMessage(`{"decision_id":"01a21ace-165e-7225-92fb-439b5856ea30","decision":"allow","principal":"Agent::\"billing-bot\"","action":"Action::\"invoke_tool\"","resource":"Tool::\"sql.query\"",` +
+	`"reasons":[{"policy":"agents-may-invoke-tools","effect":"permit","file":"policies/agents.cedar","line":7}],"errors":[],"policy_version":"sha256:1c186f9fcc95ad0b4fa7c032cb97fb929cccba2d81b0d1d3184a9b70ba5c14a7","on_error":"deny",` +
+	`"request":{"principal":{"type":"Agent","id":"billing-bot"},"action":{"type":"Action","id":"invoke_tool"},"resource":{"type":"Tool","id":"sql.query"},"context":{"args":{"limit":10,"query":"select 1"}},` +
+	`"entities":[{"uid":{"type":"Agent","id":"billing-bot"},"attrs":{"owner":"alice","trust":"standard"},"parents":[{"type":"Team","id":"finance"}]}],` +
+	`"session_id":"s-42","task_id":"t-7","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","on_behalf_of":"alice@example.com","prompt":"hmac-sha256:` + strings.Repeat("ab", 32) + `"},` +
+	`"peer":{"pid":4242,"uid":1000,"gid":1000,"exe":"/usr/bin/python3.11"},"eval_ns":21000}`)
+
+// BenchmarkAppend measures the writer alone: entries/s at a given number of
+// concurrent appenders, which is what sets the group size.
+func BenchmarkAppend(b *testing.B) {
+	for _, durability := range []decisionlog.Durability{decisionlog.DurabilityFull, decisionlog.DurabilityNormal} {
+		for _, writers := range []int{1, 16, 64} {
+			b.Run(fmt.Sprintf("durability=%s/writers=%d", durability, writers), func(b *testing.B) {
+				l, err := decisionlog.Open(b.Context(), filepath.Join(b.TempDir(), "d.db"), decisionlog.Options{Durability: durability})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer l.Close(b.Context())
+				b.SetParallelism(max(1, writers/2)) // GOMAXPROCS is 2 here
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if err := l.Append(b.Context(), &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: time.Now(), Body: benchBody}); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+				b.StopTimer()
+				st := l.WriterStats()
+				b.ReportMetric(float64(st.Entries)/float64(max(st.Commits, 1)), "entries/commit")
+				if s, err := l.Stats(b.Context()); err == nil && s.Rows > 0 {
+					b.ReportMetric(float64(s.Bytes)/float64(s.Rows), "bytes/row")
+				}
+			})
+		}
+	}
+}

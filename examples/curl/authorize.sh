@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Ask a running agentpdp (make run) for an allow, a step_up and a deny with
+# the default policy pack, then read them back from the log.
+set -euo pipefail
+sock=${AGENTPDP_SOCKET:-./var/agentpdp.sock}
+admin=${AGENTPDP_ADMIN_SOCKET:-./var/agentpdp-admin.sock}
+
+ask() {
+  curl -sS --unix-socket "$sock" -X POST http://agentpdp/v1/authorize \
+    -H 'Content-Type: application/json' -d "$1"
+  echo
+}
+
+echo "# allow: billing-bot reads its own team's SQL tool"
+ask '{"principal": "Agent::\"billing-bot\"", "action": "Action::\"invoke_tool\"",
+      "resource": "Tool::\"sql.query\"", "context": {"args": {"query": "select 1"}},
+      "session_id": "s-42", "on_behalf_of": "alice@example.com"}'
+
+echo "# step_up: deploy-bot writes to production"
+ask '{"principal": {"type": "Agent", "id": "deploy-bot"}, "action": {"type": "Action", "id": "invoke_tool"},
+      "resource": {"type": "Tool", "id": "k8s.apply"}, "context": {"args": {"manifest": "web.yaml"}}}'
+
+echo "# deny: restricted data without an incident ticket"
+ask '{"principal": "Agent::\"billing-bot\"", "action": "Action::\"invoke_tool\"",
+      "resource": "Tool::\"invoices.export\"", "context": {"args": {"month": "2026-10"}}}'
+
+echo "# the last three decisions, read back over the admin socket"
+curl -sS --unix-socket "$admin" 'http://agentpdp/v1/decisions?limit=3'
+echo

@@ -1,0 +1,134 @@
+package pdp_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cedar-policy/cedar-go"
+	"github.com/cedar-policy/cedar-go/types"
+
+	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/client"
+)
+
+// benchPolicies generates n policies in the default pack's style: per-team
+// permits, classification and environment forbids, some of them step-up.
+func benchPolicies(n int) string {
+	var b strings.Builder
+	for i := range n {
+		switch i % 4 {
+		case 0:
+			fmt.Fprintf(&b, "permit (principal in Team::\"team-%d\", action == Action::\"invoke_tool\", resource) when { resource.classification != \"restricted\" };\n", i)
+		case 1:
+			fmt.Fprintf(&b, "@step_up(\"prod write\")\nforbid (principal, action == Action::\"invoke_tool\", resource) when { resource.environment == \"env-%d\" && resource.writes };\n", i)
+		case 2:
+			fmt.Fprintf(&b, "forbid (principal, action, resource) when { principal.trust == \"untrusted-%d\" };\n", i)
+		case 3:
+			fmt.Fprintf(&b, "@step_up(\"low trust\")\npermit (principal, action == Action::\"invoke_tool\", resource) when { principal.trust == \"low-%d\" };\n", i)
+		}
+	}
+	return b.String()
+}
+
+// benchRequest is an agent tool call with the agent and tool inline, as
+// agent frameworks send them.
+const benchRequest = `{"principal":"Agent::\"bot\"","action":"Action::\"invoke_tool\"","resource":"Tool::\"sql.query\"",
+ "context":{"args":{"query":"select 1","limit":10}},
+ "entities":[{"uid":"Agent::\"bot\"","attrs":{"trust":"standard","owner":"alice"},"parents":["Team::\"team-0\""]},
+             {"uid":"Tool::\"sql.query\"","attrs":{"classification":"confidential","environment":"production","writes":false}}],
+ "session_id":"s-1","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}`
+
+func BenchmarkEngine_Evaluate(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		e := newEngineB(b, benchPolicies(n))
+		req, err := pdp.DecodeRequest([]byte(benchRequest))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("policies=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := e.Evaluate(req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkCedarAuthorize is the floor: cedar.Authorize alone on the same
+// policies and entities, with nothing decoded, normalised or partitioned.
+func BenchmarkCedarAuthorize(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		ps, err := cedar.NewPolicySetFromBytes("bench.cedar", []byte(benchPolicies(n)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		bot, tool := types.NewEntityUID("Agent", "bot"), types.NewEntityUID("Tool", "sql.query")
+		ents := types.EntityMap{
+			bot: {UID: bot, Parents: types.NewEntityUIDSet(types.NewEntityUID("Team", "team-0")),
+				Attributes: types.NewRecord(types.RecordMap{"trust": types.String("standard"), "owner": types.String("alice")})},
+			tool: {UID: tool, Attributes: types.NewRecord(types.RecordMap{"classification": types.String("confidential"),
+				"environment": types.String("production"), "writes": types.False})},
+		}
+		req := cedar.Request{Principal: bot, Action: types.NewEntityUID("Action", "invoke_tool"), Resource: tool,
+			Context: types.NewRecord(types.RecordMap{"args": types.NewRecord(types.RecordMap{"query": types.String("select 1"), "limit": types.Long(10)})})}
+		b.Run(fmt.Sprintf("policies=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				if dec, _ := cedar.Authorize(ps, ents, req); dec != cedar.Allow {
+					b.Fatal("want allow")
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkDecodeRequest(b *testing.B) {
+	for b.Loop() {
+		if _, err := pdp.DecodeRequest([]byte(benchRequest)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkServer_Authorize is the whole path: HTTP over the Unix socket,
+// decode, evaluate, a durable (synchronous=FULL) group commit, answer.
+func BenchmarkServer_Authorize(b *testing.B) {
+	for _, durability := range []decisionlog.Durability{decisionlog.DurabilityFull, decisionlog.DurabilityNormal} {
+		b.Run("durability="+string(durability), func(b *testing.B) {
+			d := serveB(b, benchPolicies(100), durability)
+			req, _ := pdp.DecodeRequest([]byte(benchRequest))
+			b.SetParallelism(32) // 64 concurrent clients on 2 cores
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				cl := client.New(d.sock)
+				defer cl.Close()
+				for pb.Next() {
+					if _, err := cl.Authorize(b.Context(), req); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+func newEngineB(b *testing.B, policies string) *pdp.Engine {
+	b.Helper()
+	dir := b.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "bench.cedar"), []byte(policies), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	e, err := pdp.NewEngine(pdp.Options{Policies: dir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := e.Reload(b.Context(), "bench"); err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
