@@ -1,16 +1,14 @@
 package main
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"encoding/json"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/agentpdp/agentpdp/internal/cedarcorpus"
 )
 
 const billingRead = `{"principal":"Agent::\"billing-bot\"","action":"Action::\"invoke_tool\"","resource":"Tool::\"sql.query\""}`
@@ -194,76 +192,39 @@ func stopAfter(n int) <-chan struct{} {
 // TestCLI_CheckCedarSemanticsOnCorpus runs check --cedar-semantics, the
 // command users run, on a sample of the Cedar corpus.
 func TestCLI_CheckCedarSemanticsOnCorpus(t *testing.T) {
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/cedar-policy/cedar-go").Output()
+	cases, err := cedarcorpus.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(filepath.Join(strings.TrimSpace(string(out)), "corpus-tests.tar.gz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	gz, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	files := map[string][]byte{}
-	tr := tar.NewReader(gz)
-	for h, err := tr.Next(); err == nil; h, err = tr.Next() {
-		if b, err := io.ReadAll(tr); err == nil {
-			files[h.Name] = b
-		}
-	}
-	var names []string
-	for n := range files {
-		if strings.HasSuffix(n, ".json") && !strings.HasSuffix(n, ".entities.json") {
-			names = append(names, n)
-		}
-	}
-	slices.Sort(names)
 	checked := 0
-	for i := 0; i < len(names); i += len(names) / 40 {
-		var tc struct {
-			Policies, Entities, Schema string
-			ShouldValidate             bool
-			Requests                   []struct {
-				Principal, Action, Resource, Context json.RawMessage
-				Decision                             string
-			}
-		}
-		if err := json.Unmarshal(files[names[i]], &tc); err != nil {
-			t.Fatal(err)
-		}
-		dir := t.TempDir()
-		os.WriteFile(filepath.Join(dir, "policy.cedar"), files[tc.Policies], 0o644)
-		ents := filepath.Join(t.TempDir(), "e.json")
-		os.WriteFile(ents, files[tc.Entities], 0o644)
-		schema := filepath.Join(t.TempDir(), "s.cedarschema")
-		os.WriteFile(schema, files[tc.Schema], 0o644)
-		var reqs []string
+	for i := 0; i < len(cases); i += len(cases) / 40 {
+		tc := cases[i]
+		dir, other := t.TempDir(), t.TempDir()
+		ents, schema, reqs := filepath.Join(other, "e.json"), filepath.Join(other, "s.cedarschema"), filepath.Join(other, "r.jsonl")
+		var lines []string
 		for _, r := range tc.Requests {
-			// Marshal compacts the pretty-printed corpus into one line.
-			b, err := json.Marshal(map[string]json.RawMessage{"principal": r.Principal, "action": r.Action, "resource": r.Resource, "context": r.Context})
-			if err != nil {
+			lines = append(lines, string(r.Body))
+		}
+		for path, b := range map[string][]byte{filepath.Join(dir, "policy.cedar"): tc.Policies, ents: tc.Entities, schema: tc.Schema, reqs: []byte(strings.Join(lines, "\n"))} {
+			if err := os.WriteFile(path, b, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			reqs = append(reqs, string(b))
 		}
-		rf := filepath.Join(t.TempDir(), "r.jsonl")
-		os.WriteFile(rf, []byte(strings.Join(reqs, "\n")), 0o644)
 		validation := "strict"
 		if !tc.ShouldValidate {
 			validation = "off"
 		}
-		code, out, stderr := runCLI(t, "check", "--cedar-semantics", "--policies", dir, "--entities", ents, "--schema", schema, "--validation", validation, "--requests", rf)
+		code, out, stderr := runCLI(t, "check", "--cedar-semantics", "--policies", dir, "--entities", ents, "--schema", schema, "--validation", validation, "--requests", reqs)
 		if code != 0 {
-			t.Fatalf("%s: exit %d %s\n%s", names[i], code, stderr, out)
+			t.Fatalf("%s: exit %d %s\n%s", tc.Name, code, stderr, out)
 		}
 		for j, line := range strings.Split(strings.TrimSpace(out), "\n") {
 			var d struct{ Decision string }
-			json.Unmarshal([]byte(line), &d)
+			if err := json.Unmarshal([]byte(line), &d); err != nil {
+				t.Fatal(err)
+			}
 			if d.Decision != tc.Requests[j].Decision {
-				t.Errorf("%s request %d: got %s, Cedar says %s", names[i], j, d.Decision, tc.Requests[j].Decision)
+				t.Errorf("%s request %d: got %s, Cedar says %s", tc.Name, j, d.Decision, tc.Requests[j].Decision)
 			}
 			checked++
 		}

@@ -164,6 +164,23 @@ func load(t *testing.T, sock string, clients int, stop <-chan struct{}) []*pdp.D
 	return answered
 }
 
+// startLoad runs load in the background; finish stops it and returns what
+// was answered.
+func startLoad(t *testing.T, sock string, clients int) (finish func() []*pdp.Decision) {
+	stop := make(chan struct{})
+	var answered []*pdp.Decision
+	done := make(chan struct{})
+	go func() {
+		answered = load(t, sock, clients, stop)
+		close(done)
+	}()
+	return func() []*pdp.Decision {
+		close(stop)
+		<-done
+		return answered
+	}
+}
+
 // checkLogged opens the log read-only and checks every answered decision is
 // in it, with the seq and decision it was answered with.
 func checkLogged(t *testing.T, db string, answered []*pdp.Decision) {
@@ -194,20 +211,13 @@ func checkLogged(t *testing.T, db string, answered []*pdp.Decision) {
 func TestServe_KillNineLosesNothingAnswered(t *testing.T) {
 	d := newDaemonDir(t)
 	d.start()
-	stop := make(chan struct{})
-	var answered []*pdp.Decision
-	done := make(chan struct{})
-	go func() {
-		answered = load(t, d.sock(), 16, stop)
-		close(done)
-	}()
+	finish := startLoad(t, d.sock(), 16)
 	time.Sleep(700 * time.Millisecond)
 	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	<-d.done
-	close(stop)
-	<-done
+	answered := finish()
 	if len(answered) < 50 {
 		t.Fatalf("only %d decisions answered before the kill:\n%s", len(answered), d.stderr)
 	}
@@ -235,13 +245,7 @@ func TestServe_KillNineLosesNothingAnswered(t *testing.T) {
 func TestServe_SigtermDrainsAndExits(t *testing.T) {
 	d := newDaemonDir(t)
 	d.start()
-	stop := make(chan struct{})
-	var answered []*pdp.Decision
-	done := make(chan struct{})
-	go func() {
-		answered = load(t, d.sock(), 8, stop)
-		close(done)
-	}()
+	finish := startLoad(t, d.sock(), 8)
 	time.Sleep(300 * time.Millisecond)
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -254,8 +258,7 @@ func TestServe_SigtermDrainsAndExits(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no exit after SIGTERM")
 	}
-	close(stop)
-	<-done
+	answered := finish()
 	for _, p := range []string{d.sock(), d.asock()} {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("socket %s left behind", p)
