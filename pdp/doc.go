@@ -1,0 +1,23 @@
+// Package pdp is agentpdp's policy decision point: it loads Cedar policies,
+// decides requests, and serves decisions over Unix sockets.
+//
+// A [Snapshot] is an immutable, validated set of policies, schema and static
+// entities, loaded by [LoadDir] or [LoadFS]. An [Engine] serves one snapshot
+// at a time: [Engine.Reload] loads a new one, records its full text in the
+// decision log, and only then publishes it with an atomic swap, so a
+// decision in flight finishes on the snapshot it started with and every
+// logged decision's policy version can be explained from the log.
+//
+// [Engine.Decide] applies the built-in guards (expired credential, invalid
+// approval), evaluates Cedar, maps the result to allow, deny or step_up (see
+// DESIGN.md: a satisfied forbid denies, an erroring forbid denies unless
+// [OnErrorSkip], @step_up forbids and permits ask for a human), and returns
+// only after the decision's record is committed through its [Recorder]. A
+// policy outcome is data in the [Decision]; an error return means the
+// decision could not be made or recorded, and nothing was answered.
+//
+// A [Watcher] owns reloading: it watches the policy directory with fsnotify,
+// debounces, and serialises forced reloads from SIGHUP and the admin API.
+// A [Server] serves the wire API on the decision and admin sockets and
+// records each caller's kernel credentials (SO_PEERCRED).
+package pdp
