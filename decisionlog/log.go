@@ -2,7 +2,9 @@ package decisionlog
 
 import (
 	"context"
+	"crypto/ed25519"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -27,11 +29,19 @@ const (
 	DurabilityNormal Durability = "normal"
 )
 
-// Options tune a Log. The zero value is the safe default.
+// Options tune a Log. The zero value is the safe default, without signed
+// checkpoints.
 type Options struct {
 	Durability Durability    // default DurabilityFull
 	MaxBatch   int           // most entries in one commit; default 512
 	MaxWait    time.Duration // how long a commit waits for more entries; default 0 (never)
+
+	// SigningKey, if set, signs a checkpoint row every CheckpointEvery rows
+	// (default 1000), every CheckpointInterval (default 1m) when rows were
+	// written since the last, and at Close.
+	SigningKey         ed25519.PrivateKey
+	CheckpointEvery    int
+	CheckpointInterval time.Duration
 }
 
 // ErrClosed is returned by Append after Close.
@@ -54,8 +64,9 @@ type Log struct {
 	done   chan struct{}
 
 	// Owned by the writer goroutine after Open returns.
-	seq  int64
-	head []byte
+	seq   int64
+	head  []byte
+	since int64 // rows written after the last checkpoint
 
 	commits, committed, failures atomic.Uint64
 }
@@ -85,6 +96,12 @@ func Open(ctx context.Context, path string, opts Options) (*Log, error) {
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 512
+	}
+	if opts.CheckpointEvery <= 0 {
+		opts.CheckpointEvery = 1000
+	}
+	if opts.CheckpointInterval <= 0 {
+		opts.CheckpointInterval = time.Minute
 	}
 	var sync string
 	switch opts.Durability {
@@ -158,12 +175,17 @@ func (l *Log) init(ctx context.Context) error {
 func (l *Log) loadHead(ctx context.Context) error {
 	err := l.db.QueryRowContext(ctx, `SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1`).Scan(&l.seq, &l.head)
 	if errors.Is(err, sql.ErrNoRows) {
-		l.seq, l.head = 0, nil
+		l.seq, l.head, l.since = 0, nil, 0
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("read log head: %w", err)
 	}
+	var last sql.NullInt64
+	if err := l.db.QueryRowContext(ctx, `SELECT max(seq) FROM log WHERE kind = 'checkpoint'`).Scan(&last); err != nil {
+		return fmt.Errorf("read last checkpoint: %w", err)
+	}
+	l.since = l.seq - last.Int64
 	return nil
 }
 
@@ -207,85 +229,118 @@ func (l *Log) Append(ctx context.Context, entries ...*Entry) error {
 // writer owns the write connection until Close closes reqs.
 func (l *Log) writer() {
 	defer close(l.done)
-	var timer *time.Timer
-	for first := range l.reqs {
-		batch := []*appendReq{first}
-		n := len(first.entries)
-		// Take what queued while the last commit ran; that is the group in
-		// group commit. Optionally wait a little for more.
-		var deadline <-chan time.Time
-		if l.opts.MaxWait > 0 {
-			if timer == nil {
-				timer = time.NewTimer(l.opts.MaxWait)
-			} else {
-				timer.Reset(l.opts.MaxWait)
+	var tick <-chan time.Time
+	if l.opts.SigningKey != nil {
+		t := time.NewTicker(l.opts.CheckpointInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case first, ok := <-l.reqs:
+			if !ok {
+				// Closing: sign what is not yet signed, so a clean stop leaves
+				// nothing that could be cut off unnoticed.
+				if l.opts.SigningKey != nil && l.since > 0 {
+					l.commit(nil, true)
+				}
+				return
 			}
-			deadline = timer.C
-		}
-	collect:
-		for n < l.opts.MaxBatch {
-			select {
-			case r, ok := <-l.reqs:
-				if !ok {
-					break collect
-				}
-				batch = append(batch, r)
-				n += len(r.entries)
-			default:
-				if deadline == nil {
-					break collect
-				}
-				select {
-				case r, ok := <-l.reqs:
-					if !ok {
-						break collect
-					}
-					batch = append(batch, r)
-					n += len(r.entries)
-				case <-deadline:
-					deadline = nil
-					break collect
-				}
+			batch := l.collect(first)
+			err := l.commit(batch, false)
+			for _, r := range batch {
+				r.result <- err
 			}
-		}
-		if timer != nil && deadline != nil && !timer.Stop() {
-			<-timer.C
-		}
-		err := l.commit(batch)
-		for _, r := range batch {
-			r.result <- err
+		case <-tick:
+			if l.since > 0 {
+				l.commit(nil, true) // a failure is counted; the next tick or batch retries
+			}
 		}
 	}
 }
 
-// commit writes a batch in one transaction, chaining hashes from the head.
-// On any failure nothing of the batch is committed and the head is re-read,
-// so the next batch chains from what is really on disk.
-func (l *Log) commit(batch []*appendReq) (err error) {
+// collect takes what queued while the last commit ran, the group in group
+// commit, and optionally waits up to MaxWait for more.
+func (l *Log) collect(first *appendReq) []*appendReq {
+	batch := []*appendReq{first}
+	n := len(first.entries)
+	var deadline <-chan time.Time
+	if l.opts.MaxWait > 0 {
+		t := time.NewTimer(l.opts.MaxWait)
+		defer t.Stop()
+		deadline = t.C
+	}
+	for n < l.opts.MaxBatch {
+		var r *appendReq
+		var ok bool
+		select {
+		case r, ok = <-l.reqs:
+		default:
+			if deadline == nil {
+				return batch
+			}
+			select {
+			case r, ok = <-l.reqs:
+			case <-deadline:
+				return batch
+			}
+		}
+		if !ok {
+			return batch
+		}
+		batch = append(batch, r)
+		n += len(r.entries)
+	}
+	return batch
+}
+
+// commit writes a batch in one transaction, chaining hashes from the head,
+// and a signed checkpoint after it when one is due (or forced). On any
+// failure nothing of the batch is committed and the head is re-read, so the
+// next batch chains from what is really on disk.
+func (l *Log) commit(batch []*appendReq, forceCheckpoint bool) error {
 	ctx := context.Background() // a commit is never abandoned half way for one caller
 	tx, err := l.db.BeginTx(ctx, nil)
 	if err != nil {
 		return l.failed(fmt.Errorf("append: begin: %w", err))
 	}
 	stmt := tx.StmtContext(ctx, l.insert)
-	seq, prev := l.seq, l.head
+	seq, prev, since := l.seq, l.head, l.since
 	first := seq
+	write := func(e *Entry) error {
+		seq++
+		e.Seq = seq
+		e.Hash = ChainHash(prev, e)
+		prev = e.Hash
+		if _, err := stmt.ExecContext(ctx, e.Seq, string(e.Kind), e.Time.UnixNano(), string(e.Body), e.Hash); err != nil {
+			tx.Rollback()
+			return l.failed(fmt.Errorf("append seq %d: %w", e.Seq, err))
+		}
+		return nil
+	}
 	for _, r := range batch {
 		for _, e := range r.entries {
-			seq++
-			e.Seq = seq
-			e.Hash = ChainHash(prev, e)
-			prev = e.Hash
-			if _, err := stmt.ExecContext(ctx, e.Seq, string(e.Kind), e.Time.UnixNano(), string(e.Body), e.Hash); err != nil {
-				tx.Rollback()
-				return l.failed(fmt.Errorf("append seq %d: %w", e.Seq, err))
+			if err := write(e); err != nil {
+				return err
 			}
+			since++
 		}
+	}
+	if key := l.opts.SigningKey; key != nil && since > 0 && (forceCheckpoint || since >= int64(l.opts.CheckpointEvery)) {
+		body, err := json.Marshal(newCheckpoint(key, l.origin, seq, prev))
+		if err != nil {
+			tx.Rollback()
+			return l.failed(fmt.Errorf("append checkpoint: %w", err))
+		}
+		if err := write(&Entry{Kind: KindCheckpoint, Time: time.Now(), Body: body}); err != nil {
+			return err
+		}
+		since = 0 // the checkpoint row itself is covered by the next one
 	}
 	if err := tx.Commit(); err != nil {
 		return l.failed(fmt.Errorf("append: commit: %w", err))
 	}
-	l.seq, l.head = seq, prev
+	l.seq, l.head, l.since = seq, prev, since
 	l.commits.Add(1)
 	l.committed.Add(uint64(seq - first))
 	return nil

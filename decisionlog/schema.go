@@ -41,6 +41,19 @@ var migrations = []string{
 	CREATE TRIGGER log_no_delete BEFORE DELETE ON log
 		BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END;
 	CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);`,
+
+	// 2: the provenance reviewers filter on, and approvals' consumption.
+	`ALTER TABLE log ADD COLUMN classification TEXT GENERATED ALWAYS AS (json_extract(body, '$.classification')) VIRTUAL;
+	ALTER TABLE log ADD COLUMN on_behalf_of TEXT GENERATED ALWAYS AS (json_extract(body, '$.request.on_behalf_of')) VIRTUAL;
+	ALTER TABLE log ADD COLUMN credential_id TEXT GENERATED ALWAYS AS (json_extract(body, '$.request.credential.id')) VIRTUAL;
+	ALTER TABLE log ADD COLUMN peer_uid INTEGER GENERATED ALWAYS AS (json_extract(body, '$.peer.uid')) VIRTUAL;
+	ALTER TABLE log ADD COLUMN tool_call_id TEXT GENERATED ALWAYS AS (json_extract(body, '$.request.tool_call_id')) VIRTUAL;
+	ALTER TABLE log ADD COLUMN approval_id TEXT GENERATED ALWAYS AS (json_extract(body, '$.request.approval')) VIRTUAL;
+	CREATE INDEX log_on_behalf_of ON log(on_behalf_of) WHERE on_behalf_of IS NOT NULL;
+	CREATE INDEX log_credential ON log(credential_id) WHERE credential_id IS NOT NULL;
+	CREATE INDEX log_tool_call ON log(tool_call_id) WHERE tool_call_id IS NOT NULL;
+	CREATE INDEX log_approval ON log(approval_id) WHERE approval_id IS NOT NULL;
+	CREATE INDEX log_kind ON log(kind, seq) WHERE kind IN ('approval', 'checkpoint', 'outcome');`,
 }
 
 // migrate brings the schema up to date. It runs on the write connection

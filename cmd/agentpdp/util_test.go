@@ -26,7 +26,7 @@ func checkChain(t *testing.T, db string) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if _, err := r.VerifyChain(t.Context()); err != nil {
+	if _, err := r.Verify(t.Context(), decisionlog.VerifyOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
