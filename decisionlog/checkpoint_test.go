@@ -2,8 +2,8 @@ package decisionlog_test
 
 import (
 	"crypto/ed25519"
-	"encoding/base64"
 	"database/sql"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"

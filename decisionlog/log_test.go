@@ -255,4 +255,3 @@ func TestEntry_MarshalJSONIsFlat(t *testing.T) {
 		t.Errorf("flat entry: %s", b)
 	}
 }
-

@@ -48,6 +48,11 @@ type Filter struct {
 	DecisionID                  string
 	Decision                    string // allow, deny, step_up
 	SessionID, TaskID, TraceID  string
+	ApprovalID                  string // decisions that used this approval
+	Classification, OnBehalfOf  string
+	CredentialID, ToolCallID    string
+	ParentDecisionID            string
+	PeerUID                     *uint32
 	Since, Until                time.Time // Since inclusive, Until exclusive
 	BeforeSeq                   int64     // for paging: only seq < BeforeSeq
 	Limit                       int       // default 100
@@ -88,6 +93,16 @@ func (f Filter) where() (string, []any) {
 	eq("session_id", f.SessionID)
 	eq("task_id", f.TaskID)
 	eq("trace_id", f.TraceID)
+	eq("approval_id", f.ApprovalID)
+	eq("classification", f.Classification)
+	eq("on_behalf_of", f.OnBehalfOf)
+	eq("credential_id", f.CredentialID)
+	eq("tool_call_id", f.ToolCallID)
+	eq("parent_decision_id", f.ParentDecisionID)
+	if f.PeerUID != nil {
+		conds = append(conds, "peer_uid = ?")
+		args = append(args, *f.PeerUID)
+	}
 	if !f.Since.IsZero() {
 		conds = append(conds, "time >= ?")
 		args = append(args, f.Since.UnixNano())

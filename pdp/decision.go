@@ -69,6 +69,7 @@ type evaluation struct {
 	decision string
 	reasons  []Reason
 	errors   []EvalError
+	approval *ApprovalUse
 }
 
 // evaluate applies agentpdp's decision semantics to one prepared request.

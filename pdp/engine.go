@@ -44,6 +44,16 @@ const (
 	PromptDrop  PromptMode = "drop"  // nothing
 )
 
+// LogReader reads the log back: the admin socket's queries, and the
+// engine's lookups of the decisions that outcomes and approvals answer.
+type LogReader interface {
+	Query(ctx context.Context, f decisionlog.Filter) ([]*decisionlog.Entry, error)
+	Decision(ctx context.Context, id string) (*decisionlog.Entry, error)
+	Stats(ctx context.Context) (decisionlog.Stats, error)
+}
+
+var _ LogReader = (*decisionlog.Reader)(nil)
+
 // Options configure an Engine.
 type Options struct {
 	Policies       string      // the policy directory
@@ -51,16 +61,28 @@ type Options struct {
 	OnError        OnError     // default OnErrorDeny
 	CedarSemantics bool        // plain Cedar: no step-up, erroring policies skipped
 	Prompt         PromptMode  // default PromptHMAC
-	PromptKey      []byte      // required for PromptHMAC when requests carry prompts
-	Recorder       Recorder    // required by Decide and by Reload to log policy loads
-	Now            func() time.Time
+	// Key is the secret for the HMACs that keep prompts, masked values and
+	// context digests out of the log in the clear. It lives outside the
+	// database; required (16 bytes or more) when decisions are recorded.
+	Key        []byte
+	Mask       []string   // JSON pointers into the request to mask in the log
+	MaskAction MaskAction // default MaskHMAC
+
+	ApprovalTTL      time.Duration // how long an approval can be used; default 15m
+	ApprovalReusable bool          // let an approval serve more than one request
+
+	Recorder Recorder  // required by Decide and by Reload to log policy loads
+	Log      LogReader // required by Outcome, Approve and LoadApprovals
+	Now      func() time.Time
 }
 
 // Engine decides requests against the current policy snapshot, records every
 // decision before returning it, and swaps snapshots atomically on reload.
 type Engine struct {
-	opts Options
-	snap atomic.Pointer[Snapshot]
+	opts      Options
+	snap      atomic.Pointer[Snapshot]
+	masker    *masker
+	approvals *approvalRegistry
 
 	reloadMu sync.Mutex // serialises reloads; decisions never take it
 
@@ -94,18 +116,37 @@ func NewEngine(opts Options) (*Engine, error) {
 		opts.Prompt = PromptHMAC
 	}
 	switch opts.Prompt {
-	case PromptHMAC:
-		if len(opts.PromptKey) < 16 && opts.Recorder != nil {
-			return nil, errors.New("prompt mode hmac needs a key of at least 16 bytes")
-		}
-	case PromptStore, PromptDrop:
+	case PromptHMAC, PromptStore, PromptDrop:
 	default:
 		return nil, fmt.Errorf("prompt %q: want hmac, store or drop", opts.Prompt)
+	}
+	if opts.Recorder != nil && len(opts.Key) < 16 {
+		return nil, errors.New("a key of at least 16 bytes is needed for the HMACs in recorded decisions")
+	}
+	if opts.MaskAction == "" {
+		opts.MaskAction = MaskHMAC
+	}
+	if opts.MaskAction != MaskHMAC && opts.MaskAction != MaskRemove {
+		return nil, fmt.Errorf("mask action %q: want hmac or remove", opts.MaskAction)
+	}
+	if opts.ApprovalTTL <= 0 {
+		opts.ApprovalTTL = 15 * time.Minute
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Engine{opts: opts}, nil
+	e := &Engine{opts: opts, approvals: newApprovalRegistry()}
+	if len(opts.Mask) > 0 {
+		e.masker = &masker{action: opts.MaskAction, key: opts.Key}
+		for _, ptr := range opts.Mask {
+			mp, err := compileMask(ptr)
+			if err != nil {
+				return nil, err
+			}
+			e.masker.pointers = append(e.masker.pointers, mp)
+		}
+	}
+	return e, nil
 }
 
 // Snapshot returns the snapshot decisions are being made with, or nil.
@@ -224,20 +265,26 @@ type Peer struct {
 }
 
 // DecisionRecord is the body of a decision log entry: everything needed to
-// explain and replay the decision.
+// explain and replay the decision, and to say who asked.
 type DecisionRecord struct {
-	DecisionID    string      `json:"decision_id"`
-	Decision      string      `json:"decision"`
-	Principal     string      `json:"principal"` // Cedar form, for indexing
-	Action        string      `json:"action"`
-	Resource      string      `json:"resource"`
-	Reasons       []Reason    `json:"reasons"`
-	Errors        []EvalError `json:"errors"`
-	PolicyVersion string      `json:"policy_version"`
-	OnError       OnError     `json:"on_error"`
-	Request       *Request    `json:"request"` // after normalisation and prompt handling
-	Peer          *Peer       `json:"peer,omitempty"`
-	EvalNanos     int64       `json:"eval_ns"`
+	DecisionID     string       `json:"decision_id"`
+	Decision       string       `json:"decision"`
+	Principal      string       `json:"principal"` // Cedar form, for indexing
+	Action         string       `json:"action"`
+	Resource       string       `json:"resource"`
+	Classification string       `json:"classification,omitempty"` // of the data touched
+	Reasons        []Reason     `json:"reasons"`
+	Errors         []EvalError  `json:"errors"`
+	PolicyVersion  string       `json:"policy_version"`
+	OnError        OnError      `json:"on_error"`
+	Approval       *ApprovalUse `json:"approval,omitempty"` // the approval that allowed it
+	// ContextDigest binds approvals to this exact context: an HMAC of the
+	// normalised context, taken before masking.
+	ContextDigest string   `json:"context_digest"`
+	Request       *Request `json:"request"` // after normalisation, prompt handling and masking
+	Masked        []string `json:"masked,omitempty"`
+	Peer          *Peer    `json:"peer,omitempty"`
+	EvalNanos     int64    `json:"eval_ns"`
 }
 
 // prepared is a request checked and converted for Cedar.
@@ -245,6 +292,8 @@ type prepared struct {
 	cedar    cedar.Request
 	entities types.EntityMap // from the request; layered over the snapshot's
 	logged   *Request
+	digest   string   // of the normalised context
+	masked   []string // pointers masked in logged
 }
 
 // layered looks entities up in the request first, then in the snapshot, so
@@ -304,48 +353,93 @@ func (e *Engine) prepare(req *Request) (*prepared, error) {
 			logged.Entities[i] = out
 		}
 	}
+	p.digest = e.hmac(ctxJSON)
 	switch e.opts.Prompt {
 	case PromptDrop:
 		logged.Prompt = ""
 	case PromptHMAC:
 		if logged.Prompt != "" {
-			mac := hmac.New(sha256.New, e.opts.PromptKey)
-			mac.Write([]byte(logged.Prompt))
-			logged.Prompt = "hmac-sha256:" + hex.EncodeToString(mac.Sum(nil))
+			logged.Prompt = e.hmac([]byte(logged.Prompt))
+		}
+	}
+	if e.masker != nil {
+		if logged.Credential != nil {
+			c := *logged.Credential // masking must not reach the caller's request
+			logged.Credential = &c
+		}
+		if p.masked, err = e.masker.apply(&logged); err != nil {
+			return nil, err
 		}
 	}
 	return p, nil
 }
 
-// guard applies the built-in checks that run before Cedar. It returns nil
-// when the request may go on to policy evaluation.
-func (e *Engine) guard(req *Request, now time.Time) *evaluation {
+// hmac is HMAC-SHA256 under the engine's key, as logged: hmac-sha256:<hex>.
+// Without a key (check, which logs nothing) it is a plain SHA-256.
+func (e *Engine) hmac(b []byte) string {
+	if len(e.opts.Key) == 0 {
+		sum := sha256.Sum256(b)
+		return "sha256:" + hex.EncodeToString(sum[:])
+	}
+	mac := hmac.New(sha256.New, e.opts.Key)
+	mac.Write(b)
+	return "hmac-sha256:" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// guardExpired is the credential check that runs before anything else.
+func guardExpired(req *Request, now time.Time) *evaluation {
 	if c := req.Credential; c != nil && c.ExpiresAt != nil && !c.ExpiresAt.After(now) {
 		return &evaluation{decision: Deny, reasons: []Reason{{
 			Policy: ReasonCredentialExpired, Effect: "forbid", Builtin: true,
 			Detail: strings.TrimSpace(fmt.Sprintf("credential %s expired at %s", c.ID, c.ExpiresAt.UTC().Format(time.RFC3339))),
 		}}}
 	}
-	if req.Approval != "" {
-		// Approvals are recorded on the admin socket; until one exists for
-		// this decision, any approval named here is not a valid one.
-		return &evaluation{decision: Deny, reasons: []Reason{{
-			Policy: ReasonApprovalInvalid, Effect: "forbid", Builtin: true,
-			Detail: fmt.Sprintf("approval %q does not name an approved, unexpired, unused step-up for this request", req.Approval),
-		}}}
-	}
 	return nil
 }
 
-func (e *Engine) evaluate(snap *Snapshot, p *prepared, now time.Time) evaluation {
-	if ev := e.guard(p.logged, now); ev != nil {
+func approvalInvalid(problem string) evaluation {
+	return evaluation{decision: Deny, reasons: []Reason{{Policy: ReasonApprovalInvalid, Effect: "forbid", Builtin: true, Detail: problem}}}
+}
+
+// evaluate runs the guards, then Cedar. approval is the request's valid,
+// reserved approval, if it named one; a step_up it answers becomes allow.
+func (e *Engine) evaluate(snap *Snapshot, p *prepared, now time.Time, approval *ApprovalRecord) evaluation {
+	if ev := guardExpired(p.logged, now); ev != nil {
 		return *ev
 	}
 	var ents types.EntityGetter = snap.entities
 	if len(p.entities) > 0 {
 		ents = layered{over: p.entities, under: snap.entities}
 	}
-	return snap.evaluate(p.cedar, ents, e.opts.OnError, e.opts.CedarSemantics)
+	ev := snap.evaluate(p.cedar, ents, e.opts.OnError, e.opts.CedarSemantics)
+	if approval != nil && ev.decision == StepUp {
+		ev.decision = Allow
+		ev.approval = &ApprovalUse{ID: approval.DecisionID, Approver: approval.Approver}
+		ev.reasons = append(ev.reasons, Reason{Policy: "approval", Effect: "permit", Builtin: true,
+			Detail: fmt.Sprintf("step-up approved by %s (approval %s)", approval.Approver, approval.DecisionID)})
+	}
+	return ev
+}
+
+// classification is the sensitivity of the data a request touches: the
+// context's classification if the caller states one, else the resource
+// entity's classification attribute.
+func classification(p *prepared, snap *Snapshot) string {
+	if v, ok := p.cedar.Context.Get("classification"); ok {
+		if s, ok := v.(types.String); ok {
+			return string(s)
+		}
+	}
+	ent, ok := layered{over: p.entities, under: snap.entities}.Get(p.cedar.Resource)
+	if !ok {
+		return ""
+	}
+	if v, ok := ent.Attributes.Get("classification"); ok {
+		if s, ok := v.(types.String); ok {
+			return string(s)
+		}
+	}
+	return ""
 }
 
 // Evaluate decides a request without recording it, for the check command and
@@ -359,7 +453,11 @@ func (e *Engine) Evaluate(req *Request) (*Decision, error) {
 	if err != nil {
 		return nil, err
 	}
-	ev := e.evaluate(snap, p, e.opts.Now())
+	ev := e.evaluate(snap, p, e.opts.Now(), nil)
+	if req.Approval != "" {
+		// Approvals live in the daemon's log; without it none is valid.
+		ev = approvalInvalid(fmt.Sprintf("approval %s cannot be checked without the decision log", req.Approval))
+	}
 	return &Decision{Decision: ev.decision, Reasons: nonNil(ev.reasons), Errors: nonNil(ev.errors), PolicyVersion: snap.Version}, nil
 }
 
@@ -400,10 +498,39 @@ func (e *Engine) DecideBatch(ctx context.Context, reqs []*Request, peer *Peer) (
 	}
 	decisions := make([]*Decision, len(reqs))
 	entries := make([]*decisionlog.Entry, len(reqs))
+	// Approvals reserved for this batch are consumed if it is recorded and
+	// released if it is not, so a single-use approval allows exactly once.
+	type use struct {
+		st       *approvalState
+		consumes bool // the decision it was reserved for was allowed by it
+	}
+	var uses []use
+	recorded := false
+	defer func() {
+		for _, u := range uses {
+			e.approvals.release(u.st, recorded && u.consumes)
+		}
+	}()
 	for i, p := range ps {
 		start := time.Now()
 		now := e.opts.Now()
-		ev := e.evaluate(snap, p, now)
+		var ev evaluation
+		var approval *ApprovalRecord
+		if id := p.logged.Approval; id != "" {
+			st, problem := e.approvals.reserve(id, p, now)
+			if st == nil {
+				ev = approvalInvalid(problem)
+			} else {
+				uses = append(uses, use{st: st})
+				approval = st.rec
+			}
+		}
+		if ev.decision == "" {
+			ev = e.evaluate(snap, p, now, approval)
+			if approval != nil {
+				uses[len(uses)-1].consumes = ev.approval != nil
+			}
+		}
 		elapsed := time.Since(start)
 		id, err := uuid.NewV7()
 		if err != nil {
@@ -417,18 +544,22 @@ func (e *Engine) DecideBatch(ctx context.Context, reqs []*Request, peer *Peer) (
 			PolicyVersion: snap.Version,
 		}
 		body, err := json.Marshal(DecisionRecord{
-			DecisionID:    d.DecisionID,
-			Decision:      d.Decision,
-			Principal:     p.cedar.Principal.String(),
-			Action:        p.cedar.Action.String(),
-			Resource:      p.cedar.Resource.String(),
-			Reasons:       d.Reasons,
-			Errors:        d.Errors,
-			PolicyVersion: d.PolicyVersion,
-			OnError:       e.opts.OnError,
-			Request:       p.logged,
-			Peer:          peer,
-			EvalNanos:     elapsed.Nanoseconds(),
+			DecisionID:     d.DecisionID,
+			Decision:       d.Decision,
+			Principal:      p.cedar.Principal.String(),
+			Action:         p.cedar.Action.String(),
+			Resource:       p.cedar.Resource.String(),
+			Classification: classification(p, snap),
+			Reasons:        d.Reasons,
+			Errors:         d.Errors,
+			PolicyVersion:  d.PolicyVersion,
+			OnError:        e.opts.OnError,
+			Approval:       ev.approval,
+			ContextDigest:  p.digest,
+			Request:        p.logged,
+			Masked:         p.masked,
+			Peer:           peer,
+			EvalNanos:      elapsed.Nanoseconds(),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("encode decision record: %w", err)
@@ -442,6 +573,7 @@ func (e *Engine) DecideBatch(ctx context.Context, reqs []*Request, peer *Peer) (
 	for i, d := range decisions {
 		d.Seq = entries[i].Seq
 	}
+	recorded = true
 	return decisions, nil
 }
 

@@ -73,3 +73,6 @@ func toJSON(t *testing.T, v any) string {
 	}
 	return string(b)
 }
+
+// testKey is the HMAC key of engines that record.
+var testKey = []byte("0123456789abcdef0123456789abcdef")

@@ -77,6 +77,9 @@ func normalizeValue(v any, field string, buf *bytes.Buffer) (types.Value, error)
 		}
 		return types.Boolean(v), nil
 	case string:
+		if err := checkNoToken(field, v); err != nil {
+			return nil, err
+		}
 		writeJSONString(buf, v)
 		return types.String(v), nil
 	case json.Number:

@@ -341,6 +341,25 @@ func (r *Request) validate(prefix string) error {
 			return BadRequest(joinField(prefix, fmt.Sprintf("entities[%d].uid", i)), errors.New("required"))
 		}
 	}
+	// A raw token must never reach the log, whatever field it is sent in.
+	fields := []struct{ name, value string }{
+		{"principal.id", r.Principal.ID}, {"resource.id", r.Resource.ID},
+		{"session_id", r.SessionID}, {"task_id", r.TaskID}, {"trace_id", r.TraceID},
+		{"parent_decision_id", r.ParentDecisionID}, {"tool_call_id", r.ToolCallID},
+		{"on_behalf_of", r.OnBehalfOf}, {"prompt", r.Prompt}, {"approval", r.Approval},
+	}
+	if c := r.Credential; c != nil {
+		fields = append(fields, struct{ name, value string }{"credential.id", c.ID},
+			struct{ name, value string }{"credential.issuer", c.Issuer}, struct{ name, value string }{"credential.subject", c.Subject})
+		for i, s := range c.Scopes {
+			fields = append(fields, struct{ name, value string }{fmt.Sprintf("credential.scopes[%d]", i), s})
+		}
+	}
+	for _, f := range fields {
+		if err := checkNoToken(joinField(prefix, f.name), f.value); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

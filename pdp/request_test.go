@@ -120,7 +120,7 @@ permit (principal, action, resource) when { context.price.lessThan(decimal("2.5"
 @id("big")
 permit (principal, action, resource) when { context.big == "123456789012345678901234567890" };
 @id("precise")
-permit (principal, action, resource) when { context.precise == "1.23456" };`}, pdp.Options{Recorder: log, Prompt: pdp.PromptDrop})
+permit (principal, action, resource) when { context.precise == "1.23456" };`}, pdp.Options{Recorder: log, Key: testKey, Prompt: pdp.PromptDrop})
 
 	d, rec := decideLogged(t, e, log, `{`+okRefs+`,"context":{"price":1.25,"gone":null,"n":7,"exp":1e2,
 		"big":123456789012345678901234567890,"precise":1.23456,"list":[1,null,2.5],"nested":{"z":null,"a":true}}}`)
@@ -141,7 +141,7 @@ permit (principal, action, resource) when { context.precise == "1.23456" };`}, p
 func TestNormalize_RequestEntityAttrs(t *testing.T) {
 	log := openLog(t)
 	e := newEngine(t, map[string]string{"p.cedar": `permit (principal, action, resource) when { principal.score.greaterThan(decimal("0.5")) };`},
-		pdp.Options{Recorder: log, Prompt: pdp.PromptDrop})
+		pdp.Options{Recorder: log, Key: testKey, Prompt: pdp.PromptDrop})
 	d, rec := decideLogged(t, e, log, `{`+okRefs+`,"entities":[{"uid":{"type":"Agent","id":"a"},"attrs":{"score":0.75,"x":null}}]}`)
 	if d.Decision != pdp.Allow {
 		t.Errorf("got %s, want allow", d.Decision)
@@ -155,7 +155,7 @@ func TestDecide_RecordHoldsTheAuditFields(t *testing.T) {
 	log := openLog(t)
 	key := []byte("0123456789abcdef0123456789abcdef")
 	e := newEngine(t, map[string]string{"p.cedar": `permit (principal, action, resource);`},
-		pdp.Options{Recorder: log, PromptKey: key})
+		pdp.Options{Recorder: log, Key: key})
 	peer := &pdp.Peer{PID: 42, UID: 1000, GID: 1000, Exe: "/usr/bin/agent"}
 	d, err := e.Decide(t.Context(), mustRequest(t, `{`+okRefs+`,"session_id":"s-42","task_id":"t-7",
 		"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","parent_decision_id":"p-1","tool_call_id":"call_abc",
@@ -199,7 +199,7 @@ func TestDecide_RecordHoldsTheAuditFields(t *testing.T) {
 
 func TestNormalize_StringsAsEncodingJSON(t *testing.T) {
 	log := openLog(t)
-	e := newEngine(t, map[string]string{"p.cedar": `permit (principal, action, resource);`}, pdp.Options{Recorder: log, Prompt: pdp.PromptDrop})
+	e := newEngine(t, map[string]string{"p.cedar": `permit (principal, action, resource);`}, pdp.Options{Recorder: log, Key: testKey, Prompt: pdp.PromptDrop})
 	strs := []string{"plain", `q"uote`, `back\slash`, "<html>&", "tab\there", "é ü 😀", "\u2028", ""}
 	ctx := map[string]string{}
 	for i, s := range strs {

@@ -18,13 +18,6 @@ import (
 	"github.com/agentpdp/agentpdp/decisionlog"
 )
 
-// LogReader is what the admin socket reads the log through.
-type LogReader interface {
-	Query(ctx context.Context, f decisionlog.Filter) ([]*decisionlog.Entry, error)
-	Decision(ctx context.Context, id string) (*decisionlog.Entry, error)
-	Stats(ctx context.Context) (decisionlog.Stats, error)
-}
-
 // Reloader forces a policy reload; *Watcher is one.
 type Reloader interface {
 	Reload(ctx context.Context, trigger string) (bool, error)
@@ -44,8 +37,7 @@ type ServerOptions struct {
 }
 
 // Server serves the wire API over the decision and admin Unix sockets.
-// Reading the log back, reloading and (later) approving are on the admin
-// socket only, so that an agent with access to the decision socket can ask
+// Reading the log back, reloading and approving are on the admin socket only, so that an agent with access to the decision socket can ask
 // for decisions and nothing else.
 type Server struct {
 	opts   ServerOptions
@@ -186,6 +178,7 @@ func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
 func (s *Server) routes(mux *http.ServeMux, admin bool) {
 	mux.HandleFunc("POST /v1/authorize", s.authorize)
 	mux.HandleFunc("POST /v1/authorize/batch", s.authorizeBatch)
+	mux.HandleFunc("POST /v1/decisions/{id}/outcome", s.outcome)
 	mux.HandleFunc("GET /v1/health", s.health)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		where := "this socket"
@@ -201,6 +194,62 @@ func (s *Server) routes(mux *http.ServeMux, admin bool) {
 	mux.HandleFunc("GET /v1/decisions", s.listDecisions)
 	mux.HandleFunc("GET /v1/decisions/{id}", s.getDecision)
 	mux.HandleFunc("POST /v1/reload", s.reload)
+	// Approvals only here: an agent that can reach the decision socket must
+	// never be able to approve its own step-up.
+	mux.HandleFunc("POST /v1/decisions/{id}/approval", s.approval)
+}
+
+func (s *Server) outcome(w http.ResponseWriter, r *http.Request) {
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	var req OutcomeRequest
+	if err := decodeStrict(body, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	rec, seq, err := s.opts.Engine.Outcome(r.Context(), r.PathValue("id"), &req, peerFrom(r))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := map[string]any{"recorded": true, "seq": seq}
+	if rec.ActedAgainst {
+		out["acted_against_decision"] = true
+		s.logger.Warn("caller reports acting against a decision", "decision_id", rec.DecisionID, "decision", rec.Decision, "status", rec.Status, "principal", rec.Principal)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) approval(w http.ResponseWriter, r *http.Request) {
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	var req struct {
+		Approver *string `json:"approver"`
+		Approved *bool   `json:"approved"`
+		Comment  string  `json:"comment"`
+	}
+	if err := decodeStrict(body, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if req.Approved == nil {
+		s.fail(w, r, BadRequest("approved", errors.New("required: true or false")))
+		return
+	}
+	if req.Approver == nil {
+		s.fail(w, r, BadRequest("approver", errors.New("required")))
+		return
+	}
+	rec, seq, err := s.opts.Engine.Approve(r.Context(), r.PathValue("id"), &ApprovalRequest{Approver: *req.Approver, Approved: *req.Approved, Comment: req.Comment}, peerFrom(r))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"recorded": true, "seq": seq, "approved": rec.Approved, "expires_at": rec.ExpiresAt})
 }
 
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
@@ -336,6 +385,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status = http.StatusBadRequest
 	case errors.Is(err, decisionlog.ErrNotFound):
 		status = http.StatusNotFound
+	case errors.As(err, new(*ConflictError)):
+		status = http.StatusConflict
 	case errors.Is(err, ErrLogUnavailable), errors.Is(err, ErrNoPolicies):
 		status = http.StatusServiceUnavailable
 	}

@@ -23,6 +23,7 @@ type testDaemon struct {
 	log          *decisionlog.Log
 	agent, admin *client.Client
 	sock, asock  string
+	dir          string
 	stop         func()
 }
 
@@ -30,15 +31,15 @@ type testDaemon struct {
 // test ends. Socket paths are kept short: sun_path holds 108 bytes.
 func serve(t *testing.T, files map[string]string) *testDaemon {
 	t.Helper()
-	return serveWith(t, files, decisionlog.DurabilityFull)
+	return serveWith(t, files, decisionlog.DurabilityFull, nil)
 }
 
 func serveB(b *testing.B, policies string, durability decisionlog.Durability) *testDaemon {
 	b.Helper()
-	return serveWith(b, map[string]string{"bench.cedar": policies}, durability)
+	return serveWith(b, map[string]string{"bench.cedar": policies}, durability, nil)
 }
 
-func serveWith(t testing.TB, files map[string]string, durability decisionlog.Durability) *testDaemon {
+func serveWith(t testing.TB, files map[string]string, durability decisionlog.Durability, tune func(*pdp.Options)) *testDaemon {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "apdp")
 	if err != nil {
@@ -50,14 +51,18 @@ func serveWith(t testing.TB, files map[string]string, durability decisionlog.Dur
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := pdp.NewEngine(pdp.Options{Policies: filepath.Join(dir, "policies"), Recorder: log, Prompt: pdp.PromptDrop})
+	opts := pdp.Options{Policies: filepath.Join(dir, "policies"), Recorder: log, Log: log, Key: testKey, Prompt: pdp.PromptDrop}
+	if tune != nil {
+		tune(&opts)
+	}
+	e, err := pdp.NewEngine(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.Reload(t.Context(), "startup"); err != nil {
 		t.Fatal(err)
 	}
-	d := &testDaemon{engine: e, log: log, sock: filepath.Join(dir, "a.sock"), asock: filepath.Join(dir, "admin.sock")}
+	d := &testDaemon{engine: e, log: log, dir: dir, sock: filepath.Join(dir, "a.sock"), asock: filepath.Join(dir, "admin.sock")}
 	w := pdp.NewWatcher(e, 0, nil)
 	srv, err := pdp.NewServer(pdp.ServerOptions{Socket: d.sock, AdminSocket: d.asock, Engine: e, Log: log, Reloader: w, MaxBodyBytes: 64 << 10})
 	if err != nil {

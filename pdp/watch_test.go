@@ -24,7 +24,7 @@ const (
 func watched(t *testing.T, dir string) (*pdp.Engine, *pdp.Watcher, *decisionlog.Log) {
 	t.Helper()
 	log := openLog(t)
-	e, err := pdp.NewEngine(pdp.Options{Policies: dir, Recorder: log, Prompt: pdp.PromptDrop})
+	e, err := pdp.NewEngine(pdp.Options{Policies: dir, Recorder: log, Key: testKey, Prompt: pdp.PromptDrop})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,298 @@
+package pdp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/agentpdp/agentpdp/decisionlog"
+)
+
+// Kinds of log entries the engine writes besides decisions and policy loads.
+const (
+	KindOutcome  decisionlog.Kind = "outcome"
+	KindApproval decisionlog.Kind = "approval"
+)
+
+// ConflictError is a request that contradicts what the log holds, such as
+// approving a decision that was not step_up. It is answered with HTTP 409.
+type ConflictError struct{ Msg string }
+
+func (e *ConflictError) Error() string { return e.Msg }
+
+// Outcome statuses.
+const (
+	OutcomeSuccess = "success"
+	OutcomeError   = "error"
+	OutcomeSkipped = "skipped"
+)
+
+// OutcomeRequest is what the caller reports happened after a decision.
+type OutcomeRequest struct {
+	Status string          `json:"status"` // success, error or skipped
+	Detail json.RawMessage `json:"detail,omitempty"`
+}
+
+// OutcomeRecord is the body of an outcome entry.
+type OutcomeRecord struct {
+	DecisionID string          `json:"decision_id"`
+	Status     string          `json:"status"`
+	Detail     json.RawMessage `json:"detail,omitempty"`
+	Decision   string          `json:"decision"` // what the decision was
+	// ActedAgainst is set when the caller reports having acted although the
+	// decision was not allow: evidence of an agent ignoring its PDP.
+	ActedAgainst bool   `json:"acted_against_decision,omitempty"`
+	Principal    string `json:"principal"`
+	Action       string `json:"action"`
+	Resource     string `json:"resource"`
+	Peer         *Peer  `json:"peer,omitempty"`
+}
+
+// ApprovalRequest is a human's answer to a step_up decision.
+type ApprovalRequest struct {
+	Approver string `json:"approver"`
+	Approved bool   `json:"approved"`
+	Comment  string `json:"comment,omitempty"`
+}
+
+// ApprovalRecord is the body of an approval entry. It is bound to the
+// decision it answers: a later request may use it only for the same
+// principal, action, resource and context.
+type ApprovalRecord struct {
+	DecisionID    string    `json:"decision_id"`
+	Approver      string    `json:"approver"`
+	Approved      bool      `json:"approved"`
+	Comment       string    `json:"comment,omitempty"`
+	ExpiresAt     time.Time `json:"expires_at"`
+	SingleUse     bool      `json:"single_use"`
+	Principal     string    `json:"principal"`
+	Action        string    `json:"action"`
+	Resource      string    `json:"resource"`
+	ContextDigest string    `json:"context_digest"`
+	Peer          *Peer     `json:"peer,omitempty"`
+}
+
+// ApprovalUse is what a decision records of the approval it used.
+type ApprovalUse struct {
+	ID       string `json:"id"`
+	Approver string `json:"approver"`
+}
+
+// decisionRecord reads the logged decision id.
+func (e *Engine) decisionRecord(ctx context.Context, id string) (*DecisionRecord, error) {
+	if e.opts.Log == nil {
+		return nil, errors.New("no log to read decisions from")
+	}
+	entry, err := e.opts.Log.Decision(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var rec DecisionRecord
+	if err := json.Unmarshal(entry.Body, &rec); err != nil {
+		return nil, fmt.Errorf("decision %s: %w", id, err)
+	}
+	return &rec, nil
+}
+
+// Outcome records what happened after decision id. An unknown id is
+// decisionlog.ErrNotFound. An outcome other than skipped for a decision that
+// was not allow is recorded and flagged.
+func (e *Engine) Outcome(ctx context.Context, id string, req *OutcomeRequest, peer *Peer) (*OutcomeRecord, int64, error) {
+	switch req.Status {
+	case OutcomeSuccess, OutcomeError, OutcomeSkipped:
+	default:
+		return nil, 0, BadRequest("status", fmt.Errorf("%q: want success, error or skipped", req.Status))
+	}
+	if len(req.Detail) > 0 {
+		if err := checkJSONTokens("detail", req.Detail); err != nil {
+			return nil, 0, err
+		}
+	}
+	dec, err := e.decisionRecord(ctx, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	rec := &OutcomeRecord{
+		DecisionID: id, Status: req.Status, Detail: req.Detail, Decision: dec.Decision,
+		ActedAgainst: dec.Decision != Allow && req.Status != OutcomeSkipped,
+		Principal:    dec.Principal, Action: dec.Action, Resource: dec.Resource, Peer: peer,
+	}
+	seq, err := e.append(ctx, KindOutcome, rec)
+	if err != nil {
+		return nil, 0, err
+	}
+	return rec, seq, nil
+}
+
+// Approve records a human's approval or rejection of step_up decision id.
+// Only a step_up decision can be approved, and only once.
+func (e *Engine) Approve(ctx context.Context, id string, req *ApprovalRequest, peer *Peer) (*ApprovalRecord, int64, error) {
+	if strings.TrimSpace(req.Approver) == "" {
+		return nil, 0, BadRequest("approver", errors.New("required: who approves"))
+	}
+	dec, err := e.decisionRecord(ctx, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	if dec.Decision != StepUp {
+		return nil, 0, &ConflictError{fmt.Sprintf("decision %s was %s, not step_up: only a step_up decision can be approved", id, dec.Decision)}
+	}
+	rec := &ApprovalRecord{
+		DecisionID: id, Approver: req.Approver, Approved: req.Approved, Comment: req.Comment,
+		ExpiresAt: e.opts.Now().Add(e.opts.ApprovalTTL).UTC(), SingleUse: !e.opts.ApprovalReusable,
+		Principal: dec.Principal, Action: dec.Action, Resource: dec.Resource, ContextDigest: dec.ContextDigest, Peer: peer,
+	}
+	if err := e.approvals.claim(id); err != nil {
+		return nil, 0, err
+	}
+	seq, err := e.append(ctx, KindApproval, rec)
+	if err != nil {
+		e.approvals.unclaim(id)
+		return nil, 0, err
+	}
+	e.approvals.add(rec)
+	return rec, seq, nil
+}
+
+// append records one entry and returns its seq.
+func (e *Engine) append(ctx context.Context, kind decisionlog.Kind, body any) (int64, error) {
+	if e.opts.Recorder == nil {
+		return 0, fmt.Errorf("%w: no recorder configured", ErrLogUnavailable)
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return 0, fmt.Errorf("encode %s: %w", kind, err)
+	}
+	entry := &decisionlog.Entry{Kind: kind, Time: e.opts.Now(), Body: b}
+	if err := e.opts.Recorder.Append(ctx, entry); err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrLogUnavailable, err)
+	}
+	return entry.Seq, nil
+}
+
+// approvalRegistry holds the approvals that can still be used, so that the
+// single-use check and the use itself are one step even under concurrency.
+// The log is the truth; the registry is rebuilt from it at start.
+type approvalRegistry struct {
+	mu   sync.Mutex
+	byID map[string]*approvalState
+}
+
+type approvalState struct {
+	rec      *ApprovalRecord // nil while its approval is being written
+	used     bool            // consumed by an allowed decision
+	reserved bool            // a decision using it is being written
+}
+
+func newApprovalRegistry() *approvalRegistry {
+	return &approvalRegistry{byID: map[string]*approvalState{}}
+}
+
+// claim reserves the right to approve decision id, so that two approvers
+// racing cannot both record one.
+func (r *approvalRegistry) claim(id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if st, ok := r.byID[id]; ok {
+		if st.rec == nil {
+			return &ConflictError{fmt.Sprintf("decision %s is being approved by another request", id)}
+		}
+		verb := "rejected"
+		if st.rec.Approved {
+			verb = "approved"
+		}
+		return &ConflictError{fmt.Sprintf("decision %s was already %s by %s", id, verb, st.rec.Approver)}
+	}
+	r.byID[id] = &approvalState{}
+	return nil
+}
+
+func (r *approvalRegistry) unclaim(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if st, ok := r.byID[id]; ok && st.rec == nil {
+		delete(r.byID, id)
+	}
+}
+
+func (r *approvalRegistry) add(rec *ApprovalRecord) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st, ok := r.byID[rec.DecisionID]
+	if !ok {
+		st = &approvalState{}
+		r.byID[rec.DecisionID] = st
+	}
+	st.rec = rec
+}
+
+// reserve checks that approval id may be used for the prepared request now,
+// and reserves it. problem says why not.
+func (r *approvalRegistry) reserve(id string, p *prepared, now time.Time) (st *approvalState, problem string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st, ok := r.byID[id]
+	switch {
+	case !ok || st.rec == nil:
+		return nil, fmt.Sprintf("approval %s does not exist", id)
+	case !st.rec.Approved:
+		return nil, fmt.Sprintf("approval %s was a rejection by %s", id, st.rec.Approver)
+	case !now.Before(st.rec.ExpiresAt):
+		return nil, fmt.Sprintf("approval %s expired at %s", id, st.rec.ExpiresAt.Format(time.RFC3339))
+	case st.rec.SingleUse && (st.used || st.reserved):
+		return nil, fmt.Sprintf("approval %s was already used", id)
+	case st.rec.Principal != p.cedar.Principal.String() || st.rec.Action != p.cedar.Action.String() || st.rec.Resource != p.cedar.Resource.String():
+		return nil, fmt.Sprintf("approval %s is for %s doing %s on %s, not this request", id, st.rec.Principal, st.rec.Action, st.rec.Resource)
+	case st.rec.ContextDigest != p.digest:
+		return nil, fmt.Sprintf("approval %s was given for another context", id)
+	}
+	st.reserved = true
+	return st, ""
+}
+
+// release ends a reservation; used says whether the approval was consumed.
+func (r *approvalRegistry) release(st *approvalState, used bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st.reserved = false
+	st.used = st.used || used
+}
+
+// LoadApprovals rebuilds the registry from the log: the approvals not yet
+// expired, and whether a decision already used each. Call it at start,
+// before serving.
+func (e *Engine) LoadApprovals(ctx context.Context) error {
+	if e.opts.Log == nil {
+		return nil
+	}
+	since := e.opts.Now().Add(-e.opts.ApprovalTTL)
+	var before int64
+	for {
+		entries, err := e.opts.Log.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{KindApproval}, Since: since, BeforeSeq: before, Limit: 1000})
+		if err != nil {
+			return fmt.Errorf("load approvals: %w", err)
+		}
+		for _, entry := range entries {
+			var rec ApprovalRecord
+			if err := json.Unmarshal(entry.Body, &rec); err != nil {
+				return fmt.Errorf("load approvals: seq %d: %w", entry.Seq, err)
+			}
+			e.approvals.add(&rec)
+			used, err := e.opts.Log.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{decisionlog.KindDecision}, ApprovalID: rec.DecisionID, Decision: Allow, Limit: 1})
+			if err != nil {
+				return fmt.Errorf("load approvals: %w", err)
+			}
+			if len(used) > 0 {
+				e.approvals.byID[rec.DecisionID].used = true
+			}
+			before = entry.Seq
+		}
+		if len(entries) < 1000 {
+			return nil
+		}
+	}
+}
