@@ -1,9 +1,11 @@
 package decisionlog_test
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -49,4 +51,63 @@ func BenchmarkAppend(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkVerify verifies a log of a million rows (built once, signed every
+// 1000 rows) and reports rows/s and the most heap seen while verifying,
+// which must stay flat however long the log: rows are streamed.
+func BenchmarkVerify(b *testing.B) {
+	const rows = 1_000_000
+	priv, pub := benchKey(b)
+	path := filepath.Join(b.TempDir(), "million.db")
+	l, err := decisionlog.Open(b.Context(), path, decisionlog.Options{Durability: decisionlog.DurabilityNormal, SigningKey: priv, MaxBatch: 4096})
+	if err != nil {
+		b.Fatal(err)
+	}
+	batch := make([]*decisionlog.Entry, 1000)
+	for written := 0; written < rows; written += len(batch) {
+		for i := range batch {
+			batch[i] = &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: time.Now(), Body: benchBody}
+		}
+		if err := l.Append(b.Context(), batch...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := l.Close(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	r, err := decisionlog.OpenReader(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	var peak uint64
+	var ms runtime.MemStats
+	b.ResetTimer()
+	for b.Loop() {
+		rep, err := r.Verify(b.Context(), decisionlog.VerifyOptions{PublicKey: pub, Progress: func(seq, last int64) {
+			if seq%100000 == 0 {
+				runtime.ReadMemStats(&ms)
+				peak = max(peak, ms.HeapInuse)
+			}
+		}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if rep.Rows < rows || rep.Checkpoints < rows/1000 {
+			b.Fatalf("report: %+v", rep)
+		}
+	}
+	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MiB")
+}
+
+func benchKey(b *testing.B) (ed25519.PrivateKey, ed25519.PublicKey) {
+	privPEM, pubPEM, err := decisionlog.GenerateKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	priv, _ := decisionlog.ParsePrivateKey(privPEM)
+	pub, _ := decisionlog.ParsePublicKey(pubPEM)
+	return priv, pub
 }

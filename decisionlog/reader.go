@@ -232,3 +232,83 @@ func (r *Reader) Scan(ctx context.Context, from int64, fn func(*Entry) error) er
 	}
 	return rows.Err()
 }
+
+// Summary counts decisions for log stats.
+type Summary struct {
+	Decisions   int64            `json:"decisions"`
+	ByDecision  map[string]int64 `json:"by_decision"`
+	ByPrincipal []Count          `json:"by_principal"` // most first, at most 20
+	ByAction    []Count          `json:"by_action"`
+	PerHour     []Count          `json:"per_hour"` // key: hour start, RFC 3339, oldest first
+	Outcomes    map[string]int64 `json:"outcomes"`
+	Approvals   int64            `json:"approvals"`
+}
+
+// Count is one group of a Summary.
+type Count struct {
+	Key   string `json:"key"`
+	Count int64  `json:"count"`
+}
+
+// Summarize counts the decisions, outcomes and approvals logged in [since,
+// until); zero times are unbounded.
+func (r *Reader) Summarize(ctx context.Context, since, until time.Time) (*Summary, error) {
+	lo, hi := int64(0), int64(1<<63-1)
+	if !since.IsZero() {
+		lo = since.UnixNano()
+	}
+	if !until.IsZero() {
+		hi = until.UnixNano()
+	}
+	s := &Summary{ByDecision: map[string]int64{}, Outcomes: map[string]int64{}}
+	group := func(expr, kind string, limit int, order string) ([]Count, error) {
+		rows, err := r.db.QueryContext(ctx, `SELECT `+expr+` AS k, count(*) FROM log WHERE kind = ? AND time >= ? AND time < ? GROUP BY k ORDER BY `+order+` LIMIT ?`, kind, lo, hi, limit)
+		if err != nil {
+			return nil, fmt.Errorf("summarize: %w", err)
+		}
+		defer rows.Close()
+		var out []Count
+		for rows.Next() {
+			var c Count
+			var k sql.NullString
+			if err := rows.Scan(&k, &c.Count); err != nil {
+				return nil, fmt.Errorf("summarize: %w", err)
+			}
+			c.Key = k.String
+			out = append(out, c)
+		}
+		return out, rows.Err()
+	}
+	byDecision, err := group("decision", "decision", 10, "k")
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range byDecision {
+		s.ByDecision[c.Key] = c.Count
+		s.Decisions += c.Count
+	}
+	if s.ByPrincipal, err = group("principal", "decision", 20, "count(*) DESC, k"); err != nil {
+		return nil, err
+	}
+	if s.ByAction, err = group("action", "decision", 20, "count(*) DESC, k"); err != nil {
+		return nil, err
+	}
+	if s.PerHour, err = group("strftime('%Y-%m-%dT%H:00:00Z', time / 1000000000, 'unixepoch')", "decision", 24*366, "k"); err != nil {
+		return nil, err
+	}
+	outcomes, err := group("json_extract(body, '$.status')", "outcome", 10, "k")
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range outcomes {
+		s.Outcomes[c.Key] = c.Count
+	}
+	approvals, err := group("kind", "approval", 1, "k")
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range approvals {
+		s.Approvals = c.Count
+	}
+	return s, nil
+}

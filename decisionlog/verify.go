@@ -43,7 +43,7 @@ type VerifyReport struct {
 	Checkpoints       int64  `json:"checkpoints"`
 	SignaturesChecked bool   `json:"signatures_checked"`
 	LastSigned        int64  `json:"last_signed_seq"` // the last row a checkpoint covers
-	Unsigned          int64  `json:"unsigned_rows"`   // rows after it: their removal shows only against a trusted checkpoint
+	Unsigned          int64  `json:"unsigned_rows"`   // rows after the last checkpoint row: their removal shows only against a trusted checkpoint
 	TrustedSeq        int64  `json:"trusted_seq,omitempty"`
 }
 
@@ -108,7 +108,10 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport,
 	if t := opts.Trusted; t != nil && n < t.Seq {
 		return nil, &ChainError{Seq: n + 1, Problem: fmt.Sprintf("truncated: the trusted checkpoint covers seq %d but the log ends at %d", t.Seq, n)}
 	}
-	rep.Unsigned = n - rep.LastSigned
+	rep.Unsigned = n
+	if rep.Checkpoints > 0 {
+		rep.Unsigned = n - (rep.LastSigned + 1) // the rows after the last checkpoint row
+	}
 	return rep, nil
 }
 

@@ -459,3 +459,24 @@ func (p *Policy) MarshalJSON() ([]byte, error) {
 }
 
 var errNoSnapshot = errors.New("no policies loaded")
+
+// PolicyText finds the policy at file:line among files (as a policy-load
+// record holds them) and returns its text, so that a logged decision can be
+// explained by the exact policies that made it.
+func PolicyText(files []PolicyFile, file string, line int) (string, bool) {
+	for _, f := range files {
+		if f.Path != file {
+			continue
+		}
+		list, err := cedar.NewPolicyListFromBytes(f.Path, []byte(f.Content))
+		if err != nil {
+			return "", false
+		}
+		for _, p := range list {
+			if p.Position().Line == line {
+				return string(p.MarshalCedar()), true
+			}
+		}
+	}
+	return "", false
+}

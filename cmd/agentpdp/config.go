@@ -16,16 +16,27 @@ import (
 // Config is agentpdp.yaml. Every key has a default, so that serve with no
 // file serves ./policies into ./var/decisions.db.
 type Config struct {
-	Policies     string `yaml:"policies"`
-	DB           string `yaml:"db"`
-	Socket       string `yaml:"socket"`
-	AdminSocket  string `yaml:"admin_socket"`
-	Durability   string `yaml:"durability"` // full | normal
-	OnError      string `yaml:"on_error"`   // deny | skip
-	Prompt       string `yaml:"prompt"`     // hmac | store | drop
-	PromptKey    string `yaml:"prompt_key"` // file holding the HMAC key; created if missing
-	MaxBodyBytes int64  `yaml:"max_body_bytes"`
-	Reload       struct {
+	Policies     string   `yaml:"policies"`
+	DB           string   `yaml:"db"`
+	Socket       string   `yaml:"socket"`
+	AdminSocket  string   `yaml:"admin_socket"`
+	Durability   string   `yaml:"durability"`  // full | normal
+	OnError      string   `yaml:"on_error"`    // deny | skip
+	Prompt       string   `yaml:"prompt"`      // hmac | store | drop
+	HMACKey      string   `yaml:"hmac_key"`    // file with the key for prompt, mask and context HMACs; created if missing
+	Mask         []string `yaml:"mask"`        // JSON pointers into requests, masked before logging
+	MaskAction   string   `yaml:"mask_action"` // hmac | remove
+	SigningKey   string   `yaml:"signing_key"` // Ed25519 key for checkpoints; created if missing; "" disables signing
+	MaxBodyBytes int64    `yaml:"max_body_bytes"`
+	Approvals    struct {
+		TTL       time.Duration `yaml:"ttl"`
+		SingleUse bool          `yaml:"single_use"`
+	} `yaml:"approvals"`
+	Checkpoints struct {
+		EveryRows int           `yaml:"every_rows"`
+		Every     time.Duration `yaml:"every"`
+	} `yaml:"checkpoints"`
+	Reload struct {
 		Debounce time.Duration `yaml:"debounce"`
 	} `yaml:"reload"`
 	Commit struct {
@@ -48,7 +59,13 @@ func DefaultConfig() Config {
 	c.Durability = "full"
 	c.OnError = "deny"
 	c.Prompt = "hmac"
-	c.PromptKey = "./var/prompt.key"
+	c.HMACKey = "./var/hmac.key"
+	c.MaskAction = "hmac"
+	c.SigningKey = "./var/signing.key"
+	c.Approvals.TTL = 15 * time.Minute
+	c.Approvals.SingleUse = true
+	c.Checkpoints.EveryRows = 1000
+	c.Checkpoints.Every = time.Minute
 	c.MaxBodyBytes = 1 << 20
 	c.Reload.Debounce = 100 * time.Millisecond
 	c.Commit.MaxBatch = 512
@@ -60,7 +77,7 @@ func DefaultConfig() Config {
 // notYet are keys of DESIGN.md's configuration that this version does not
 // implement. They are refused by name rather than silently ignored: a user
 // who configures a sink must not believe the log is being shipped.
-var notYet = []string{"signing_key", "mask", "approvals", "checkpoints", "retention", "sinks", "entity_providers", "shadow_policies"}
+var notYet = []string{"retention", "sinks", "entity_providers", "shadow_policies"}
 
 // LoadConfig reads path over the defaults. Unknown keys are errors that name
 // them.
@@ -80,7 +97,7 @@ func LoadConfig(path string) (Config, error) {
 		}
 	}
 	// The YAML library reports a bad duration without its key; name it.
-	for _, d := range [][2]string{{"reload", "debounce"}, {"commit", "max_wait"}} {
+	for _, d := range [][2]string{{"reload", "debounce"}, {"commit", "max_wait"}, {"approvals", "ttl"}, {"checkpoints", "every"}} {
 		section, _ := top[d[0]].(map[string]any)
 		if v, ok := section[d[1]].(string); ok {
 			if _, err := time.ParseDuration(v); err != nil {
@@ -117,8 +134,13 @@ func (c Config) Validate() error {
 	oneOf("durability", c.Durability, "full", "normal")
 	oneOf("on_error", c.OnError, "deny", "skip")
 	oneOf("prompt", c.Prompt, "hmac", "store", "drop")
-	if c.Prompt == "hmac" {
-		nonEmpty("prompt_key", c.PromptKey)
+	nonEmpty("hmac_key", c.HMACKey)
+	oneOf("mask_action", c.MaskAction, "hmac", "remove")
+	if c.Approvals.TTL <= 0 {
+		errs = append(errs, "approvals.ttl: must be positive")
+	}
+	if c.Checkpoints.EveryRows <= 0 || c.Checkpoints.Every <= 0 {
+		errs = append(errs, "checkpoints.every_rows and checkpoints.every: must be positive")
 	}
 	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	oneOf("log.format", c.Log.Format, "text", "json")

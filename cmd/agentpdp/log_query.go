@@ -15,26 +15,16 @@ import (
 	"github.com/agentpdp/agentpdp/pdp"
 )
 
-func newLogCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "log",
-		Short: "Read the decision log",
-		Args:  noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usagef("log: missing subcommand (query)")
-		},
-	}
-	cmd.AddCommand(newLogQueryCmd())
-	return cmd
-}
-
 func newLogQueryCmd() *cobra.Command {
 	var (
-		db, decision, since, until  string
-		principal, action, resource string
-		session, task, trace        string
-		limit                       int
-		asJSON                      bool
+		db, decision, since, until   string
+		principal, action, resource  string
+		session, task, trace         string
+		classification, onBehalfOf   string
+		credential, toolCall, parent string
+		peerUID                      int64
+		limit                        int
+		asJSON                       bool
 	)
 	cmd := &cobra.Command{
 		Use:   "query --db FILE [filters]",
@@ -60,6 +50,11 @@ func newLogQueryCmd() *cobra.Command {
 			if err != nil {
 				return usagef("log query: --%s", strings.Replace(err.Error(), "_id", "", 1))
 			}
+			f.Classification, f.OnBehalfOf, f.CredentialID, f.ToolCallID, f.ParentDecisionID = classification, onBehalfOf, credential, toolCall, parent
+			if peerUID >= 0 {
+				uid := uint32(peerUID)
+				f.PeerUID = &uid
+			}
 			switch decision {
 			case "":
 			case pdp.Allow, pdp.Deny, pdp.StepUp:
@@ -67,7 +62,7 @@ func newLogQueryCmd() *cobra.Command {
 			default:
 				f.DecisionID = decision
 			}
-			r, err := decisionlog.OpenReader(db)
+			r, err := openReader(db)
 			if err != nil {
 				return err
 			}
@@ -89,7 +84,7 @@ func newLogQueryCmd() *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&db, "db", "./var/decisions.db", "decision log `file`")
+	dbFlag(fl, &db)
 	fl.StringVar(&decision, "decision", "", "allow, deny or step_up, or a decision id")
 	fl.StringVar(&principal, "principal", "", `principal: Agent::"id", or a bare id of any type`)
 	fl.StringVar(&action, "action", "", `action: Action::"id", or a bare id`)
@@ -97,6 +92,12 @@ func newLogQueryCmd() *cobra.Command {
 	fl.StringVar(&session, "session", "", "session id")
 	fl.StringVar(&task, "task", "", "task id")
 	fl.StringVar(&trace, "trace", "", "trace id")
+	fl.StringVar(&classification, "classification", "", "data classification (public, confidential, …)")
+	fl.StringVar(&onBehalfOf, "on-behalf-of", "", "the person the agent acted for")
+	fl.StringVar(&credential, "credential", "", "credential id (jti)")
+	fl.StringVar(&toolCall, "tool-call", "", "tool call id")
+	fl.StringVar(&parent, "parent", "", "parent decision id: the calls a decision led to")
+	fl.Int64Var(&peerUID, "peer-uid", -1, "the caller's uid, as the kernel saw it")
 	fl.StringVar(&since, "since", "", "only decisions after this: a duration ago (15m, 24h) or an RFC 3339 time")
 	fl.StringVar(&until, "until", "", "only decisions before this, as --since")
 	fl.IntVar(&limit, "limit", 100, "at most `N` decisions")

@@ -63,7 +63,7 @@ func newDaemonDir(t *testing.T) *daemon {
 		t.Fatal(err)
 	}
 	config := filepath.Join(dir, "agentpdp.yaml")
-	yaml := fmt.Sprintf("policies: %[1]s/policies\ndb: %[1]s/var/decisions.db\nsocket: %[1]s/var/a.sock\nadmin_socket: %[1]s/var/admin.sock\nprompt_key: %[1]s/var/prompt.key\nlog: {level: debug}\n", dir)
+	yaml := fmt.Sprintf("policies: %[1]s/policies\ndb: %[1]s/var/decisions.db\nsocket: %[1]s/var/a.sock\nadmin_socket: %[1]s/var/admin.sock\nhmac_key: %[1]s/var/hmac.key\nsigning_key: %[1]s/var/signing.key\nlog: {level: debug}\n", dir)
 	if err := os.WriteFile(config, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -121,6 +121,12 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.(fmt.Stringer).String()
 }
 
 var tools = []string{"sql.query", "k8s.apply", "invoices.export", "web.search", "k8s.apply-staging"}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -22,8 +23,8 @@ import (
 )
 
 type serveCmd struct {
-	config                                      string
-	policies, db, socket, adminSocket, logLevel string
+	config                                                  string
+	policies, db, socket, adminSocket, signingKey, logLevel string
 }
 
 func newServeCmd() *cobra.Command {
@@ -40,6 +41,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&s.db, "db", "", "decision log `file` (default ./var/decisions.db)")
 	f.StringVar(&s.socket, "socket", "", "decision socket `path` (default ./var/agentpdp.sock)")
 	f.StringVar(&s.adminSocket, "admin-socket", "", "admin socket `path` (default ./var/agentpdp-admin.sock)")
+	f.StringVar(&s.signingKey, "signing-key", "", "Ed25519 checkpoint signing key `file` (default ./var/signing.key)")
 	f.StringVar(&s.logLevel, "log-level", "", "debug, info, warn or error (default info)")
 	return cmd
 }
@@ -58,7 +60,7 @@ func (s *serveCmd) loadConfig() (Config, error) {
 		dst  *string
 	}{
 		{s.policies, &cfg.Policies}, {s.db, &cfg.DB}, {s.socket, &cfg.Socket},
-		{s.adminSocket, &cfg.AdminSocket}, {s.logLevel, &cfg.Log.Level},
+		{s.adminSocket, &cfg.AdminSocket}, {s.signingKey, &cfg.SigningKey}, {s.logLevel, &cfg.Log.Level},
 	} {
 		if o.flag != "" {
 			*o.dst = o.flag
@@ -88,10 +90,21 @@ func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 	if err := os.MkdirAll(filepath.Dir(cfg.DB), 0o750); err != nil {
 		return fmt.Errorf("create log directory: %w", err)
 	}
+	var signingKey ed25519.PrivateKey
+	if cfg.SigningKey != "" {
+		if signingKey, err = loadOrCreateSigningKey(cfg.SigningKey, logger); err != nil {
+			return err
+		}
+	} else {
+		logger.Warn("signing_key is empty: checkpoints are not signed, so a truncated or rewritten log cannot be proven")
+	}
 	log, err := decisionlog.Open(ctx, cfg.DB, decisionlog.Options{
-		Durability: decisionlog.Durability(cfg.Durability),
-		MaxBatch:   cfg.Commit.MaxBatch,
-		MaxWait:    cfg.Commit.MaxWait,
+		Durability:         decisionlog.Durability(cfg.Durability),
+		MaxBatch:           cfg.Commit.MaxBatch,
+		MaxWait:            cfg.Commit.MaxWait,
+		SigningKey:         signingKey,
+		CheckpointEvery:    cfg.Checkpoints.EveryRows,
+		CheckpointInterval: cfg.Checkpoints.Every,
 	})
 	if err != nil {
 		return err
@@ -106,24 +119,30 @@ func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 		}
 	}()
 
-	var promptKey []byte
-	if cfg.Prompt == "hmac" {
-		if promptKey, err = loadOrCreateKey(cfg.PromptKey); err != nil {
-			return err
-		}
+	hmacKey, err := loadOrCreateKey(cfg.HMACKey)
+	if err != nil {
+		return err
 	}
 	engine, err := pdp.NewEngine(pdp.Options{
-		Policies:  cfg.Policies,
-		OnError:   pdp.OnError(cfg.OnError),
-		Prompt:    pdp.PromptMode(cfg.Prompt),
-		PromptKey: promptKey,
-		Recorder:  log,
+		Policies:         cfg.Policies,
+		OnError:          pdp.OnError(cfg.OnError),
+		Prompt:           pdp.PromptMode(cfg.Prompt),
+		Key:              hmacKey,
+		Mask:             cfg.Mask,
+		MaskAction:       pdp.MaskAction(cfg.MaskAction),
+		ApprovalTTL:      cfg.Approvals.TTL,
+		ApprovalReusable: !cfg.Approvals.SingleUse,
+		Recorder:         log,
+		Log:              log,
 	})
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	if _, err := engine.Reload(ctx, "startup"); err != nil {
 		return fmt.Errorf("load policies from %s:\n%w", cfg.Policies, err)
+	}
+	if err := engine.LoadApprovals(ctx); err != nil {
+		return err
 	}
 	snap := engine.Snapshot()
 	logger.Info("policies loaded", "dir", cfg.Policies, "policy_version", snap.Version, "policies", len(snap.Policies), "schema", snap.Schema)
@@ -170,6 +189,30 @@ func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 	wg.Wait()
 	logger.Info("agentpdp stopped")
 	return err
+}
+
+// loadOrCreateSigningKey reads the checkpoint signing key, creating a pair
+// (FILE and FILE.pub) on first start so that checkpoints are signed from
+// the first row. A key kept on another host is stronger: see keygen.
+func loadOrCreateSigningKey(path string, logger *slog.Logger) (ed25519.PrivateKey, error) {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		if err := writeKeyPair(path, false); err != nil {
+			return nil, err
+		}
+		logger.Warn("created a checkpoint signing key; verify the log with its public key", "key", path, "pubkey", path+".pub")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("signing key: %w", err)
+	}
+	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("signing key %s: mode %#o lets others read it; chmod 600 it", path, st.Mode().Perm())
+	}
+	key, err := decisionlog.ParsePrivateKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", path, err)
+	}
+	return key, nil
 }
 
 // loadOrCreateKey reads a secret key file, creating one of 32 random bytes

@@ -17,8 +17,26 @@ ask '{"principal": "Agent::\"billing-bot\"", "action": "Action::\"invoke_tool\""
       "session_id": "s-42", "on_behalf_of": "alice@example.com"}'
 
 echo "# step_up: deploy-bot writes to production"
-ask '{"principal": {"type": "Agent", "id": "deploy-bot"}, "action": {"type": "Action", "id": "invoke_tool"},
-      "resource": {"type": "Tool", "id": "k8s.apply"}, "context": {"args": {"manifest": "web.yaml"}}}'
+write='{"principal": {"type": "Agent", "id": "deploy-bot"}, "action": {"type": "Action", "id": "invoke_tool"},
+        "resource": {"type": "Tool", "id": "k8s.apply"}, "context": {"args": {"manifest": "web.yaml"}}'
+answer=$(ask "$write}")
+echo "$answer"
+id=$(printf '%s' "$answer" | sed -n 's/.*"decision_id":"\([^"]*\)".*/\1/p')
+
+echo "# a human approves it, on the admin socket"
+curl -sS --unix-socket "$admin" -X POST "http://agentpdp/v1/decisions/$id/approval" \
+  -d '{"approver": "carol@example.com", "approved": true, "comment": "CHG-1234"}'
+echo
+
+echo "# the agent retries with the approval: allow, once"
+answer=$(ask "$write, \"approval\": \"$id\"}")
+echo "$answer"
+retry=$(printf '%s' "$answer" | sed -n 's/.*"decision_id":"\([^"]*\)".*/\1/p')
+
+echo "# and reports what happened"
+curl -sS --unix-socket "$sock" -X POST "http://agentpdp/v1/decisions/$retry/outcome" \
+  -d '{"status": "success", "detail": {"pods": 3}}'
+echo
 
 echo "# deny: restricted data without an incident ticket"
 ask '{"principal": "Agent::\"billing-bot\"", "action": "Action::\"invoke_tool\"",
@@ -27,3 +45,4 @@ ask '{"principal": "Agent::\"billing-bot\"", "action": "Action::\"invoke_tool\""
 echo "# the last three decisions, read back over the admin socket"
 curl -sS --unix-socket "$admin" 'http://agentpdp/v1/decisions?limit=3'
 echo
+echo "# the whole story of the approved write: ./bin/agentpdp log show $retry"

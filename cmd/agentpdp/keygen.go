@@ -1,0 +1,81 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/agentpdp/agentpdp/decisionlog"
+)
+
+func newKeygenCmd() *cobra.Command {
+	var out string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "keygen --out FILE",
+		Short: "Make an Ed25519 key pair for signing checkpoints: FILE (private, 0600) and FILE.pub",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				return usagef("keygen: --out is required")
+			}
+			if err := writeKeyPair(out, force); err != nil {
+				return err
+			}
+			pubPEM, err := os.ReadFile(out + ".pub")
+			if err != nil {
+				return err
+			}
+			pub, err := decisionlog.ParsePublicKey(pubPEM)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (private, keep it off the database's host if you can) and %s; key id %s\n", out, out+".pub", decisionlog.KeyID(pub))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "", "private key `file`; the public key goes to FILE.pub")
+	cmd.Flags().BoolVar(&force, "force", false, "replace existing key files")
+	return cmd
+}
+
+// writeKeyPair writes a new pair, never silently replacing a key: losing a
+// signing key makes the checkpoints it signed unverifiable.
+func writeKeyPair(path string, force bool) error {
+	priv, pub, err := decisionlog.GenerateKey()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return fmt.Errorf("keygen: %w", err)
+	}
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if force {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	for _, f := range []struct {
+		path string
+		mode os.FileMode
+		data []byte
+	}{{path, 0o600, priv}, {path + ".pub", 0o644, pub}} {
+		file, err := os.OpenFile(f.path, flags, f.mode)
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("keygen: %s exists; use --force to replace it", f.path)
+		}
+		if err != nil {
+			return fmt.Errorf("keygen: %w", err)
+		}
+		if _, err := file.Write(f.data); err != nil {
+			file.Close()
+			return fmt.Errorf("keygen: write %s: %w", f.path, err)
+		}
+		if err := file.Close(); err != nil {
+			return fmt.Errorf("keygen: write %s: %w", f.path, err)
+		}
+	}
+	return nil
+}

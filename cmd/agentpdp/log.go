@@ -1,0 +1,109 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/pdp"
+)
+
+func newLogCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "log",
+		Short: "Read and verify the decision log (opens it read-only)",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return usagef("log: missing subcommand (query, tail, show, chain, export, stats, verify)")
+		},
+	}
+	cmd.AddCommand(newLogQueryCmd(), newLogTailCmd(), newLogShowCmd(), newLogChainCmd(), newLogExportCmd(), newLogStatsCmd(), newLogVerifyCmd())
+	return cmd
+}
+
+func dbFlag(fl *pflag.FlagSet, db *string) {
+	fl.StringVar(db, "db", "./var/decisions.db", "decision log `file`")
+}
+
+func openReader(db string) (*decisionlog.Reader, error) {
+	return decisionlog.OpenReader(db)
+}
+
+// oneArg takes exactly one positional argument, named in the usage error.
+func oneArg(name string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != 1 {
+			return usagef("%s: want one %s", cmd.CommandPath(), name)
+		}
+		return nil
+	}
+}
+
+// describe is a row as one line for people: what it is and its gist.
+func describe(e *decisionlog.Entry) string {
+	at := e.Time.Local().Format("2006-01-02 15:04:05.000")
+	head := fmt.Sprintf("%-6d %s  %-11s", e.Seq, at, e.Kind)
+	switch e.Kind {
+	case decisionlog.KindDecision:
+		var r pdp.DecisionRecord
+		if json.Unmarshal(e.Body, &r) == nil {
+			return fmt.Sprintf("%s %-7s %s %s %s [%s] %s", head, r.Decision, r.Principal, r.Action, r.Resource, reasonList(r.Reasons), r.DecisionID)
+		}
+	case pdp.KindOutcome:
+		var r pdp.OutcomeRecord
+		if json.Unmarshal(e.Body, &r) == nil {
+			flag := ""
+			if r.ActedAgainst {
+				flag = "  ACTED AGAINST A " + strings.ToUpper(r.Decision)
+			}
+			return fmt.Sprintf("%s %-7s for %s%s", head, r.Status, r.DecisionID, flag)
+		}
+	case pdp.KindApproval:
+		var r pdp.ApprovalRecord
+		if json.Unmarshal(e.Body, &r) == nil {
+			verb := "rejected"
+			if r.Approved {
+				verb = "approved"
+			}
+			return fmt.Sprintf("%s %s by %s for %s, until %s", head, verb, r.Approver, r.DecisionID, r.ExpiresAt.Local().Format("15:04:05"))
+		}
+	case decisionlog.KindPolicyLoad:
+		var r pdp.PolicyLoadRecord
+		if json.Unmarshal(e.Body, &r) == nil {
+			return fmt.Sprintf("%s %s: %d policies in %d files (%s)", head, r.PolicyVersion, len(r.Policies), len(r.Files), r.Trigger)
+		}
+	case decisionlog.KindCheckpoint:
+		var c decisionlog.Checkpoint
+		if json.Unmarshal(e.Body, &c) == nil {
+			return fmt.Sprintf("%s signs seq %d, key %s", head, c.Seq, c.KeyID)
+		}
+	}
+	return head
+}
+
+func reasonList(rs []pdp.Reason) string {
+	ids := make([]string, len(rs))
+	for i, r := range rs {
+		ids[i] = r.Policy
+	}
+	return strings.Join(ids, ",")
+}
+
+// printEntries writes entries as JSON lines or as described lines.
+func printEntries(cmd *cobra.Command, entries []*decisionlog.Entry, asJSON bool) error {
+	enc := json.NewEncoder(cmd.OutOrStdout())
+	for _, e := range entries {
+		if asJSON {
+			if err := enc.Encode(e); err != nil {
+				return err
+			}
+			continue
+		}
+		fmt.Fprintln(cmd.OutOrStdout(), describe(e))
+	}
+	return nil
+}

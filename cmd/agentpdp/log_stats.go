@@ -1,0 +1,71 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/agentpdp/agentpdp/pdp"
+)
+
+func newLogStatsCmd() *cobra.Command {
+	var db, since, until string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "stats [--since …]",
+		Short: "Decisions by outcome, principal, action and hour; outcomes and approvals",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var lo, hi time.Time
+			var err error
+			if since != "" {
+				if lo, err = pdp.ParseTime(since, time.Now()); err != nil {
+					return usagef("log stats: --since %v", err)
+				}
+			}
+			if until != "" {
+				if hi, err = pdp.ParseTime(until, time.Now()); err != nil {
+					return usagef("log stats: --until %v", err)
+				}
+			}
+			r, err := openReader(db)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			s, err := r.Summarize(cmd.Context(), lo, hi)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(s)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "decisions\t%d\t(allow %d, deny %d, step_up %d)\n", s.Decisions, s.ByDecision[pdp.Allow], s.ByDecision[pdp.Deny], s.ByDecision[pdp.StepUp])
+			fmt.Fprintf(tw, "outcomes\t%d\t(success %d, error %d, skipped %d)\n", s.Outcomes["success"]+s.Outcomes["error"]+s.Outcomes["skipped"], s.Outcomes["success"], s.Outcomes["error"], s.Outcomes["skipped"])
+			fmt.Fprintf(tw, "approvals\t%d\t\n", s.Approvals)
+			fmt.Fprintln(tw, "\nby principal\t\t")
+			for _, c := range s.ByPrincipal {
+				fmt.Fprintf(tw, "  %s\t%d\t\n", c.Key, c.Count)
+			}
+			fmt.Fprintln(tw, "\nby action\t\t")
+			for _, c := range s.ByAction {
+				fmt.Fprintf(tw, "  %s\t%d\t\n", c.Key, c.Count)
+			}
+			fmt.Fprintln(tw, "\nper hour (UTC)\t\t")
+			for _, c := range s.PerHour {
+				fmt.Fprintf(tw, "  %s\t%d\t\n", c.Key, c.Count)
+			}
+			return tw.Flush()
+		},
+	}
+	fl := cmd.Flags()
+	dbFlag(fl, &db)
+	fl.StringVar(&since, "since", "", "only after this: a duration ago (24h) or an RFC 3339 time")
+	fl.StringVar(&until, "until", "", "only before this, as --since")
+	fl.BoolVar(&asJSON, "json", false, "one JSON object")
+	return cmd
+}

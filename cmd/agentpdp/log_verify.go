@@ -1,0 +1,115 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/agentpdp/agentpdp/decisionlog"
+)
+
+func newLogVerifyCmd() *cobra.Command {
+	var db, pubkey, trusted string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "verify --db FILE [--pubkey FILE] [--trusted-checkpoint FILE]",
+		Short: "Recompute the hash chain and check every checkpoint; exit 0 only if nothing was changed, removed or reordered",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts := decisionlog.VerifyOptions{}
+			if pubkey == "" {
+				// The key serve creates by default, if it is here.
+				if _, err := os.Stat("./var/signing.key.pub"); err == nil {
+					pubkey = "./var/signing.key.pub"
+				}
+			}
+			if pubkey != "" {
+				b, err := os.ReadFile(pubkey)
+				if err != nil {
+					return err
+				}
+				if opts.PublicKey, err = decisionlog.ParsePublicKey(b); err != nil {
+					return fmt.Errorf("%s: %w", pubkey, err)
+				}
+			}
+			if trusted != "" {
+				b, err := os.ReadFile(trusted)
+				if err != nil {
+					return err
+				}
+				if opts.Trusted, err = decisionlog.ParseCheckpoint(b); err != nil {
+					return fmt.Errorf("%s: %w", trusted, err)
+				}
+			}
+			if _, err := os.Stat(db); errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("log verify: %s does not exist", db)
+			}
+			r, err := openReader(db)
+			if err != nil {
+				return err
+			}
+			defer r.Close()
+			stderr := cmd.ErrOrStderr()
+			if f, ok := stderr.(*os.File); ok && isTerminal(f) && !asJSON {
+				opts.Progress = func(seq, last int64) {
+					fmt.Fprintf(stderr, "\rverifying: %d of %d rows (%d%%)", seq, last, seq*100/max(last, 1))
+					if seq >= last {
+						fmt.Fprintln(stderr)
+					}
+				}
+			}
+			rep, err := r.Verify(cmd.Context(), opts)
+			var ce *decisionlog.ChainError
+			if errors.As(err, &ce) {
+				if opts.Progress != nil {
+					fmt.Fprintln(stderr)
+				}
+				if asJSON {
+					json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"ok": false, "seq": ce.Seq, "problem": ce.Problem})
+					return exitError{exitFail, errSilent}
+				}
+				return exitError{exitFail, fmt.Errorf("log verify FAILED at seq %d: %s", ce.Seq, ce.Problem)}
+			}
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"ok": true, "report": rep})
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "ok: %d rows (seq 1 to %d), hash chain intact\n", rep.Rows, rep.LastSeq)
+			switch {
+			case rep.Checkpoints == 0:
+				fmt.Fprintln(out, "no signed checkpoints: a truncated or rewritten log cannot be told apart (serve with a signing key)")
+			case rep.SignaturesChecked:
+				fmt.Fprintf(out, "%d checkpoints, every signature verified with key %s; the last signs seq %d\n", rep.Checkpoints, decisionlog.KeyID(opts.PublicKey), rep.LastSigned)
+			default:
+				fmt.Fprintf(out, "%d checkpoints match the chain, but their signatures were NOT checked: give --pubkey\n", rep.Checkpoints)
+			}
+			if rep.Unsigned > 0 && rep.Checkpoints > 0 {
+				fmt.Fprintf(out, "%d rows after the last checkpoint are not yet signed\n", rep.Unsigned)
+			}
+			if rep.TrustedSeq > 0 {
+				fmt.Fprintf(out, "the trusted checkpoint at seq %d matches: nothing before it was removed or rewritten\n", rep.TrustedSeq)
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	dbFlag(fl, &db)
+	fl.StringVar(&pubkey, "pubkey", "", "public key `file` that checks checkpoint signatures (default ./var/signing.key.pub if present)")
+	fl.StringVar(&trusted, "trusted-checkpoint", "", "a checkpoint row (JSON) kept outside the log: catches truncation after it")
+	fl.BoolVar(&asJSON, "json", false, "one JSON object")
+	return cmd
+}
+
+// isTerminal reports whether f is a terminal, for the progress line.
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
