@@ -1,0 +1,167 @@
+package main
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/policytest"
+)
+
+func newTestCmd() *cobra.Command {
+	var policies, junit, onError string
+	var asJSON, verbose bool
+	cmd := &cobra.Command{
+		Use:   "test [--policies DIR] [PATH…]",
+		Short: "Run policy test suites (YAML or JSON; default DIR/tests); exit 1 if any case fails",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			files, err := policytest.Find(policies, args)
+			if err != nil {
+				return exitError{exitFail, err}
+			}
+			var suites []*policytest.Suite
+			for _, f := range files {
+				s, err := policytest.Load(f)
+				if err != nil {
+					return exitError{exitFail, err}
+				}
+				suites = append(suites, s)
+			}
+			engine, err := pdp.NewEngine(pdp.Options{Policies: policies, OnError: pdp.OnError(onError)})
+			if err != nil {
+				return usagef("test: %v", err)
+			}
+			if _, err := engine.Reload(cmd.Context(), "test"); err != nil {
+				return exitError{exitFail, err}
+			}
+			rep, err := policytest.Run(engine, suites)
+			if err != nil {
+				return exitError{exitFail, err}
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				for _, r := range rep.Results {
+					enc.Encode(r)
+				}
+				enc.Encode(map[string]any{"passed": rep.Passed, "failed": rep.Failed, "policies": rep.Policies, "uncovered": rep.Uncovered})
+			} else {
+				printReport(out, rep, verbose)
+			}
+			if junit != "" {
+				if err := writeJUnit(junit, rep); err != nil {
+					return err
+				}
+			}
+			if rep.Failed > 0 {
+				return exitError{exitFail, errSilent}
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&policies, "policies", "./policies", "policy `directory`")
+	fl.StringVar(&junit, "junit", "", "also write a JUnit XML report to `FILE`, for CI")
+	fl.StringVar(&onError, "on-error", "deny", "what an erroring forbid does: deny or skip")
+	fl.BoolVar(&asJSON, "json", false, "one JSON object per case, then a summary")
+	fl.BoolVarP(&verbose, "verbose", "v", false, "print passing cases too")
+	return cmd
+}
+
+func printReport(w io.Writer, rep *policytest.Report, verbose bool) {
+	for _, r := range rep.Results {
+		if r.Passed {
+			if verbose {
+				fmt.Fprintf(w, "--- PASS: %s/%s\n", r.Suite, r.Case)
+			}
+			continue
+		}
+		fmt.Fprintf(w, "--- FAIL: %s/%s (%s)\n", r.Suite, r.Case, r.File)
+		for _, p := range r.Problems {
+			fmt.Fprintf(w, "    %s\n", p)
+		}
+		if r.Got != nil {
+			if len(r.Got.Reasons) == 0 {
+				fmt.Fprintln(w, "    decided by: no policy permits the request (default deny)")
+			}
+			for i, reason := range r.Got.Reasons {
+				label := "    decided by:"
+				if i > 0 {
+					label = "               "
+				}
+				where := reason.Detail
+				if !reason.Builtin {
+					where = fmt.Sprintf("%s:%d", reason.File, reason.Line)
+				}
+				fmt.Fprintf(w, "%s %s %s (%s)\n", label, reason.Effect, reason.Policy, where)
+			}
+			for _, e := range r.Got.Errors {
+				fmt.Fprintf(w, "    error in %s (%s:%d): %s\n", e.Policy, e.File, e.Line, e.Message)
+			}
+		}
+	}
+	covered := rep.Policies - len(rep.Uncovered)
+	fmt.Fprintf(w, "coverage: %d of %d policies decided at least one case\n", covered, rep.Policies)
+	for _, p := range rep.Uncovered {
+		fmt.Fprintf(w, "    never decided: %s (%s:%d)\n", p.ID, p.File, p.Line)
+	}
+	status := "ok"
+	if rep.Failed > 0 {
+		status = "FAIL"
+	}
+	fmt.Fprintf(w, "%s\n%d passed, %d failed\n", status, rep.Passed, rep.Failed)
+}
+
+// writeJUnit writes the report in the JUnit XML that CI systems read.
+func writeJUnit(path string, rep *policytest.Report) error {
+	type failure struct {
+		Message string `xml:"message,attr"`
+		Text    string `xml:",chardata"`
+	}
+	type testcase struct {
+		Name      string   `xml:"name,attr"`
+		Classname string   `xml:"classname,attr"`
+		Time      float64  `xml:"time,attr"`
+		Failure   *failure `xml:"failure,omitempty"`
+	}
+	type testsuite struct {
+		Name     string     `xml:"name,attr"`
+		Tests    int        `xml:"tests,attr"`
+		Failures int        `xml:"failures,attr"`
+		Cases    []testcase `xml:"testcase"`
+	}
+	var suites []*testsuite
+	byName := map[string]*testsuite{}
+	for _, r := range rep.Results {
+		s, ok := byName[r.Suite]
+		if !ok {
+			s = &testsuite{Name: r.Suite}
+			byName[r.Suite] = s
+			suites = append(suites, s)
+		}
+		tc := testcase{Name: r.Case, Classname: r.Suite, Time: r.Elapsed.Seconds()}
+		s.Tests++
+		if !r.Passed {
+			s.Failures++
+			tc.Failure = &failure{Message: r.Problems[0], Text: strings.Join(r.Problems, "\n")}
+		}
+		s.Cases = append(s.Cases, tc)
+	}
+	b, err := xml.MarshalIndent(struct {
+		XMLName xml.Name     `xml:"testsuites"`
+		Suites  []*testsuite `xml:"testsuite"`
+	}{Suites: suites}, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, append([]byte(xml.Header), append(b, '\n')...), 0o644); err != nil {
+		return fmt.Errorf("junit: %w", err)
+	}
+	return nil
+}

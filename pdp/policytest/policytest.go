@@ -1,0 +1,278 @@
+// Package policytest runs policy test suites: files of requests with the
+// decisions they must get, evaluated in-process against a policy directory,
+// with coverage by policy. It is what agentpdp test runs.
+//
+// A suite is YAML or JSON:
+//
+//	name: agents calling tools
+//	entities: [...]            # optional, inline entities shared by every case
+//	cases:
+//	  - name: billing-bot reads its own team's SQL tool
+//	    request:               # DESIGN.md's request shape
+//	      principal: 'Agent::"billing-bot"'
+//	      action: 'Action::"invoke_tool"'
+//	      resource: 'Tool::"sql.query"'
+//	    expect: allow          # allow, deny or step_up
+//	    policies: [agents-may-invoke-tools]   # optional: exactly these decided
+//	    step_up: production change needs approval   # optional: the @step_up text
+package policytest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+
+	"github.com/agentpdp/agentpdp/pdp"
+)
+
+// Suite is one file of cases.
+type Suite struct {
+	File     string
+	Name     string
+	Entities []json.RawMessage
+	Cases    []Case
+}
+
+// Case is one request and what it must get.
+type Case struct {
+	Name     string          `json:"name"`
+	Request  json.RawMessage `json:"request"`
+	Expect   string          `json:"expect"`
+	Policies []string        `json:"policies,omitempty"`
+	StepUp   string          `json:"step_up,omitempty"`
+}
+
+// Result is one case's outcome.
+type Result struct {
+	Suite    string        `json:"suite"`
+	File     string        `json:"file"`
+	Case     string        `json:"case"`
+	Passed   bool          `json:"passed"`
+	Problems []string      `json:"problems,omitempty"` // what differs, one line each
+	Got      *pdp.Decision `json:"got,omitempty"`
+	Expect   string        `json:"expect"`
+	Policies []string      `json:"expect_policies,omitempty"`
+	Elapsed  time.Duration `json:"elapsed_ns"`
+}
+
+// Report is a whole run.
+type Report struct {
+	Results   []Result      `json:"results"`
+	Passed    int           `json:"passed"`
+	Failed    int           `json:"failed"`
+	Uncovered []*pdp.Policy `json:"uncovered"` // policies that decided no case
+	Policies  int           `json:"policies"`
+}
+
+// Find lists the suite files under paths (files or directories); with no
+// paths, those under dir/tests.
+func Find(dir string, paths []string) ([]string, error) {
+	if len(paths) == 0 {
+		paths = []string{filepath.Join(dir, "tests")}
+	}
+	var files []string
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("test suites: %w", err)
+		}
+		if !st.IsDir() {
+			files = append(files, p)
+			continue
+		}
+		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if !d.IsDir() && isSuite(path) {
+				files = append(files, path)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("test suites: %w", err)
+		}
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("test suites: no *.yaml, *.yml or *.json files in %s", strings.Join(paths, ", "))
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
+func isSuite(p string) bool {
+	return strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml") || (strings.HasSuffix(p, ".json") && !strings.HasSuffix(p, pdp.EntitiesSuffix))
+}
+
+// Load reads a suite file, checking every field as strictly as the daemon
+// checks requests, so that a typo fails loudly instead of testing nothing.
+func Load(path string) (*Suite, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.HasSuffix(path, ".json") {
+		if b, err = yaml.YAMLToJSON(b); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	var raw struct {
+		Name     string            `json:"name"`
+		Entities []json.RawMessage `json:"entities"`
+		Cases    []Case            `json:"cases"`
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&raw); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	s := &Suite{File: path, Name: raw.Name, Entities: raw.Entities, Cases: raw.Cases}
+	if s.Name == "" {
+		s.Name = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	}
+	if len(s.Cases) == 0 {
+		return nil, fmt.Errorf("%s: no cases", path)
+	}
+	for i, c := range s.Cases {
+		if c.Name == "" {
+			return nil, fmt.Errorf("%s: case %d has no name", path, i+1)
+		}
+		if c.Expect != pdp.Allow && c.Expect != pdp.Deny && c.Expect != pdp.StepUp {
+			return nil, fmt.Errorf("%s: case %q: expect %q: want allow, deny or step_up", path, c.Name, c.Expect)
+		}
+		if len(c.Request) == 0 {
+			return nil, fmt.Errorf("%s: case %q: no request", path, c.Name)
+		}
+	}
+	return s, nil
+}
+
+// Run evaluates every case of the suites with engine.
+func Run(engine *pdp.Engine, suites []*Suite) (*Report, error) {
+	snap := engine.Snapshot()
+	if snap == nil {
+		return nil, errors.New("no policies loaded")
+	}
+	rep := &Report{Policies: len(snap.Policies)}
+	covered := map[string]bool{}
+	for _, s := range suites {
+		for _, c := range s.Cases {
+			res := runCase(engine, s, c)
+			if res.Got != nil {
+				for _, r := range res.Got.Reasons {
+					covered[r.Policy] = true
+				}
+			}
+			if res.Passed {
+				rep.Passed++
+			} else {
+				rep.Failed++
+			}
+			rep.Results = append(rep.Results, res)
+		}
+	}
+	for _, p := range snap.Policies {
+		if !covered[p.ID] {
+			rep.Uncovered = append(rep.Uncovered, p)
+		}
+	}
+	return rep, nil
+}
+
+func runCase(engine *pdp.Engine, s *Suite, c Case) Result {
+	res := Result{Suite: s.Name, File: s.File, Case: c.Name, Expect: c.Expect, Policies: c.Policies}
+	body, err := withEntities(c.Request, s.Entities)
+	if err != nil {
+		res.Problems = []string{err.Error()}
+		return res
+	}
+	req, err := pdp.DecodeRequest(body)
+	if err != nil {
+		res.Problems = []string{"bad request: " + err.Error()}
+		return res
+	}
+	start := time.Now()
+	d, err := engine.Evaluate(req)
+	res.Elapsed = time.Since(start)
+	if err != nil {
+		res.Problems = []string{"evaluate: " + err.Error()}
+		return res
+	}
+	res.Got = d
+	if d.Decision != c.Expect {
+		res.Problems = append(res.Problems, fmt.Sprintf("decision: want %s, got %s", c.Expect, d.Decision))
+	}
+	var got []string
+	for _, r := range d.Reasons {
+		got = append(got, r.Policy)
+	}
+	if c.Policies != nil {
+		want := slices.Sorted(slices.Values(c.Policies))
+		if !slices.Equal(want, got) {
+			res.Problems = append(res.Problems, fmt.Sprintf("deciding policies: want [%s], got [%s]", strings.Join(want, ", "), strings.Join(got, ", ")))
+		}
+	}
+	if c.StepUp != "" {
+		var reasons []string
+		for _, r := range d.Reasons {
+			if v, ok := r.Annotations[pdp.AnnotationStepUp]; ok {
+				reasons = append(reasons, v)
+			}
+		}
+		if !slices.Contains(reasons, c.StepUp) {
+			res.Problems = append(res.Problems, fmt.Sprintf("step_up reason: want %q, got %q", c.StepUp, reasons))
+		}
+	}
+	res.Passed = len(res.Problems) == 0
+	return res
+}
+
+// withEntities adds the suite's shared entities to a case's request; the
+// case's own entities come first, so they win.
+func withEntities(req json.RawMessage, shared []json.RawMessage) ([]byte, error) {
+	if len(shared) == 0 {
+		return req, nil
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(req, &m); err != nil {
+		return nil, fmt.Errorf("request: %w", err)
+	}
+	var own []json.RawMessage
+	if e, ok := m["entities"]; ok {
+		if err := json.Unmarshal(e, &own); err != nil {
+			return nil, fmt.Errorf("request.entities: %w", err)
+		}
+	}
+	seen := map[string]bool{}
+	for _, e := range own {
+		seen[uidOf(e)] = true
+	}
+	for _, e := range shared {
+		if !seen[uidOf(e)] {
+			own = append(own, e)
+		}
+	}
+	b, err := json.Marshal(own)
+	if err != nil {
+		return nil, err
+	}
+	m["entities"] = b
+	return json.Marshal(m)
+}
+
+func uidOf(e json.RawMessage) string {
+	var v struct {
+		UID pdp.EntityRef `json:"uid"`
+	}
+	json.Unmarshal(e, &v)
+	return v.UID.String()
+}
