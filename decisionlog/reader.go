@@ -55,6 +55,7 @@ type Filter struct {
 	PeerUID                     *uint32
 	Since, Until                time.Time // Since inclusive, Until exclusive
 	BeforeSeq                   int64     // for paging: only seq < BeforeSeq
+	FromSeq                     int64     // only seq ≥ FromSeq
 	Limit                       int       // default 100
 }
 
@@ -114,6 +115,10 @@ func (f Filter) where() (string, []any) {
 	if f.BeforeSeq > 0 {
 		conds = append(conds, "seq < ?")
 		args = append(args, f.BeforeSeq)
+	}
+	if f.FromSeq > 0 {
+		conds = append(conds, "seq >= ?")
+		args = append(args, f.FromSeq)
 	}
 	if len(conds) == 0 {
 		return "", nil
@@ -216,21 +221,7 @@ func scanEntry(s scanner) (*Entry, error) {
 // Scan calls fn for every entry with seq ≥ from, in seq order, holding one
 // row in memory at a time. fn's error stops the scan and is returned.
 func (r *Reader) Scan(ctx context.Context, from int64, fn func(*Entry) error) error {
-	rows, err := r.db.QueryContext(ctx, `SELECT seq, kind, time, body, hash FROM log WHERE seq >= ? ORDER BY seq`, from)
-	if err != nil {
-		return fmt.Errorf("scan decision log: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		e, err := scanEntry(rows)
-		if err != nil {
-			return fmt.Errorf("scan decision log: %w", err)
-		}
-		if err := fn(e); err != nil {
-			return err
-		}
-	}
-	return rows.Err()
+	return r.ScanFilter(ctx, Filter{FromSeq: from}, fn)
 }
 
 // Summary counts decisions for log stats.
@@ -311,4 +302,25 @@ func (r *Reader) Summarize(ctx context.Context, since, until time.Time) (*Summar
 		s.Approvals = c.Count
 	}
 	return s, nil
+}
+
+// ScanFilter calls fn for every entry matching f in seq order, holding one
+// row at a time; f.Limit is ignored.
+func (r *Reader) ScanFilter(ctx context.Context, f Filter, fn func(*Entry) error) error {
+	where, args := f.where()
+	rows, err := r.db.QueryContext(ctx, `SELECT seq, kind, time, body, hash FROM log`+where+` ORDER BY seq`, args...)
+	if err != nil {
+		return fmt.Errorf("scan decision log: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return fmt.Errorf("scan decision log: %w", err)
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }

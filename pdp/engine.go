@@ -224,6 +224,7 @@ func (e *Engine) swap(ctx context.Context, snap *Snapshot, trigger string) (bool
 		rec := PolicyLoadRecord{
 			PolicyVersion: snap.Version,
 			Trigger:       trigger,
+			Root:          snap.Root,
 			Files:         snap.Files,
 			Policies:      snap.Policies,
 			Schema:        snap.Schema,
@@ -250,6 +251,7 @@ type PolicyLoadRecord struct {
 	PolicyVersion   string       `json:"policy_version"`
 	PreviousVersion string       `json:"previous_version,omitempty"`
 	Trigger         string       `json:"trigger"`
+	Root            string       `json:"root"` // the policy directory, as Files' paths begin
 	Files           []PolicyFile `json:"files"`
 	Policies        []*Policy    `json:"policies"`
 	Schema          bool         `json:"schema"`

@@ -67,6 +67,7 @@ type Policy struct {
 // finishes on it.
 type Snapshot struct {
 	Version  string // sha256:… over the files' paths and contents
+	Root     string // the policy directory as named, prefixing Files' paths
 	Files    []PolicyFile
 	Policies []*Policy // sorted by ID
 	Schema   bool      // whether policies were validated against a schema
@@ -241,6 +242,7 @@ var inputPos = regexp.MustCompile(`(?:at )?<input>:(\d+):(\d+):? ?`)
 func compile(files []PolicyFile, root string, opts LoadOptions) (*Snapshot, error) {
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	snap := &Snapshot{
+		Root:     root,
 		Files:    files,
 		Version:  version(files),
 		LoadedAt: time.Now(),

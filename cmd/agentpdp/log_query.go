@@ -10,57 +10,84 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
 	"github.com/agentpdp/agentpdp/pdp"
 )
 
+// filterFlags are the decision filters that log query and replay share.
+type filterFlags struct {
+	decision, since, until       string
+	principal, action, resource  string
+	session, task, trace         string
+	classification, onBehalfOf   string
+	credential, toolCall, parent string
+	peerUID                      int64
+}
+
+func (ff *filterFlags) register(fl *pflag.FlagSet) {
+	fl.StringVar(&ff.decision, "decision", "", "allow, deny or step_up, or a decision id")
+	fl.StringVar(&ff.principal, "principal", "", `principal: Agent::"id", or a bare id of any type`)
+	fl.StringVar(&ff.action, "action", "", `action: Action::"id", or a bare id`)
+	fl.StringVar(&ff.resource, "resource", "", `resource: Tool::"id", or a bare id`)
+	fl.StringVar(&ff.session, "session", "", "session id")
+	fl.StringVar(&ff.task, "task", "", "task id")
+	fl.StringVar(&ff.trace, "trace", "", "trace id")
+	fl.StringVar(&ff.classification, "classification", "", "data classification (public, confidential, …)")
+	fl.StringVar(&ff.onBehalfOf, "on-behalf-of", "", "the person the agent acted for")
+	fl.StringVar(&ff.credential, "credential", "", "credential id (jti)")
+	fl.StringVar(&ff.toolCall, "tool-call", "", "tool call id")
+	fl.StringVar(&ff.parent, "parent", "", "parent decision id: the calls a decision led to")
+	fl.Int64Var(&ff.peerUID, "peer-uid", -1, "the caller's uid, as the kernel saw it")
+	fl.StringVar(&ff.since, "since", "", "only decisions after this: a duration ago (15m, 24h) or an RFC 3339 time")
+	fl.StringVar(&ff.until, "until", "", "only decisions before this, as --since")
+}
+
+// filter builds the log filter, checking values as the admin API does.
+func (ff *filterFlags) filter(command string, limit int) (decisionlog.Filter, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"principal": ff.principal, "action": ff.action, "resource": ff.resource,
+		"session_id": ff.session, "task_id": ff.task, "trace_id": ff.trace, "since": ff.since, "until": ff.until} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	q.Set("limit", strconv.Itoa(limit))
+	f, err := pdp.FilterFromQuery(q, time.Now())
+	if err != nil {
+		return f, usagef("%s: --%s", command, strings.Replace(err.Error(), "_id", "", 1))
+	}
+	f.Classification, f.OnBehalfOf, f.CredentialID, f.ToolCallID, f.ParentDecisionID = ff.classification, ff.onBehalfOf, ff.credential, ff.toolCall, ff.parent
+	if ff.peerUID >= 0 {
+		uid := uint32(ff.peerUID)
+		f.PeerUID = &uid
+	}
+	switch ff.decision {
+	case "":
+	case pdp.Allow, pdp.Deny, pdp.StepUp:
+		f.Decision = ff.decision
+	default:
+		f.DecisionID = ff.decision
+	}
+	return f, nil
+}
+
 func newLogQueryCmd() *cobra.Command {
 	var (
-		db, decision, since, until   string
-		principal, action, resource  string
-		session, task, trace         string
-		classification, onBehalfOf   string
-		credential, toolCall, parent string
-		peerUID                      int64
-		limit                        int
-		asJSON                       bool
+		db     string
+		ff     filterFlags
+		limit  int
+		asJSON bool
 	)
 	cmd := &cobra.Command{
 		Use:   "query --db FILE [filters]",
 		Short: "List logged decisions, newest first (opens the database read-only)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			q := url.Values{}
-			set := func(k, v string) {
-				if v != "" {
-					q.Set(k, v)
-				}
-			}
-			set("principal", principal)
-			set("action", action)
-			set("resource", resource)
-			set("session_id", session)
-			set("task_id", task)
-			set("trace_id", trace)
-			set("since", since)
-			set("until", until)
-			q.Set("limit", strconv.Itoa(limit))
-			f, err := pdp.FilterFromQuery(q, time.Now())
+			f, err := ff.filter("log query", limit)
 			if err != nil {
-				return usagef("log query: --%s", strings.Replace(err.Error(), "_id", "", 1))
-			}
-			f.Classification, f.OnBehalfOf, f.CredentialID, f.ToolCallID, f.ParentDecisionID = classification, onBehalfOf, credential, toolCall, parent
-			if peerUID >= 0 {
-				uid := uint32(peerUID)
-				f.PeerUID = &uid
-			}
-			switch decision {
-			case "":
-			case pdp.Allow, pdp.Deny, pdp.StepUp:
-				f.Decision = decision
-			default:
-				f.DecisionID = decision
+				return err
 			}
 			r, err := openReader(db)
 			if err != nil {
@@ -72,34 +99,14 @@ func newLogQueryCmd() *cobra.Command {
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				for _, e := range entries {
-					if err := enc.Encode(e); err != nil {
-						return err
-					}
-				}
-				return nil
+				return printEntries(cmd, entries, true)
 			}
 			return printDecisionTable(cmd, entries)
 		},
 	}
 	fl := cmd.Flags()
 	dbFlag(fl, &db)
-	fl.StringVar(&decision, "decision", "", "allow, deny or step_up, or a decision id")
-	fl.StringVar(&principal, "principal", "", `principal: Agent::"id", or a bare id of any type`)
-	fl.StringVar(&action, "action", "", `action: Action::"id", or a bare id`)
-	fl.StringVar(&resource, "resource", "", `resource: Tool::"id", or a bare id`)
-	fl.StringVar(&session, "session", "", "session id")
-	fl.StringVar(&task, "task", "", "task id")
-	fl.StringVar(&trace, "trace", "", "trace id")
-	fl.StringVar(&classification, "classification", "", "data classification (public, confidential, …)")
-	fl.StringVar(&onBehalfOf, "on-behalf-of", "", "the person the agent acted for")
-	fl.StringVar(&credential, "credential", "", "credential id (jti)")
-	fl.StringVar(&toolCall, "tool-call", "", "tool call id")
-	fl.StringVar(&parent, "parent", "", "parent decision id: the calls a decision led to")
-	fl.Int64Var(&peerUID, "peer-uid", -1, "the caller's uid, as the kernel saw it")
-	fl.StringVar(&since, "since", "", "only decisions after this: a duration ago (15m, 24h) or an RFC 3339 time")
-	fl.StringVar(&until, "until", "", "only decisions before this, as --since")
+	ff.register(fl)
 	fl.IntVar(&limit, "limit", 100, "at most `N` decisions")
 	fl.BoolVar(&asJSON, "json", false, "one JSON object per line, with every logged field")
 	return cmd

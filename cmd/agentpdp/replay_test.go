@@ -1,0 +1,111 @@
+package main
+
+import (
+	"database/sql"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/agentpdp/agentpdp/pdp"
+)
+
+// loggedByDaemon runs the daemon under load for a while and stops it, and
+// returns the decisions it answered.
+func loggedByDaemon(t *testing.T) (*daemon, []*pdp.Decision) {
+	t.Helper()
+	d := newDaemonDir(t)
+	d.start()
+	finish := startLoad(t, d.sock(), 8)
+	time.Sleep(400 * time.Millisecond)
+	answered := finish()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	<-d.done
+	if len(answered) < 50 {
+		t.Fatalf("only %d decisions", len(answered))
+	}
+	return d, answered
+}
+
+func TestReplay_ReproducesTheDaemonsLog(t *testing.T) {
+	d, answered := loggedByDaemon(t)
+	code, out, stderr := runCLI(t, "replay", "--db", d.db(), "--json")
+	if code != 0 {
+		t.Fatalf("exit %d %s %s", code, out, stderr)
+	}
+	var rep replayReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Decisions != len(answered) || rep.Reproduced != len(answered) || rep.Changed != 0 || len(rep.Unverifiable) != 0 {
+		t.Errorf("replay of %d answered: %+v", len(answered), rep)
+	}
+
+	// Alter one stored decision, as someone covering tracks would.
+	victim := answered[len(answered)/2]
+	flipped := pdp.Allow
+	if victim.Decision == pdp.Allow {
+		flipped = pdp.Deny
+	}
+	db, err := sql.Open("sqlite3", "file:"+d.db())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{`DROP TRIGGER log_no_update`,
+		`UPDATE log SET body = json_set(body, '$.decision', '` + flipped + `') WHERE seq = ` + itoa(int(victim.Seq))} {
+		if _, err := db.Exec(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	code, out, _ = runCLI(t, "replay", "--db", d.db())
+	if code != exitFail || !strings.Contains(out, "1 DID NOT REPRODUCE") || !strings.Contains(out, victim.DecisionID) {
+		t.Errorf("altered row: exit %d\n%s", code, out)
+	}
+}
+
+func TestReplay_Impact(t *testing.T) {
+	d, answered := loggedByDaemon(t)
+	// The proposal: freeze the SQL tool. Exactly the sql.query calls that
+	// were not already denied, as the log counts them, flip to deny.
+	if len(answered) == 0 {
+		t.Fatal("nothing answered")
+	}
+	count := func(decision string) int {
+		_, out, _ := runCLI(t, "log", "query", "--db", d.db(), "--resource", "sql.query", "--decision", decision, "--limit", "10000", "--json")
+		if out = strings.TrimSpace(out); out == "" {
+			return 0
+		}
+		return strings.Count(out, "\n") + 1
+	}
+	allowed, stepUps := count(pdp.Allow), count(pdp.StepUp)
+	if allowed == 0 || stepUps == 0 {
+		t.Fatalf("the load made %d allowed and %d step_up sql.query decisions", allowed, stepUps)
+	}
+	proposal := t.TempDir()
+	if err := os.CopyFS(proposal, os.DirFS(filepath.Join(d.dir, "policies"))); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(proposal, "freeze.cedar"), `@id("sql-freeze") forbid (principal, action, resource == Tool::"sql.query");`)
+	code, out, stderr := runCLI(t, "replay", "--db", d.db(), "--policies", proposal, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d %s", code, stderr)
+	}
+	var rep replayReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Changed != allowed+stepUps || rep.Flips["allow→deny"] != allowed || rep.Flips["step_up→deny"] != stepUps || len(rep.Flips) != 2 ||
+		rep.ByPolicy["sql-freeze"] != allowed+stepUps || len(rep.Examples["allow→deny"]) == 0 {
+		t.Errorf("want %d allow→deny and %d step_up→deny, all by sql-freeze; got %+v", allowed, stepUps, rep)
+	}
+	if code, _, _ := runCLI(t, "replay", "--db", d.db(), "--policies", proposal, "--fail-on-change"); code != exitFail {
+		t.Errorf("--fail-on-change: exit %d", code)
+	}
+	if code, _, _ := runCLI(t, "replay", "--db", d.db(), "--policies", filepath.Join(d.dir, "policies"), "--fail-on-change"); code != 0 {
+		t.Errorf("the serving policies change nothing: exit %d", code)
+	}
+}
