@@ -53,6 +53,7 @@ type Filter struct {
 	CredentialID, ToolCallID    string
 	ParentDecisionID            string
 	PeerUID                     *uint32
+	ShadowDiff                  bool      // only decisions the shadow policies would have answered otherwise
 	Since, Until                time.Time // Since inclusive, Until exclusive
 	BeforeSeq                   int64     // for paging: only seq < BeforeSeq
 	FromSeq                     int64     // only seq ≥ FromSeq
@@ -100,6 +101,9 @@ func (f Filter) where() (string, []any) {
 	eq("credential_id", f.CredentialID)
 	eq("tool_call_id", f.ToolCallID)
 	eq("parent_decision_id", f.ParentDecisionID)
+	if f.ShadowDiff {
+		conds = append(conds, "shadow_decision IS NOT NULL AND shadow_decision != decision")
+	}
 	if f.PeerUID != nil {
 		conds = append(conds, "peer_uid = ?")
 		args = append(args, *f.PeerUID)

@@ -54,6 +54,10 @@ var migrations = []string{
 	CREATE INDEX log_tool_call ON log(tool_call_id) WHERE tool_call_id IS NOT NULL;
 	CREATE INDEX log_approval ON log(approval_id) WHERE approval_id IS NOT NULL;
 	CREATE INDEX log_kind ON log(kind, seq) WHERE kind IN ('approval', 'checkpoint', 'outcome');`,
+
+	// 3: shadow decisions, to find where a candidate policy set parts from the live one.
+	`ALTER TABLE log ADD COLUMN shadow_decision TEXT GENERATED ALWAYS AS (json_extract(body, '$.shadow.decision')) VIRTUAL;
+	CREATE INDEX log_shadow_diff ON log(seq) WHERE shadow_decision IS NOT NULL AND shadow_decision != decision;`,
 }
 
 // migrate brings the schema up to date. It runs on the write connection

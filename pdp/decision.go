@@ -70,6 +70,7 @@ type evaluation struct {
 	reasons  []Reason
 	errors   []EvalError
 	approval *ApprovalUse
+	logOnly  []Reason // @mode("log_only") policies that held: recorded only
 }
 
 // evaluate applies agentpdp's decision semantics to one prepared request.
@@ -113,6 +114,8 @@ func (s *Snapshot) evaluate(req cedar.Request, ents types.EntityGetter, onError 
 	}
 	sortErrors(ev.errors)
 
+	ev.logOnly = s.evaluateLogOnly(req, ents, &ev)
+
 	switch {
 	case len(hardForbid) > 0:
 		ev.decision, ev.reasons = Deny, reasons(hardForbid)
@@ -128,6 +131,26 @@ func (s *Snapshot) evaluate(req cedar.Request, ents types.EntityGetter, onError 
 		ev.decision, ev.reasons = Allow, reasons(hardPermit)
 	}
 	return ev
+}
+
+// evaluateLogOnly evaluates the @mode("log_only") policies apart, so that
+// they never touch the answer; their errors are recorded with the others.
+func (s *Snapshot) evaluateLogOnly(req cedar.Request, ents types.EntityGetter, ev *evaluation) []Reason {
+	if len(s.logOnlyForbids)+len(s.logOnlyPermits) == 0 {
+		return nil
+	}
+	var held []*Policy
+	for _, set := range []policySlice{s.logOnlyForbids, s.logOnlyPermits} {
+		_, diag := cedar.Authorize(set, ents, req)
+		for _, r := range diag.Reasons {
+			held = append(held, s.byID[r.PolicyID])
+		}
+		for _, e := range diag.Errors {
+			ev.errors = append(ev.errors, evalError(s.byID[e.PolicyID], e.Message))
+		}
+	}
+	sortErrors(ev.errors)
+	return reasons(held)
 }
 
 // evaluateCedar is plain Cedar: annotations mean nothing and erroring

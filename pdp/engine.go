@@ -57,6 +57,7 @@ var _ LogReader = (*decisionlog.Reader)(nil)
 // Options configure an Engine.
 type Options struct {
 	Policies       string      // the policy directory
+	Shadow         string      // a candidate policy directory evaluated beside it, recorded, never answered
 	Load           LoadOptions // extra schema or entities files
 	OnError        OnError     // default OnErrorDeny
 	CedarSemantics bool        // plain Cedar: no step-up, erroring policies skipped
@@ -81,6 +82,7 @@ type Options struct {
 type Engine struct {
 	opts      Options
 	snap      atomic.Pointer[Snapshot]
+	shadow    atomic.Pointer[Snapshot]
 	masker    *masker
 	approvals *approvalRegistry
 
@@ -102,6 +104,8 @@ type ReloadStatus struct {
 	ReloadFailures    int64      `json:"reload_failures"`
 	LastReloadError   string     `json:"last_reload_error,omitempty"`
 	LastReloadErrorAt *time.Time `json:"last_reload_error_at,omitempty"`
+	ShadowVersion     string     `json:"shadow_policy_version,omitempty"`
+	ShadowError       string     `json:"shadow_error,omitempty"`
 }
 
 // NewEngine checks opts. Call Reload to load the first snapshot.
@@ -174,6 +178,36 @@ func (e *Engine) Reload(ctx context.Context, trigger string) (bool, error) {
 	return false, err
 }
 
+// ShadowSnapshot returns the shadow snapshot, or nil.
+func (e *Engine) ShadowSnapshot() *Snapshot { return e.shadow.Load() }
+
+// ReloadShadow loads the shadow directory as Reload loads the live one: a
+// failure keeps the current shadow, a change is logged before it is used.
+func (e *Engine) ReloadShadow(ctx context.Context, trigger string) (bool, error) {
+	if e.opts.Shadow == "" {
+		return false, errors.New("no shadow policies configured")
+	}
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
+	snap, err := LoadDir(e.opts.Shadow, e.opts.Load)
+	if err != nil {
+		e.statusMu.Lock()
+		e.status.ShadowError = err.Error()
+		e.statusMu.Unlock()
+		return false, fmt.Errorf("shadow policies: %w", err)
+	}
+	changed, err := e.publish(ctx, &e.shadow, snap, trigger, true)
+	e.statusMu.Lock()
+	defer e.statusMu.Unlock()
+	if err != nil {
+		e.status.ShadowError = err.Error()
+		return false, err
+	}
+	e.status.ShadowError = ""
+	e.status.ShadowVersion = e.shadow.Load().Version
+	return changed, nil
+}
+
 // Use serves a snapshot loaded by the caller (with LoadFS, say), exactly as
 // Reload would serve one it loaded itself.
 func (e *Engine) Use(ctx context.Context, snap *Snapshot, trigger string) (bool, error) {
@@ -214,7 +248,13 @@ func (e *Engine) noteReload(err error) {
 }
 
 func (e *Engine) swap(ctx context.Context, snap *Snapshot, trigger string) (bool, error) {
-	cur := e.snap.Load()
+	return e.publish(ctx, &e.snap, snap, trigger, false)
+}
+
+// publish records snap's load and then stores it in slot: the live or the
+// shadow snapshot. Callers hold reloadMu.
+func (e *Engine) publish(ctx context.Context, slot *atomic.Pointer[Snapshot], snap *Snapshot, trigger string, shadow bool) (bool, error) {
+	cur := slot.Load()
 	if cur != nil && cur.Version == snap.Version {
 		return false, nil
 	}
@@ -224,6 +264,7 @@ func (e *Engine) swap(ctx context.Context, snap *Snapshot, trigger string) (bool
 		rec := PolicyLoadRecord{
 			PolicyVersion: snap.Version,
 			Trigger:       trigger,
+			Shadow:        shadow,
 			Root:          snap.Root,
 			Files:         snap.Files,
 			Policies:      snap.Policies,
@@ -242,7 +283,7 @@ func (e *Engine) swap(ctx context.Context, snap *Snapshot, trigger string) (bool
 			return false, fmt.Errorf("record policy load: %w: %w", ErrLogUnavailable, err)
 		}
 	}
-	e.snap.Store(snap)
+	slot.Store(snap)
 	return true, nil
 }
 
@@ -251,7 +292,8 @@ type PolicyLoadRecord struct {
 	PolicyVersion   string       `json:"policy_version"`
 	PreviousVersion string       `json:"previous_version,omitempty"`
 	Trigger         string       `json:"trigger"`
-	Root            string       `json:"root"` // the policy directory, as Files' paths begin
+	Shadow          bool         `json:"shadow,omitempty"` // a shadow (candidate) load, never answered with
+	Root            string       `json:"root"`             // the policy directory, as Files' paths begin
 	Files           []PolicyFile `json:"files"`
 	Policies        []*Policy    `json:"policies"`
 	Schema          bool         `json:"schema"`
@@ -285,8 +327,21 @@ type DecisionRecord struct {
 	ContextDigest string   `json:"context_digest"`
 	Request       *Request `json:"request"` // after normalisation, prompt handling and masking
 	Masked        []string `json:"masked,omitempty"`
-	Peer          *Peer    `json:"peer,omitempty"`
-	EvalNanos     int64    `json:"eval_ns"`
+	// LogOnly are the @mode("log_only") policies that held: they did not
+	// affect the decision.
+	LogOnly []Reason `json:"log_only,omitempty"`
+	// Shadow is what the shadow policies would have answered.
+	Shadow    *ShadowResult `json:"shadow,omitempty"`
+	Peer      *Peer         `json:"peer,omitempty"`
+	EvalNanos int64         `json:"eval_ns"`
+}
+
+// ShadowResult is the shadow policies' answer to a live request.
+type ShadowResult struct {
+	Decision      string      `json:"decision"`
+	Reasons       []Reason    `json:"reasons"`
+	Errors        []EvalError `json:"errors,omitempty"`
+	PolicyVersion string      `json:"policy_version"`
 }
 
 // prepared is a request checked and converted for Cedar.
@@ -484,6 +539,7 @@ func (e *Engine) DecideBatch(ctx context.Context, reqs []*Request, peer *Peer) (
 	if snap == nil {
 		return nil, ErrNoPolicies
 	}
+	shadow := e.shadow.Load()
 	ps := make([]*prepared, len(reqs))
 	for i, req := range reqs {
 		p, err := e.prepare(req)
@@ -518,10 +574,11 @@ func (e *Engine) DecideBatch(ctx context.Context, reqs []*Request, peer *Peer) (
 		now := e.opts.Now()
 		var ev evaluation
 		var approval *ApprovalRecord
+		refused := false // the request named an approval that is not valid
 		if id := p.logged.Approval; id != "" {
 			st, problem := e.approvals.reserve(id, p, now)
 			if st == nil {
-				ev = approvalInvalid(problem)
+				ev, refused = approvalInvalid(problem), true
 			} else {
 				uses = append(uses, use{st: st})
 				approval = st.rec
@@ -534,6 +591,16 @@ func (e *Engine) DecideBatch(ctx context.Context, reqs []*Request, peer *Peer) (
 			}
 		}
 		elapsed := time.Since(start)
+		var shadowResult *ShadowResult
+		if shadow != nil {
+			// The same request, guards and approval, on the candidate: recorded
+			// so that log query --shadow-diff shows where they part.
+			sev := ev
+			if !refused {
+				sev = e.evaluate(shadow, p, now, approval)
+			}
+			shadowResult = &ShadowResult{Decision: sev.decision, Reasons: nonNil(sev.reasons), Errors: sev.errors, PolicyVersion: shadow.Version}
+		}
 		id, err := uuid.NewV7()
 		if err != nil {
 			return nil, fmt.Errorf("decision id: %w", err)
@@ -560,6 +627,8 @@ func (e *Engine) DecideBatch(ctx context.Context, reqs []*Request, peer *Peer) (
 			ContextDigest:  p.digest,
 			Request:        p.logged,
 			Masked:         p.masked,
+			LogOnly:        ev.logOnly,
+			Shadow:         shadowResult,
 			Peer:           peer,
 			EvalNanos:      elapsed.Nanoseconds(),
 		})

@@ -39,6 +39,11 @@ const (
 const (
 	AnnotationID     = "id"
 	AnnotationStepUp = "step_up"
+	// AnnotationMode "log_only" makes a policy evaluated and recorded but
+	// without effect on the answer: a way to try a rule on live traffic.
+	AnnotationMode = "mode"
+	ModeLogOnly    = "log_only"
+	ModeEnforce    = "enforce"
 )
 
 // PolicyFile is one file of a snapshot, kept whole so that a policy-load
@@ -53,6 +58,7 @@ type Policy struct {
 	ID          string
 	Effect      string // "permit" or "forbid"
 	StepUp      bool
+	LogOnly     bool // @mode("log_only"): recorded, never decides
 	File        string
 	Line        int
 	Column      int
@@ -73,9 +79,10 @@ type Snapshot struct {
 	Schema   bool      // whether policies were validated against a schema
 	LoadedAt time.Time
 
-	all, forbids, permits policySlice
-	byID                  map[cedar.PolicyID]*Policy
-	entities              types.EntityMap
+	all, forbids, permits          policySlice
+	logOnlyForbids, logOnlyPermits policySlice
+	byID                           map[cedar.PolicyID]*Policy
+	entities                       types.EntityMap
 }
 
 // Policy returns the policy with the given id, or nil.
@@ -328,9 +335,14 @@ func compile(files []PolicyFile, root string, opts LoadOptions) (*Snapshot, erro
 	sort.Slice(snap.Policies, func(i, j int) bool { return snap.Policies[i].ID < snap.Policies[j].ID })
 	for _, p := range snap.Policies {
 		snap.all = append(snap.all, p)
-		if p.Effect == "forbid" {
+		switch {
+		case p.LogOnly && p.Effect == "forbid":
+			snap.logOnlyForbids = append(snap.logOnlyForbids, p)
+		case p.LogOnly:
+			snap.logOnlyPermits = append(snap.logOnlyPermits, p)
+		case p.Effect == "forbid":
 			snap.forbids = append(snap.forbids, p)
-		} else {
+		default:
 			snap.permits = append(snap.permits, p)
 		}
 	}
@@ -351,6 +363,7 @@ func parsePolicies(f *PolicyFile, root string) ([]*Policy, []Problem) {
 	}
 	rel := strings.TrimPrefix(strings.TrimPrefix(f.Path, root), "/")
 	out := make([]*Policy, 0, len(list))
+	var problems []Problem
 	for i, cp := range list {
 		pos := cp.Position()
 		ann := make(map[string]string)
@@ -374,9 +387,19 @@ func parsePolicies(f *PolicyFile, root string) ([]*Policy, []Problem) {
 		if cp.Effect() == cedar.Forbid {
 			p.Effect = "forbid"
 		}
+		if mode, ok := ann[AnnotationMode]; ok {
+			switch mode {
+			case ModeLogOnly:
+				p.LogOnly = true
+			case ModeEnforce:
+			default:
+				problems = append(problems, Problem{File: f.Path, Line: pos.Line, Column: pos.Column,
+					Message: fmt.Sprintf("@mode(%q): want %q or %q", mode, ModeLogOnly, ModeEnforce)})
+			}
+		}
 		out = append(out, p)
 	}
-	return out, nil
+	return out, problems
 }
 
 // loadSchema parses a schema in Cedar's human format, or its JSON format
@@ -452,12 +475,13 @@ func version(files []PolicyFile) string {
 // MarshalJSON summarises a policy for status and logs, without its text.
 func (p *Policy) MarshalJSON() ([]byte, error) {
 	return json.Marshal(struct {
-		ID     string `json:"id"`
-		Effect string `json:"effect"`
-		StepUp bool   `json:"step_up,omitempty"`
-		File   string `json:"file"`
-		Line   int    `json:"line"`
-	}{p.ID, p.Effect, p.StepUp, p.File, p.Line})
+		ID      string `json:"id"`
+		Effect  string `json:"effect"`
+		StepUp  bool   `json:"step_up,omitempty"`
+		LogOnly bool   `json:"log_only,omitempty"`
+		File    string `json:"file"`
+		Line    int    `json:"line"`
+	}{p.ID, p.Effect, p.StepUp, p.LogOnly, p.File, p.Line})
 }
 
 var errNoSnapshot = errors.New("no policies loaded")

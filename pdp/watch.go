@@ -25,6 +25,8 @@ import (
 type Watcher struct {
 	engine   *Engine
 	dir      string // as configured, possibly a symlink
+	load     func(context.Context, string) (bool, error)
+	current  func() *Snapshot
 	debounce time.Duration
 	maxDelay time.Duration
 	logger   *slog.Logger
@@ -44,6 +46,19 @@ type reloadResult struct {
 // NewWatcher watches the engine's policy directory. debounce is the quiet
 // time after the last change before reloading; 0 means 100ms.
 func NewWatcher(engine *Engine, debounce time.Duration, logger *slog.Logger) *Watcher {
+	w := newWatcher(engine, engine.opts.Policies, debounce, logger)
+	w.load, w.current = engine.Reload, engine.Snapshot
+	return w
+}
+
+// NewShadowWatcher watches the engine's shadow policy directory.
+func NewShadowWatcher(engine *Engine, debounce time.Duration, logger *slog.Logger) *Watcher {
+	w := newWatcher(engine, engine.opts.Shadow, debounce, logger)
+	w.load, w.current = engine.ReloadShadow, engine.ShadowSnapshot
+	return w
+}
+
+func newWatcher(engine *Engine, dir string, debounce time.Duration, logger *slog.Logger) *Watcher {
 	if debounce <= 0 {
 		debounce = 100 * time.Millisecond
 	}
@@ -52,7 +67,7 @@ func NewWatcher(engine *Engine, debounce time.Duration, logger *slog.Logger) *Wa
 	}
 	return &Watcher{
 		engine:   engine,
-		dir:      engine.opts.Policies,
+		dir:      dir,
 		debounce: debounce,
 		maxDelay: 10 * debounce,
 		logger:   logger,
@@ -130,8 +145,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 }
 
 func (w *Watcher) reload(ctx context.Context, trigger string) (bool, error) {
-	prev := w.engine.Snapshot()
-	changed, err := w.engine.Reload(ctx, trigger)
+	prev := w.current()
+	changed, err := w.load(ctx, trigger)
 	switch {
 	case err != nil:
 		attrs := []any{"trigger", trigger, "err", err}
@@ -140,8 +155,8 @@ func (w *Watcher) reload(ctx context.Context, trigger string) (bool, error) {
 		}
 		w.logger.Error("policy reload failed; keeping the current policies", attrs...)
 	case changed:
-		snap := w.engine.Snapshot()
-		w.logger.Info("policies reloaded", "trigger", trigger, "policy_version", snap.Version, "policies", len(snap.Policies))
+		snap := w.current()
+		w.logger.Info("policies reloaded", "dir", w.dir, "trigger", trigger, "policy_version", snap.Version, "policies", len(snap.Policies))
 	default:
 		w.logger.Debug("policies unchanged", "trigger", trigger)
 	}

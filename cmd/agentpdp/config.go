@@ -17,6 +17,7 @@ import (
 // file serves ./policies into ./var/decisions.db.
 type Config struct {
 	Policies     string   `yaml:"policies"`
+	Shadow       string   `yaml:"shadow_policies"` // a candidate directory evaluated beside policies, never answered
 	DB           string   `yaml:"db"`
 	Socket       string   `yaml:"socket"`
 	AdminSocket  string   `yaml:"admin_socket"`
@@ -77,7 +78,7 @@ func DefaultConfig() Config {
 // notYet are keys of DESIGN.md's configuration that this version does not
 // implement. They are refused by name rather than silently ignored: a user
 // who configures a sink must not believe the log is being shipped.
-var notYet = []string{"retention", "sinks", "entity_providers", "shadow_policies"}
+var notYet = []string{"retention", "sinks", "entity_providers"}
 
 // LoadConfig reads path over the defaults. Unknown keys are errors that name
 // them.
@@ -128,6 +129,9 @@ func (c Config) Validate() error {
 	nonEmpty("db", c.DB)
 	nonEmpty("socket", c.Socket)
 	nonEmpty("admin_socket", c.AdminSocket)
+	if c.Shadow != "" && c.Shadow == c.Policies {
+		errs = append(errs, "shadow_policies: must differ from policies")
+	}
 	if c.Socket != "" && c.Socket == c.AdminSocket {
 		errs = append(errs, "admin_socket: must differ from socket, or agents could read the log")
 	}

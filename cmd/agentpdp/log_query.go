@@ -24,6 +24,7 @@ type filterFlags struct {
 	classification, onBehalfOf   string
 	credential, toolCall, parent string
 	peerUID                      int64
+	shadowDiff                   bool
 }
 
 func (ff *filterFlags) register(fl *pflag.FlagSet) {
@@ -40,6 +41,7 @@ func (ff *filterFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&ff.toolCall, "tool-call", "", "tool call id")
 	fl.StringVar(&ff.parent, "parent", "", "parent decision id: the calls a decision led to")
 	fl.Int64Var(&ff.peerUID, "peer-uid", -1, "the caller's uid, as the kernel saw it")
+	fl.BoolVar(&ff.shadowDiff, "shadow-diff", false, "only decisions the shadow policies would have answered otherwise")
 	fl.StringVar(&ff.since, "since", "", "only decisions after this: a duration ago (15m, 24h) or an RFC 3339 time")
 	fl.StringVar(&ff.until, "until", "", "only decisions before this, as --since")
 }
@@ -59,6 +61,7 @@ func (ff *filterFlags) filter(command string, limit int) (decisionlog.Filter, er
 		return f, usagef("%s: --%s", command, strings.Replace(err.Error(), "_id", "", 1))
 	}
 	f.Classification, f.OnBehalfOf, f.CredentialID, f.ToolCallID, f.ParentDecisionID = ff.classification, ff.onBehalfOf, ff.credential, ff.toolCall, ff.parent
+	f.ShadowDiff = ff.shadowDiff
 	if ff.peerUID >= 0 {
 		uid := uint32(ff.peerUID)
 		f.PeerUID = &uid
@@ -114,22 +117,38 @@ func newLogQueryCmd() *cobra.Command {
 
 func printDecisionTable(cmd *cobra.Command, entries []*decisionlog.Entry) error {
 	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tTIME\tDECISION\tPRINCIPAL\tACTION\tRESOURCE\tREASONS\tDECISION ID")
+	withShadow := false
+	for _, e := range entries {
+		withShadow = withShadow || strings.Contains(string(e.Body), `"shadow":{`)
+	}
+	head := "SEQ\tTIME\tDECISION\tPRINCIPAL\tACTION\tRESOURCE\tREASONS\tDECISION ID"
+	if withShadow {
+		head = "SEQ\tTIME\tDECISION\tSHADOW\tPRINCIPAL\tACTION\tRESOURCE\tREASONS\tSHADOW REASONS\tDECISION ID"
+	}
+	fmt.Fprintln(tw, head)
 	for _, e := range entries {
 		var rec pdp.DecisionRecord
 		if err := json.Unmarshal(e.Body, &rec); err != nil {
 			return fmt.Errorf("seq %d: %w", e.Seq, err)
 		}
-		reasons := make([]string, len(rec.Reasons))
-		for i, r := range rec.Reasons {
-			reasons[i] = r.Policy
+		at := e.Time.Local().Format("2006-01-02 15:04:05.000")
+		if !withShadow {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, at, rec.Decision, rec.Principal, rec.Action, rec.Resource, orDash(reasonList(rec.Reasons)), rec.DecisionID)
+			continue
 		}
-		why := strings.Join(reasons, ",")
-		if why == "" {
-			why = "-"
+		shadow, shadowWhy := "-", "-"
+		if rec.Shadow != nil {
+			shadow, shadowWhy = rec.Shadow.Decision, orDash(reasonList(rec.Shadow.Reasons))
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time.Local().Format("2006-01-02 15:04:05.000"),
-			rec.Decision, rec.Principal, rec.Action, rec.Resource, why, rec.DecisionID)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, at, rec.Decision, shadow, rec.Principal, rec.Action, rec.Resource,
+			orDash(reasonList(rec.Reasons)), shadowWhy, rec.DecisionID)
 	}
 	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

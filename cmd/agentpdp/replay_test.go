@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/client"
 )
 
 // loggedByDaemon runs the daemon under load for a while and stops it, and
@@ -107,5 +108,36 @@ func TestReplay_Impact(t *testing.T) {
 	}
 	if code, _, _ := runCLI(t, "replay", "--db", d.db(), "--policies", filepath.Join(d.dir, "policies"), "--fail-on-change"); code != 0 {
 		t.Errorf("the serving policies change nothing: exit %d", code)
+	}
+}
+
+// TestServe_ShadowPolicies: a proposal ships first in shadow mode; the
+// answer never changes, and log query --shadow-diff shows where it would.
+func TestServe_ShadowPolicies(t *testing.T) {
+	d := newDaemonDir(t)
+	shadow := filepath.Join(d.dir, "proposal")
+	if err := os.CopyFS(shadow, os.DirFS(filepath.Join(d.dir, "policies"))); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(shadow, "freeze.cedar"), `@id("sql-freeze") forbid (principal, action, resource == Tool::"sql.query");`)
+	f, err := os.OpenFile(d.config, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("shadow_policies: " + shadow + "\n")
+	f.Close()
+	d.start()
+	cl := client.New(d.sock())
+	for _, tool := range []string{"sql.query", "web.search"} {
+		dec, err := cl.Authorize(t.Context(), &pdp.Request{Principal: pdp.EntityRef{Type: "Agent", ID: "billing-bot"},
+			Action: pdp.EntityRef{Type: "Action", ID: "invoke_tool"}, Resource: pdp.EntityRef{Type: "Tool", ID: tool}})
+		if err != nil || dec.Decision != pdp.Allow {
+			t.Fatalf("%s: %v %v", tool, dec, err)
+		}
+	}
+	code, out, _ := runCLI(t, "log", "query", "--db", d.db(), "--shadow-diff")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 2 || !strings.Contains(lines[0], "SHADOW") || !strings.Contains(lines[1], "sql.query") || !strings.Contains(lines[1], "sql-freeze") {
+		t.Errorf("shadow diff:\n%s", out)
 	}
 }

@@ -125,6 +125,7 @@ func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 	}
 	engine, err := pdp.NewEngine(pdp.Options{
 		Policies:         cfg.Policies,
+		Shadow:           cfg.Shadow,
 		OnError:          pdp.OnError(cfg.OnError),
 		Prompt:           pdp.PromptMode(cfg.Prompt),
 		Key:              hmacKey,
@@ -146,8 +147,15 @@ func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 	}
 	snap := engine.Snapshot()
 	logger.Info("policies loaded", "dir", cfg.Policies, "policy_version", snap.Version, "policies", len(snap.Policies), "schema", snap.Schema)
-
-	watcher := pdp.NewWatcher(engine, cfg.Reload.Debounce, logger.With("component", "reload"))
+	watchers := []*pdp.Watcher{pdp.NewWatcher(engine, cfg.Reload.Debounce, logger.With("component", "reload"))}
+	if cfg.Shadow != "" {
+		if _, err := engine.ReloadShadow(ctx, "startup"); err != nil {
+			return fmt.Errorf("load shadow policies from %s:\n%w", cfg.Shadow, err)
+		}
+		logger.Info("shadow policies loaded: evaluated and recorded beside every decision, never answered", "dir", cfg.Shadow, "policy_version", engine.ShadowSnapshot().Version)
+		watchers = append(watchers, pdp.NewShadowWatcher(engine, cfg.Reload.Debounce, logger.With("component", "shadow-reload")))
+	}
+	watcher := watchers[0]
 	server, err := pdp.NewServer(pdp.ServerOptions{
 		Socket:       cfg.Socket,
 		AdminSocket:  cfg.AdminSocket,
@@ -164,11 +172,13 @@ func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := watcher.Run(ctx); err != nil {
-			logger.Error("policy watcher stopped; reload with SIGHUP or POST /v1/reload", "err", err)
-		}
-	})
+	for _, w := range watchers {
+		wg.Go(func() {
+			if err := w.Run(ctx); err != nil {
+				logger.Error("policy watcher stopped; reload with SIGHUP or POST /v1/reload", "err", err)
+			}
+		})
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -178,7 +188,9 @@ func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				watcher.Reload(ctx, "sighup") // the watcher logs the outcome
+				for _, w := range watchers {
+					w.Reload(ctx, "sighup") // each watcher logs its outcome
+				}
 			}
 		}
 	})
