@@ -83,6 +83,8 @@ type Snapshot struct {
 	logOnlyForbids, logOnlyPermits policySlice
 	byID                           map[cedar.PolicyID]*Policy
 	entities                       types.EntityMap
+	schema                         *resolved.Schema // nil without a schema
+	schemaFile                     string
 }
 
 // Policy returns the policy with the given id, or nil.
@@ -107,10 +109,11 @@ func (ps policySlice) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] {
 // Problem is one thing wrong with a policy directory, at a position when
 // there is one. It prints like a compiler message: file:line:col: message.
 type Problem struct {
-	File    string `json:"file"`
-	Line    int    `json:"line,omitempty"`
-	Column  int    `json:"column,omitempty"`
-	Message string `json:"message"`
+	File     string `json:"file"`
+	Line     int    `json:"line,omitempty"`
+	Column   int    `json:"column,omitempty"`
+	Severity string `json:"severity"` // error, or warning (from Lint)
+	Message  string `json:"message"`
 }
 
 func (p Problem) String() string {
@@ -120,9 +123,18 @@ func (p Problem) String() string {
 		fmt.Fprintf(&b, ":%d:%d", p.Line, p.Column)
 	}
 	b.WriteString(": ")
+	if p.Severity == SeverityWarning {
+		b.WriteString("warning: ")
+	}
 	b.WriteString(p.Message)
 	return b.String()
 }
+
+// Severities of problems.
+const (
+	SeverityError   = "error"
+	SeverityWarning = "warning"
+)
 
 // LoadError lists every problem found in a policy directory, so that an
 // author sees them all at once, as from a compiler.
@@ -280,6 +292,7 @@ func compile(files []PolicyFile, root string, opts LoadOptions) (*Snapshot, erro
 		if rs, p = loadSchema(schemaFile); p != nil {
 			problems = append(problems, *p)
 		}
+		snap.schema, snap.schemaFile = rs, schemaFile.Path
 	}
 
 	entityFrom := map[types.EntityUID]string{}
@@ -330,6 +343,9 @@ func compile(files []PolicyFile, root string, opts LoadOptions) (*Snapshot, erro
 		snap.Schema = true
 	}
 	if len(problems) > 0 {
+		for i := range problems {
+			problems[i].Severity = SeverityError
+		}
 		return nil, &LoadError{Problems: problems}
 	}
 	sort.Slice(snap.Policies, func(i, j int) bool { return snap.Policies[i].ID < snap.Policies[j].ID })

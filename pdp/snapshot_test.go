@@ -211,3 +211,47 @@ func TestLoad_ReadsSymlinkedFiles(t *testing.T) {
 		t.Errorf("policies: %+v", snap.Policies)
 	}
 }
+
+func TestLint(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"s.cedarschema": testSchema + "\naction read_secrets appliesTo { principal: Agent, resource: Tool };\naction group;\naction grouped in [group] appliesTo { principal: Agent, resource: Tool };",
+		"p.cedar": `@id("reads") permit (principal is Agent, action == Action::"invoke_tool", resource);
+@id("dead") permit (principal, action == Action::"invoke_tool", resource) when { false };
+@id("freeze") forbid (principal is Agent, action == Action::"invoke_tool", resource);
+@id("grouped") permit (principal, action in Action::"group", resource);
+@id("step") @step_up("x") forbid (principal, action in Action::"group", resource);`,
+	})
+	snap, err := pdp.LoadDir(dir, pdp.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range pdp.Lint(snap) {
+		if p.Severity != pdp.SeverityWarning {
+			t.Errorf("not a warning: %s", p)
+		}
+		got = append(got, p.String())
+	}
+	want := []string{
+		"p.cedar:2:1: warning: permit dead can never apply: its condition is when { false }",
+		"p.cedar:1:1: warning: permit reads can never allow: forbid freeze",
+		`s.cedarschema: warning: action Action::"read_secrets" is in the schema but no policy names it`,
+	}
+	if len(got) != len(want) {
+		t.Fatalf("warnings:\n%s", strings.Join(got, "\n"))
+	}
+	for i := range want {
+		if !strings.Contains(got[i], want[i]) {
+			t.Errorf("warning %d: got %q, want %q", i, got[i], want[i])
+		}
+	}
+	// The default pack is clean.
+	pack, err := pdp.LoadDir("../policies", pdp.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ws := pdp.Lint(pack); len(ws) != 0 {
+		t.Errorf("default pack warnings: %v", ws)
+	}
+}

@@ -109,6 +109,14 @@ func TestCLI_Validate(t *testing.T) {
 	if code != exitFail || !strings.Contains(stderr, filepath.ToSlash(dir)+"/a.cedar:2:") {
 		t.Errorf("got exit %d %q, want 1 with file:line:col", code, stderr)
 	}
+	warn := t.TempDir()
+	os.WriteFile(filepath.Join(warn, "a.cedar"), []byte("@id(\"never\")\npermit (principal, action, resource) when { false };"), 0o644)
+	if code, out, stderr := runCLI(t, "validate", "--policies", warn); code != 0 || !strings.Contains(stderr, "a.cedar:1:1: warning: permit never can never apply") || !strings.Contains(out, "1 warnings") {
+		t.Errorf("warnings: exit %d %q %q", code, out, stderr)
+	}
+	if code, _, _ := runCLI(t, "validate", "--policies", warn, "--validation", "lenient"); code != exitUsage {
+		t.Errorf("bad --validation: exit %d", code)
+	}
 	code, out, _ = runCLI(t, "validate", "--policies", dir, "--json")
 	var p struct {
 		File string `json:"file"`
