@@ -98,13 +98,33 @@ func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 	} else {
 		logger.Warn("signing_key is empty: checkpoints are not signed, so a truncated or rewritten log cannot be proven")
 	}
-	log, err := decisionlog.Open(ctx, cfg.DB, decisionlog.Options{
-		Durability:         decisionlog.Durability(cfg.Durability),
-		MaxBatch:           cfg.Commit.MaxBatch,
-		MaxWait:            cfg.Commit.MaxWait,
-		SigningKey:         signingKey,
-		CheckpointEvery:    cfg.Checkpoints.EveryRows,
-		CheckpointInterval: cfg.Checkpoints.Every,
+	hmacKey, err := loadOrCreateKey(cfg.HMACKey)
+	if err != nil {
+		return err
+	}
+	p, err := pdp.Open(ctx, pdp.Config{
+		Engine: pdp.Options{
+			Policies:         cfg.Policies,
+			Shadow:           cfg.Shadow,
+			OnError:          pdp.OnError(cfg.OnError),
+			Prompt:           pdp.PromptMode(cfg.Prompt),
+			Key:              hmacKey,
+			Mask:             cfg.Mask,
+			MaskAction:       pdp.MaskAction(cfg.MaskAction),
+			ApprovalTTL:      cfg.Approvals.TTL,
+			ApprovalReusable: !cfg.Approvals.SingleUse,
+		},
+		DB: cfg.DB,
+		Log: decisionlog.Options{
+			Durability:         decisionlog.Durability(cfg.Durability),
+			MaxBatch:           cfg.Commit.MaxBatch,
+			MaxWait:            cfg.Commit.MaxWait,
+			SigningKey:         signingKey,
+			CheckpointEvery:    cfg.Checkpoints.EveryRows,
+			CheckpointInterval: cfg.Checkpoints.Every,
+		},
+		Debounce: cfg.Reload.Debounce,
+		Logger:   logger,
 	})
 	if err != nil {
 		return err
@@ -114,55 +134,23 @@ func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 	defer func() {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if err := log.Close(cctx); err != nil {
+		if err := p.Close(cctx); err != nil {
 			logger.Error("close decision log", "err", err)
 		}
 	}()
-
-	hmacKey, err := loadOrCreateKey(cfg.HMACKey)
-	if err != nil {
-		return err
-	}
-	engine, err := pdp.NewEngine(pdp.Options{
-		Policies:         cfg.Policies,
-		Shadow:           cfg.Shadow,
-		OnError:          pdp.OnError(cfg.OnError),
-		Prompt:           pdp.PromptMode(cfg.Prompt),
-		Key:              hmacKey,
-		Mask:             cfg.Mask,
-		MaskAction:       pdp.MaskAction(cfg.MaskAction),
-		ApprovalTTL:      cfg.Approvals.TTL,
-		ApprovalReusable: !cfg.Approvals.SingleUse,
-		Recorder:         log,
-		Log:              log,
-	})
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	if _, err := engine.Reload(ctx, "startup"); err != nil {
-		return fmt.Errorf("load policies from %s:\n%w", cfg.Policies, err)
-	}
-	if err := engine.LoadApprovals(ctx); err != nil {
-		return err
-	}
-	snap := engine.Snapshot()
+	snap := p.Snapshot()
 	logger.Info("policies loaded", "dir", cfg.Policies, "policy_version", snap.Version, "policies", len(snap.Policies), "schema", snap.Schema)
-	watchers := []*pdp.Watcher{pdp.NewWatcher(engine, cfg.Reload.Debounce, logger.With("component", "reload"))}
-	if cfg.Shadow != "" {
-		if _, err := engine.ReloadShadow(ctx, "startup"); err != nil {
-			return fmt.Errorf("load shadow policies from %s:\n%w", cfg.Shadow, err)
-		}
-		logger.Info("shadow policies loaded: evaluated and recorded beside every decision, never answered", "dir", cfg.Shadow, "policy_version", engine.ShadowSnapshot().Version)
-		watchers = append(watchers, pdp.NewShadowWatcher(engine, cfg.Reload.Debounce, logger.With("component", "shadow-reload")))
+	if shadow := p.ShadowSnapshot(); shadow != nil {
+		logger.Info("shadow policies loaded: evaluated and recorded beside every decision, never answered", "dir", cfg.Shadow, "policy_version", shadow.Version)
 	}
-	watcher := watchers[0]
+
 	server, err := pdp.NewServer(pdp.ServerOptions{
 		Socket:       cfg.Socket,
 		AdminSocket:  cfg.AdminSocket,
 		MaxBodyBytes: cfg.MaxBodyBytes,
-		Engine:       engine,
-		Log:          log,
-		Reloader:     watcher,
+		Engine:       p.Engine,
+		Log:          p.Log,
+		Reloader:     p,
 		Logger:       logger.With("component", "server"),
 	})
 	if err != nil {
@@ -172,13 +160,11 @@ func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, w := range watchers {
-		wg.Go(func() {
-			if err := w.Run(ctx); err != nil {
-				logger.Error("policy watcher stopped; reload with SIGHUP or POST /v1/reload", "err", err)
-			}
-		})
-	}
+	wg.Go(func() {
+		if err := p.Run(ctx); err != nil {
+			logger.Error("policy watcher stopped; reload with SIGHUP or POST /v1/reload", "err", err)
+		}
+	})
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -188,9 +174,7 @@ func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				for _, w := range watchers {
-					w.Reload(ctx, "sighup") // each watcher logs its outcome
-				}
+				p.Reload(ctx, "sighup") // the watchers log the outcome
 			}
 		}
 	})

@@ -135,3 +135,96 @@ func IsStatus(err error, status int) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Status == status
 }
+
+// Outcome reports what happened after a decision: status is success, error
+// or skipped; detail, if not nil, is recorded as JSON. It returns the
+// outcome's seq in the log.
+func (c *Client) Outcome(ctx context.Context, decisionID, status string, detail any) (int64, error) {
+	body := map[string]any{"status": status}
+	if detail != nil {
+		body["detail"] = detail
+	}
+	var out struct {
+		Seq int64 `json:"seq"`
+	}
+	if err := c.Do(ctx, http.MethodPost, "/v1/decisions/"+decisionID+"/outcome", body, &out); err != nil {
+		return 0, err
+	}
+	return out.Seq, nil
+}
+
+// Approval is a recorded answer to a step_up decision.
+type Approval struct {
+	Seq       int64     `json:"seq"`
+	Approved  bool      `json:"approved"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Approve records a human's answer to step_up decision id. It works only on
+// a client of the admin socket: an agent can never approve itself.
+func (c *Client) Approve(ctx context.Context, decisionID, approver string, approved bool, comment string) (*Approval, error) {
+	var a Approval
+	err := c.Do(ctx, http.MethodPost, "/v1/decisions/"+decisionID+"/approval",
+		map[string]any{"approver": approver, "approved": approved, "comment": comment}, &a)
+	if err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
+// DeniedError is Guard's error when the decision was deny.
+type DeniedError struct{ Decision *pdp.Decision }
+
+func (e *DeniedError) Error() string {
+	return "agentpdp: denied by " + reasonList(e.Decision) + " (decision " + e.Decision.DecisionID + ")"
+}
+
+// StepUpError is Guard's error when a human must approve first: approve
+// Decision.DecisionID on the admin socket, then retry with it as Approval.
+type StepUpError struct{ Decision *pdp.Decision }
+
+func (e *StepUpError) Error() string {
+	return "agentpdp: approval needed (" + reasonList(e.Decision) + "): approve decision " + e.Decision.DecisionID + " and retry with it"
+}
+
+func reasonList(d *pdp.Decision) string {
+	if len(d.Reasons) == 0 {
+		return "default deny"
+	}
+	s := d.Reasons[0].Policy
+	for _, r := range d.Reasons[1:] {
+		s += ", " + r.Policy
+	}
+	return s
+}
+
+// Guard authorizes req and runs fn only if the answer is allow, then records
+// fn's outcome (success, or error with its message). On deny or step_up, fn
+// does not run, a skipped outcome is recorded, and the error is a
+// *DeniedError or *StepUpError. If the daemon cannot be asked, fn does not
+// run: Guard fails closed. A failure to record the outcome is joined to fn's
+// error: the action has happened either way.
+func (c *Client) Guard(ctx context.Context, req *pdp.Request, fn func(ctx context.Context) error) error {
+	d, err := c.Authorize(ctx, req)
+	if err != nil {
+		return err
+	}
+	switch d.Decision {
+	case pdp.Allow:
+	case pdp.StepUp:
+		_, oerr := c.Outcome(ctx, d.DecisionID, pdp.OutcomeSkipped, nil)
+		return errors.Join(&StepUpError{Decision: d}, oerr)
+	default:
+		_, oerr := c.Outcome(ctx, d.DecisionID, pdp.OutcomeSkipped, nil)
+		return errors.Join(&DeniedError{Decision: d}, oerr)
+	}
+	ferr := fn(ctx)
+	status, detail := pdp.OutcomeSuccess, any(nil)
+	if ferr != nil {
+		status, detail = pdp.OutcomeError, map[string]string{"error": ferr.Error()}
+	}
+	if _, err := c.Outcome(ctx, d.DecisionID, status, detail); err != nil {
+		return errors.Join(ferr, fmt.Errorf("agentpdp: record outcome of %s: %w", d.DecisionID, err))
+	}
+	return ferr
+}
