@@ -217,7 +217,9 @@ func TestLogTailFollows(t *testing.T) {
 	defer cancel()
 	out := &lockedWriter{w: &strings.Builder{}}
 	done := make(chan int)
-	go func() { done <- run(ctx, []string{"log", "tail", "-f", "--db", d.db()}, out, io.Discard) }()
+	go func() {
+		done <- run(ctx, []string{"log", "tail", "-f", "--db", d.db()}, strings.NewReader(""), out, io.Discard)
+	}()
 	dec, err := client.New(d.sock()).Authorize(t.Context(), &pdp.Request{Principal: pdp.EntityRef{Type: "Agent", ID: "billing-bot"},
 		Action: pdp.EntityRef{Type: "Action", ID: "invoke_tool"}, Resource: pdp.EntityRef{Type: "Tool", ID: "sql.query"}})
 	if err != nil {

@@ -25,9 +25,13 @@ import (
 func TestMain(m *testing.M) {
 	if os.Getenv("AGENTPDP_TEST_MAIN") == "1" {
 		ctx, stop := signalContext()
-		code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+		code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 		stop()
 		os.Exit(code)
+	}
+	if os.Getenv("AGENTPDP_TEST_MCP_SERVER") == "1" {
+		testMCPServer()
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }
@@ -36,7 +40,7 @@ func TestMain(m *testing.M) {
 func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code = run(t.Context(), args, &out, &errb)
+	code = run(t.Context(), args, strings.NewReader(""), &out, &errb)
 	return code, out.String(), errb.String()
 }
 
