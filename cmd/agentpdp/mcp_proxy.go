@@ -14,7 +14,7 @@ import (
 )
 
 func newMCPProxyCmd() *cobra.Command {
-	var principal, socket, config, server, logLevel string
+	var principal, socket, adminSocket, approver, config, server, logLevel string
 	var filter bool
 	cmd := &cobra.Command{
 		Use:   "mcp-proxy --principal UID [--socket PATH] -- SERVER_COMMAND…",
@@ -49,20 +49,26 @@ func newMCPProxyCmd() *cobra.Command {
 				}
 				socket = cfg.Socket
 			}
-			return runMCPProxy(cmd.Context(), cmd, &mcpproxy.Proxy{
+			proxy := &mcpproxy.Proxy{
 				Client:      client.New(socket),
 				Principal:   who,
 				Server:      resource,
 				FilterTools: filter,
 				// stdout is the MCP stream; the proxy's own log goes to stderr.
 				Logger: newLogger(cmd.ErrOrStderr(), logLevel, "text").With("component", "mcp-proxy"),
-			}, args)
+			}
+			if adminSocket != "" {
+				proxy.Admin, proxy.Approver = client.New(adminSocket), approver
+			}
+			return runMCPProxy(cmd.Context(), cmd, proxy, args)
 		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&principal, "principal", "", `who calls the tools, as a Cedar entity: Agent::"id"`)
 	fl.StringVar(&socket, "socket", "", "agentpdp's decision socket (default: the config's, ./var/agentpdp.sock)")
 	fl.StringVar(&config, "config", "", "read the socket from this agentpdp config `file`")
+	fl.StringVar(&adminSocket, "admin-socket", "", "agentpdp's admin socket: ask the user to approve step-ups through MCP elicitation, when the client supports it")
+	fl.StringVar(&approver, "approver", "the MCP client's user", "who approvals answered through the MCP client are recorded as")
 	fl.StringVar(&server, "server-resource", "", `the resource every call is on (default MCPServer::"<command name>")`)
 	fl.BoolVar(&filter, "filter-tools", false, "hide from tools/list the tools the principal is denied")
 	fl.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")

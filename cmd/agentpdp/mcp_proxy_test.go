@@ -178,3 +178,73 @@ func TestMCPProxy(t *testing.T) {
 		t.Errorf("the call's trace, tool call id and server in the log:\n%s", out)
 	}
 }
+
+// TestMCPProxy_Elicitation: a client that supports elicitation is asked to
+// approve a step_up; the answer is recorded as the approval.
+func TestMCPProxy_Elicitation(t *testing.T) {
+	d := newDaemonDir(t)
+	d.start()
+	t.Setenv("AGENTPDP_TEST_MCP_SERVER", "1")
+	t.Setenv("AGENTPDP_TEST_MCP_LOG", filepath.Join(d.dir, "calls.log"))
+	clientIn, proxyIn := io.Pipe()
+	proxyOut, clientOut := io.Pipe()
+	done := make(chan int)
+	var stderr strings.Builder
+	go func() {
+		done <- run(t.Context(), []string{"mcp-proxy", "--principal", `Agent::"deploy-bot"`, "--socket", d.sock(),
+			"--admin-socket", d.asock(), "--approver", "alice@example.com", "--server-resource", `MCPServer::"ops"`, "--", os.Args[0]},
+			clientIn, clientOut, &stderr)
+		clientOut.Close()
+	}()
+	in := bufio.NewScanner(proxyOut)
+	send := func(v any) {
+		b, _ := json.Marshal(v)
+		proxyIn.Write(append(b, '\n'))
+	}
+	next := func() map[string]any {
+		t.Helper()
+		if !in.Scan() {
+			t.Fatalf("proxy closed: %s", stderr.String())
+		}
+		var m map[string]any
+		json.Unmarshal(in.Bytes(), &m)
+		return m
+	}
+	send(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": map[string]any{"capabilities": map[string]any{"elicitation": map[string]any{}}}})
+	next()
+	for i, approve := range []bool{true, false} {
+		id := 10 + i
+		send(map[string]any{"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": map[string]any{"name": "deploy_service", "arguments": map[string]any{"service": "web"}}})
+		ask := next()
+		if ask["method"] != "elicitation/create" || !strings.Contains(ask["params"].(map[string]any)["message"].(string), "deploying a service needs a human's approval") {
+			t.Fatalf("want an elicitation, got %v", ask)
+		}
+		send(map[string]any{"jsonrpc": "2.0", "id": ask["id"], "result": map[string]any{"action": "accept", "content": map[string]any{"approve": approve}}})
+		answer := next()
+		if approve && (answer["error"] != nil || answer["result"] == nil) {
+			t.Errorf("approved through elicitation, the call must run: %v", answer)
+		}
+		if !approve && (answer["error"] == nil || !strings.Contains(fmt.Sprint(answer["error"]), "declined")) {
+			t.Errorf("declined: %v", answer)
+		}
+	}
+	proxyIn.Close()
+	<-done
+	_, out, _ := runCLI(t, "log", "export", "--db", d.db(), "--kind", "approval")
+	var answers []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var a struct {
+			Approver string
+			Approved bool
+		}
+		json.Unmarshal([]byte(line), &a)
+		answers = append(answers, fmt.Sprintf("%s:%v", a.Approver, a.Approved))
+	}
+	if strings.Join(answers, ",") != "alice@example.com:true,alice@example.com:false" {
+		t.Errorf("approvals recorded: %v", answers)
+	}
+	b, _ := os.ReadFile(filepath.Join(d.dir, "calls.log"))
+	if got := strings.Fields(string(b)); !slices.Equal(got, []string{"deploy_service"}) {
+		t.Errorf("calls that reached the server: %v, want the approved one only", got)
+	}
+}

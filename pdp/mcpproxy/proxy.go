@@ -42,11 +42,23 @@ type Proxy struct {
 	FilterTools bool          // drop from tools/list the tools the principal is denied
 	Logger      *slog.Logger
 
-	outMu   sync.Mutex // one writer of the client's stream at a time
-	out     io.Writer
-	mu      sync.Mutex
-	pending map[string]string // JSON-RPC id → decision id, of allowed calls in flight
-	lists   map[string]bool   // JSON-RPC ids of tools/list requests
+	// Admin, if set, lets the proxy ask the user to approve a step_up through
+	// MCP elicitation, when the client supports it, and record the answer as
+	// the approval (as Approver). Without it a step_up is an error the client
+	// must resolve on the admin socket.
+	Admin    *client.Client
+	Approver string
+
+	outMu    sync.Mutex // one writer of the client's stream at a time
+	out      io.Writer
+	serverMu sync.Mutex // one writer of the server's stream at a time
+	mu       sync.Mutex
+	pending  map[string]string // JSON-RPC id → decision id, of allowed calls in flight
+	lists    map[string]bool   // JSON-RPC ids of tools/list requests
+	elicit   bool              // the client declared the elicitation capability
+	asked    map[string]chan message
+	nextAsk  int
+	calls    sync.WaitGroup // tools/call handlers in flight
 }
 
 type message struct {
@@ -65,10 +77,11 @@ func (p *Proxy) Run(ctx context.Context, clientIn io.Reader, clientOut io.Writer
 	if p.Logger == nil {
 		p.Logger = slog.New(slog.DiscardHandler)
 	}
-	p.out, p.pending, p.lists = clientOut, map[string]string{}, map[string]bool{}
+	p.out, p.pending, p.lists, p.asked = clientOut, map[string]string{}, map[string]bool{}, map[string]chan message{}
 	fromClient := make(chan error, 1)
 	go func() {
 		err := p.fromClient(ctx, clientIn, serverIn)
+		p.calls.Wait() // calls being authorized still go to the server
 		serverIn.Close()
 		fromClient <- err
 	}()
@@ -98,11 +111,23 @@ func (p *Proxy) fromClient(ctx context.Context, in io.Reader, server io.Writer) 
 		line := bytes.Clone(sc.Bytes())
 		var m message
 		if json.Unmarshal(line, &m) == nil && len(m.ID) > 0 {
+			if m.Method == "" && p.answered(&m) {
+				continue // the client's answer to our elicitation, not for the server
+			}
 			switch m.Method {
+			case "initialize":
+				p.noteCapabilities(&m)
 			case "tools/call":
-				if !p.authorizeCall(ctx, &m) {
-					continue // answered with an error; the server never sees it
-				}
+				// Authorizing may wait for a human (elicitation), whose answer
+				// arrives on this stream: decide in a goroutine of our own.
+				p.calls.Add(1)
+				go func() {
+					defer p.calls.Done()
+					if p.authorizeCall(ctx, &m) {
+						p.toServer(server, line)
+					}
+				}()
+				continue
 			case "tools/list":
 				if p.FilterTools {
 					p.mu.Lock()
@@ -111,14 +136,92 @@ func (p *Proxy) fromClient(ctx context.Context, in io.Reader, server io.Writer) 
 				}
 			}
 		}
-		if _, err := server.Write(append(line, '\n')); err != nil {
-			return fmt.Errorf("write to server: %w", err)
+		if err := p.toServer(server, line); err != nil {
+			return err
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("read from client: %w", err)
 	}
 	return io.EOF
+}
+
+func (p *Proxy) toServer(server io.Writer, line []byte) error {
+	p.serverMu.Lock()
+	defer p.serverMu.Unlock()
+	if _, err := server.Write(append(line, '\n')); err != nil {
+		return fmt.Errorf("write to server: %w", err)
+	}
+	return nil
+}
+
+// noteCapabilities remembers whether the client can be asked questions.
+func (p *Proxy) noteCapabilities(m *message) {
+	var params struct {
+		Capabilities map[string]json.RawMessage `json:"capabilities"`
+	}
+	if json.Unmarshal(m.Params, &params) == nil {
+		_, ok := params.Capabilities["elicitation"]
+		p.mu.Lock()
+		p.elicit = ok && p.Admin != nil
+		p.mu.Unlock()
+	}
+}
+
+// answered delivers a response to a request the proxy sent the client.
+func (p *Proxy) answered(m *message) bool {
+	p.mu.Lock()
+	ch, ok := p.asked[string(m.ID)]
+	delete(p.asked, string(m.ID))
+	p.mu.Unlock()
+	if ok {
+		ch <- *m
+	}
+	return ok
+}
+
+// askApproval asks the user, through the client, to approve a step_up. It
+// reports whether the user answered, and the answer.
+func (p *Proxy) askApproval(ctx context.Context, tool, why string, d *pdp.Decision) (answered, approved bool) {
+	p.mu.Lock()
+	if !p.elicit {
+		p.mu.Unlock()
+		return false, false
+	}
+	p.nextAsk++
+	id := fmt.Sprintf(`"agentpdp-approval-%d"`, p.nextAsk)
+	ch := make(chan message, 1)
+	p.asked[id] = ch
+	p.mu.Unlock()
+	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(id), "method": "elicitation/create", "params": map[string]any{
+		"message": fmt.Sprintf("%s wants to call %s on %s, which needs a human's approval: %s. Approve?", p.Principal, tool, p.Server, why),
+		"requestedSchema": map[string]any{"type": "object", "required": []string{"approve"},
+			"properties": map[string]any{"approve": map[string]any{"type": "boolean", "title": "Approve this call", "description": "decision " + d.DecisionID}}},
+	}})
+	if err := p.send(b); err != nil {
+		return false, false
+	}
+	select {
+	case answer := <-ch:
+		var r struct {
+			Action  string `json:"action"`
+			Content struct {
+				Approve bool `json:"approve"`
+			} `json:"content"`
+		}
+		if len(answer.Error) > 0 || json.Unmarshal(answer.Result, &r) != nil {
+			return false, false
+		}
+		switch r.Action {
+		case "accept":
+			return true, r.Content.Approve
+		case "decline":
+			return true, false
+		}
+		return false, false // cancel: no answer
+	case <-ctx.Done():
+		return false, false
+	}
 }
 
 func (p *Proxy) fromServer(ctx context.Context, in io.Reader) error {
@@ -227,6 +330,9 @@ func (p *Proxy) authorizeCall(ctx context.Context, m *message) bool {
 				why = s
 			}
 		}
+		if answered, approved := p.askApproval(ctx, params.Name, why, d); answered {
+			return p.recordAnswer(ctx, m, &params, d, approved)
+		}
 		p.reply(m.ID, CodeStepUp, fmt.Sprintf("tool %s needs a human's approval (%s): approve decision %s on agentpdp's admin socket, then retry with _meta %q", params.Name, why, d.DecisionID, MetaApproval), data)
 	default:
 		p.reply(m.ID, CodeDenied, fmt.Sprintf("tool %s denied by %s (decision %s)", params.Name, policies(d), d.DecisionID), data)
@@ -235,6 +341,32 @@ func (p *Proxy) authorizeCall(ctx context.Context, m *message) bool {
 		p.Logger.Warn("record skipped outcome", "decision_id", d.DecisionID, "err", err)
 	}
 	return false
+}
+
+// recordAnswer records the user's answer to a step_up as its approval and,
+// if approved, asks again with it: the approval is checked like any other.
+func (p *Proxy) recordAnswer(ctx context.Context, m *message, params *callParams, d *pdp.Decision, approved bool) bool {
+	if _, err := p.Admin.Approve(ctx, d.DecisionID, p.Approver, approved, "answered through the MCP client"); err != nil {
+		p.Logger.Error("record approval; refusing the call", "decision_id", d.DecisionID, "err", err)
+		p.reply(m.ID, CodeUnavailable, "tool call refused: the approval could not be recorded: "+err.Error(), nil)
+		return false
+	}
+	if !approved {
+		p.reply(m.ID, CodeDenied, fmt.Sprintf("tool %s: the user declined to approve it (decision %s)", params.Name, d.DecisionID),
+			map[string]any{"decision_id": d.DecisionID, "decision": d.Decision, "reasons": d.Reasons})
+		p.Client.Outcome(ctx, d.DecisionID, pdp.OutcomeSkipped, nil)
+		return false
+	}
+	if params.Meta == nil {
+		params.Meta = map[string]any{}
+	}
+	params.Meta[MetaApproval] = d.DecisionID
+	b, err := json.Marshal(params)
+	if err != nil {
+		return false
+	}
+	m.Params = b
+	return p.authorizeCall(ctx, m)
 }
 
 func policies(d *pdp.Decision) string {
