@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -197,6 +198,10 @@ func (s *Server) routes(mux *http.ServeMux, admin bool) {
 	// Approvals only here: an agent that can reach the decision socket must
 	// never be able to approve its own step-up.
 	mux.HandleFunc("POST /v1/decisions/{id}/approval", s.approval)
+	// Profiles for operators, on the admin socket only.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }
 
 func (s *Server) outcome(w http.ResponseWriter, r *http.Request) {
@@ -322,7 +327,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	stats, err := s.opts.Log.Stats(r.Context())
-	out := map[string]any{"policies": s.opts.Engine.Status(), "log": stats}
+	out := map[string]any{"policies": s.opts.Engine.Status(), "log": stats, "pid": os.Getpid()}
 	if err != nil {
 		out["log_error"] = err.Error()
 	}

@@ -1,0 +1,305 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/client"
+)
+
+// benchResult is what agentpdp bench measured.
+type benchResult struct {
+	Clients        int            `json:"clients"`
+	Seconds        float64        `json:"seconds"`
+	Decisions      int            `json:"decisions"`
+	PerSecond      float64        `json:"decisions_per_second"`
+	P50            float64        `json:"p50_ms"`
+	P90            float64        `json:"p90_ms"`
+	P99            float64        `json:"p99_ms"`
+	P999           float64        `json:"p99_9_ms"`
+	Max            float64        `json:"max_ms"`
+	Errors         map[string]int `json:"errors"`
+	ByDecision     map[string]int `json:"by_decision"`
+	ServerCPU      float64        `json:"server_cpu_us_per_decision,omitempty"`
+	ServerPeakRSS  float64        `json:"server_peak_rss_mb,omitempty"`
+	LogBytesPerRow float64        `json:"log_bytes_per_decision,omitempty"`
+}
+
+func newBenchCmd() *cobra.Command {
+	var socket, admin, requests string
+	var clients int
+	var duration time.Duration
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "bench --socket PATH [-c CLIENTS] [-d DURATION] [--requests FILE]",
+		Short: "Load a running daemon: decisions/s, latency percentiles, its CPU per decision and peak memory",
+		Args:  noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if clients < 1 || duration <= 0 {
+				return usagef("bench: -c and -d must be positive")
+			}
+			gen := agentToolCalls(1)
+			if requests != "" {
+				reqs, err := readRequests(requests)
+				if err != nil {
+					return err
+				}
+				gen = func(i int) *pdp.Request { return reqs[i%len(reqs)] }
+			}
+			res, err := runBench(cmd.Context(), socket, admin, clients, duration, gen, progressLine(cmd, asJSON))
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+			}
+			printBench(cmd.OutOrStdout(), res)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&socket, "socket", "./var/agentpdp.sock", "the daemon's decision socket")
+	fl.StringVar(&admin, "admin-socket", "./var/agentpdp-admin.sock", "its admin socket, to read its pid and log size (optional)")
+	fl.IntVarP(&clients, "clients", "c", 64, "concurrent clients, each with its own connection")
+	fl.DurationVarP(&duration, "duration", "d", 10*time.Second, "how long to run")
+	fl.StringVar(&requests, "requests", "", "a JSONL `file` of requests to cycle through (default: a built-in mix of agent tool calls)")
+	fl.BoolVar(&asJSON, "json", false, "one JSON object")
+	return cmd
+}
+
+func progressLine(cmd *cobra.Command, quiet bool) func(string) {
+	f, ok := cmd.ErrOrStderr().(*os.File)
+	if quiet || !ok || !isTerminal(f) {
+		return nil
+	}
+	return func(s string) { fmt.Fprintf(f, "\r%-60s", s) }
+}
+
+func readRequests(path string) ([]*pdp.Request, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []*pdp.Request
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	for line := 1; sc.Scan(); line++ {
+		if len(strings.TrimSpace(sc.Text())) == 0 {
+			continue
+		}
+		r, err := pdp.DecodeRequest(sc.Bytes())
+		if err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
+		}
+		out = append(out, r)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no requests", path)
+	}
+	return out, sc.Err()
+}
+
+// agentToolCalls is the built-in mix: agents with a team and a trust level
+// call tools with a classification, an environment and a writes flag; both
+// go inline with every request, as agent frameworks send them. Against the
+// default pack it gives allow, deny and step_up.
+func agentToolCalls(seed uint64) func(int) *pdp.Request {
+	teams := []string{"finance", "platform"}
+	trusts := []string{"standard", "standard", "high", "low", "untrusted"}
+	classes := []string{"public", "internal", "confidential", "restricted"}
+	envs := []string{"dev", "staging", "production"}
+	const agents, tools = 50, 20
+	reqs := make([]*pdp.Request, 1000)
+	r := rand.New(rand.NewPCG(seed, seed))
+	for i := range reqs {
+		a, t := r.IntN(agents), r.IntN(tools)
+		team := teams[a%len(teams)]
+		agent := fmt.Sprintf(`{"uid":{"type":"Agent","id":"agent-%d"},"parents":[{"type":"Team","id":%q}],"attrs":{"owner":{"__entity":{"type":"User","id":"owner-%d@example.com"}},"trust":%q}}`,
+			a, team, a%7, trusts[a%len(trusts)])
+		tool := fmt.Sprintf(`{"uid":{"type":"Tool","id":"tool-%d"},"parents":[],"attrs":{"classification":%q,"environment":%q,"writes":%v,"owner_team":{"__entity":{"type":"Team","id":%q}},"shared":%v}}`,
+			t, classes[t%len(classes)], envs[t%len(envs)], t%3 == 0, teams[t%len(teams)], t%5 == 0)
+		body := fmt.Sprintf(`{"principal":{"type":"Agent","id":"agent-%d"},"action":{"type":"Action","id":"invoke_tool"},"resource":{"type":"Tool","id":"tool-%d"},
+			"context":{"args":{"query":"select * from t where id = %d","limit":%d}},"entities":[%s,%s],"session_id":"s-%d","trace_id":"%032x"}`,
+			a, t, i, 10+i%90, agent, tool, a, r.Uint64())
+		req, err := pdp.DecodeRequest([]byte(body))
+		if err != nil {
+			panic(err) // the generator's own requests are well formed
+		}
+		reqs[i] = req
+	}
+	return func(i int) *pdp.Request { return reqs[i%len(reqs)] }
+}
+
+type daemonStats struct {
+	pid      int
+	cpuTicks int64
+	logBytes int64
+	rows     int64
+}
+
+// readDaemon reads the daemon's pid and log size over the admin socket and
+// its CPU time from /proc; zero values where it cannot.
+func readDaemon(ctx context.Context, admin string) daemonStats {
+	var st struct {
+		PID int `json:"pid"`
+		Log struct {
+			Bytes int64 `json:"bytes"`
+			Rows  int64 `json:"rows"`
+		} `json:"log"`
+	}
+	if admin == "" || client.New(admin).Do(ctx, http.MethodGet, "/v1/status", nil, &st) != nil {
+		return daemonStats{}
+	}
+	ds := daemonStats{pid: st.PID, logBytes: st.Log.Bytes, rows: st.Log.Rows}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", st.PID)); err == nil {
+		// Fields after the parenthesised command: utime and stime are 14 and 15.
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 {
+			f := strings.Fields(string(b)[i+2:])
+			if len(f) > 13 {
+				u, _ := strconv.ParseInt(f[11], 10, 64)
+				s, _ := strconv.ParseInt(f[12], 10, 64)
+				ds.cpuTicks = u + s
+			}
+		}
+	}
+	return ds
+}
+
+func peakRSS(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func runBench(ctx context.Context, socket, admin string, clients int, d time.Duration, gen func(int) *pdp.Request, progress func(string)) (*benchResult, error) {
+	if _, err := client.New(socket).Health(ctx); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	before := readDaemon(ctx, admin)
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var next atomic.Int64
+	var done atomic.Int64
+	lat := make([][]time.Duration, clients)
+	errs := make([]map[string]int, clients)
+	decisions := make([]map[string]int, clients)
+	start := time.Now()
+	stopProgress := make(chan struct{})
+	var wg sync.WaitGroup
+	if progress != nil {
+		wg.Go(func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-stopProgress:
+					return
+				case <-t.C:
+					el := time.Since(start).Seconds()
+					progress(fmt.Sprintf("%4.0fs  %d decisions  %.0f/s", el, done.Load(), float64(done.Load())/el))
+				}
+			}
+		})
+	}
+	var clientsWG sync.WaitGroup
+	for c := range clients {
+		errs[c], decisions[c] = map[string]int{}, map[string]int{}
+		clientsWG.Go(func() {
+			cl := client.New(socket)
+			defer cl.Close()
+			for ctx.Err() == nil {
+				req := gen(int(next.Add(1)))
+				t0 := time.Now()
+				dec, err := cl.Authorize(ctx, req)
+				if err != nil {
+					if ctx.Err() == nil {
+						errs[c][err.Error()]++
+					}
+					continue
+				}
+				lat[c] = append(lat[c], time.Since(t0))
+				decisions[c][dec.Decision]++
+				done.Add(1)
+			}
+		})
+	}
+	clientsWG.Wait()
+	elapsed := time.Since(start)
+	close(stopProgress)
+	wg.Wait()
+	if progress != nil {
+		progress("")
+		fmt.Fprintln(os.Stderr)
+	}
+	after := readDaemon(context.WithoutCancel(ctx), admin)
+
+	res := &benchResult{Clients: clients, Seconds: elapsed.Seconds(), Errors: map[string]int{}, ByDecision: map[string]int{}}
+	var all []time.Duration
+	for c := range clients {
+		all = append(all, lat[c]...)
+		for k, v := range errs[c] {
+			res.Errors[k] += v
+		}
+		for k, v := range decisions[c] {
+			res.ByDecision[k] += v
+		}
+	}
+	res.Decisions = len(all)
+	if res.Decisions == 0 {
+		return res, fmt.Errorf("bench: no decisions answered (errors: %v)", res.Errors)
+	}
+	res.PerSecond = float64(res.Decisions) / elapsed.Seconds()
+	slices.Sort(all)
+	ms := func(q float64) float64 {
+		return float64(all[min(len(all)-1, int(q*float64(len(all))))].Microseconds()) / 1000
+	}
+	res.P50, res.P90, res.P99, res.P999, res.Max = ms(0.5), ms(0.9), ms(0.99), ms(0.999), ms(1)
+	if after.pid != 0 && after.pid == before.pid {
+		const ticksPerSecond = 100 // USER_HZ on Linux
+		res.ServerCPU = float64(after.cpuTicks-before.cpuTicks) / ticksPerSecond * 1e6 / float64(res.Decisions)
+		res.ServerPeakRSS = peakRSS(after.pid)
+		if rows := after.rows - before.rows; rows > 0 {
+			res.LogBytesPerRow = float64(after.logBytes-before.logBytes) / float64(rows)
+		}
+	}
+	return res, nil
+}
+
+func printBench(w io.Writer, r *benchResult) {
+	fmt.Fprintf(w, "%d clients, %.1fs: %d decisions, %.0f decisions/s\n", r.Clients, r.Seconds, r.Decisions, r.PerSecond)
+	fmt.Fprintf(w, "latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n", r.P50, r.P90, r.P99, r.P999, r.Max)
+	fmt.Fprintf(w, "decisions: allow %d, deny %d, step_up %d\n", r.ByDecision[pdp.Allow], r.ByDecision[pdp.Deny], r.ByDecision[pdp.StepUp])
+	if r.ServerCPU > 0 {
+		fmt.Fprintf(w, "daemon: %.1f µs CPU per decision, peak RSS %.1f MB, log %.0f bytes per decision\n", r.ServerCPU, r.ServerPeakRSS, r.LogBytesPerRow)
+	}
+	errors := 0
+	for msg, n := range r.Errors {
+		errors += n
+		fmt.Fprintf(w, "error ×%d: %s\n", n, msg)
+	}
+	fmt.Fprintf(w, "errors: %d\n", errors)
+}
