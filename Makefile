@@ -4,7 +4,7 @@ BIN     := bin/agentpdp
 # cgo is required: the decision log uses mattn/go-sqlite3.
 export CGO_ENABLED := 1
 
-.PHONY: all build run test test-short vet fmt bench clean
+.PHONY: all build run test test-short vet fmt bench fuzz soak examples clean
 
 all: build
 
@@ -32,8 +32,24 @@ vet:
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
+# Benchmarks of the engine (against raw cedar.Authorize), the log writer and
+# verification, and the socket end to end. agentpdp bench loads a running
+# daemon instead: see the README.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./pdp -run '^$$' -fuzz FuzzDecideRequest -fuzztime $(FUZZTIME)
+	$(GO) test ./pdp -run '^$$' -fuzz FuzzParseEntityRef -fuzztime $(FUZZTIME)
+
+# Long versions of the fault tests (10,000 reloads under load).
+soak:
+	AGENTPDP_SOAK=1 $(GO) test -race -count=1 -timeout 30m -run 'ReloadStorm|KillNine|DiskFull|SlowLoris' ./...
+
+examples:
+	$(GO) build -o bin/mcp-server ./examples/mcp-server
+	$(GO) build -o bin/go-guard ./examples/go-guard
 
 clean:
 	rm -rf bin var

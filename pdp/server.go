@@ -31,6 +31,9 @@ type ServerOptions struct {
 	MaxBodyBytes    int64  // default 1 MiB
 	MaxBatch        int    // most requests in one batch; default 1000
 	ShutdownTimeout time.Duration
+	// ReadHeaderTimeout closes a connection that has not sent its request
+	// headers in time (slow-loris clients); default 5s.
+	ReadHeaderTimeout time.Duration
 	Engine          *Engine
 	Log             LogReader
 	Reloader        Reloader
@@ -61,6 +64,9 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	}
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = 30 * time.Second
+	}
+	if opts.ReadHeaderTimeout <= 0 {
+		opts.ReadHeaderTimeout = 5 * time.Second
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -104,7 +110,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 		servers = append(servers, bound{srv: &http.Server{
 			Handler:           sock.handler,
-			ReadHeaderTimeout: 5 * time.Second,
+			ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
 			ReadTimeout:       30 * time.Second,
 			WriteTimeout:      30 * time.Second,
 			IdleTimeout:       2 * time.Minute,

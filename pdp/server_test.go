@@ -64,7 +64,8 @@ func serveWith(t testing.TB, files map[string]string, durability decisionlog.Dur
 	}
 	d := &testDaemon{engine: e, log: log, dir: dir, sock: filepath.Join(dir, "a.sock"), asock: filepath.Join(dir, "admin.sock")}
 	w := pdp.NewWatcher(e, 0, nil)
-	srv, err := pdp.NewServer(pdp.ServerOptions{Socket: d.sock, AdminSocket: d.asock, Engine: e, Log: log, Reloader: w, MaxBodyBytes: 64 << 10})
+	srv, err := pdp.NewServer(pdp.ServerOptions{Socket: d.sock, AdminSocket: d.asock, Engine: e, Log: log, Reloader: w, MaxBodyBytes: 64 << 10,
+		ReadHeaderTimeout: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
