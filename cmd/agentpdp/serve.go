@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -86,6 +87,9 @@ func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 	}
 	logger := newLogger(cmd.ErrOrStderr(), cfg.Log.Level, cfg.Log.Format)
 	slog.SetDefault(logger)
+	if os.Getenv("GOGC") == "" { // an operator's GOGC wins
+		debug.SetGCPercent(cfg.GCPercent)
+	}
 
 	if err := os.MkdirAll(filepath.Dir(cfg.DB), 0o750); err != nil {
 		return fmt.Errorf("create log directory: %w", err)
