@@ -34,10 +34,10 @@ type ServerOptions struct {
 	// ReadHeaderTimeout closes a connection that has not sent its request
 	// headers in time (slow-loris clients); default 5s.
 	ReadHeaderTimeout time.Duration
-	Engine          *Engine
-	Log             LogReader
-	Reloader        Reloader
-	Logger          *slog.Logger
+	Engine            *Engine
+	Log               LogReader
+	Reloader          Reloader
+	Logger            *slog.Logger
 }
 
 // Server serves the wire API over the decision and admin Unix sockets.
