@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -106,4 +107,21 @@ func printEntries(cmd *cobra.Command, entries []*decisionlog.Entry, asJSON bool)
 		fmt.Fprintln(cmd.OutOrStdout(), describe(e))
 	}
 	return nil
+}
+
+// timeRange reads --since and --until: durations ago or RFC 3339 times;
+// empty means unbounded.
+func timeRange(command, since, until string) (lo, hi time.Time, err error) {
+	now := time.Now()
+	if since != "" {
+		if lo, err = pdp.ParseTime(since, now); err != nil {
+			return lo, hi, usagef("%s: --since %v", command, err)
+		}
+	}
+	if until != "" {
+		if hi, err = pdp.ParseTime(until, now); err != nil {
+			return lo, hi, usagef("%s: --until %v", command, err)
+		}
+	}
+	return lo, hi, nil
 }

@@ -29,17 +29,9 @@ func newLogExportCmd() *cobra.Command {
 			if format != "jsonl" && format != "csv" {
 				return usagef("log export: --format %q: want jsonl or csv", format)
 			}
-			var lo, hi time.Time
-			var err error
-			if since != "" {
-				if lo, err = pdp.ParseTime(since, time.Now()); err != nil {
-					return usagef("log export: --since %v", err)
-				}
-			}
-			if until != "" {
-				if hi, err = pdp.ParseTime(until, time.Now()); err != nil {
-					return usagef("log export: --until %v", err)
-				}
+			lo, hi, err := timeRange("log export", since, until)
+			if err != nil {
+				return err
 			}
 			want := map[decisionlog.Kind]bool{}
 			for _, k := range kinds {

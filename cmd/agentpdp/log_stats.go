@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -19,17 +18,9 @@ func newLogStatsCmd() *cobra.Command {
 		Short: "Decisions by outcome, principal, action and hour; outcomes and approvals",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var lo, hi time.Time
-			var err error
-			if since != "" {
-				if lo, err = pdp.ParseTime(since, time.Now()); err != nil {
-					return usagef("log stats: --since %v", err)
-				}
-			}
-			if until != "" {
-				if hi, err = pdp.ParseTime(until, time.Now()); err != nil {
-					return usagef("log stats: --until %v", err)
-				}
+			lo, hi, err := timeRange("log stats", since, until)
+			if err != nil {
+				return err
 			}
 			r, err := openReader(db)
 			if err != nil {
