@@ -254,6 +254,14 @@ func (r *approvalRegistry) reserve(id string, p *prepared, now time.Time) (st *a
 	return st, ""
 }
 
+func (r *approvalRegistry) markUsed(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if st, ok := r.byID[id]; ok {
+		st.used = true
+	}
+}
+
 // release ends a reservation; used says whether the approval was consumed.
 func (r *approvalRegistry) release(st *approvalState, used bool) {
 	r.mu.Lock()
@@ -287,7 +295,7 @@ func (e *Engine) LoadApprovals(ctx context.Context) error {
 				return fmt.Errorf("load approvals: %w", err)
 			}
 			if len(used) > 0 {
-				e.approvals.byID[rec.DecisionID].used = true
+				e.approvals.markUsed(rec.DecisionID)
 			}
 			before = entry.Seq
 		}
