@@ -42,6 +42,11 @@ type Options struct {
 	SigningKey         ed25519.PrivateKey
 	CheckpointEvery    int
 	CheckpointInterval time.Duration
+
+	// OnCommit, if set, is told of every commit the writer attempts: how
+	// many entries, how long it took, and its error. It runs on the writer
+	// goroutine, so it must be quick (a metrics observation).
+	OnCommit func(entries int, took time.Duration, err error)
 }
 
 // ErrClosed is returned by Append after Close.
@@ -247,7 +252,15 @@ func (l *Log) writer() {
 				return
 			}
 			batch := l.collect(first)
+			start := time.Now()
 			err := l.commit(batch, false)
+			if l.opts.OnCommit != nil {
+				n := 0
+				for _, r := range batch {
+					n += len(r.entries)
+				}
+				l.opts.OnCommit(n, time.Since(start), err)
+			}
 			for _, r := range batch {
 				r.result <- err
 			}

@@ -18,6 +18,7 @@ type Config struct {
 	DB       string              // the decision log's file
 	Log      decisionlog.Options // durability, group commit, checkpoint signing
 	Debounce time.Duration       // quiet time before a reload; default 100ms
+	Metrics  *Metrics            // optional
 	Logger   *slog.Logger
 }
 
@@ -36,6 +37,9 @@ type PDP struct {
 func Open(ctx context.Context, cfg Config) (*PDP, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics != nil && cfg.Log.OnCommit == nil {
+		cfg.Log.OnCommit = cfg.Metrics.ObserveCommit
 	}
 	log, err := decisionlog.Open(ctx, cfg.DB, cfg.Log)
 	if err != nil {
@@ -70,6 +74,7 @@ func open(ctx context.Context, cfg Config, log *decisionlog.Log) (*PDP, error) {
 	if err := engine.LoadApprovals(ctx); err != nil {
 		return nil, err
 	}
+	cfg.Metrics.WatchEngine(engine)
 	return p, nil
 }
 

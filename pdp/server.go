@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,6 +38,7 @@ type ServerOptions struct {
 	Engine            *Engine
 	Log               LogReader
 	Reloader          Reloader
+	Metrics           *Metrics // optional; served at GET /metrics on the admin socket
 	Logger            *slog.Logger
 }
 
@@ -204,6 +206,9 @@ func (s *Server) routes(mux *http.ServeMux, admin bool) {
 	// Approvals only here: an agent that can reach the decision socket must
 	// never be able to approve its own step-up.
 	mux.HandleFunc("POST /v1/decisions/{id}/approval", s.approval)
+	if s.opts.Metrics != nil {
+		mux.Handle("GET /metrics", s.opts.Metrics.handler())
+	}
 	// Profiles for operators, on the admin socket only.
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -283,6 +288,7 @@ func peerFrom(r *http.Request) *Peer {
 }
 
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	body, ok := s.readBody(w, r)
 	if !ok {
 		return
@@ -297,10 +303,12 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	s.opts.Metrics.decided([]*Decision{d}, start)
 	writeJSON(w, http.StatusOK, d)
 }
 
 func (s *Server) authorizeBatch(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	body, ok := s.readBody(w, r)
 	if !ok {
 		return
@@ -319,6 +327,7 @@ func (s *Server) authorizeBatch(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	s.opts.Metrics.decided(ds, start)
 	writeJSON(w, http.StatusOK, map[string]any{"decisions": ds})
 }
 
@@ -400,6 +409,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status = http.StatusConflict
 	case errors.Is(err, ErrLogUnavailable), errors.Is(err, ErrNoPolicies):
 		status = http.StatusServiceUnavailable
+	}
+	if strings.HasPrefix(r.URL.Path, "/v1/authorize") {
+		s.opts.Metrics.reject(status)
 	}
 	level := slog.LevelError
 	if status < 500 {

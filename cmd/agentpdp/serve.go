@@ -106,6 +106,7 @@ func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
+	metrics := pdp.NewMetrics()
 	p, err := pdp.Open(ctx, pdp.Config{
 		Engine: pdp.Options{
 			Policies:         cfg.Policies,
@@ -128,6 +129,7 @@ func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 			CheckpointInterval: cfg.Checkpoints.Every,
 		},
 		Debounce: cfg.Reload.Debounce,
+		Metrics:  metrics,
 		Logger:   logger,
 	})
 	if err != nil {
@@ -155,6 +157,7 @@ func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 		Engine:       p.Engine,
 		Log:          p.Log,
 		Reloader:     p,
+		Metrics:      metrics,
 		Logger:       logger.With("component", "server"),
 	})
 	if err != nil {

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/client"
+)
+
+func scrape(t *testing.T, sock string) (int, string) {
+	t.Helper()
+	hc := &http.Client{Transport: &http.Transport{Dial: func(_, _ string) (net.Conn, error) { return net.Dial("unix", sock) }}}
+	resp, err := hc.Get("http://agentpdp/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestServe_Metrics(t *testing.T) {
+	d := newDaemonDir(t)
+	d.start()
+	cl := client.New(d.sock())
+	for _, tool := range []string{"sql.query", "invoices.export", "k8s.apply"} {
+		agent := "billing-bot"
+		if tool == "k8s.apply" {
+			agent = "deploy-bot"
+		}
+		if _, err := cl.Authorize(t.Context(), &pdp.Request{Principal: pdp.EntityRef{Type: "Agent", ID: agent},
+			Action: pdp.EntityRef{Type: "Action", ID: "invoke_tool"}, Resource: pdp.EntityRef{Type: "Tool", ID: tool}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cl.Authorize(t.Context(), &pdp.Request{}); !client.IsStatus(err, http.StatusBadRequest) {
+		t.Fatalf("bad request: %v", err)
+	}
+	code, body := scrape(t, d.asock())
+	if code != http.StatusOK {
+		t.Fatalf("metrics: %d", code)
+	}
+	for _, want := range []string{
+		`agentpdp_decisions_total{decision="allow"} 1`,
+		`agentpdp_decisions_total{decision="deny"} 1`,
+		`agentpdp_decisions_total{decision="step_up"} 1`,
+		`agentpdp_requests_rejected_total{reason="bad_request"} 1`,
+		`agentpdp_log_commit_entries_sum 4`, // the policy load and three decisions
+		`agentpdp_policy_reloads_total 1`,
+		`agentpdp_decision_duration_seconds_count 3`,
+		`process_resident_memory_bytes`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if code, _ := scrape(t, d.sock()); code != http.StatusNotFound {
+		t.Errorf("the decision socket serves metrics: %d", code)
+	}
+}
