@@ -58,6 +58,14 @@ var migrations = []string{
 	// 3: shadow decisions, to find where a candidate policy set parts from the live one.
 	`ALTER TABLE log ADD COLUMN shadow_decision TEXT GENERATED ALWAYS AS (json_extract(body, '$.shadow.decision')) VIRTUAL;
 	CREATE INDEX log_shadow_diff ON log(seq) WHERE shadow_decision IS NOT NULL AND shadow_decision != decision;`,
+
+	// 4: where each sink has shipped to. Not part of the chain: a cursor only
+	// ever says "shipped", and a lost cursor ships again (at least once).
+	`CREATE TABLE ship_cursors (
+		sink    TEXT PRIMARY KEY,
+		seq     INTEGER NOT NULL, -- the last row the sink acknowledged
+		updated INTEGER NOT NULL  -- Unix nanoseconds
+	);`,
 }
 
 // migrate brings the schema up to date. It runs on the write connection

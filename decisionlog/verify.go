@@ -45,6 +45,9 @@ type VerifyReport struct {
 	LastSigned        int64  `json:"last_signed_seq"` // the last row a checkpoint covers
 	Unsigned          int64  `json:"unsigned_rows"`   // rows after the last checkpoint row: their removal shows only against a trusted checkpoint
 	TrustedSeq        int64  `json:"trusted_seq,omitempty"`
+	// Anchor is the first row kept after pruning, 0 if the log starts at
+	// seq 1: a checkpoint whose signed head hash the chain continues from.
+	Anchor int64 `json:"anchor_seq,omitempty"`
 }
 
 // Verify recomputes every row's hash from the start of the log, one row in
@@ -74,6 +77,9 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport,
 
 	var prev []byte
 	var n int64
+	if err := r.anchor(ctx, rep, &prev, &n); err != nil {
+		return nil, err
+	}
 	err := r.Scan(ctx, 1, func(e *Entry) error {
 		n++
 		switch {
@@ -101,14 +107,17 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport,
 	if err != nil {
 		return nil, err
 	}
-	rep.Rows = n
+	rep.Rows = n - max(rep.Anchor-1, 0)
 	if opts.Progress != nil {
 		opts.Progress(n, rep.LastSeq)
+	}
+	if t := opts.Trusted; t != nil && t.Seq < rep.Anchor {
+		rep.TrustedSeq = 0 // pruned since: nothing left to check it against
 	}
 	if t := opts.Trusted; t != nil && n < t.Seq {
 		return nil, &ChainError{Seq: n + 1, Problem: fmt.Sprintf("truncated: the trusted checkpoint covers seq %d but the log ends at %d", t.Seq, n)}
 	}
-	rep.Unsigned = n
+	rep.Unsigned = rep.Rows
 	if rep.Checkpoints > 0 {
 		rep.Unsigned = n - (rep.LastSigned + 1) // the rows after the last checkpoint row
 	}
@@ -135,5 +144,35 @@ func checkCheckpoint(e *Entry, prev []byte, rep *VerifyReport, pub ed25519.Publi
 	}
 	rep.Checkpoints++
 	rep.LastSigned = c.Seq
+	return nil
+}
+
+// anchor sets where the chain starts: seq 1 with no previous hash, or, after
+// pruning, the first row kept, which must be a checkpoint; the chain then
+// continues from the head hash it signs.
+func (r *Reader) anchor(ctx context.Context, rep *VerifyReport, prev *[]byte, n *int64) error {
+	var first int64
+	var kind string
+	var body string
+	err := r.db.QueryRowContext(ctx, `SELECT seq, kind, body FROM log ORDER BY seq LIMIT 1`).Scan(&first, &kind, &body)
+	if errors.Is(err, sql.ErrNoRows) || first == 1 {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	if kind != string(KindCheckpoint) {
+		return &ChainError{Seq: 1, Problem: fmt.Sprintf("rows 1 to %d are missing, and seq %d is not a checkpoint a pruned log would start at", first-1, first)}
+	}
+	var c Checkpoint
+	if err := json.Unmarshal([]byte(body), &c); err != nil {
+		return &ChainError{Seq: first, Problem: "checkpoint: " + err.Error()}
+	}
+	head, err := hex.DecodeString(c.HeadHash)
+	if err != nil {
+		return &ChainError{Seq: first, Problem: "checkpoint head hash: " + err.Error()}
+	}
+	*prev, *n = head, first-1
+	rep.Anchor = first
 	return nil
 }
