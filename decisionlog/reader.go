@@ -328,3 +328,12 @@ func (r *Reader) ScanFilter(ctx context.Context, f Filter, fn func(*Entry) error
 	}
 	return rows.Err()
 }
+
+// Origin identifies the log among others shipped to one receiver.
+func (r *Reader) Origin(ctx context.Context) (string, error) {
+	var o string
+	if err := r.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'origin'`).Scan(&o); err != nil {
+		return "", fmt.Errorf("read origin: %w", err)
+	}
+	return o, nil
+}

@@ -1,0 +1,77 @@
+// Package plugins ships the decision log upstream. A [Sink] receives
+// batches of log rows; a [Shipper] feeds each sink from its cursor in the
+// log's database and advances the cursor only once the sink acknowledged a
+// batch, so delivery is at least once, resumes after a crash, and a
+// receiver drops duplicates by (origin, seq).
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Row is one log row as shipped: a JSON object with origin, seq, kind, time,
+// hash and the row's own fields (a decision row carries decision_id and
+// decision at the top level).
+type Row = []byte
+
+// Batch is a run of consecutive rows of one log.
+type Batch struct {
+	Origin   string
+	FirstSeq int64
+	LastSeq  int64
+	Rows     []Row
+}
+
+// Sink ships batches. Ship returns nil once the batch is safely upstream.
+// An error is retried with backoff, unless it is a *PermanentError: then
+// retrying cannot help (a 4xx, say), and the sink stops until restarted.
+type Sink interface {
+	Name() string
+	Ship(ctx context.Context, b *Batch) error
+	Close() error
+}
+
+// PermanentError is a failure that retrying will not fix.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent wraps err as a PermanentError.
+func Permanent(err error) error { return &PermanentError{Err: err} }
+
+// IsPermanent reports whether err is a PermanentError.
+func IsPermanent(err error) bool {
+	var pe *PermanentError
+	return errors.As(err, &pe)
+}
+
+// Config describes one sink, as the daemon's configuration lists it.
+type Config struct {
+	Name      string `yaml:"name"`
+	Type      string `yaml:"type"`       // file | http
+	Path      string `yaml:"path"`       // file: where to append JSONL
+	MaxBytes  int64  `yaml:"max_bytes"`  // file: rotate past this size; 0 never
+	URL       string `yaml:"url"`        // http: where to POST
+	TokenFile string `yaml:"token_file"` // http: bearer token, read at start
+	Gzip      *bool  `yaml:"gzip"`       // http: compress bodies; default true
+	BatchSize int    `yaml:"batch_size"` // rows per batch; default 500
+}
+
+// New makes a built-in sink from its configuration.
+func New(c Config) (Sink, error) {
+	if c.Name == "" {
+		return nil, errors.New("sink: name is required")
+	}
+	switch c.Type {
+	case "file":
+		return NewFileSink(c.Name, c.Path, c.MaxBytes)
+	case "http":
+		return NewHTTPSink(c)
+	case "otlp", "plugin":
+		return nil, fmt.Errorf("sink %s: type %q is not implemented in this version of agentpdp", c.Name, c.Type)
+	}
+	return nil, fmt.Errorf("sink %s: type %q: want file or http", c.Name, c.Type)
+}
