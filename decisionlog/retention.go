@@ -91,15 +91,31 @@ type PruneResult struct {
 // shipped by every sink. It runs on the writer's connection, between
 // commits, and lifts the append-only guard only inside its transaction.
 func (l *Log) Prune(ctx context.Context, upTo int64) (PruneResult, error) {
+	return prune(ctx, l.db, upTo)
+}
+
+// PruneFile prunes the log at path from another process than the one
+// writing it, as Log.Prune does; SQLite serialises it with the writer.
+func PruneFile(ctx context.Context, path string, upTo int64) (PruneResult, error) {
+	db, err := sql.Open("sqlite3", dsn(path, "_busy_timeout=10000&_txlock=immediate"))
+	if err != nil {
+		return PruneResult{}, fmt.Errorf("prune %s: %w", path, err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	return prune(ctx, db, upTo)
+}
+
+func prune(ctx context.Context, db *sql.DB, upTo int64) (PruneResult, error) {
 	var res PruneResult
-	err := l.db.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM log WHERE kind = 'checkpoint' AND seq - 1 <= ?`, upTo).Scan(&res.Anchor)
+	err := db.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM log WHERE kind = 'checkpoint' AND seq - 1 <= ?`, upTo).Scan(&res.Anchor)
 	if err != nil {
 		return res, fmt.Errorf("prune: %w", err)
 	}
 	if res.Anchor == 0 {
 		return res, fmt.Errorf("prune up to seq %d: %w", upTo, ErrNoAnchor)
 	}
-	tx, err := l.db.BeginTx(ctx, nil)
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return res, fmt.Errorf("prune: %w", err)
 	}

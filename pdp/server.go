@@ -39,7 +39,9 @@ type ServerOptions struct {
 	Log               LogReader
 	Reloader          Reloader
 	Metrics           *Metrics // optional; served at GET /metrics on the admin socket
-	Logger            *slog.Logger
+	// Sinks, if set, reports each sink's cursor and lag for GET /v1/status.
+	Sinks  func(ctx context.Context) any
+	Logger *slog.Logger
 }
 
 // Server serves the wire API over the decision and admin Unix sockets.
@@ -343,6 +345,9 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	stats, err := s.opts.Log.Stats(r.Context())
 	out := map[string]any{"policies": s.opts.Engine.Status(), "log": stats, "pid": os.Getpid()}
+	if s.opts.Sinks != nil {
+		out["sinks"] = s.opts.Sinks(r.Context())
+	}
 	if err != nil {
 		out["log_error"] = err.Error()
 	}

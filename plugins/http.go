@@ -35,8 +35,8 @@ func (e *RetryAfterError) Unwrap() error { return e.Err }
 
 // NewHTTPSink checks the configuration and reads the token file.
 func NewHTTPSink(c Config) (*HTTPSink, error) {
-	if !strings.HasPrefix(c.URL, "http://") && !strings.HasPrefix(c.URL, "https://") {
-		return nil, fmt.Errorf("sink %s: url %q: want http:// or https://", c.Name, c.URL)
+	if err := Check(c); err != nil {
+		return nil, err
 	}
 	s := &HTTPSink{name: c.Name, url: c.URL, gzip: c.Gzip == nil || *c.Gzip, client: &http.Client{Timeout: 30 * time.Second}}
 	if c.TokenFile != "" {

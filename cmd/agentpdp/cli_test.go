@@ -138,7 +138,10 @@ func TestCLI_Config(t *testing.T) {
 		{"polices: ./p\n", `"polices"`},
 		{"durability: maybe\n", "durability"},
 		{"on_error: ignore\n", "on_error"},
-		{"sinks:\n  - {name: x, type: file, path: y}\n", `"sinks" is not implemented`},
+		{"entity_providers:\n  - {name: x, command: y}\n", `"entity_providers" is not implemented`},
+		{"sinks:\n  - {name: o, type: otlp, endpoint: x}\n", `type "otlp" is not implemented`},
+		{"sinks:\n  - {name: a, type: file, path: x}\n  - {name: a, type: file, path: y}\n", `"a" is used twice`},
+		{"retention: {max_age: 24h}\nsigning_key: \"\"\n", "retention: needs signing_key"},
 		{"socket: ./s\nadmin_socket: ./s\n", "admin_socket"},
 		{"reload: {debounce: soon}\n", "debounce"},
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/agentpdp/agentpdp/plugins"
 )
 
 // Config is agentpdp.yaml. Every key has a default, so that serve with no
@@ -41,6 +43,12 @@ type Config struct {
 		EveryRows int           `yaml:"every_rows"`
 		Every     time.Duration `yaml:"every"`
 	} `yaml:"checkpoints"`
+	Sinks     []plugins.Config `yaml:"sinks"`
+	Retention struct {
+		MaxAge  time.Duration `yaml:"max_age"`  // delete rows older than this; 0 keeps them
+		MaxRows int64         `yaml:"max_rows"` // keep at most about this many; 0 no limit
+		Every   time.Duration `yaml:"every"`    // how often serve prunes; default 10m
+	} `yaml:"retention"`
 	Reload struct {
 		Debounce time.Duration `yaml:"debounce"`
 	} `yaml:"reload"`
@@ -71,6 +79,7 @@ func DefaultConfig() Config {
 	c.Approvals.SingleUse = true
 	c.Checkpoints.EveryRows = 1000
 	c.Checkpoints.Every = time.Minute
+	c.Retention.Every = 10 * time.Minute
 	c.MaxBodyBytes = 1 << 20
 	c.GCPercent = 400
 	c.Reload.Debounce = 100 * time.Millisecond
@@ -83,7 +92,7 @@ func DefaultConfig() Config {
 // notYet are keys of DESIGN.md's configuration that this version does not
 // implement. They are refused by name rather than silently ignored: a user
 // who configures a sink must not believe the log is being shipped.
-var notYet = []string{"retention", "sinks", "entity_providers"}
+var notYet = []string{"entity_providers"}
 
 // LoadConfig reads path over the defaults. Unknown keys are errors that name
 // them.
@@ -103,7 +112,7 @@ func LoadConfig(path string) (Config, error) {
 		}
 	}
 	// The YAML library reports a bad duration without its key; name it.
-	for _, d := range [][2]string{{"reload", "debounce"}, {"commit", "max_wait"}, {"approvals", "ttl"}, {"checkpoints", "every"}} {
+	for _, d := range [][2]string{{"reload", "debounce"}, {"commit", "max_wait"}, {"approvals", "ttl"}, {"checkpoints", "every"}, {"retention", "max_age"}, {"retention", "every"}} {
 		section, _ := top[d[0]].(map[string]any)
 		if v, ok := section[d[1]].(string); ok {
 			if _, err := time.ParseDuration(v); err != nil {
@@ -153,6 +162,25 @@ func (c Config) Validate() error {
 	}
 	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	oneOf("log.format", c.Log.Format, "text", "json")
+	names := map[string]bool{}
+	for i, sink := range c.Sinks {
+		switch {
+		case sink.Name == "":
+			errs = append(errs, fmt.Sprintf("sinks[%d].name: required", i))
+		case names[sink.Name]:
+			errs = append(errs, fmt.Sprintf("sinks[%d].name: %q is used twice", i, sink.Name))
+		}
+		names[sink.Name] = true
+		if err := plugins.Check(sink); err != nil && sink.Name != "" {
+			errs = append(errs, fmt.Sprintf("sinks[%d]: %v", i, err))
+		}
+	}
+	if c.Retention.MaxAge < 0 || c.Retention.MaxRows < 0 || c.Retention.Every <= 0 {
+		errs = append(errs, "retention: max_age and max_rows must not be negative, every must be positive")
+	}
+	if (c.Retention.MaxAge > 0 || c.Retention.MaxRows > 0) && c.SigningKey == "" {
+		errs = append(errs, "retention: needs signing_key: rows are pruned only up to a signed checkpoint, so the log stays verifiable")
+	}
 	if c.GCPercent <= 0 {
 		errs = append(errs, "gc_percent: must be positive")
 	}

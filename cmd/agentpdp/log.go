@@ -19,10 +19,10 @@ func newLogCmd() *cobra.Command {
 		Short: "Read and verify the decision log (opens it read-only)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usagef("log: missing subcommand (query, tail, show, chain, export, stats, verify)")
+			return usagef("log: missing subcommand (query, tail, show, chain, export, stats, verify, prune)")
 		},
 	}
-	cmd.AddCommand(newLogQueryCmd(), newLogTailCmd(), newLogShowCmd(), newLogChainCmd(), newLogExportCmd(), newLogStatsCmd(), newLogVerifyCmd())
+	cmd.AddCommand(newLogQueryCmd(), newLogTailCmd(), newLogShowCmd(), newLogChainCmd(), newLogExportCmd(), newLogStatsCmd(), newLogVerifyCmd(), newLogPruneCmd())
 	return cmd
 }
 

@@ -82,7 +82,11 @@ func newLogVerifyCmd() *cobra.Command {
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"ok": true, "report": rep})
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "ok: %d rows (seq 1 to %d), hash chain intact\n", rep.Rows, rep.LastSeq)
+			if rep.Anchor > 0 {
+				fmt.Fprintf(out, "ok: %d rows (seq %d to %d), hash chain intact from the retained anchor at seq %d (the rows before it were pruned)\n", rep.Rows, rep.Anchor, rep.LastSeq, rep.Anchor)
+			} else {
+				fmt.Fprintf(out, "ok: %d rows (seq 1 to %d), hash chain intact\n", rep.Rows, rep.LastSeq)
+			}
 			switch {
 			case rep.Checkpoints == 0:
 				fmt.Fprintln(out, "no signed checkpoints: a truncated or rewritten log cannot be told apart (serve with a signing key)")

@@ -90,7 +90,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServeCmd(), newCheckCmd(), newValidateCmd(), newTestCmd(), newReplayCmd(), newLogCmd(), newKeygenCmd(), newMCPProxyCmd(), newBenchCmd())
+	root.AddCommand(newServeCmd(), newCheckCmd(), newValidateCmd(), newTestCmd(), newReplayCmd(), newLogCmd(), newKeygenCmd(), newMCPProxyCmd(), newBenchCmd(), newShipCmd())
 	return root
 }
 

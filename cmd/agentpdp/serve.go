@@ -21,6 +21,7 @@ import (
 
 	"github.com/agentpdp/agentpdp/decisionlog"
 	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/plugins"
 )
 
 type serveCmd struct {
@@ -150,7 +151,16 @@ func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 		logger.Info("shadow policies loaded: evaluated and recorded beside every decision, never answered", "dir", cfg.Shadow, "policy_version", shadow.Version)
 	}
 
-	server, err := pdp.NewServer(pdp.ServerOptions{
+	var shipper *plugins.Shipper
+	if len(cfg.Sinks) > 0 {
+		var closeSinks func()
+		if shipper, closeSinks, err = newShipper(ctx, cfg.DB, cfg.Sinks, logger); err != nil {
+			return err
+		}
+		defer closeSinks()
+		metrics.Register(shipper.Collectors()...)
+	}
+	opts := pdp.ServerOptions{
 		Socket:       cfg.Socket,
 		AdminSocket:  cfg.AdminSocket,
 		MaxBodyBytes: cfg.MaxBodyBytes,
@@ -159,7 +169,11 @@ func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 		Reloader:     p,
 		Metrics:      metrics,
 		Logger:       logger.With("component", "server"),
-	})
+	}
+	if shipper != nil {
+		opts.Sinks = func(ctx context.Context) any { return shipper.Status(ctx) }
+	}
+	server, err := pdp.NewServer(opts)
 	if err != nil {
 		return err
 	}
@@ -172,6 +186,12 @@ func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 			logger.Error("policy watcher stopped; reload with SIGHUP or POST /v1/reload", "err", err)
 		}
 	})
+	if shipper != nil {
+		wg.Go(func() { shipper.Run(ctx) })
+	}
+	if cfg.Retention.MaxAge > 0 || cfg.Retention.MaxRows > 0 {
+		wg.Go(func() { retain(ctx, p.Log, cfg, logger.With("component", "retention")) })
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -192,6 +212,36 @@ func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 	wg.Wait()
 	logger.Info("agentpdp stopped")
 	return err
+}
+
+// retain prunes the log every cfg.Retention.Every: rows older than max_age
+// or beyond max_rows, shipped by every sink, up to a signed checkpoint.
+func retain(ctx context.Context, log *decisionlog.Log, cfg Config, logger *slog.Logger) {
+	t := time.NewTicker(cfg.Retention.Every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		bound, err := log.PruneBound(ctx, cfg.Retention.MaxAge, cfg.Retention.MaxRows, sinkNames(cfg.Sinks), time.Now())
+		if err != nil || bound == 0 {
+			if err != nil {
+				logger.Error("retention", "err", err)
+			}
+			continue
+		}
+		res, err := log.Prune(ctx, bound)
+		switch {
+		case errors.Is(err, decisionlog.ErrNoAnchor):
+			logger.Debug("nothing pruned yet: no signed checkpoint within the rows retention allows deleting", "up_to", bound)
+		case err != nil:
+			logger.Error("retention", "err", err)
+		default:
+			logger.Info("pruned the decision log", "deleted", res.Deleted, "anchor_seq", res.Anchor)
+		}
+	}
 }
 
 // loadOrCreateSigningKey reads the checkpoint signing key, creating a pair
