@@ -59,10 +59,10 @@ type Config struct {
 	TokenFile string `yaml:"token_file"` // http: bearer token, read at start
 	Gzip      *bool  `yaml:"gzip"`       // http: compress bodies; default true
 	BatchSize int    `yaml:"batch_size"` // rows per batch; default 500
-	// Endpoint (otlp) and Command (plugin) are DESIGN.md's keys for the
-	// sink types not built yet; accepted so that New can say so by name.
-	Endpoint string `yaml:"endpoint"`
-	Command  string `yaml:"command"`
+	Endpoint  string `yaml:"endpoint"`   // otlp: the collector's OTLP/HTTP address, http://host:4318
+	// Command is DESIGN.md's key for plugin sinks, not built yet; accepted
+	// so that New can say so by name.
+	Command string `yaml:"command"`
 }
 
 // Check reports what is wrong with a sink's configuration, without opening
@@ -80,10 +80,14 @@ func Check(c Config) error {
 		if !strings.HasPrefix(c.URL, "http://") && !strings.HasPrefix(c.URL, "https://") {
 			return fmt.Errorf("sink %s: url %q: want http:// or https://", c.Name, c.URL)
 		}
-	case "otlp", "plugin":
+	case "otlp":
+		if !strings.HasPrefix(c.Endpoint, "http://") && !strings.HasPrefix(c.Endpoint, "https://") {
+			return fmt.Errorf("sink %s: endpoint %q: want the collector's OTLP/HTTP address, http://host:4318", c.Name, c.Endpoint)
+		}
+	case "plugin":
 		return fmt.Errorf("sink %s: type %q is not implemented in this version of agentpdp", c.Name, c.Type)
 	default:
-		return fmt.Errorf("sink %s: type %q: want file or http", c.Name, c.Type)
+		return fmt.Errorf("sink %s: type %q: want file, http or otlp", c.Name, c.Type)
 	}
 	if c.BatchSize < 0 || c.MaxBytes < 0 {
 		return fmt.Errorf("sink %s: batch_size and max_bytes must not be negative", c.Name)
@@ -96,8 +100,11 @@ func New(c Config) (Sink, error) {
 	if err := Check(c); err != nil {
 		return nil, err
 	}
-	if c.Type == "file" {
+	switch c.Type {
+	case "file":
 		return NewFileSink(c.Name, c.Path, c.MaxBytes)
+	case "otlp":
+		return NewOTLPSink(c)
 	}
 	return NewHTTPSink(c)
 }
