@@ -72,6 +72,11 @@ type Options struct {
 	ApprovalTTL      time.Duration // how long an approval can be used; default 15m
 	ApprovalReusable bool          // let an approval serve more than one request
 
+	// EntityProviders add entities to every decided request (not to check's
+	// evaluations). A provider that fails or misses its deadline makes the
+	// decision deny, with the error in the row.
+	EntityProviders []ProviderConfig
+
 	Recorder Recorder  // required by Decide and by Reload to log policy loads
 	Log      LogReader // required by Outcome, Approve and LoadApprovals
 	Now      func() time.Time
@@ -327,6 +332,9 @@ type DecisionRecord struct {
 	ContextDigest string   `json:"context_digest"`
 	Request       *Request `json:"request"` // after normalisation, prompt handling and masking
 	Masked        []string `json:"masked,omitempty"`
+	// Provided are the entities entity providers added (they override the
+	// request's), kept so that a replay sees what the policies saw.
+	Provided []Entity `json:"provided_entities,omitempty"`
 	// LogOnly are the @mode("log_only") policies that held: they did not
 	// affect the decision.
 	LogOnly []Reason `json:"log_only,omitempty"`
@@ -351,6 +359,9 @@ type prepared struct {
 	logged   *Request
 	digest   string   // of the normalised context
 	masked   []string // pointers masked in logged
+
+	provided        []Entity // from entity providers, normalised
+	providerFailure string   // why a provider failed; the decision is deny
 }
 
 // layered looks entities up in the request first, then in the snapshot, so
@@ -464,6 +475,11 @@ func (e *Engine) evaluate(snap *Snapshot, p *prepared, now time.Time, approval *
 	if ev := guardExpired(p.logged, now); ev != nil {
 		return *ev
 	}
+	if p.providerFailure != "" {
+		return evaluation{decision: Deny,
+			reasons: []Reason{{Policy: ReasonProviderFailed, Effect: "forbid", Builtin: true, Detail: p.providerFailure}},
+			errors:  []EvalError{{Policy: ReasonProviderFailed, Message: p.providerFailure}}}
+	}
 	var ents types.EntityGetter = snap.entities
 	if len(p.entities) > 0 {
 		ents = layered{over: p.entities, under: snap.entities}
@@ -552,6 +568,7 @@ func (e *Engine) DecideBatch(ctx context.Context, reqs []*Request, peer *Peer) (
 			}
 			return nil, err
 		}
+		e.provide(ctx, req, p)
 		ps[i] = p
 	}
 	decisions := make([]*Decision, len(reqs))
@@ -627,6 +644,7 @@ func (e *Engine) DecideBatch(ctx context.Context, reqs []*Request, peer *Peer) (
 			ContextDigest:  p.digest,
 			Request:        p.logged,
 			Masked:         p.masked,
+			Provided:       p.provided,
 			LogOnly:        ev.logOnly,
 			Shadow:         shadowResult,
 			Peer:           peer,
@@ -653,4 +671,78 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// ProviderConfig is an entity provider and its deadline.
+type ProviderConfig struct {
+	Name     string
+	Provider EntityProvider
+	Timeout  time.Duration // default 50ms
+}
+
+// ReasonProviderFailed is the built-in reason of a decision denied because
+// an entity provider failed or was too slow.
+const ReasonProviderFailed = "entity_provider_failed"
+
+// provide asks every entity provider about a prepared request. Provider
+// entities override the request's own: the inventory is trusted, the
+// caller's claims are not. They are recorded so replay sees them.
+func (e *Engine) provide(ctx context.Context, req *Request, p *prepared) {
+	for _, pc := range e.opts.EntityProviders {
+		timeout := pc.Timeout
+		if timeout <= 0 {
+			timeout = 50 * time.Millisecond
+		}
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		ents, err := pc.Provider.Entities(cctx, req)
+		cancel()
+		if err != nil {
+			p.providerFailure = fmt.Sprintf("entity provider %s: %v", pc.Name, err)
+			return
+		}
+		if err := p.addProvided(ents, pc.Name); err != nil {
+			p.providerFailure = fmt.Sprintf("entity provider %s: %v", pc.Name, err)
+			return
+		}
+	}
+}
+
+// addProvided normalises entities from a provider into the request's.
+func (p *prepared) addProvided(ents []Entity, source string) error {
+	if len(ents) == 0 {
+		return nil
+	}
+	if p.entities == nil {
+		p.entities = types.EntityMap{}
+	}
+	for i, in := range ents {
+		field := fmt.Sprintf("%s[%d]", source, i)
+		attrs, attrsJSON, err := normalizeRecord(in.Attrs, field+".attrs")
+		if err != nil {
+			return err
+		}
+		tags, tagsJSON, err := normalizeRecord(in.Tags, field+".tags")
+		if err != nil {
+			return err
+		}
+		uid := in.UID.UID()
+		parents := make([]types.EntityUID, len(in.Parents))
+		for j, ref := range in.Parents {
+			parents[j] = ref.UID()
+		}
+		p.entities[uid] = types.Entity{UID: uid, Attributes: attrs, Tags: tags, Parents: types.NewEntityUIDSet(parents...)}
+		out := Entity{UID: in.UID, Attrs: attrsJSON, Parents: in.Parents}
+		if len(in.Tags) > 0 {
+			out.Tags = tagsJSON
+		}
+		p.provided = append(p.provided, out)
+	}
+	return nil
+}
+
+// EntityProvider adds Cedar entities to a request, such as an agent's owner
+// and team from an inventory. The plugins package runs providers as
+// go-plugin binaries.
+type EntityProvider interface {
+	Entities(ctx context.Context, req *Request) ([]Entity, error)
 }

@@ -40,6 +40,14 @@ func Replay(snap *Snapshot, rec *DecisionRecord, at time.Time) (*Decision, error
 	if err != nil {
 		return nil, fmt.Errorf("decision %s: %w", rec.DecisionID, err)
 	}
+	if err := p.addProvided(rec.Provided, "provided_entities"); err != nil {
+		return nil, fmt.Errorf("decision %s: %w", rec.DecisionID, err)
+	}
+	for _, r := range rec.Reasons {
+		if r.Builtin && r.Policy == ReasonProviderFailed {
+			p.providerFailure = r.Detail // the provider's failure then is part of the input
+		}
+	}
 	var ev evaluation
 	switch {
 	case rec.Request.Approval != "" && rec.Approval == nil:

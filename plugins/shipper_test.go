@@ -23,7 +23,12 @@ import (
 // logWith writes n decisions (seq 1 to n) and returns the log's path and origin.
 func logWith(t *testing.T, n int) (string, string) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "d.db")
+	return logWithInto(t, filepath.Join(t.TempDir(), "d.db"), n)
+}
+
+// logWithInto appends n decisions to the log at path.
+func logWithInto(t *testing.T, path string, n int) (string, string) {
+	t.Helper()
 	l, err := decisionlog.Open(t.Context(), path, decisionlog.Options{Durability: decisionlog.DurabilityNormal})
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 )
 
@@ -51,18 +52,18 @@ func IsPermanent(err error) bool {
 
 // Config describes one sink, as the daemon's configuration lists it.
 type Config struct {
-	Name      string `yaml:"name"`
-	Type      string `yaml:"type"`       // file | http
-	Path      string `yaml:"path"`       // file: where to append JSONL
-	MaxBytes  int64  `yaml:"max_bytes"`  // file: rotate past this size; 0 never
-	URL       string `yaml:"url"`        // http: where to POST
-	TokenFile string `yaml:"token_file"` // http: bearer token, read at start
-	Gzip      *bool  `yaml:"gzip"`       // http: compress bodies; default true
-	BatchSize int    `yaml:"batch_size"` // rows per batch; default 500
-	Endpoint  string `yaml:"endpoint"`   // otlp: the collector's OTLP/HTTP address, http://host:4318
-	// Command is DESIGN.md's key for plugin sinks, not built yet; accepted
-	// so that New can say so by name.
-	Command string `yaml:"command"`
+	Name      string   `yaml:"name"`
+	Type      string   `yaml:"type"`       // file | http
+	Path      string   `yaml:"path"`       // file: where to append JSONL
+	MaxBytes  int64    `yaml:"max_bytes"`  // file: rotate past this size; 0 never
+	URL       string   `yaml:"url"`        // http: where to POST
+	TokenFile string   `yaml:"token_file"` // http: bearer token, read at start
+	Gzip      *bool    `yaml:"gzip"`       // http: compress bodies; default true
+	BatchSize int      `yaml:"batch_size"` // rows per batch; default 500
+	Endpoint  string   `yaml:"endpoint"`   // otlp: the collector's OTLP/HTTP address, http://host:4318
+	Command   string   `yaml:"command"`    // plugin: the sink plugin binary
+	Args      []string `yaml:"args"`       // plugin: its arguments
+	Checksum  string   `yaml:"checksum"`   // plugin: hex SHA-256 of the binary, checked before it runs
 }
 
 // Check reports what is wrong with a sink's configuration, without opening
@@ -85,9 +86,11 @@ func Check(c Config) error {
 			return fmt.Errorf("sink %s: endpoint %q: want the collector's OTLP/HTTP address, http://host:4318", c.Name, c.Endpoint)
 		}
 	case "plugin":
-		return fmt.Errorf("sink %s: type %q is not implemented in this version of agentpdp", c.Name, c.Type)
+		if c.Command == "" {
+			return fmt.Errorf("sink %s: command is required for a plugin sink", c.Name)
+		}
 	default:
-		return fmt.Errorf("sink %s: type %q: want file, http or otlp", c.Name, c.Type)
+		return fmt.Errorf("sink %s: type %q: want file, http, otlp or plugin", c.Name, c.Type)
 	}
 	if c.BatchSize < 0 || c.MaxBytes < 0 {
 		return fmt.Errorf("sink %s: batch_size and max_bytes must not be negative", c.Name)
@@ -95,8 +98,13 @@ func Check(c Config) error {
 	return nil
 }
 
-// New makes a built-in sink from its configuration.
+// New makes a sink from its configuration; a plugin sink is launched.
 func New(c Config) (Sink, error) {
+	return NewWithLogger(c, nil)
+}
+
+// NewWithLogger is New with a logger for plugin processes.
+func NewWithLogger(c Config, logger *slog.Logger) (Sink, error) {
 	if err := Check(c); err != nil {
 		return nil, err
 	}
@@ -105,6 +113,8 @@ func New(c Config) (Sink, error) {
 		return NewFileSink(c.Name, c.Path, c.MaxBytes)
 	case "otlp":
 		return NewOTLPSink(c)
+	case "plugin":
+		return NewPluginSink(PluginConfig{Name: c.Name, Command: c.Command, Args: c.Args, Checksum: c.Checksum}, logger)
 	}
 	return NewHTTPSink(c)
 }

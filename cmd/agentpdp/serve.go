@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/go-plugin"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
@@ -108,6 +110,19 @@ func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 		return err
 	}
 	metrics := pdp.NewMetrics()
+	metrics.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "agentpdp_plugin_restarts_total", Help: "Plugin processes relaunched after they died."},
+		func() float64 { return float64(plugins.Restarts.Load()) }))
+	// Plugins are go-plugin managed clients: killed at shutdown, whatever path it takes.
+	defer plugin.CleanupClients()
+	var providers []pdp.ProviderConfig
+	for _, pc := range cfg.EntityProviders {
+		prov, err := plugins.NewPluginProvider(plugins.PluginConfig{Name: pc.Name, Command: pc.Command, Args: pc.Args, Checksum: pc.Checksum}, pc.CacheTTL, logger)
+		if err != nil {
+			return fmt.Errorf("entity provider %s: %w", pc.Name, err)
+		}
+		defer prov.Close()
+		providers = append(providers, pdp.ProviderConfig{Name: pc.Name, Provider: prov, Timeout: pc.Timeout})
+	}
 	p, err := pdp.Open(ctx, pdp.Config{
 		Engine: pdp.Options{
 			Policies:         cfg.Policies,
@@ -119,6 +134,7 @@ func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 			MaskAction:       pdp.MaskAction(cfg.MaskAction),
 			ApprovalTTL:      cfg.Approvals.TTL,
 			ApprovalReusable: !cfg.Approvals.SingleUse,
+			EntityProviders:  providers,
 		},
 		DB: cfg.DB,
 		Log: decisionlog.Options{

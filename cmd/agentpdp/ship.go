@@ -43,7 +43,7 @@ func newShipper(ctx context.Context, db string, sinks []plugins.Config, logger *
 	}
 	s = &plugins.Shipper{Reader: r, Cursors: cursors, Origin: origin, Logger: logger.With("component", "ship")}
 	for _, c := range sinks {
-		sink, err := plugins.New(c)
+		sink, err := plugins.NewWithLogger(c, logger)
 		if err != nil {
 			return nil, close, fmt.Errorf("config: %w", err)
 		}
