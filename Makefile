@@ -4,7 +4,7 @@ BIN     := bin/agentpdp
 # cgo is required: the decision log uses mattn/go-sqlite3.
 export CGO_ENABLED := 1
 
-.PHONY: all build run test test-short vet fmt bench fuzz soak examples clean
+.PHONY: all build run test test-short vet fmt bench fuzz soak examples proto clean
 
 all: build
 
@@ -50,6 +50,14 @@ soak:
 examples:
 	$(GO) build -o bin/mcp-server ./examples/mcp-server
 	$(GO) build -o bin/go-guard ./examples/go-guard
+	$(GO) build -o bin/sink-plugin ./examples/sink-plugin
+	$(GO) build -o bin/inventory-plugin ./examples/inventory-plugin
+
+# Regenerate the plugin protocol's Go code (committed; needs protoc from
+# Debian's protobuf-compiler, and protoc-gen-go, protoc-gen-go-grpc).
+proto:
+	cd plugins/internal/proto && protoc --go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative agentpdp.proto
 
 clean:
 	rm -rf bin var

@@ -18,11 +18,24 @@ import (
 
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/client"
+	"github.com/agentpdp/agentpdp/plugins"
 )
+
+type hangingProvider struct{}
+
+func (hangingProvider) Entities(ctx context.Context, _ *pdp.Request) ([]pdp.Entity, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
 
 // TestMain lets a test re-exec its own binary as the agentpdp command, so
 // cross-process tests run the real daemon without building it separately.
 func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "agentpdp-test-provider" {
+		// A plugin that never answers: run by the daemon in the tests.
+		plugins.ServeEntityProvider(hangingProvider{})
+		os.Exit(0)
+	}
 	if os.Getenv("AGENTPDP_TEST_MAIN") == "1" {
 		ctx, stop := signalContext()
 		code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)

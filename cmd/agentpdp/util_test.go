@@ -32,3 +32,5 @@ func checkChain(t *testing.T, db string) {
 }
 
 func timeSleep() { time.Sleep(10 * time.Millisecond) }
+
+func osArgs0() string { return os.Args[0] }

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/client"
+)
+
+func TestServe_EntityProviders(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "inventory-plugin")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../examples/inventory-plugin").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	inventory, _ := filepath.Abs("../../examples/inventory-plugin/inventory.json")
+	d := newDaemonDir(t)
+	appendConfig(t, d, "entity_providers:\n  - {name: inventory, command: "+bin+", args: ["+inventory+"], timeout: 2s}\n")
+	d.start()
+	cl := client.New(d.sock())
+	// intern-bot claims high trust inline; the inventory says low.
+	req := &pdp.Request{Principal: pdp.EntityRef{Type: "Agent", ID: "intern-bot"}, Action: pdp.EntityRef{Type: "Action", ID: "invoke_tool"},
+		Resource: pdp.EntityRef{Type: "Tool", ID: "web.search"},
+		Entities: []pdp.Entity{{UID: pdp.EntityRef{Type: "Agent", ID: "intern-bot"}, Attrs: []byte(`{"trust":"high","owner":{"__entity":{"type":"User","id":"x"}}}`),
+			Parents: []pdp.EntityRef{{Type: "Team", ID: "finance"}}}}}
+	dec, err := cl.Authorize(t.Context(), req)
+	if err != nil || dec.Decision != pdp.StepUp || dec.Reasons[0].Policy != "low-trust-agents-need-approval" {
+		t.Fatalf("the inventory's trust must win: %v %v", dec, err)
+	}
+	_, out, _ := runCLI(t, "log", "query", "--db", d.db(), "--decision", dec.DecisionID, "--json")
+	if !strings.Contains(out, `"provided_entities":[{"uid":{"type":"Agent","id":"intern-bot"}`) {
+		t.Errorf("provided entities not in the row: %s", out)
+	}
+
+	// The provider is SIGKILLed: requests are still answered (denied while
+	// it is down, never a 5xx), and it comes back.
+	exec.Command("pkill", "-KILL", "-f", bin).Run()
+	deadline := time.Now().Add(15 * time.Second)
+	sawDenied := false
+	for {
+		dec, err := cl.Authorize(t.Context(), req)
+		if err != nil {
+			t.Fatalf("a request failed while the plugin was down: %v", err)
+		}
+		if dec.Decision == pdp.Deny && dec.Reasons[0].Policy == pdp.ReasonProviderFailed {
+			sawDenied = true
+		}
+		if dec.Decision == pdp.StepUp {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the provider did not come back")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// It was killed and relaunched (often within the next request itself).
+	if _, body := scrape(t, d.asock()); !strings.Contains(body, "agentpdp_plugin_restarts_total 1") {
+		t.Errorf("no restart counted after the kill:\n%s", grepLines(body, "plugin"))
+	}
+	t.Logf("requests denied while the provider was down: %v", sawDenied)
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	<-d.done
+	if code, out, _ := runCLI(t, "replay", "--db", d.db()); code != 0 || !strings.Contains(out, "reproduced exactly") {
+		t.Errorf("replay with provided entities: %d %s", code, out)
+	}
+}
+
+func TestServe_HangingProviderDenies(t *testing.T) {
+	d := newDaemonDir(t)
+	appendConfig(t, d, "entity_providers:\n  - {name: stuck, command: "+exeArgs()+", timeout: 100ms}\n")
+	d.start()
+	start := time.Now()
+	dec, err := client.New(d.sock()).Authorize(t.Context(), &pdp.Request{Principal: pdp.EntityRef{Type: "Agent", ID: "billing-bot"},
+		Action: pdp.EntityRef{Type: "Action", ID: "invoke_tool"}, Resource: pdp.EntityRef{Type: "Tool", ID: "sql.query"}})
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("a hanging provider failed the request instead of denying it: %v", err)
+	}
+	if dec.Decision != pdp.Deny || dec.Reasons[0].Policy != pdp.ReasonProviderFailed || !strings.Contains(dec.Reasons[0].Detail, "deadline") {
+		t.Errorf("want deny %s naming the deadline: %+v", pdp.ReasonProviderFailed, dec.Reasons)
+	}
+	if took > 5*time.Second {
+		t.Errorf("the deadline was not kept: %v", took)
+	}
+	if len(dec.Errors) == 0 || dec.Errors[0].Policy != pdp.ReasonProviderFailed {
+		t.Errorf("the provider's error is not in the decision's errors: %+v", dec.Errors)
+	}
+}
+
+// exeArgs is the test binary run as the hanging provider plugin.
+func exeArgs() string {
+	return osArgs0() + ", args: [agentpdp-test-provider]"
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
