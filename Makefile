@@ -52,6 +52,7 @@ examples:
 	$(GO) build -o bin/go-guard ./examples/go-guard
 	$(GO) build -o bin/sink-plugin ./examples/sink-plugin
 	$(GO) build -o bin/inventory-plugin ./examples/inventory-plugin
+	$(GO) build -o bin/http-receiver ./examples/http-receiver
 
 # Regenerate the plugin protocol's Go code (committed; needs protoc from
 # Debian's protobuf-compiler, and protoc-gen-go, protoc-gen-go-grpc).

@@ -71,18 +71,24 @@ func (s *Shipper) init() {
 	}
 }
 
-// Collectors are the shipper's Prometheus metrics, lag included.
+// Collectors are the shipper's Prometheus metrics, each sink's lag included.
 func (s *Shipper) Collectors() []prometheus.Collector {
 	s.init()
-	lag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "agentpdp_ship_lag_rows_max", Help: "Rows written but not yet acknowledged by the slowest sink."},
-		func() float64 {
-			var worst int64
+	cs := []prometheus.Collector{s.rows, s.failures}
+	for _, t := range s.Targets {
+		name := t.Sink.Name()
+		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "agentpdp_ship_lag_rows", Help: "Rows written but not yet acknowledged by the sink.", ConstLabels: prometheus.Labels{"sink": name},
+		}, func() float64 {
 			for _, st := range s.Status(context.Background()) {
-				worst = max(worst, st.Lag)
+				if st.Sink == name {
+					return float64(st.Lag)
+				}
 			}
-			return float64(worst)
-		})
-	return []prometheus.Collector{s.rows, s.failures, lag}
+			return 0
+		}))
+	}
+	return cs
 }
 
 // Status reports every sink's cursor and lag.
