@@ -401,23 +401,11 @@ func (e *Engine) prepare(req *Request) (*prepared, error) {
 			if _, dup := p.entities[uid]; dup {
 				return nil, BadRequest(field+".uid", fmt.Errorf("entity %s appears twice", uid))
 			}
-			attrs, attrsJSON, err := normalizeRecord(in.Attrs, field+".attrs")
+			ent, out, err := normalizeEntity(in, field)
 			if err != nil {
 				return nil, err
 			}
-			tags, tagsJSON, err := normalizeRecord(in.Tags, field+".tags")
-			if err != nil {
-				return nil, err
-			}
-			parents := make([]types.EntityUID, len(in.Parents))
-			for j, ref := range in.Parents {
-				parents[j] = ref.UID()
-			}
-			p.entities[uid] = types.Entity{UID: uid, Attributes: attrs, Tags: tags, Parents: types.NewEntityUIDSet(parents...)}
-			out := Entity{UID: in.UID, Attrs: attrsJSON, Parents: in.Parents}
-			if len(in.Tags) > 0 {
-				out.Tags = tagsJSON
-			}
+			p.entities[uid] = ent
 			logged.Entities[i] = out
 		}
 	}
@@ -716,28 +704,37 @@ func (p *prepared) addProvided(ents []Entity, source string) error {
 		p.entities = types.EntityMap{}
 	}
 	for i, in := range ents {
-		field := fmt.Sprintf("%s[%d]", source, i)
-		attrs, attrsJSON, err := normalizeRecord(in.Attrs, field+".attrs")
+		ent, out, err := normalizeEntity(in, fmt.Sprintf("%s[%d]", source, i))
 		if err != nil {
 			return err
 		}
-		tags, tagsJSON, err := normalizeRecord(in.Tags, field+".tags")
-		if err != nil {
-			return err
-		}
-		uid := in.UID.UID()
-		parents := make([]types.EntityUID, len(in.Parents))
-		for j, ref := range in.Parents {
-			parents[j] = ref.UID()
-		}
-		p.entities[uid] = types.Entity{UID: uid, Attributes: attrs, Tags: tags, Parents: types.NewEntityUIDSet(parents...)}
-		out := Entity{UID: in.UID, Attrs: attrsJSON, Parents: in.Parents}
-		if len(in.Tags) > 0 {
-			out.Tags = tagsJSON
-		}
+		p.entities[ent.UID] = ent
 		p.provided = append(p.provided, out)
 	}
 	return nil
+}
+
+// normalizeEntity converts an entity for Cedar and for the log, normalising
+// its attributes and tags as a request's context is.
+func normalizeEntity(in Entity, field string) (types.Entity, Entity, error) {
+	attrs, attrsJSON, err := normalizeRecord(in.Attrs, field+".attrs")
+	if err != nil {
+		return types.Entity{}, Entity{}, err
+	}
+	tags, tagsJSON, err := normalizeRecord(in.Tags, field+".tags")
+	if err != nil {
+		return types.Entity{}, Entity{}, err
+	}
+	parents := make([]types.EntityUID, len(in.Parents))
+	for j, ref := range in.Parents {
+		parents[j] = ref.UID()
+	}
+	uid := in.UID.UID()
+	out := Entity{UID: in.UID, Attrs: attrsJSON, Parents: in.Parents}
+	if len(in.Tags) > 0 {
+		out.Tags = tagsJSON
+	}
+	return types.Entity{UID: uid, Attributes: attrs, Tags: tags, Parents: types.NewEntityUIDSet(parents...)}, out, nil
 }
 
 // EntityProvider adds Cedar entities to a request, such as an agent's owner

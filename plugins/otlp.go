@@ -1,15 +1,11 @@
 package plugins
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -22,37 +18,33 @@ import (
 // LogRecord per row, event name agentpdp.<kind>, the row's fields as
 // attributes and the whole row as the body, and a decision's trace_id as
 // the record's trace id, so the decision sits beside the agent's spans.
-type OTLPSink struct {
-	name   string
-	url    string
-	token  string
-	gzip   bool
-	client *http.Client
-}
+type OTLPSink struct{ p *poster }
 
-// NewOTLPSink posts to endpoint + /v1/logs.
+// NewOTLPSink posts to endpoint + /v1/logs. As the OTLP spec says, 429, 502,
+// 503 and 504 are retried (honouring Retry-After) and other failures are not.
 func NewOTLPSink(c Config) (*OTLPSink, error) {
 	if err := Check(c); err != nil {
 		return nil, err
 	}
-	s := &OTLPSink{name: c.Name, url: strings.TrimSuffix(c.Endpoint, "/") + "/v1/logs", gzip: c.Gzip == nil || *c.Gzip,
-		client: &http.Client{Timeout: 30 * time.Second}}
-	if c.TokenFile != "" {
-		b, err := os.ReadFile(c.TokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("sink %s: token: %w", c.Name, err)
+	p, err := newPoster(c, strings.TrimSuffix(c.Endpoint, "/")+"/v1/logs", func(status int) bool {
+		switch status {
+		case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			return true
 		}
-		s.token = strings.TrimSpace(string(b))
+		return false
+	})
+	if err != nil {
+		return nil, err
 	}
-	return s, nil
+	return &OTLPSink{p: p}, nil
 }
 
 // Name is the sink's name.
-func (s *OTLPSink) Name() string { return s.name }
+func (s *OTLPSink) Name() string { return s.p.name }
 
 // Close releases idle connections.
 func (s *OTLPSink) Close() error {
-	s.client.CloseIdleConnections()
+	s.p.close()
 	return nil
 }
 
@@ -125,53 +117,15 @@ func Logs(b *Batch) (plog.Logs, error) {
 	return logs, nil
 }
 
-// Ship exports the batch. As the OTLP spec says, 429, 502, 503 and 504 are
-// retried (honouring Retry-After) and other failures are not.
+// Ship exports the batch as OTLP protobuf.
 func (s *OTLPSink) Ship(ctx context.Context, b *Batch) error {
 	logs, err := Logs(b)
 	if err != nil {
-		return Permanent(fmt.Errorf("sink %s: %w", s.name, err))
+		return Permanent(fmt.Errorf("sink %s: %w", s.p.name, err))
 	}
 	payload, err := plogotlp.NewExportRequestFromLogs(logs).MarshalProto()
 	if err != nil {
-		return Permanent(fmt.Errorf("sink %s: encode: %w", s.name, err))
+		return Permanent(fmt.Errorf("sink %s: encode: %w", s.p.name, err))
 	}
-	var body bytes.Buffer
-	if s.gzip {
-		zw := gzip.NewWriter(&body)
-		zw.Write(payload)
-		if err := zw.Close(); err != nil {
-			return fmt.Errorf("sink %s: gzip: %w", s.name, err)
-		}
-	} else {
-		body.Write(payload)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, &body)
-	if err != nil {
-		return Permanent(fmt.Errorf("sink %s: %w", s.name, err))
-	}
-	req.Header.Set("Content-Type", "application/x-protobuf")
-	if s.gzip {
-		req.Header.Set("Content-Encoding", "gzip")
-	}
-	if s.token != "" {
-		req.Header.Set("Authorization", "Bearer "+s.token)
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("sink %s: %w", s.name, err)
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	switch resp.StatusCode {
-	case http.StatusOK:
-		return nil
-	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		err := fmt.Errorf("sink %s: %s", s.name, resp.Status)
-		if after, ok := retryAfter(resp.Header.Get("Retry-After")); ok {
-			return &RetryAfterError{Err: err, After: after}
-		}
-		return err
-	}
-	return Permanent(fmt.Errorf("sink %s: %s: %s", s.name, resp.Status, bytes.TrimSpace(msg)))
+	return s.p.post(ctx, "application/x-protobuf", payload, nil)
 }
