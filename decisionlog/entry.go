@@ -41,11 +41,18 @@ func (e *Entry) CanonicalBytes() []byte {
 	return append(b, e.Body...)
 }
 
-// ChainHash is SHA-256(prev || canonical bytes of e).
+// ChainHash is SHA-256(prev || canonical bytes of e), written to the hash
+// piece by piece rather than by copying the row into one buffer.
 func ChainHash(prev []byte, e *Entry) []byte {
 	h := sha256.New()
 	h.Write(prev)
-	h.Write(e.CanonicalBytes())
+	var head [16]byte
+	binary.BigEndian.PutUint64(head[:8], uint64(e.Seq))
+	binary.BigEndian.PutUint64(head[8:], uint64(e.Time.UnixNano()))
+	h.Write(head[:])
+	h.Write([]byte(e.Kind))
+	h.Write([]byte{0})
+	h.Write(e.Body)
 	return h.Sum(nil)
 }
 

@@ -1,7 +1,9 @@
 package decisionlog_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -253,5 +255,16 @@ func TestEntry_MarshalJSONIsFlat(t *testing.T) {
 	}
 	if m["seq"] != 7.0 || m["kind"] != "decision" || m["hash"] != "ab" || m["decision_id"] != "d-1" || m["decision"] != "allow" {
 		t.Errorf("flat entry: %s", b)
+	}
+}
+
+// The streamed hash is the hash of CanonicalBytes, as documented.
+func TestChainHash_IsOverCanonicalBytes(t *testing.T) {
+	e := decision("d-1", "a", "allow")
+	e.Seq = 42
+	prev := bytes.Repeat([]byte{7}, 32)
+	want := sha256.Sum256(append(append([]byte{}, prev...), e.CanonicalBytes()...))
+	if got := decisionlog.ChainHash(prev, e); !bytes.Equal(got, want[:]) {
+		t.Errorf("ChainHash differs from SHA-256(prev || CanonicalBytes)")
 	}
 }
