@@ -79,6 +79,7 @@ func (p *process) get() (any, error) {
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		Managed:          true, // killed by plugin.CleanupClients at shutdown
+		StartTimeout:     10 * time.Second,
 		Logger:           hclog.New(&hclog.LoggerOptions{Name: "plugin." + p.cfg.Name, Level: hclog.Warn}),
 	}
 	if p.cfg.Checksum != "" {
@@ -103,6 +104,27 @@ func (p *process) get() (any, error) {
 	}
 	p.client, p.impl, p.backoff = client, impl, 250*time.Millisecond
 	return impl, nil
+}
+
+// getCtx is get bounded by ctx: a relaunch on a request's path must not
+// outlast the request's deadline. The launch goes on (bounded by the start
+// timeout) and the next caller finds the plugin running.
+func (p *process) getCtx(ctx context.Context) (any, error) {
+	type result struct {
+		impl any
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		impl, err := p.get()
+		ch <- result{impl, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.impl, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("plugin %s: %w", p.cfg.Name, ctx.Err())
+	}
 }
 
 func dispense(c *plugin.Client, kind string) (any, error) {
@@ -151,7 +173,7 @@ func (s *PluginSink) Name() string { return s.p.cfg.Name }
 
 // Ship sends the batch to the plugin.
 func (s *PluginSink) Ship(ctx context.Context, b *Batch) error {
-	impl, err := s.p.get()
+	impl, err := s.p.getCtx(ctx)
 	if err != nil {
 		return err
 	}
@@ -205,7 +227,7 @@ func (pp *PluginProvider) Entities(ctx context.Context, req *pdp.Request) ([]pdp
 			return c.ents, nil
 		}
 	}
-	impl, err := pp.p.get()
+	impl, err := pp.p.getCtx(ctx)
 	if err != nil {
 		return nil, err
 	}
