@@ -174,12 +174,15 @@ func TestShip_OutageThenBack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	go s.Run(ctx)
+	// Wait for the shipper's own acknowledgement, not just the receiver's
+	// copy: the receiver holds a batch before its answer reaches the shipper.
 	for {
-		if seqs := rc.seqs(); len(seqs) > 0 && seqs[len(seqs)-1] == 40 {
+		seqs := rc.seqs()
+		if len(seqs) > 0 && seqs[len(seqs)-1] == 40 && s.Status(context.Background())[0].Cursor == 40 {
 			break
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("not everything arrived: %v", rc.seqs())
+			t.Fatalf("not everything arrived and was acknowledged: %v", seqs)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
