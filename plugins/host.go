@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os/exec"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/agentpdp/agentpdp/pdp"
 )
@@ -233,8 +236,11 @@ func (pp *PluginProvider) Entities(ctx context.Context, req *pdp.Request) ([]pdp
 	}
 	ents, err := impl.(EntityProvider).Entities(ctx, req)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("entity provider %s: %w", pp.p.cfg.Name, ctx.Err())
+		// gRPC may report the deadline a moment before ctx does.
+		if cerr := ctx.Err(); errors.Is(cerr, context.DeadlineExceeded) || (cerr == nil && status.Code(err) == codes.DeadlineExceeded) {
+			return nil, fmt.Errorf("entity provider %s: no answer within the deadline: %w", pp.p.cfg.Name, context.DeadlineExceeded)
+		} else if cerr != nil {
+			return nil, fmt.Errorf("entity provider %s: %w", pp.p.cfg.Name, cerr)
 		}
 		return nil, pp.p.died(err)
 	}

@@ -80,7 +80,7 @@ func TestServe_HangingProviderDenies(t *testing.T) {
 	if err != nil {
 		t.Fatalf("a hanging provider failed the request instead of denying it: %v", err)
 	}
-	if dec.Decision != pdp.Deny || dec.Reasons[0].Policy != pdp.ReasonProviderFailed || !strings.Contains(dec.Reasons[0].Detail, "deadline") {
+	if dec.Decision != pdp.Deny || dec.Reasons[0].Policy != pdp.ReasonProviderFailed || !strings.Contains(dec.Reasons[0].Detail, "no answer within the deadline") {
 		t.Errorf("want deny %s naming the deadline: %+v", pdp.ReasonProviderFailed, dec.Reasons)
 	}
 	if took > 5*time.Second {
