@@ -210,3 +210,18 @@ func TestNormalize_StringsAsEncodingJSON(t *testing.T) {
 		t.Errorf("logged context differs from encoding/json:\n got %s\nwant %s", got, want)
 	}
 }
+
+func TestRawTokens(t *testing.T) {
+	jwt := "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJib3QifQ.c2lnbmF0dXJl"
+	for _, tok := range []string{jwt, "Bearer " + jwt, "bearer\tabcdefghijklmnopqrstuvwxyz", "BEARER   opaque-token-value-123", "  " + jwt + "  "} {
+		_, err := pdp.DecodeRequest([]byte(`{` + okRefs + `,"session_id":` + toJSON(t, tok) + `}`))
+		if err == nil || !strings.Contains(err.Error(), "raw token") {
+			t.Errorf("%q accepted", tok)
+		}
+	}
+	for _, ok := range []string{"eyJ-not-a-jwt-at-all-really", "bearer-of-bad-news-and-more", "an ordinary session id, long enough"} {
+		if _, err := pdp.DecodeRequest([]byte(`{` + okRefs + `,"session_id":` + toJSON(t, ok) + `}`)); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+}
