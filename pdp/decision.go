@@ -176,10 +176,7 @@ func (s *Snapshot) evaluateCedar(req cedar.Request, ents types.EntityGetter) eva
 func reasons(ps []*Policy) []Reason {
 	out := make([]Reason, len(ps))
 	for i, p := range ps {
-		out[i] = Reason{Policy: p.ID, Effect: p.Effect, File: p.File, Line: p.Line, Annotations: p.Annotations}
-		if len(p.Annotations) == 0 {
-			out[i].Annotations = nil
-		}
+		out[i] = Reason{Policy: p.ID, Effect: p.Effect, File: p.File, Line: p.Line, Annotations: p.reasonAnnotations}
 	}
 	slices.SortFunc(out, func(a, b Reason) int { return strings.Compare(a.Policy, b.Policy) })
 	return out

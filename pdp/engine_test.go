@@ -2,6 +2,7 @@ package pdp_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,6 +115,14 @@ func TestEngine_ReasonCarriesPositionAndAnnotations(t *testing.T) {
 	}
 	if got := r.Annotations["step_up"]; got != "production change needs approval" {
 		t.Errorf("step_up annotation: got %q", got)
+	}
+	if _, ok := r.Annotations["id"]; ok {
+		t.Error("a reason repeats @id, which is its policy already")
+	}
+	// A policy whose only annotation is @id gives a reason without annotations.
+	d, _ = e.Evaluate(mustRequest(t, `{"principal":"A::\"a\"","action":"B::\"b\"","resource":"C::\"c\"","context":{"hp":1}}`))
+	if len(d.Reasons) != 1 || d.Reasons[0].Annotations != nil || strings.Contains(toJSON(t, d), `"annotations"`) {
+		t.Errorf("reason of an @id-only policy: %s", toJSON(t, d.Reasons))
 	}
 }
 

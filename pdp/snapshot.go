@@ -65,6 +65,9 @@ type Policy struct {
 	Annotations map[string]string
 
 	cedar *cedar.Policy
+	// reasonAnnotations are the annotations a reason shows: all but @id,
+	// which is the reason's policy already. Nil when there are none.
+	reasonAnnotations map[string]string
 }
 
 // Snapshot is an immutable, validated set of policies, schema and static
@@ -399,6 +402,15 @@ func parsePolicies(f *PolicyFile, root string) ([]*Policy, []Problem) {
 		}
 		if id, ok := ann[AnnotationID]; ok {
 			p.ID = id
+		}
+		for k, v := range ann {
+			if k == AnnotationID {
+				continue
+			}
+			if p.reasonAnnotations == nil {
+				p.reasonAnnotations = map[string]string{}
+			}
+			p.reasonAnnotations[k] = v
 		}
 		if cp.Effect() == cedar.Forbid {
 			p.Effect = "forbid"
