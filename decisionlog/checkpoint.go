@@ -20,7 +20,7 @@ const KindCheckpoint Kind = "checkpoint"
 type Checkpoint struct {
 	Seq       int64  `json:"checkpoint_seq"` // the last row covered
 	HeadHash  string `json:"head_hash"`      // hex hash of row Seq
-	Origin    string `json:"origin"`         // the log's origin id
+	Origin    string `json:"log_origin"`     // the log's origin id (not "origin": shipped rows carry that)
 	KeyID     string `json:"key_id"`
 	Signature string `json:"signature"` // base64 Ed25519 over SignedBytes
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -69,8 +70,19 @@ func (e *Entry) MarshalJSON() ([]byte, error) {
 		return nil, err
 	}
 	body := bytes.TrimSpace(e.Body)
-	if len(body) < 2 || body[0] != '{' {
+	// A body altered in the file must not become a broken or ambiguous line
+	// upstream: it must be an object whose keys are not the envelope's, in
+	// any case (some decoders match keys case-insensitively).
+	var top map[string]json.RawMessage
+	if len(body) < 2 || body[0] != '{' || json.Unmarshal(body, &top) != nil {
 		return nil, fmt.Errorf("entry %d: body is not a JSON object", e.Seq)
+	}
+	for k := range top {
+		for _, reserved := range [...]string{"origin", "seq", "kind", "time", "hash"} {
+			if strings.EqualFold(k, reserved) {
+				return nil, fmt.Errorf("entry %d: body has the key %q, which the row's envelope uses", e.Seq, k)
+			}
+		}
 	}
 	if inner := bytes.TrimSpace(body[1 : len(body)-1]); len(inner) == 0 {
 		return head, nil

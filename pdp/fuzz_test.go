@@ -3,7 +3,9 @@ package pdp_test
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/agentpdp/agentpdp/pdp"
 )
@@ -80,6 +82,49 @@ func FuzzParseEntityRef(f *testing.F) {
 		back, err := pdp.ParseEntityRef(r.String())
 		if err != nil || back != r {
 			t.Fatalf("%q parsed to %+v, printed %q, reparsed to %+v (%v)", s, r, r.String(), back, err)
+		}
+	})
+}
+
+// FuzzLoadPolicies: any policy, schema and entities text loads or is a
+// LoadError naming a file; it never panics, and what loads evaluates.
+func FuzzLoadPolicies(f *testing.F) {
+	f.Add(`permit (principal, action, resource);`, "", "")
+	f.Add(semanticsPolicies, "", "")
+	f.Add(`@id("x") @step_up("y") @mode("log_only") forbid (principal == A::"a", action in [B::"b"], resource is C) when { context.x like "*a" } unless { 1 > 2 };`, testSchema, "")
+	f.Add(`permit (principal, action == Action::"invoke_tool", resource) when { principal.trust == "high" };`, testSchema, `[{"uid":{"type":"Agent","id":"a"},"attrs":{"trust":"high"},"parents":[]}]`)
+	f.Add(`forbid (`, `entity A`, `[{"uid":`)
+	f.Fuzz(func(t *testing.T, policy, schema, entities string) {
+		fsys := fstest.MapFS{"p.cedar": {Data: []byte(policy)}}
+		if schema != "" {
+			fsys["s.cedarschema"] = &fstest.MapFile{Data: []byte(schema)}
+		}
+		if entities != "" {
+			fsys["e.entities.json"] = &fstest.MapFile{Data: []byte(entities)}
+		}
+		snap, err := pdp.LoadFS(fsys, "fuzz", pdp.LoadOptions{})
+		if err != nil {
+			var le *pdp.LoadError
+			if !errors.As(err, &le) || len(le.Problems) == 0 {
+				t.Fatalf("load error is not a LoadError with problems: %v", err)
+			}
+			for _, p := range le.Problems {
+				if !strings.HasPrefix(p.File, "fuzz/") {
+					t.Fatalf("a problem names no file of the directory: %+v", p)
+				}
+			}
+			return
+		}
+		pdp.Lint(snap)
+		e, err := pdp.NewEngine(pdp.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Use(t.Context(), snap, "fuzz"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Evaluate(mustRequest(t, `{`+okRefs+`,"context":{"x":"abc"}}`)); err != nil {
+			t.Fatalf("a loaded snapshot does not evaluate: %v", err)
 		}
 	})
 }

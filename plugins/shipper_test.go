@@ -284,3 +284,43 @@ func TestNew_RefusesWhatIsNotBuilt(t *testing.T) {
 		}
 	}
 }
+
+// Every shipped row has origin once: a checkpoint's own origin is log_origin.
+func TestShip_CheckpointRowsHaveOneOrigin(t *testing.T) {
+	privPEM, _, err := decisionlog.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, _ := decisionlog.ParsePrivateKey(privPEM)
+	path := filepath.Join(t.TempDir(), "d.db")
+	l, err := decisionlog.Open(t.Context(), path, decisionlog.Options{SigningKey: priv, CheckpointEvery: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 7 {
+		l.Append(t.Context(), &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: time.Now(), Body: json.RawMessage(fmt.Sprintf(`{"decision_id":"d-%d"}`, i))})
+	}
+	l.Close(t.Context())
+	out := filepath.Join(t.TempDir(), "rows.jsonl")
+	sink, _ := plugins.New(plugins.Config{Name: "f", Type: "file", Path: out})
+	defer sink.Close()
+	if err := shipper(t, path, sink).Once(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(out)
+	checkpoints := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if n := strings.Count(line, `"origin":`); n != 1 {
+			t.Errorf("origin %d times: %s", n, line)
+		}
+		if strings.Contains(line, `"kind":"checkpoint"`) {
+			checkpoints++
+			if _, err := decisionlog.ParseCheckpoint([]byte(line)); err != nil || !strings.Contains(line, `"log_origin":`) {
+				t.Errorf("a shipped checkpoint does not parse back: %v\n%s", err, line)
+			}
+		}
+	}
+	if checkpoints < 2 {
+		t.Errorf("%d checkpoint rows shipped", checkpoints)
+	}
+}
