@@ -42,20 +42,44 @@ const benchRequest = `{"principal":"Agent::\"bot\"","action":"Action::\"invoke_t
              {"uid":"Tool::\"sql.query\"","attrs":{"classification":"confidential","environment":"production","writes":false}}],
  "session_id":"s-1","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}`
 
+// benchRequestNoEntities is benchRequest with its two entities static, in
+// the policy directory, instead of inline.
+const benchRequestNoEntities = `{"principal":"Agent::\"bot\"","action":"Action::\"invoke_tool\"","resource":"Tool::\"sql.query\"",
+ "context":{"args":{"query":"select 1","limit":10}},"session_id":"s-1","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}`
+
+const benchEntities = `[{"uid":{"type":"Agent","id":"bot"},"attrs":{"trust":"standard","owner":"alice"},"parents":[{"type":"Team","id":"team-0"}]},
+ {"uid":{"type":"Tool","id":"sql.query"},"attrs":{"classification":"confidential","environment":"production","writes":false},"parents":[]}]`
+
 func BenchmarkEngine_Evaluate(b *testing.B) {
 	for _, n := range []int{10, 100, 1000} {
-		e := newEngineB(b, benchPolicies(n))
-		req, err := pdp.DecodeRequest([]byte(benchRequest))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Run(fmt.Sprintf("policies=%d", n), func(b *testing.B) {
-			for b.Loop() {
-				if _, err := e.Evaluate(req); err != nil {
-					b.Fatal(err)
-				}
+		for _, inline := range []bool{true, false} {
+			body, static := benchRequest, benchEntities
+			if inline {
+				static = ""
+			} else {
+				body = benchRequestNoEntities
 			}
-		})
+			e := newEngineB(b, benchPolicies(n), static)
+			req, err := pdp.DecodeRequest([]byte(body))
+			if err != nil {
+				b.Fatal(err)
+			}
+			name := fmt.Sprintf("policies=%d/entities=static", n)
+			if inline {
+				name = fmt.Sprintf("policies=%d/entities=inline", n)
+			}
+			b.Run(name, func(b *testing.B) {
+				for b.Loop() {
+					d, err := e.Evaluate(req)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if d.Decision != pdp.Allow {
+						b.Fatalf("want allow, got %s", d.Decision)
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -117,11 +141,16 @@ func BenchmarkServer_Authorize(b *testing.B) {
 	}
 }
 
-func newEngineB(b *testing.B, policies string) *pdp.Engine {
+func newEngineB(b *testing.B, policies, entities string) *pdp.Engine {
 	b.Helper()
 	dir := b.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "bench.cedar"), []byte(policies), 0o644); err != nil {
 		b.Fatal(err)
+	}
+	if entities != "" {
+		if err := os.WriteFile(filepath.Join(dir, "bench.entities.json"), []byte(entities), 0o644); err != nil {
+			b.Fatal(err)
+		}
 	}
 	e, err := pdp.NewEngine(pdp.Options{Policies: dir})
 	if err != nil {
