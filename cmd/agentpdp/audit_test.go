@@ -208,6 +208,13 @@ func TestKeygen(t *testing.T) {
 	if code, _, _ := runCLI(t, "keygen"); code != exitUsage {
 		t.Errorf("no --out: %d", code)
 	}
+	code, stdout, _ = runCLI(t, "keygen", "--out", out, "--force", "--json")
+	var k struct {
+		KeyID string `json:"key_id"`
+	}
+	if code != 0 || json.Unmarshal([]byte(stdout), &k) != nil || len(k.KeyID) != 16 {
+		t.Errorf("--json: %d %s", code, stdout)
+	}
 }
 
 func TestLogTailFollows(t *testing.T) {

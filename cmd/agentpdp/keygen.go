@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,7 +15,7 @@ import (
 
 func newKeygenCmd() *cobra.Command {
 	var out string
-	var force bool
+	var force, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "keygen --out FILE",
 		Short: "Make an Ed25519 key pair for signing checkpoints: FILE (private, 0600) and FILE.pub",
@@ -34,12 +35,16 @@ func newKeygenCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]string{"private_key": out, "public_key": out + ".pub", "key_id": decisionlog.KeyID(pub)})
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (private, keep it off the database's host if you can) and %s; key id %s\n", out, out+".pub", decisionlog.KeyID(pub))
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "", "private key `file`; the public key goes to FILE.pub")
 	cmd.Flags().BoolVar(&force, "force", false, "replace existing key files")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object")
 	return cmd
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,7 +64,7 @@ func sinkNames(sinks []plugins.Config) []string {
 
 func newShipCmd() *cobra.Command {
 	var db, config string
-	var once bool
+	var once, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "ship --db FILE --config FILE [--once]",
 		Short: "Ship the log to the configured sinks from a separate process (serve ships too)",
@@ -95,7 +96,12 @@ func newShipCmd() *cobra.Command {
 				if err := s.Once(cmd.Context()); err != nil {
 					return exitError{exitFail, err}
 				}
+				enc := json.NewEncoder(cmd.OutOrStdout())
 				for _, st := range s.Status(cmd.Context()) {
+					if asJSON {
+						enc.Encode(st)
+						continue
+					}
 					fmt.Fprintf(cmd.OutOrStdout(), "%s: shipped to seq %d (%d rows this run)\n", st.Sink, st.Cursor, st.Shipped)
 				}
 				return nil
@@ -111,6 +117,7 @@ func newShipCmd() *cobra.Command {
 	fl.StringVar(&db, "db", "", "decision log `file` (default: the config's)")
 	fl.StringVar(&config, "config", "", "agentpdp config `file` with the sinks")
 	fl.BoolVar(&once, "once", false, "ship what is there and exit (1 if a sink failed)")
+	fl.BoolVar(&asJSON, "json", false, "with --once: each sink's status as one JSON object per line")
 	return cmd
 }
 
