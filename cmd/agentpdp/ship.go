@@ -126,6 +126,7 @@ func newLogPruneCmd() *cobra.Command {
 	var maxAge time.Duration
 	var maxRows int64
 	var sinks []string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "prune --db FILE (--max-age D | --max-rows N) [--sink NAME…]",
 		Short: "Delete the oldest rows, up to a signed checkpoint, and only what every named sink has shipped",
@@ -153,6 +154,9 @@ func newLogPruneCmd() *cobra.Command {
 			if err != nil {
 				return exitError{exitFail, err}
 			}
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "pruned %d rows; the log now starts at the checkpoint at seq %d\n", res.Deleted, res.Anchor)
 			return nil
 		},
@@ -162,6 +166,7 @@ func newLogPruneCmd() *cobra.Command {
 	fl.DurationVar(&maxAge, "max-age", 0, "delete rows older than this")
 	fl.Int64Var(&maxRows, "max-rows", 0, "keep about this many rows")
 	fl.StringSliceVar(&sinks, "sink", nil, "sinks whose cursors hold rows back (default: every sink that has a cursor)")
+	fl.BoolVar(&asJSON, "json", false, "one JSON object")
 	return cmd
 }
 
