@@ -185,6 +185,16 @@ type Stats struct {
 	Bytes   int64 `json:"bytes"` // database and WAL files together
 }
 
+// LastSeq is the seq of the newest row, 0 for an empty log: one lookup in
+// the primary key, cheap enough for every metrics scrape (Stats counts rows).
+func (r *Reader) LastSeq(ctx context.Context) (int64, error) {
+	var last int64
+	if err := r.db.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM log`).Scan(&last); err != nil {
+		return 0, fmt.Errorf("decision log: last seq: %w", err)
+	}
+	return last, nil
+}
+
 // Stats reads the size and head of the log.
 func (r *Reader) Stats(ctx context.Context) (Stats, error) {
 	var s Stats

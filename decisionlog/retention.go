@@ -149,8 +149,8 @@ func prune(ctx context.Context, db *sql.DB, upTo int64) (PruneResult, error) {
 // maxAge (if set) or beyond the newest maxRows (if set), and shipped by every
 // sink named. 0 means nothing.
 func (r *Reader) PruneBound(ctx context.Context, maxAge time.Duration, maxRows int64, sinks []string, now time.Time) (int64, error) {
-	var last int64
-	if err := r.db.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM log`).Scan(&last); err != nil {
+	last, err := r.LastSeq(ctx)
+	if err != nil {
 		return 0, fmt.Errorf("retention: %w", err)
 	}
 	var bound int64

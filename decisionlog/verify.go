@@ -59,9 +59,11 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport,
 	if err := r.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'origin'`).Scan(&rep.Origin); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("verify: read origin: %w", err)
 	}
-	if err := r.db.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM log`).Scan(&rep.LastSeq); err != nil {
+	last, err := r.LastSeq(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
+	rep.LastSeq = last
 	if t := opts.Trusted; t != nil {
 		if opts.PublicKey == nil {
 			return nil, errors.New("verify: a trusted checkpoint needs the public key to check it")
@@ -80,7 +82,7 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport,
 	if err := r.anchor(ctx, rep, &prev, &n); err != nil {
 		return nil, err
 	}
-	err := r.Scan(ctx, 1, func(e *Entry) error {
+	err = r.Scan(ctx, 1, func(e *Entry) error {
 		n++
 		switch {
 		case e.Seq > n:

@@ -80,12 +80,13 @@ func (s *Shipper) Collectors() []prometheus.Collector {
 		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "agentpdp_ship_lag_rows", Help: "Rows written but not yet acknowledged by the sink.", ConstLabels: prometheus.Labels{"sink": name},
 		}, func() float64 {
-			for _, st := range s.Status(context.Background()) {
-				if st.Sink == name {
-					return float64(st.Lag)
-				}
+			last, err := s.Reader.LastSeq(context.Background())
+			if err != nil {
+				return 0
 			}
-			return 0
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return float64(max(last-s.status[name].Cursor, 0))
 		}))
 	}
 	return cs
@@ -94,14 +95,14 @@ func (s *Shipper) Collectors() []prometheus.Collector {
 // Status reports every sink's cursor and lag.
 func (s *Shipper) Status(ctx context.Context) []SinkStatus {
 	s.init()
-	stats, err := s.Reader.Stats(ctx)
+	last, err := s.Reader.LastSeq(ctx)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []SinkStatus
 	for _, t := range s.Targets {
 		st := *s.status[t.Sink.Name()]
 		if err == nil {
-			st.Lag = max(stats.LastSeq-st.Cursor, 0)
+			st.Lag = max(last-st.Cursor, 0)
 		}
 		out = append(out, st)
 	}
