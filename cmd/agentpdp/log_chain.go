@@ -93,23 +93,15 @@ func chainRoot(ctx context.Context, r *decisionlog.Reader, id string) (*decision
 }
 
 func buildChain(ctx context.Context, r *decisionlog.Reader, e *decisionlog.Entry, seen map[string]bool) (*chainNode, error) {
-	n := &chainNode{Decision: e, Outcomes: []*decisionlog.Entry{}, Approvals: []*decisionlog.Entry{}, Children: []*chainNode{}}
+	n := &chainNode{Decision: e, Children: []*chainNode{}}
 	if err := json.Unmarshal(e.Body, &n.record); err != nil {
 		return nil, err
 	}
 	id := n.record.DecisionID
 	seen[id] = true
-	related, err := r.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{pdp.KindOutcome, pdp.KindApproval}, DecisionID: id, Limit: 1000})
-	if err != nil {
+	var err error
+	if n.Outcomes, n.Approvals, err = afterDecision(ctx, r, id); err != nil {
 		return nil, err
-	}
-	slices.Reverse(related)
-	for _, x := range related {
-		if x.Kind == pdp.KindOutcome {
-			n.Outcomes = append(n.Outcomes, x)
-		} else {
-			n.Approvals = append(n.Approvals, x)
-		}
 	}
 	var children []*decisionlog.Entry
 	for _, f := range []decisionlog.Filter{{ParentDecisionID: id}, {ApprovalID: id}} {

@@ -38,20 +38,12 @@ func explain(ctx context.Context, r *decisionlog.Reader, id string) (*explained,
 	if err != nil {
 		return nil, err
 	}
-	x := &explained{Entry: entry, Outcomes: []*decisionlog.Entry{}, Approvals: []*decisionlog.Entry{}, Policies: []policyText{}}
+	x := &explained{Entry: entry, Policies: []policyText{}}
 	if err := json.Unmarshal(entry.Body, &x.Record); err != nil {
 		return nil, fmt.Errorf("decision %s: %w", id, err)
 	}
-	related, err := r.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{pdp.KindOutcome, pdp.KindApproval}, DecisionID: id, Limit: 1000})
-	if err != nil {
+	if x.Outcomes, x.Approvals, err = afterDecision(ctx, r, id); err != nil {
 		return nil, err
-	}
-	for i := len(related) - 1; i >= 0; i-- { // oldest first
-		if related[i].Kind == pdp.KindOutcome {
-			x.Outcomes = append(x.Outcomes, related[i])
-		} else {
-			x.Approvals = append(x.Approvals, related[i])
-		}
 	}
 	if used := x.Record.Approval; used != nil {
 		as, err := r.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{pdp.KindApproval}, DecisionID: used.ID, Limit: 1})
@@ -85,6 +77,24 @@ func explain(ctx context.Context, r *decisionlog.Reader, id string) (*explained,
 		x.Policies = append(x.Policies, policyText{ID: rs.Policy, File: rs.File, Line: rs.Line, Text: text})
 	}
 	return x, nil
+}
+
+// afterDecision returns the outcomes and approvals recorded for decision
+// id, oldest first (never nil, so JSON shows empty lists).
+func afterDecision(ctx context.Context, r *decisionlog.Reader, id string) (outcomes, approvals []*decisionlog.Entry, err error) {
+	related, err := r.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{pdp.KindOutcome, pdp.KindApproval}, DecisionID: id, Limit: 1000})
+	if err != nil {
+		return nil, nil, err
+	}
+	outcomes, approvals = []*decisionlog.Entry{}, []*decisionlog.Entry{}
+	for i := len(related) - 1; i >= 0; i-- { // Query returns newest first
+		if related[i].Kind == pdp.KindOutcome {
+			outcomes = append(outcomes, related[i])
+		} else {
+			approvals = append(approvals, related[i])
+		}
+	}
+	return outcomes, approvals, nil
 }
 
 func errorsAsReasons(es []pdp.EvalError) []pdp.Reason {
