@@ -30,10 +30,6 @@ func dbFlag(fl *pflag.FlagSet, db *string) {
 	fl.StringVar(db, "db", "./var/decisions.db", "decision log `file`")
 }
 
-func openReader(db string) (*decisionlog.Reader, error) {
-	return decisionlog.OpenReader(db)
-}
-
 // oneArg takes exactly one positional argument, named in the usage error.
 func oneArg(name string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
@@ -87,11 +83,7 @@ func describe(e *decisionlog.Entry) string {
 }
 
 func reasonList(rs []pdp.Reason) string {
-	ids := make([]string, len(rs))
-	for i, r := range rs {
-		ids[i] = r.Policy
-	}
-	return strings.Join(ids, ",")
+	return strings.Join(reasonIDs(rs), ",")
 }
 
 // printEntries writes entries as JSON lines or as described lines.

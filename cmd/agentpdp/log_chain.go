@@ -32,7 +32,7 @@ func newLogChainCmd() *cobra.Command {
 		Short: "The whole tree of tool calls around a decision: ancestors, descendants, approvals and outcomes",
 		Args:  oneArg("decision id"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := openReader(db)
+			r, err := decisionlog.OpenReader(db)
 			if err != nil {
 				return err
 			}

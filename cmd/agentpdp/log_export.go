@@ -37,7 +37,7 @@ func newLogExportCmd() *cobra.Command {
 			for _, k := range kinds {
 				want[decisionlog.Kind(k)] = true
 			}
-			r, err := openReader(db)
+			r, err := decisionlog.OpenReader(db)
 			if err != nil {
 				return err
 			}

@@ -92,7 +92,7 @@ func newLogQueryCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r, err := openReader(db)
+			r, err := decisionlog.OpenReader(db)
 			if err != nil {
 				return err
 			}

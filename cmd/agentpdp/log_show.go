@@ -113,7 +113,7 @@ func newLogShowCmd() *cobra.Command {
 		Short: "One decision: who asked, for whom, under which credential, why (with the policies' text), approvals and outcomes",
 		Args:  oneArg("decision id"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := openReader(db)
+			r, err := decisionlog.OpenReader(db)
 			if err != nil {
 				return err
 			}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/agentpdp/agentpdp/decisionlog"
 	"github.com/agentpdp/agentpdp/pdp"
 )
 
@@ -22,7 +23,7 @@ func newLogStatsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			r, err := openReader(db)
+			r, err := decisionlog.OpenReader(db)
 			if err != nil {
 				return err
 			}

@@ -18,7 +18,7 @@ func newLogTailCmd() *cobra.Command {
 		Short: "Print the last rows of every kind, oldest first; -f follows new rows",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := openReader(db)
+			r, err := decisionlog.OpenReader(db)
 			if err != nil {
 				return err
 			}

@@ -49,7 +49,7 @@ func newLogVerifyCmd() *cobra.Command {
 			if _, err := os.Stat(db); errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("log verify: %s does not exist", db)
 			}
-			r, err := openReader(db)
+			r, err := decisionlog.OpenReader(db)
 			if err != nil {
 				return err
 			}

@@ -76,7 +76,7 @@ func newReplayCmd() *cobra.Command {
 					return exitError{exitFail, err}
 				}
 			}
-			r, err := openReader(db)
+			r, err := decisionlog.OpenReader(db)
 			if err != nil {
 				return err
 			}

@@ -135,7 +135,7 @@ func newLogPruneCmd() *cobra.Command {
 			if maxAge <= 0 && maxRows <= 0 {
 				return usagef("log prune: give --max-age or --max-rows")
 			}
-			r, err := openReader(db)
+			r, err := decisionlog.OpenReader(db)
 			if err != nil {
 				return err
 			}
