@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -75,6 +76,12 @@ type Log struct {
 	since int64 // rows written after the last checkpoint
 
 	commits, committed, failures atomic.Uint64
+
+	// The provenance index (see index.go); nil if it could not be opened,
+	// in which case queries scan.
+	index     *indexer
+	stopIndex context.CancelFunc
+	indexDone chan struct{}
 }
 
 // WriterStats counts the writer's work since Open.
@@ -141,13 +148,31 @@ func Open(ctx context.Context, path string, opts Options) (*Log, error) {
 		db.Close()
 		return nil, fmt.Errorf("open decision log %s: %w", path, err)
 	}
+	// The index is derived data: without it decisions are still logged and
+	// queries still answer, by scanning.
+	x, err := openIndexer(ctx, path, l.origin)
+	if err != nil {
+		slog.Warn("decision log: queries will scan without the provenance index", "err", err)
+	}
 	r, err := OpenReader(path)
 	if err != nil {
+		if x != nil {
+			x.close()
+		}
 		l.insert.Close()
 		db.Close()
 		return nil, err
 	}
 	l.Reader = r
+	if x != nil {
+		var ictx context.Context
+		ictx, l.stopIndex = context.WithCancel(context.Background())
+		l.index, l.indexDone = x, make(chan struct{})
+		go func() {
+			defer close(l.indexDone)
+			x.run(ictx)
+		}()
+	}
 	go l.writer()
 	return l, nil
 }
@@ -361,6 +386,9 @@ func (l *Log) commit(batch []*appendReq, forceCheckpoint bool) error {
 	l.seq, l.head, l.since = seq, prev, since
 	l.commits.Add(1)
 	l.committed.Add(uint64(seq - first))
+	if l.index != nil {
+		l.index.notify(seq)
+	}
 	return nil
 }
 
@@ -388,7 +416,19 @@ func (l *Log) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("close decision log: %w", ctx.Err())
 	}
-	return errors.Join(l.insert.Close(), l.Reader.Close(), l.db.Close())
+	var indexErr error
+	if l.index != nil {
+		// The indexer catches up with the last rows before it stops, so
+		// that queries after a clean stop need not scan.
+		l.stopIndex()
+		select {
+		case <-l.indexDone:
+		case <-ctx.Done():
+			return fmt.Errorf("close decision log: provenance index: %w", ctx.Err())
+		}
+		indexErr = l.index.close()
+	}
+	return errors.Join(l.insert.Close(), l.Reader.Close(), l.db.Close(), indexErr)
 }
 
 // dsn builds a go-sqlite3 URI filename. Characters that URIs give a meaning

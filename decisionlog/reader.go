@@ -3,11 +3,14 @@ package decisionlog
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/mattn/go-sqlite3"
 )
 
 // ErrNotFound is returned when no entry matches.
@@ -17,23 +20,68 @@ var ErrNotFound = errors.New("not found")
 // its own, so that reading the log never needs write access to it; the
 // daemon's Log embeds one for the admin socket.
 type Reader struct {
-	db *sql.DB
+	db      *sql.DB
+	indexed bool // the provenance index is attached as "idx"
 }
 
-// OpenReader opens the log at path read-only. The file must exist.
+// OpenReader opens the log at path read-only. The file must exist. Its
+// provenance index is used if it is there and describes this log.
 func OpenReader(path string) (*Reader, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("open decision log: %w", err)
 	}
-	db, err := sql.Open("sqlite3", dsn(path, "mode=ro&_busy_timeout=5000&_query_only=1"))
-	if err != nil {
-		return nil, fmt.Errorf("open decision log %s: %w", path, err)
-	}
+	main := dsn(path, "mode=ro&_busy_timeout=5000&_query_only=1")
+	db := openDB(main, nil)
 	if err := db.Ping(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open decision log %s: %w", path, err)
 	}
-	return &Reader{db: db}, nil
+	if !indexUsable(db, IndexPath(path)) {
+		return &Reader{db: db}, nil
+	}
+	db.Close()
+	index := dsn(IndexPath(path), "mode=ro")
+	db = openDB(main, func(c *sqlite3.SQLiteConn) error {
+		if _, err := c.Exec(`ATTACH DATABASE ? AS idx`, []driver.Value{index}); err != nil {
+			return fmt.Errorf("attach provenance index: %w", err)
+		}
+		return nil
+	})
+	if err := db.Ping(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open decision log %s: %w", path, err)
+	}
+	return &Reader{db: db, indexed: true}, nil
+}
+
+// indexUsable reports whether the index at path exists and describes the
+// log open in db. Any trouble reading it means no: queries then scan.
+func indexUsable(db *sql.DB, path string) bool {
+	if _, err := os.Stat(path); err != nil {
+		return false
+	}
+	idx, err := sql.Open("sqlite3", dsn(path, "mode=ro&_busy_timeout=5000&_query_only=1"))
+	if err != nil {
+		return false
+	}
+	defer idx.Close()
+	ok, _, err := indexMatches(context.Background(), idx, db, "")
+	return err == nil && ok
+}
+
+// IndexedThrough reports the last seq the provenance index covers, and
+// whether this reader has an index at all: without one, queries by
+// principal, session, task, trace, on-behalf-of, credential or tool call
+// scan the log, and so do they for rows after the seq it reports.
+func (r *Reader) IndexedThrough(ctx context.Context) (int64, bool, error) {
+	if !r.indexed {
+		return 0, false, nil
+	}
+	var seq int64
+	if err := r.db.QueryRowContext(ctx, `SELECT value FROM idx.meta WHERE key = 'indexed_seq'`).Scan(&seq); err != nil {
+		return 0, true, fmt.Errorf("read provenance index: %w", err)
+	}
+	return seq, true, nil
 }
 
 // Close closes the read connections.
@@ -60,7 +108,11 @@ type Filter struct {
 	Limit                       int       // default 100
 }
 
-func (f Filter) where() (string, []any) {
+// where builds the condition for f. With the provenance index attached, a
+// key it holds narrows the rows to the seqs it lists plus those it has not
+// reached yet; the row's own column is compared either way, so an index
+// that lags or is stale can cost time but never change the answer.
+func (f Filter) where(indexed bool) (string, []any) {
 	var conds []string
 	var args []any
 	if len(f.Kinds) > 0 {
@@ -70,11 +122,20 @@ func (f Filter) where() (string, []any) {
 			args = append(args, string(k))
 		}
 	}
+	keyed := func(col, v string) {
+		if id, ok := indexedField(col); ok && indexed {
+			// UNION rather than OR: SQLite then looks each seq up in the
+			// primary key instead of scanning the log.
+			conds = append(conds, "seq IN (SELECT seq FROM idx.keys WHERE field = ? AND value = ? UNION ALL SELECT seq FROM log WHERE seq > (SELECT value FROM idx.meta WHERE key = 'indexed_seq'))")
+			args = append(args, id, v)
+		}
+	}
 	ref := func(col, idPath, v string) {
 		if v == "" {
 			return
 		}
 		if strings.Contains(v, "::") {
+			keyed(col, v)
 			conds = append(conds, col+" = ?")
 		} else {
 			conds = append(conds, "json_extract(body, '"+idPath+"') = ?")
@@ -86,6 +147,7 @@ func (f Filter) where() (string, []any) {
 	ref("resource", "$.request.resource.id", f.Resource)
 	eq := func(col, v string) {
 		if v != "" {
+			keyed(col, v)
 			conds = append(conds, col+" = ?")
 			args = append(args, v)
 		}
@@ -135,7 +197,7 @@ func (r *Reader) Query(ctx context.Context, f Filter) ([]*Entry, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
-	where, args := f.where()
+	where, args := f.where(r.indexed)
 	rows, err := r.db.QueryContext(ctx, `SELECT seq, kind, time, body, hash FROM log`+where+` ORDER BY seq DESC LIMIT ?`, append(args, f.Limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("query decision log: %w", err)
@@ -182,7 +244,12 @@ func (r *Reader) PolicyLoad(ctx context.Context, version string) (*Entry, error)
 type Stats struct {
 	Rows    int64 `json:"rows"`
 	LastSeq int64 `json:"last_seq"`
-	Bytes   int64 `json:"bytes"` // database and WAL files together
+	Bytes   int64 `json:"bytes"` // the database's pages
+
+	// The provenance index: its pages, and the last seq it covers (rows
+	// after it are found by scanning). Zero without an index.
+	IndexBytes int64 `json:"index_bytes"`
+	IndexedSeq int64 `json:"indexed_seq"`
 }
 
 // LastSeq is the seq of the newest row, 0 for an empty log: one lookup in
@@ -211,6 +278,16 @@ func (r *Reader) Stats(ctx context.Context) (Stats, error) {
 		return s, fmt.Errorf("decision log stats: %w", err)
 	}
 	s.Bytes = pages * size
+	if !r.indexed {
+		return s, nil
+	}
+	if err := r.db.QueryRowContext(ctx, `SELECT p.page_count * s.page_size FROM pragma_page_count('idx') p, pragma_page_size('idx') s`).Scan(&s.IndexBytes); err != nil {
+		return s, fmt.Errorf("decision log stats: index size: %w", err)
+	}
+	var err error
+	if s.IndexedSeq, _, err = r.IndexedThrough(ctx); err != nil {
+		return s, fmt.Errorf("decision log stats: %w", err)
+	}
 	return s, nil
 }
 
@@ -321,7 +398,7 @@ func (r *Reader) Summarize(ctx context.Context, since, until time.Time) (*Summar
 // ScanFilter calls fn for every entry matching f in seq order, holding one
 // row at a time; f.Limit is ignored.
 func (r *Reader) ScanFilter(ctx context.Context, f Filter, fn func(*Entry) error) error {
-	where, args := f.where()
+	where, args := f.where(r.indexed)
 	rows, err := r.db.QueryContext(ctx, `SELECT seq, kind, time, body, hash FROM log`+where+` ORDER BY seq`, args...)
 	if err != nil {
 		return fmt.Errorf("scan decision log: %w", err)

@@ -1,6 +1,7 @@
 package decisionlog_test
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -37,6 +38,17 @@ func TestPrune_KeepsTheChainVerifiable(t *testing.T) {
 		t.Fatalf("verify after an append: %v", err)
 	}
 	l.Close(t.Context())
+	// The provenance index forgets the pruned rows once it has caught up.
+	idx, err := sql.Open("sqlite3", decisionlog.IndexPath(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var below, after int
+	err = idx.QueryRow(`SELECT count(*) FILTER (WHERE seq < 22), count(*) FILTER (WHERE seq >= 22) FROM keys`).Scan(&below, &after)
+	idx.Close()
+	if err != nil || below != 0 || after == 0 {
+		t.Errorf("index after pruning: %d keys of pruned rows, %d of kept ones (%v)", below, after, err)
+	}
 	tamper(t, path, `UPDATE log SET body = replace(body, '"allow"', '"deny"') WHERE seq = 30`)
 	if _, err := verify(t, path, decisionlog.VerifyOptions{PublicKey: pub}); !isChainErrorAt(err, 30) {
 		t.Errorf("tampering after pruning: %v", err)

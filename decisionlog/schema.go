@@ -66,6 +66,17 @@ var migrations = []string{
 		seq     INTEGER NOT NULL, -- the last row the sink acknowledged
 		updated INTEGER NOT NULL  -- Unix nanoseconds
 	);`,
+
+	// 5: keys whose index entries scatter over many pages per commit move
+	// to the provenance index, a separate file kept off the writer's path
+	// (index.go). The generated columns stay: queries check rows with them.
+	`DROP INDEX log_principal;
+	DROP INDEX log_session;
+	DROP INDEX log_task;
+	DROP INDEX log_trace;
+	DROP INDEX log_on_behalf_of;
+	DROP INDEX log_credential;
+	DROP INDEX log_tool_call;`,
 }
 
 // migrate brings the schema up to date. It runs on the write connection
