@@ -131,6 +131,20 @@ type Request struct {
 // field of any value it cannot read, including entity references and times,
 // whose own errors carry no path.
 func (r *Request) UnmarshalJSON(b []byte) error {
+	if fast, ok := decodeFast(b); ok {
+		*r = *fast
+		return nil
+	}
+	return r.unmarshalStrict(b)
+}
+
+// strictRequest decodes with the strict decoder alone, for the tests that
+// hold decodeFast to its answers.
+type strictRequest Request
+
+func (s *strictRequest) UnmarshalJSON(b []byte) error { return (*Request)(s).unmarshalStrict(b) }
+
+func (r *Request) unmarshalStrict(b []byte) error {
 	type plain Request // Request without its methods, so this is not recursive
 	var aux struct {
 		plain
@@ -283,14 +297,17 @@ func BadRequest(field string, err error) *RequestError {
 // trailing data and unparsable entity references are errors that name the
 // field. It checks that the required fields are present.
 func DecodeRequest(b []byte) (*Request, error) {
-	var req Request
-	if err := decodeStrict(b, &req); err != nil {
-		return nil, err
+	req, ok := decodeFast(b)
+	if !ok {
+		req = new(Request)
+		if err := decodeStrict(b, (*strictRequest)(req)); err != nil {
+			return nil, err
+		}
 	}
 	if err := req.validate(""); err != nil {
 		return nil, err
 	}
-	return &req, nil
+	return req, nil
 }
 
 // DecodeBatch decodes {"requests":[…]}, naming the index of a bad request.
