@@ -28,6 +28,10 @@ type Entry struct {
 	Time time.Time // when the event happened, stored in Unix nanoseconds
 	Body json.RawMessage
 	Hash []byte // assigned by Append
+
+	// Keys, if set, are the body's values for the provenance index (see
+	// Keys); not stored, and not read back by the Reader.
+	Keys *Keys
 }
 
 // CanonicalBytes are the bytes a row's hash covers: the seq and time as

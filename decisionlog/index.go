@@ -8,6 +8,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"os"
 	"slices"
@@ -37,27 +38,51 @@ import (
 
 // indexSchemaVersion changes whenever what the index holds changes; an
 // index of another version is rebuilt.
-const indexSchemaVersion = 1
+const indexSchemaVersion = 2
 
-// indexedFields are the keys in the index: the id stored in it and the
-// generated column of the log it copies.
-var indexedFields = []struct {
-	id  int
-	col string
-}{
-	{1, "principal"},
-	{2, "session_id"},
-	{3, "task_id"},
-	{4, "trace_id"},
-	{5, "on_behalf_of"},
-	{6, "credential_id"},
-	{7, "tool_call_id"},
+// Keys are an entry's values for the provenance index, given by whoever
+// writes the entry so that the indexer need not parse them back out of the
+// body. They must be what the body holds where the log's generated columns
+// read them: principal at $.principal, the others in $.request (the
+// credential's id at $.request.credential.id). An entry without Keys has
+// its row read back instead.
+type Keys struct {
+	Principal, SessionID, TaskID, TraceID, OnBehalfOf, CredentialID, ToolCallID string
 }
 
-func indexedField(col string) (int, bool) {
+// indexedFields are the keys in the index: the id hashed with the value,
+// the generated column of the log that holds it, and where Keys has it.
+var indexedFields = []struct {
+	id  byte
+	col string
+	get func(*Keys) string
+}{
+	{1, "principal", func(k *Keys) string { return k.Principal }},
+	{2, "session_id", func(k *Keys) string { return k.SessionID }},
+	{3, "task_id", func(k *Keys) string { return k.TaskID }},
+	{4, "trace_id", func(k *Keys) string { return k.TraceID }},
+	{5, "on_behalf_of", func(k *Keys) string { return k.OnBehalfOf }},
+	{6, "credential_id", func(k *Keys) string { return k.CredentialID }},
+	{7, "tool_call_id", func(k *Keys) string { return k.ToolCallID }},
+}
+
+// keyHash is what the index stores for a value of a field: 64 bits of
+// FNV-1a over the field id and the value. Eight bytes instead of the value
+// keep the index small; two values that share a hash are told apart by the
+// check of every candidate row against its own column.
+func keyHash(field byte, value string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte{field})
+	h.Write([]byte(value))
+	return int64(h.Sum64())
+}
+
+// indexKeyFor is the stored key for a filter on the generated column col,
+// and false if the index does not hold that column.
+func indexKeyFor(col, value string) (int64, bool) {
 	for _, f := range indexedFields {
 		if f.col == col {
-			return f.id, true
+			return keyHash(f.id, value), true
 		}
 	}
 	return 0, false
@@ -68,10 +93,9 @@ func IndexPath(path string) string { return path + "-index" }
 
 const indexSchema = `
 	CREATE TABLE IF NOT EXISTS keys (
-		field INTEGER NOT NULL,
-		value TEXT    NOT NULL,
-		seq   INTEGER NOT NULL,
-		PRIMARY KEY (field, value, seq)
+		k   INTEGER NOT NULL, -- keyHash(field, value)
+		seq INTEGER NOT NULL,
+		PRIMARY KEY (k, seq)
 	) WITHOUT ROWID;
 	CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value);`
 
@@ -82,11 +106,18 @@ type indexer struct {
 	log    *sql.DB // the log, read-only, of its own
 	origin string
 
-	batch int           // most log rows read per index transaction
-	every time.Duration // how often it catches up when fewer are waiting
-	wake  chan struct{} // the writer's hint that a batch is waiting
+	batch   int           // most rows per index transaction
+	every   time.Duration // how often it writes what it has when fewer are waiting
+	items   chan []*Entry // committed entries, from the writer
+	indexed atomic.Int64  // the last seq whose keys are in the index
 
-	indexed atomic.Int64 // the last seq whose keys are in the index
+	// Owned by run: keys of committed rows not yet in the index, in seq
+	// order from indexed+1 to last.
+	pending  []indexKey
+	rows     int
+	last     int64
+	hash     []byte
+	received int // commits offered since the last tick
 }
 
 // openIndexer opens or creates the index of the log at logPath, and empties
@@ -111,7 +142,7 @@ func openIndexer(ctx context.Context, logPath, origin string) (*indexer, error) 
 		return nil, fmt.Errorf("open index %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1)
-	x := &indexer{db: db, log: log, origin: origin, batch: 8192, every: 500 * time.Millisecond, wake: make(chan struct{}, 1)}
+	x := &indexer{db: db, log: log, origin: origin, batch: 8192, every: 250 * time.Millisecond, items: make(chan []*Entry, 1024)}
 	if err := x.init(ctx); err != nil {
 		x.close()
 		return nil, fmt.Errorf("open index %s: %w", path, err)
@@ -120,7 +151,7 @@ func openIndexer(ctx context.Context, logPath, origin string) (*indexer, error) 
 }
 
 func (x *indexer) init(ctx context.Context) error {
-	if _, err := x.db.ExecContext(ctx, indexSchema); err != nil {
+	if _, err := x.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value)`); err != nil {
 		return err
 	}
 	ok, indexed, err := indexMatches(ctx, x.db, x.log, "")
@@ -129,6 +160,7 @@ func (x *indexer) init(ctx context.Context) error {
 	}
 	if ok {
 		x.indexed.Store(indexed)
+		x.last = indexed
 		return nil
 	}
 	// Start over: one transaction, so a reader sees the old index or an
@@ -138,7 +170,7 @@ func (x *indexer) init(ctx context.Context) error {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM keys; DELETE FROM meta`); err != nil {
+	if _, err := tx.ExecContext(ctx, `DROP TABLE IF EXISTS keys; DROP TABLE meta;`+indexSchema); err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO meta(key, value) VALUES ('version', ?), ('origin', ?), ('indexed_seq', 0), ('indexed_hash', x'')`,
@@ -146,6 +178,7 @@ func (x *indexer) init(ctx context.Context) error {
 		return err
 	}
 	x.indexed.Store(0)
+	x.last = 0
 	return tx.Commit()
 }
 
@@ -198,129 +231,218 @@ func indexMatches(ctx context.Context, idx, log *sql.DB, prefix string) (bool, i
 	return bytes.Equal(haveHash, hash), indexed.Int64, nil
 }
 
-// notify tells the indexer that rows were committed up to seq; it wakes
-// early only when a whole batch is waiting, since small batches would give
-// back what the index saves.
-func (x *indexer) notify(seq int64) {
-	if seq-x.indexed.Load() >= int64(x.batch) {
-		select {
-		case x.wake <- struct{}{}:
-		default:
-		}
+// offer hands the indexer the entries of a commit, in seq order. It never
+// blocks the writer: if the indexer is that far behind, the entries are
+// dropped and it reads those rows back from the log instead.
+func (x *indexer) offer(es []*Entry) {
+	select {
+	case x.items <- es:
+	default:
 	}
 }
 
-// run catches up every x.every, or sooner when woken, until ctx ends, and
-// then once more so that a clean stop leaves the index complete.
+// run indexes what the writer offers, writing the index every x.every or
+// whenever a batch is waiting, until ctx ends; then it writes what it has
+// and reads back what it was not given, so a clean stop leaves the index
+// complete. Rows written before it started are read back first.
 func (x *indexer) run(ctx context.Context) {
+	x.catchUp(ctx)
 	t := time.NewTicker(x.every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			for {
+				select {
+				case es := <-x.items:
+					x.take(context.Background(), es)
+					continue
+				default:
+				}
+				break
+			}
 			x.catchUp(context.Background())
 			return
+		case es := <-x.items:
+			x.received++
+			x.take(ctx, es)
+			if x.rows >= x.batch {
+				x.flush(ctx)
+			}
 		case <-t.C:
-		case <-x.wake:
+			// Rows it was not given are read back once the writer is quiet:
+			// while entries keep arriving, the log's newest rows are in
+			// the queue, and reading them back would index them twice.
+			if x.received == 0 {
+				x.catchUp(ctx)
+			} else {
+				x.flush(ctx) // a failure is logged; what was pending is read back later
+			}
+			x.received = 0
 		}
-		x.catchUp(ctx)
 	}
 }
 
+// take queues the keys of committed entries. Entries it cannot take from
+// memory (a gap left by dropped offers, or an entry without Keys) are read
+// back from the log.
+func (x *indexer) take(ctx context.Context, es []*Entry) {
+	for i, e := range es {
+		if e.Seq <= x.last {
+			continue // already read back
+		}
+		if e.Seq != x.last+1 || e.Keys == nil {
+			x.catchUp(ctx)
+			if len(es) > i+1 {
+				x.take(ctx, es[i+1:])
+			}
+			return
+		}
+		for _, f := range indexedFields {
+			if v := f.get(e.Keys); v != "" {
+				x.pending = append(x.pending, indexKey{keyHash(f.id, v), e.Seq})
+			}
+		}
+		x.rows++
+		x.last, x.hash = e.Seq, e.Hash
+	}
+}
+
+// catchUp writes what is pending, then reads back and indexes the rows the
+// log holds beyond it, a batch at a time.
 func (x *indexer) catchUp(ctx context.Context) {
 	for ctx.Err() == nil {
-		n, err := x.step(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				slog.Warn("provenance index: will retry", "after_seq", x.indexed.Load(), "err", err)
-			}
+		if err := x.flush(ctx); err != nil {
 			return
 		}
-		if n < x.batch {
-			if err := x.dropPruned(ctx); err != nil && ctx.Err() == nil {
-				slog.Warn("provenance index: will retry", "err", err)
-			}
+		n, err := x.read(ctx)
+		if err != nil {
+			x.warn(ctx, err)
+			return
+		}
+		if n == 0 {
+			x.warn(ctx, x.dropPruned(ctx))
 			return
 		}
 	}
 }
 
-// step indexes up to x.batch rows after x.indexed in one transaction and
-// returns how many it read.
-func (x *indexer) step(ctx context.Context) (int, error) {
-	keys, n, last, hash, err := x.read(ctx)
-	if err != nil || n == 0 {
-		return 0, err
+func (x *indexer) warn(ctx context.Context, err error) {
+	if err != nil && ctx.Err() == nil {
+		slog.Warn("provenance index: will retry", "after_seq", x.indexed.Load(), "err", err)
 	}
+}
+
+// flush writes the pending keys in one transaction, with the claim that the
+// index now covers the log up to x.last.
+func (x *indexer) flush(ctx context.Context) error {
+	if x.last == x.indexed.Load() {
+		return nil
+	}
+	err := x.write(ctx)
+	if err != nil {
+		// Forget what was pending: reading it back is always possible.
+		x.last, x.hash = x.indexed.Load(), nil
+		x.warn(ctx, err)
+	} else {
+		x.indexed.Store(x.last)
+	}
+	x.pending, x.rows = x.pending[:0], 0
+	return err
+}
+
+func (x *indexer) write(ctx context.Context) error {
+	// In key order, the inserts walk the B-tree once from left to right.
+	slices.SortFunc(x.pending, func(a, b indexKey) int {
+		return cmp.Or(cmp.Compare(a.k, b.k), cmp.Compare(a.seq, b.seq))
+	})
 	tx, err := x.db.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	defer tx.Rollback()
-	ins, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO keys(field, value, seq) VALUES (?, ?, ?)`)
+	// Many rows per statement: each call through database/sql and cgo
+	// costs more than the insert of one key.
+	const perStmt = 256
+	stmt := func(n int) string {
+		return `INSERT OR IGNORE INTO keys(k, seq) VALUES ` + strings.TrimSuffix(strings.Repeat("(?, ?), ", n), ", ")
+	}
+	full, err := tx.PrepareContext(ctx, stmt(perStmt))
 	if err != nil {
-		return 0, err
+		return err
 	}
-	defer ins.Close()
-	for _, k := range keys {
-		if _, err := ins.ExecContext(ctx, k.field, k.value, k.seq); err != nil {
-			return 0, fmt.Errorf("index seq %d: %w", k.seq, err)
+	defer full.Close()
+	args := make([]any, 0, 2*perStmt)
+	for keys := x.pending; len(keys) > 0; {
+		n := min(len(keys), perStmt)
+		args = args[:0]
+		for _, k := range keys[:n] {
+			args = append(args, k.k, k.seq)
 		}
+		var err error
+		if n == perStmt {
+			_, err = full.ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, stmt(n), args...)
+		}
+		if err != nil {
+			return fmt.Errorf("write %d keys: %w", n, err)
+		}
+		keys = keys[n:]
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE meta SET value = CASE key WHEN 'indexed_seq' THEN ? ELSE ? END WHERE key IN ('indexed_seq', 'indexed_hash')`, last, hash); err != nil {
-		return 0, err
+	if _, err := tx.ExecContext(ctx, `UPDATE meta SET value = CASE key WHEN 'indexed_seq' THEN ? ELSE ? END WHERE key IN ('indexed_seq', 'indexed_hash')`, x.last, x.hash); err != nil {
+		return err
 	}
-	if err := tx.Commit(); err != nil {
-		return 0, err
-	}
-	x.indexed.Store(last)
-	return n, nil
+	return tx.Commit()
 }
 
 type indexKey struct {
-	field int
-	value string
-	seq   int64
+	k   int64
+	seq int64
 }
 
-// read collects the keys of up to x.batch rows after x.indexed, sorted as
-// the index stores them, and ends its read transaction before the index is
+// read queues the keys of up to x.batch rows after x.last, read back from
+// the log, and writes them. Its read transaction ends before the index is
 // written: a long reader would keep the log's WAL from being recycled.
-func (x *indexer) read(ctx context.Context) (keys []indexKey, n int, last int64, hash []byte, err error) {
+func (x *indexer) read(ctx context.Context) (int, error) {
 	cols := "seq, hash"
 	for _, f := range indexedFields {
 		cols += ", " + f.col
 	}
-	rows, err := x.log.QueryContext(ctx, `SELECT `+cols+` FROM log WHERE seq > ? ORDER BY seq LIMIT ?`, x.indexed.Load(), x.batch)
+	rows, err := x.log.QueryContext(ctx, `SELECT `+cols+` FROM log WHERE seq > ? ORDER BY seq LIMIT ?`, x.last, x.batch)
 	if err != nil {
-		return nil, 0, 0, nil, fmt.Errorf("read log: %w", err)
+		return 0, fmt.Errorf("read log: %w", err)
 	}
 	defer rows.Close()
-	vals := make([]sql.NullString, len(indexedFields))
-	dest := make([]any, 2+len(indexedFields))
-	dest[0], dest[1] = &last, &hash
+	var (
+		n    int
+		seq  int64
+		hash []byte
+		vals = make([]sql.NullString, len(indexedFields))
+		dest = make([]any, 2+len(indexedFields))
+	)
+	dest[0], dest[1] = &seq, &hash
 	for i := range vals {
 		dest[2+i] = &vals[i]
 	}
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
-			return nil, 0, 0, nil, fmt.Errorf("read log: %w", err)
+			return 0, fmt.Errorf("read log: %w", err)
 		}
 		for i, v := range vals {
 			if v.Valid && v.String != "" {
-				keys = append(keys, indexKey{indexedFields[i].id, v.String, last})
+				x.pending = append(x.pending, indexKey{keyHash(indexedFields[i].id, v.String), seq})
 			}
 		}
+		x.rows++
+		x.last, x.hash = seq, hash
 		n++
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, 0, nil, fmt.Errorf("read log: %w", err)
+		return 0, fmt.Errorf("read log: %w", err)
 	}
-	// In key order, the inserts walk the B-tree once from left to right.
-	slices.SortFunc(keys, func(a, b indexKey) int {
-		return cmp.Or(cmp.Compare(a.field, b.field), strings.Compare(a.value, b.value), cmp.Compare(a.seq, b.seq))
-	})
-	return keys, n, last, hash, nil
+	rows.Close()
+	return n, x.flush(ctx)
 }
 
 // dropPruned deletes the keys of rows retention has deleted from the log.

@@ -18,7 +18,17 @@ func indexedDecision(i int) *decisionlog.Entry {
 	body := fmt.Sprintf(`{"decision_id":"d-%d","decision":"allow","principal":"Agent::\"%s\"","request":{"principal":{"type":"Agent","id":%q},`+
 		`"session_id":"s-%d","task_id":"task-%d","trace_id":"trace-%d","tool_call_id":"call-%d","on_behalf_of":"user-%d","credential":{"id":"cred-%d"}}}`,
 		i, p, p, i%5, i%7, i/2, i, i%4, i%6)
-	return &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: time.Now(), Body: []byte(body)}
+	e := &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: time.Now(), Body: []byte(body)}
+	// Most entries come with their keys, as the daemon's do; every fourth
+	// has its row read back instead.
+	if i%4 != 3 {
+		e.Keys = &decisionlog.Keys{
+			Principal: `Agent::"` + p + `"`, SessionID: fmt.Sprintf("s-%d", i%5), TaskID: fmt.Sprintf("task-%d", i%7),
+			TraceID: fmt.Sprintf("trace-%d", i/2), ToolCallID: fmt.Sprintf("call-%d", i),
+			OnBehalfOf: fmt.Sprintf("user-%d", i%4), CredentialID: fmt.Sprintf("cred-%d", i%6),
+		}
+	}
+	return e
 }
 
 // indexQueries are one filter on each indexed key, with the seqs of

@@ -346,6 +346,7 @@ func (l *Log) commit(batch []*appendReq, forceCheckpoint bool) error {
 	stmt := tx.StmtContext(ctx, l.insert)
 	seq, prev, since := l.seq, l.head, l.since
 	first := seq
+	var written []*Entry
 	write := func(e *Entry) error {
 		seq++
 		e.Seq = seq
@@ -359,6 +360,7 @@ func (l *Log) commit(batch []*appendReq, forceCheckpoint bool) error {
 			tx.Rollback()
 			return l.failed(fmt.Errorf("append seq %d: %w", e.Seq, err))
 		}
+		written = append(written, e)
 		return nil
 	}
 	for _, r := range batch {
@@ -375,7 +377,7 @@ func (l *Log) commit(batch []*appendReq, forceCheckpoint bool) error {
 			tx.Rollback()
 			return l.failed(fmt.Errorf("append checkpoint: %w", err))
 		}
-		if err := write(&Entry{Kind: KindCheckpoint, Time: time.Now(), Body: body}); err != nil {
+		if err := write(&Entry{Kind: KindCheckpoint, Time: time.Now(), Body: body, Keys: &Keys{}}); err != nil {
 			return err
 		}
 		since = 0 // the checkpoint row itself is covered by the next one
@@ -387,7 +389,7 @@ func (l *Log) commit(batch []*appendReq, forceCheckpoint bool) error {
 	l.commits.Add(1)
 	l.committed.Add(uint64(seq - first))
 	if l.index != nil {
-		l.index.notify(seq)
+		l.index.offer(written)
 	}
 	return nil
 }

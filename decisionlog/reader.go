@@ -123,11 +123,11 @@ func (f Filter) where(indexed bool) (string, []any) {
 		}
 	}
 	keyed := func(col, v string) {
-		if id, ok := indexedField(col); ok && indexed {
+		if k, ok := indexKeyFor(col, v); ok && indexed {
 			// UNION rather than OR: SQLite then looks each seq up in the
 			// primary key instead of scanning the log.
-			conds = append(conds, "seq IN (SELECT seq FROM idx.keys WHERE field = ? AND value = ? UNION ALL SELECT seq FROM log WHERE seq > (SELECT value FROM idx.meta WHERE key = 'indexed_seq'))")
-			args = append(args, id, v)
+			conds = append(conds, "seq IN (SELECT seq FROM idx.keys WHERE k = ? UNION ALL SELECT seq FROM log WHERE seq > (SELECT value FROM idx.meta WHERE key = 'indexed_seq'))")
+			args = append(args, k)
 		}
 	}
 	ref := func(col, idPath, v string) {

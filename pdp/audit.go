@@ -121,7 +121,7 @@ func (e *Engine) Outcome(ctx context.Context, id string, req *OutcomeRequest, pe
 		ActedAgainst: dec.Decision != Allow && req.Status != OutcomeSkipped,
 		Principal:    dec.Principal, Action: dec.Action, Resource: dec.Resource, Peer: peer,
 	}
-	seq, err := e.append(ctx, KindOutcome, rec)
+	seq, err := e.append(ctx, KindOutcome, rec, &decisionlog.Keys{Principal: rec.Principal})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -149,7 +149,7 @@ func (e *Engine) Approve(ctx context.Context, id string, req *ApprovalRequest, p
 	if err := e.approvals.claim(id); err != nil {
 		return nil, 0, err
 	}
-	seq, err := e.append(ctx, KindApproval, rec)
+	seq, err := e.append(ctx, KindApproval, rec, &decisionlog.Keys{Principal: rec.Principal})
 	if err != nil {
 		e.approvals.unclaim(id)
 		return nil, 0, err
@@ -159,7 +159,7 @@ func (e *Engine) Approve(ctx context.Context, id string, req *ApprovalRequest, p
 }
 
 // append records one entry and returns its seq.
-func (e *Engine) append(ctx context.Context, kind decisionlog.Kind, body any) (int64, error) {
+func (e *Engine) append(ctx context.Context, kind decisionlog.Kind, body any, keys *decisionlog.Keys) (int64, error) {
 	if e.opts.Recorder == nil {
 		return 0, fmt.Errorf("%w: no recorder configured", ErrLogUnavailable)
 	}
@@ -167,7 +167,7 @@ func (e *Engine) append(ctx context.Context, kind decisionlog.Kind, body any) (i
 	if err != nil {
 		return 0, fmt.Errorf("encode %s: %w", kind, err)
 	}
-	entry := &decisionlog.Entry{Kind: kind, Time: e.opts.Now(), Body: b}
+	entry := &decisionlog.Entry{Kind: kind, Time: e.opts.Now(), Body: b, Keys: keys}
 	if err := e.opts.Recorder.Append(ctx, entry); err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrLogUnavailable, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -367,5 +368,107 @@ func TestProvenance_TokensRefusedAndClassification(t *testing.T) {
 	}
 	if got := recordOf(t, d.log, fromContext.DecisionID).Classification; got != "public" {
 		t.Errorf("classification from context: %q", got)
+	}
+}
+
+// TestProvenanceKeys_FindEveryRow: the keys the engine hands the log's
+// provenance index are the ones its rows hold, masked where the row is
+// masked, so that once the index has caught up every decision, outcome and
+// approval is found by each of its keys through the index alone.
+func TestProvenanceKeys_FindEveryRow(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d.db")
+	log, err := decisionlog.Open(t.Context(), path, decisionlog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEngine(t, map[string]string{"p.cedar": `
+permit (principal, action, resource) unless { principal == Agent::"careful" };
+@step_up("ask") permit (principal == Agent::"careful", action, resource);`},
+		pdp.Options{Recorder: log, Log: log, Key: testKey, Mask: []string{"/task_id"}})
+	reqs := []string{
+		`{` + okRefs + `}`,
+		`{` + okRefs + `,"session_id":"s-1","task_id":"secret task","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","tool_call_id":"call_1",
+		  "on_behalf_of":"alice@example.com","credential":{"id":"jti-1","issuer":"https://idp"}}`,
+		`{"principal":"Agent::\"careful\"","action":"Action::\"read\"","resource":"Doc::\"d\"","session_id":"s-\u00e9","trace_id":"t\"2"}`,
+	}
+	for _, s := range reqs {
+		d, err := e.Decide(t.Context(), mustRequest(t, s), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := e.Outcome(t.Context(), d.DecisionID, &pdp.OutcomeRequest{Status: "success"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if d.Decision == pdp.StepUp {
+			if _, _, err := e.Approve(t.Context(), d.DecisionID, &pdp.ApprovalRequest{Approver: "bob", Approved: true}, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := log.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	r, err := decisionlog.OpenReader(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	st, err := r.Stats(t.Context())
+	if err != nil || st.IndexedSeq != st.LastSeq {
+		t.Fatalf("index covers seq %d of %d (%v)", st.IndexedSeq, st.LastSeq, err)
+	}
+	found := 0
+	err = r.Scan(t.Context(), 1, func(row *decisionlog.Entry) error {
+		var b struct {
+			Principal string `json:"principal"`
+			Request   struct {
+				SessionID  string `json:"session_id"`
+				TaskID     string `json:"task_id"`
+				TraceID    string `json:"trace_id"`
+				OnBehalfOf string `json:"on_behalf_of"`
+				ToolCallID string `json:"tool_call_id"`
+				Credential struct {
+					ID string `json:"id"`
+				} `json:"credential"`
+			} `json:"request"`
+		}
+		if err := json.Unmarshal(row.Body, &b); err != nil {
+			return err
+		}
+		q := b.Request
+		for _, k := range []struct {
+			value string
+			f     decisionlog.Filter
+		}{
+			{b.Principal, decisionlog.Filter{Principal: b.Principal}}, {q.SessionID, decisionlog.Filter{SessionID: q.SessionID}},
+			{q.TaskID, decisionlog.Filter{TaskID: q.TaskID}}, {q.TraceID, decisionlog.Filter{TraceID: q.TraceID}},
+			{q.OnBehalfOf, decisionlog.Filter{OnBehalfOf: q.OnBehalfOf}}, {q.ToolCallID, decisionlog.Filter{ToolCallID: q.ToolCallID}},
+			{q.Credential.ID, decisionlog.Filter{CredentialID: q.Credential.ID}},
+		} {
+			if k.value == "" {
+				continue
+			}
+			f := k.f
+			f.Limit = 1000
+			got, err := r.Query(t.Context(), f)
+			if err != nil {
+				return err
+			}
+			if !slices.ContainsFunc(got, func(e *decisionlog.Entry) bool { return e.Seq == row.Seq }) {
+				t.Errorf("%s row %d is not found by %+v", row.Kind, row.Seq, f)
+			}
+			found++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The principal of 3 decisions, 3 outcomes and 1 approval, the second
+	// request's six other keys (its task id masked, still a key) and the
+	// third's session and trace.
+	if found != 7+6+2 {
+		t.Errorf("checked %d keys, want 15", found)
 	}
 }

@@ -283,7 +283,7 @@ func (e *Engine) publish(ctx context.Context, slot *atomic.Pointer[Snapshot], sn
 		if err != nil {
 			return false, fmt.Errorf("record policy load: %w", err)
 		}
-		entry := &decisionlog.Entry{Kind: decisionlog.KindPolicyLoad, Time: snap.LoadedAt, Body: body}
+		entry := &decisionlog.Entry{Kind: decisionlog.KindPolicyLoad, Time: snap.LoadedAt, Body: body, Keys: &decisionlog.Keys{}}
 		if err := e.opts.Recorder.Append(ctx, entry); err != nil {
 			return false, fmt.Errorf("record policy load: %w: %w", ErrLogUnavailable, err)
 		}
@@ -428,6 +428,23 @@ func (e *Engine) prepare(req *Request) (*prepared, error) {
 		}
 	}
 	return p, nil
+}
+
+// keys are what the decision's row holds for the provenance index: the
+// request as logged (masked), where DecisionRecord puts it.
+func (p *prepared) keys() *decisionlog.Keys {
+	k := &decisionlog.Keys{
+		Principal:  p.cedar.Principal.String(),
+		SessionID:  p.logged.SessionID,
+		TaskID:     p.logged.TaskID,
+		TraceID:    p.logged.TraceID,
+		OnBehalfOf: p.logged.OnBehalfOf,
+		ToolCallID: p.logged.ToolCallID,
+	}
+	if c := p.logged.Credential; c != nil {
+		k.CredentialID = c.ID
+	}
+	return k
 }
 
 // hmac is HMAC-SHA256 under the engine's key, as logged: hmac-sha256:<hex>.
@@ -642,7 +659,7 @@ func (e *Engine) DecideBatch(ctx context.Context, reqs []*Request, peer *Peer) (
 			return nil, fmt.Errorf("encode decision record: %w", err)
 		}
 		decisions[i] = d
-		entries[i] = &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: now, Body: body}
+		entries[i] = &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: now, Body: body, Keys: p.keys()}
 	}
 	if err := e.opts.Recorder.Append(ctx, entries...); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrLogUnavailable, err)
