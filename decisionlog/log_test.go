@@ -125,6 +125,42 @@ func TestLog_ConcurrentAppendsShareCommits(t *testing.T) {
 	t.Logf("%d entries in %d commits", st.Entries, st.Commits)
 }
 
+// TestLog_GroupWaitOnlyUnderLoad: a lone caller's commit never waits for
+// company, however long GroupWait is; after a large group the next commit
+// waits for more (here until MaxBatch fills it).
+func TestLog_GroupWaitOnlyUnderLoad(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d.db")
+	l := open(t, path, decisionlog.Options{MaxBatch: 16, GroupWait: time.Hour, GroupMin: 4})
+	for i := range 10 {
+		if err := l.Append(t.Context(), decision(fmt.Sprintf("d-%d", i), "a", "allow")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := l.WriterStats(); st.Commits != 10 {
+		t.Fatalf("sequential appends: %+v, want a commit each", st)
+	}
+	// A group of 4 arms the wait for the next commit.
+	group := make([]*decisionlog.Entry, 4)
+	for i := range group {
+		group[i] = decision(fmt.Sprintf("g-%d", i), "a", "allow")
+	}
+	if err := l.Append(t.Context(), group...); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Go(func() {
+			if err := l.Append(t.Context(), decision(fmt.Sprintf("w-%d", i), "a", "allow")); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if st := l.WriterStats(); st.Commits != 12 || st.Entries != 30 {
+		t.Errorf("after a group: %+v, want the 16 waiting appends in one commit (12 commits, 30 entries)", st)
+	}
+}
+
 func TestLog_AppendOnly(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "d.db")
 	l := open(t, path, decisionlog.Options{})

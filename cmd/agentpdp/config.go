@@ -54,8 +54,10 @@ type Config struct {
 		Debounce time.Duration `yaml:"debounce"`
 	} `yaml:"reload"`
 	Commit struct {
-		MaxBatch int           `yaml:"max_batch"`
-		MaxWait  time.Duration `yaml:"max_wait"`
+		MaxBatch  int           `yaml:"max_batch"`
+		MaxWait   time.Duration `yaml:"max_wait"`
+		GroupWait time.Duration `yaml:"group_wait"` // negative: never
+		GroupMin  int           `yaml:"group_min"`
 	} `yaml:"commit"`
 	Log struct {
 		Level  string `yaml:"level"`  // debug | info | warn | error
@@ -95,6 +97,8 @@ func DefaultConfig() Config {
 	c.GCPercent = 400
 	c.Reload.Debounce = 100 * time.Millisecond
 	c.Commit.MaxBatch = 512
+	c.Commit.GroupWait = time.Millisecond
+	c.Commit.GroupMin = 8
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	return c
@@ -201,6 +205,9 @@ func (c Config) Validate() error {
 	}
 	if c.Commit.MaxBatch <= 0 {
 		errs = append(errs, "commit.max_batch: must be positive")
+	}
+	if c.Commit.GroupMin <= 0 {
+		errs = append(errs, "commit.group_min: must be positive")
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("config: %s", strings.Join(errs, "; "))

@@ -141,6 +141,8 @@ func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 			Durability:         decisionlog.Durability(cfg.Durability),
 			MaxBatch:           cfg.Commit.MaxBatch,
 			MaxWait:            cfg.Commit.MaxWait,
+			GroupWait:          cfg.Commit.GroupWait,
+			GroupMin:           cfg.Commit.GroupMin,
 			SigningKey:         signingKey,
 			CheckpointEvery:    cfg.Checkpoints.EveryRows,
 			CheckpointInterval: cfg.Checkpoints.Every,
