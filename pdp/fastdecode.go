@@ -338,3 +338,83 @@ func (d *fastDecoder) request(r *Request) bool {
 		return ok
 	})
 }
+
+// decodeTree reads one JSON value into what encoding/json's Decoder with
+// UseNumber gives for an any: map[string]any (the last of duplicate keys
+// wins), []any, json.Number, string, bool or nil. It reads the bytes once
+// where the Decoder reads them twice, and leaves the same inputs to the
+// Decoder as decodeFast does.
+func decodeTree(b []byte) (any, bool) {
+	d := fastDecoder{b: b}
+	v, ok := d.tree(0)
+	if !ok {
+		return nil, false
+	}
+	d.space()
+	return v, d.i == len(d.b)
+}
+
+func (d *fastDecoder) tree(depth int) (any, bool) {
+	if depth > 64 {
+		return nil, false
+	}
+	d.space()
+	if d.i >= len(d.b) {
+		return nil, false
+	}
+	switch c := d.b[d.i]; {
+	case c == '{':
+		d.i++
+		m := map[string]any{}
+		if d.consume('}') {
+			return m, true
+		}
+		for {
+			d.space()
+			k, ok := d.str()
+			if !ok || !d.consume(':') {
+				return nil, false
+			}
+			v, ok := d.tree(depth + 1)
+			if !ok {
+				return nil, false
+			}
+			m[k] = v
+			if d.consume(',') {
+				continue
+			}
+			return m, d.consume('}')
+		}
+	case c == '[':
+		d.i++
+		a := []any{}
+		if d.consume(']') {
+			return a, true
+		}
+		for {
+			v, ok := d.tree(depth + 1)
+			if !ok {
+				return nil, false
+			}
+			a = append(a, v)
+			if d.consume(',') {
+				continue
+			}
+			return a, d.consume(']')
+		}
+	case c == '"':
+		return d.str()
+	case c == 't':
+		return true, d.literal("true")
+	case c == 'f':
+		return false, d.literal("false")
+	case c == 'n':
+		return nil, d.literal("null")
+	default:
+		start := d.i
+		if !d.number() {
+			return nil, false
+		}
+		return json.Number(d.b[start:d.i]), true
+	}
+}

@@ -1,7 +1,10 @@
 package pdp
 
 import (
+	"bytes"
+	"encoding/json"
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -20,6 +23,9 @@ var fastShapes = []string{
 	` { "principal" : { "type" : "A" , "id" : "a" } , "action":{"type":"B","id":"b"},"resource":{"type":"C","id":"c"} , "entities" : [ ] } `,
 	`{"context":{"n":-0.5e-3,"t":true,"f":false,"z":null,"s":"x"}}`,
 }
+
+// treeShapes are read by decodeTree: duplicate keys too (the last wins).
+var treeShapes = []string{`{"a":1,"a":[2,{"b":null}],"c":[]}`, `[1.5e3, -0, "x", true, false, null]`, ` "s" `}
 
 var strictShapes = []string{
 	`{"principal":{"type":"A","id":"a"},"principal":{"type":"A","id":"b"}}`,
@@ -46,6 +52,12 @@ func TestDecodeFast_TakesTheCommonShape(t *testing.T) {
 		}
 		checkSameAsStrict(t, []byte(s))
 	}
+	for _, s := range append(fastShapes, treeShapes...) {
+		if _, ok := decodeTree([]byte(s)); !ok {
+			t.Errorf("decodeTree left %s to encoding/json", s)
+		}
+		checkSameAsStrict(t, []byte(s))
+	}
 	for _, s := range strictShapes {
 		if _, ok := decodeFast([]byte(s)); ok {
 			t.Errorf("decodeFast accepted %s, which it must leave to the strict decoder", s)
@@ -54,15 +66,33 @@ func TestDecodeFast_TakesTheCommonShape(t *testing.T) {
 }
 
 // FuzzDecodeFast: whatever decodeFast accepts, the strict decoder accepts
-// and decodes to the same Request.
+// and decodes to the same Request; whatever decodeTree accepts,
+// encoding/json decodes to the same value.
 func FuzzDecodeFast(f *testing.F) {
-	for _, s := range append(fastShapes, strictShapes...) {
+	for _, s := range slices.Concat(fastShapes, strictShapes, treeShapes) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(checkSameAsStrict)
 }
 
+// checkSameAsStrict holds decodeFast and decodeTree to what the decoders
+// they stand in for make of b.
 func checkSameAsStrict(t *testing.T, b []byte) {
+	if fast, ok := decodeTree(b); ok {
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber()
+		var slow any
+		if err := dec.Decode(&slow); err != nil {
+			t.Fatalf("decodeTree accepted %q, encoding/json refused it: %v", b, err)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Fatalf("%q:\ndecodeTree    %#v\nencoding/json %#v", b, fast, slow)
+		}
+	}
+	checkRequestSameAsStrict(t, b)
+}
+
+func checkRequestSameAsStrict(t *testing.T, b []byte) {
 	fast, ok := decodeFast(b)
 	if !ok {
 		return

@@ -40,11 +40,13 @@ func normalizeRecord(raw json.RawMessage, field string) (types.Record, json.RawM
 	if len(raw) == 0 || string(raw) == "null" {
 		return types.Record{}, json.RawMessage("{}"), nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var tree any
-	if err := dec.Decode(&tree); err != nil {
-		return types.Record{}, nil, BadRequest(field, fmt.Errorf("malformed JSON: %w", err))
+	tree, ok := decodeTree(raw)
+	if !ok {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		if err := dec.Decode(&tree); err != nil {
+			return types.Record{}, nil, BadRequest(field, fmt.Errorf("malformed JSON: %w", err))
+		}
 	}
 	obj, ok := tree.(map[string]any)
 	if !ok {
