@@ -37,10 +37,12 @@ type Options struct {
 	Durability Durability    // default DurabilityFull
 	MaxBatch   int           // most entries in one commit; default 512
 	MaxWait    time.Duration // how long every commit waits for more entries; default 0 (never)
-	// Under load a commit also waits up to GroupWait (default 1ms; negative
-	// never) for more entries when the commit before it held at least
-	// GroupMin (default 8). Callers then queue anyway, and each fsync spared
-	// is CPU the daemon gets back; a lone caller never waits.
+	// Under load, when the commit before held at least GroupMin entries
+	// (default 8), a commit waits up to GroupWait (default 1ms; negative
+	// never) until it holds as many as that one did and no entry announced
+	// with Expect is still on its way. Callers then queue anyway, and each
+	// fsync spared is CPU the daemon gets back. Callers one at a time never
+	// wait; the first after a burst may, once.
 	GroupWait time.Duration
 	GroupMin  int
 
@@ -83,6 +85,8 @@ type Log struct {
 	last  int   // entries in the last commit
 
 	commits, committed, failures atomic.Uint64
+	expected                     atomic.Int64  // entries announced by Expect, not yet appended
+	quiet                        chan struct{} // expected fell to zero
 
 	// The provenance index (see index.go); nil if it could not be opened,
 	// in which case queries scan.
@@ -157,7 +161,7 @@ func Open(ctx context.Context, path string, opts Options) (*Log, error) {
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
 
-	l := &Log{path: path, opts: opts, db: db, reqs: make(chan *appendReq, 4096), done: make(chan struct{})}
+	l := &Log{path: path, opts: opts, db: db, reqs: make(chan *appendReq, 4096), done: make(chan struct{}), quiet: make(chan struct{}, 1)}
 	if err := l.init(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open decision log %s: %w", path, err)
@@ -278,6 +282,24 @@ func (l *Log) Append(ctx context.Context, entries ...*Entry) error {
 	}
 }
 
+// Expect announces an entry that is being prepared and will be appended
+// soon, so that a commit under load can wait for it rather than fsync
+// without it, as PostgreSQL's commit_delay does while other transactions
+// are active. Call arrived just before the Append, or when the entry will
+// not come; calls after the first do nothing.
+func (l *Log) Expect() (arrived func()) {
+	l.expected.Add(1)
+	var once atomic.Bool
+	return func() {
+		if once.CompareAndSwap(false, true) && l.expected.Add(-1) == 0 {
+			select {
+			case l.quiet <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
 // writer owns the write connection until Close closes reqs.
 func (l *Log) writer() {
 	defer close(l.done)
@@ -298,15 +320,13 @@ func (l *Log) writer() {
 				}
 				return
 			}
-			batch := l.collect(first)
-			start := time.Now()
-			err := l.commit(batch, false)
+			batch, took, err := l.commit(first, false)
 			if l.opts.OnCommit != nil {
 				n := 0
 				for _, r := range batch {
 					n += len(r.entries)
 				}
-				l.opts.OnCommit(n, time.Since(start), err)
+				l.opts.OnCommit(n, took, err)
 			}
 			for _, r := range batch {
 				r.result <- err
@@ -319,60 +339,28 @@ func (l *Log) writer() {
 	}
 }
 
-// collect takes what queued while the last commit ran, the group in group
-// commit, and waits for more: up to MaxWait always, and up to GroupWait
-// when the last commit was a large group.
-func (l *Log) collect(first *appendReq) []*appendReq {
-	batch := []*appendReq{first}
-	n := len(first.entries)
-	wait := l.opts.MaxWait
-	if l.last >= l.opts.GroupMin && l.opts.GroupWait > wait {
-		wait = l.opts.GroupWait
-	}
-	defer func() { l.last = n }()
-	var deadline <-chan time.Time
-	if wait > 0 {
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		deadline = t.C
-	}
-	for n < l.opts.MaxBatch {
-		var r *appendReq
-		var ok bool
-		select {
-		case r, ok = <-l.reqs:
-		default:
-			if deadline == nil {
-				return batch
-			}
-			select {
-			case r, ok = <-l.reqs:
-			case <-deadline:
-				return batch
-			}
-		}
-		if !ok {
-			return batch
-		}
-		batch = append(batch, r)
-		n += len(r.entries)
-	}
-	return batch
-}
-
-// commit writes a batch in one transaction, chaining hashes from the head,
-// and a signed checkpoint after it when one is due (or forced). On any
-// failure nothing of the batch is committed and the head is re-read, so the
-// next batch chains from what is really on disk.
-func (l *Log) commit(batch []*appendReq, forceCheckpoint bool) error {
+// commit writes first's entries and the group that gathers behind them in
+// one transaction, chaining hashes from the head, with a signed checkpoint
+// after them when one is due (or forced; first may then be nil). The group
+// is what queued while the last commit ran, and what arrives while it
+// waits: up to MaxWait always, and up to GroupWait after a large group (see
+// Options). Entries are inserted as they arrive, so the wait overlaps the
+// work. It returns the requests it took, and how long the
+// COMMIT itself took. On any failure nothing is committed, the head is
+// re-read so the next commit chains from what is on disk, and every
+// request taken shares the error.
+func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq, took time.Duration, err error) {
 	ctx := context.Background() // a commit is never abandoned half way for one caller
+	if first != nil {
+		batch = append(batch, first)
+	}
 	tx, err := l.db.BeginTx(ctx, nil)
 	if err != nil {
-		return l.failed(fmt.Errorf("append: begin: %w", err))
+		return batch, 0, l.failed(fmt.Errorf("append: begin: %w", err))
 	}
 	stmt := tx.StmtContext(ctx, l.insert)
 	seq, prev, since := l.seq, l.head, l.since
-	first := seq
+	start := seq
 	var written []*Entry
 	write := func(e *Entry) error {
 		seq++
@@ -388,37 +376,91 @@ func (l *Log) commit(batch []*appendReq, forceCheckpoint bool) error {
 			return l.failed(fmt.Errorf("append seq %d: %w", e.Seq, err))
 		}
 		written = append(written, e)
+		since++
 		return nil
 	}
-	for _, r := range batch {
+	add := func(r *appendReq) error {
 		for _, e := range r.entries {
 			if err := write(e); err != nil {
 				return err
 			}
-			since++
 		}
+		return nil
+	}
+	if first != nil {
+		if err := add(first); err != nil {
+			return batch, 0, err
+		}
+		n := len(first.entries)
+		var maxWait, groupWait <-chan time.Time
+		if l.opts.MaxWait > 0 {
+			t := time.NewTimer(l.opts.MaxWait)
+			defer t.Stop()
+			maxWait = t.C
+		}
+		if l.last >= l.opts.GroupMin && l.opts.GroupWait > 0 {
+			t := time.NewTimer(l.opts.GroupWait)
+			defer t.Stop()
+			groupWait = t.C
+		}
+	group:
+		for n < l.opts.MaxBatch {
+			var r *appendReq
+			var ok bool
+			select {
+			case r, ok = <-l.reqs:
+			default:
+				if groupWait != nil && n >= l.last && l.expected.Load() == 0 {
+					groupWait = nil // as large a group as the last, and nothing on its way
+				}
+				if maxWait == nil && groupWait == nil {
+					break group
+				}
+				select {
+				case r, ok = <-l.reqs:
+				case <-l.quiet:
+					continue // look again: the last one announced may be queued now
+				case <-maxWait:
+					break group
+				case <-groupWait:
+					groupWait = nil
+					continue
+				}
+			}
+			if !ok {
+				break group // closing: commit what was taken
+			}
+			batch = append(batch, r)
+			if err := add(r); err != nil {
+				return batch, 0, err
+			}
+			n += len(r.entries)
+		}
+		l.last = n
 	}
 	if key := l.opts.SigningKey; key != nil && since > 0 && (forceCheckpoint || since >= int64(l.opts.CheckpointEvery)) {
 		body, err := json.Marshal(newCheckpoint(key, l.origin, seq, prev))
 		if err != nil {
 			tx.Rollback()
-			return l.failed(fmt.Errorf("append checkpoint: %w", err))
+			return batch, 0, l.failed(fmt.Errorf("append checkpoint: %w", err))
 		}
 		if err := write(&Entry{Kind: KindCheckpoint, Time: time.Now(), Body: body, Keys: &Keys{}}); err != nil {
-			return err
+			return batch, 0, err
 		}
 		since = 0 // the checkpoint row itself is covered by the next one
 	}
+	begin := time.Now()
 	if err := tx.Commit(); err != nil {
-		return l.failed(fmt.Errorf("append: commit: %w", err))
+		return batch, time.Since(begin), l.failed(fmt.Errorf("append: commit: %w", err))
 	}
+	took = time.Since(begin)
 	l.seq, l.head, l.since = seq, prev, since
 	l.commits.Add(1)
-	l.committed.Add(uint64(seq - first))
+	l.committed.Add(uint64(seq - start))
 	if l.index != nil {
 		l.index.offer(written)
 	}
-	return nil
+	return batch, took, nil
 }
 
 func (l *Log) failed(err error) error {

@@ -125,39 +125,50 @@ func TestLog_ConcurrentAppendsShareCommits(t *testing.T) {
 	t.Logf("%d entries in %d commits", st.Entries, st.Commits)
 }
 
-// TestLog_GroupWaitOnlyUnderLoad: a lone caller's commit never waits for
-// company, however long GroupWait is; after a large group the next commit
-// waits for more (here until MaxBatch fills it).
-func TestLog_GroupWaitOnlyUnderLoad(t *testing.T) {
+// TestLog_GroupWait: appends one at a time never wait for company, however
+// long GroupWait is; after a large group, a commit waits for the entries
+// announced with Expect (here until MaxBatch fills it).
+func TestLog_GroupWait(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "d.db")
 	l := open(t, path, decisionlog.Options{MaxBatch: 16, GroupWait: time.Hour, GroupMin: 4})
-	for i := range 10 {
-		if err := l.Append(t.Context(), decision(fmt.Sprintf("d-%d", i), "a", "allow")); err != nil {
-			t.Fatal(err)
+	// A hang would be the failure; make it a quick and clear one.
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	appendGroup := func(prefix string, n int) {
+		t.Helper()
+		group := make([]*decisionlog.Entry, n)
+		for i := range group {
+			group[i] = decision(fmt.Sprintf("%s-%d", prefix, i), "a", "allow")
+		}
+		if err := l.Append(ctx, group...); err != nil {
+			t.Fatalf("%s: %v", prefix, err)
 		}
 	}
-	if st := l.WriterStats(); st.Commits != 10 {
+	for i := range 5 {
+		appendGroup(fmt.Sprintf("alone-%d", i), 1)
+	}
+	if st := l.WriterStats(); st.Commits != 5 {
 		t.Fatalf("sequential appends: %+v, want a commit each", st)
 	}
-	// A group of 4 arms the wait for the next commit.
-	group := make([]*decisionlog.Entry, 4)
-	for i := range group {
-		group[i] = decision(fmt.Sprintf("g-%d", i), "a", "allow")
-	}
-	if err := l.Append(t.Context(), group...); err != nil {
-		t.Fatal(err)
+	appendGroup("group", 4) // arms the wait for the next commit
+	var arrived []func()
+	for range 16 {
+		arrived = append(arrived, l.Expect())
 	}
 	var wg sync.WaitGroup
 	for i := range 16 {
 		wg.Go(func() {
-			if err := l.Append(t.Context(), decision(fmt.Sprintf("w-%d", i), "a", "allow")); err != nil {
+			if err := l.Append(ctx, decision(fmt.Sprintf("w-%d", i), "a", "allow")); err != nil {
 				t.Error(err)
 			}
 		})
 	}
 	wg.Wait()
-	if st := l.WriterStats(); st.Commits != 12 || st.Entries != 30 {
-		t.Errorf("after a group: %+v, want the 16 waiting appends in one commit (12 commits, 30 entries)", st)
+	for _, f := range arrived {
+		f()
+	}
+	if st := l.WriterStats(); st.Commits != 7 || st.Entries != 5+4+16 {
+		t.Errorf("announced appends: %+v, want the 16 in one commit (7 commits, 25 entries)", st)
 	}
 }
 

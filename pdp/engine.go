@@ -561,6 +561,13 @@ func (e *Engine) DecideBatch(ctx context.Context, reqs []*Request, peer *Peer) (
 		return nil, ErrNoPolicies
 	}
 	shadow := e.shadow.Load()
+	// A group-committing log may hold a commit back for these entries
+	// while they are prepared, rather than fsync without them.
+	arrived := func() {}
+	if ex, ok := e.opts.Recorder.(interface{ Expect() func() }); ok {
+		arrived = ex.Expect()
+	}
+	defer arrived()
 	ps := make([]*prepared, len(reqs))
 	for i, req := range reqs {
 		p, err := e.prepare(req)
@@ -661,6 +668,7 @@ func (e *Engine) DecideBatch(ctx context.Context, reqs []*Request, peer *Peer) (
 		decisions[i] = d
 		entries[i] = &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: now, Body: body, Keys: p.keys()}
 	}
+	arrived()
 	if err := e.opts.Recorder.Append(ctx, entries...); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrLogUnavailable, err)
 	}
