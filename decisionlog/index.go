@@ -136,7 +136,7 @@ func openIndexer(ctx context.Context, logPath, origin string) (*indexer, error) 
 	}
 	// The index is rebuilt from the log, so it need not survive power loss:
 	// NORMAL keeps it consistent after a crash without an fsync per batch.
-	db, err := sql.Open("sqlite3", dsn(path, "_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000&_txlock=immediate"))
+	db, err := sql.Open("sqlite3", dsn(path, "_journal_mode=WAL&_synchronous=NORMAL&_busy_timeout=5000&_txlock=immediate&_mutex=no"))
 	if err != nil {
 		log.Close()
 		return nil, fmt.Errorf("open index %s: %w", path, err)

@@ -150,8 +150,11 @@ func Open(ctx context.Context, path string, opts Options) (*Log, error) {
 	}
 	f.Close()
 
-	// The journal mode is set in init, after the page size.
-	db, err := sql.Open("sqlite3", dsn(path, "_synchronous="+sync+"&_busy_timeout=5000&_txlock=immediate"))
+	// The journal mode is set in init, after the page size. _mutex=no
+	// drops SQLite's per-call locking, which database/sql makes redundant:
+	// it never uses one connection from two goroutines at once. It was an
+	// eighth of the writer's CPU.
+	db, err := sql.Open("sqlite3", dsn(path, "_synchronous="+sync+"&_busy_timeout=5000&_txlock=immediate&_mutex=no"))
 	if err != nil {
 		return nil, fmt.Errorf("open decision log %s: %w", path, err)
 	}
