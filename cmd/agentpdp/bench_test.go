@@ -1,0 +1,80 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestBench loads a daemon with the built-in mix: every answer is counted
+// under the decision it carried, the mix gives all three, and the daemon's
+// own figures are read. Speed is not asserted: that is what bench prints.
+func TestBench(t *testing.T) {
+	d := newDaemonDir(t)
+	d.start()
+	code, stdout, stderr := runCLI(t, "bench", "--socket", d.sock(), "--admin-socket", d.asock(), "-c", "4", "-d", "1s", "--json")
+	if code != 0 {
+		t.Fatalf("bench: exit %d\n%s", code, stderr)
+	}
+	var res benchResult
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("%v: %s", err, stdout)
+	}
+	if len(res.Errors) != 0 || res.Decisions == 0 {
+		t.Fatalf("%d decisions, errors %v", res.Decisions, res.Errors)
+	}
+	sum := 0
+	for _, answer := range []string{"allow", "deny", "step_up"} {
+		if res.ByDecision[answer] == 0 {
+			t.Errorf("the built-in mix gave no %s: %v", answer, res.ByDecision)
+		}
+		sum += res.ByDecision[answer]
+	}
+	if sum != res.Decisions || len(res.ByDecision) != 3 {
+		t.Errorf("answers by decision %v do not add up to %d decisions", res.ByDecision, res.Decisions)
+	}
+	if !(0 < res.P50 && res.P50 <= res.P90 && res.P90 <= res.P99 && res.P99 <= res.P999 && res.P999 <= res.Max) {
+		t.Errorf("percentiles out of order: %+v", res)
+	}
+	if res.ServerCPU <= 0 || res.ServerPeakRSS <= 0 || res.LogBytesPerRow <= 0 {
+		t.Errorf("daemon figures missing: %+v", res)
+	}
+
+	// The rows are in the log: bench's decisions are real ones.
+	code, stdout, _ = runCLI(t, "log", "stats", "--db", d.db(), "--json")
+	var st struct {
+		Decisions int `json:"decisions"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &st); code != 0 || err != nil || st.Decisions < res.Decisions {
+		t.Errorf("log stats: exit %d, %d decisions (%v), want at least the %d bench counted", code, st.Decisions, err, res.Decisions)
+	}
+}
+
+// TestBench_RequestsFile cycles a JSONL file's requests, and names the
+// line of one that the daemon would refuse, before sending anything.
+func TestBench_RequestsFile(t *testing.T) {
+	d := newDaemonDir(t)
+	d.start()
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.jsonl")
+	line := `{"principal":"Agent::\"billing-bot\"","action":"Action::\"invoke_tool\"","resource":"Tool::\"sql.query\""}`
+	if err := os.WriteFile(good, []byte(line+"\n\n"+line+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runCLI(t, "bench", "--socket", d.sock(), "--admin-socket", "", "-c", "2", "-d", "500ms", "--requests", good, "--json")
+	var res benchResult
+	if code != 0 || json.Unmarshal([]byte(stdout), &res) != nil || res.ByDecision["allow"] != res.Decisions || res.Decisions == 0 {
+		t.Fatalf("exit %d, %+v\n%s", code, res, stderr)
+	}
+
+	bad := filepath.Join(dir, "bad.jsonl")
+	if err := os.WriteFile(bad, []byte(line+"\n"+`{"principal":"Agent::\"x\""}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr = runCLI(t, "bench", "--socket", d.sock(), "-c", "1", "-d", "1s", "--requests", bad)
+	if code != exitFail || !strings.Contains(stderr, "bad.jsonl:2") || !strings.Contains(stderr, "action") {
+		t.Errorf("got exit %d, %q; want 1 naming bad.jsonl:2 and the missing action", code, stderr)
+	}
+}
