@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -15,8 +14,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/mattn/go-sqlite3"
 )
 
 // The provenance index.
@@ -475,18 +472,3 @@ func (x *indexer) dropPruned(ctx context.Context) error {
 }
 
 func (x *indexer) close() error { return errors.Join(x.db.Close(), x.log.Close()) }
-
-// connector opens connections to one database and runs hook on each:
-// ATTACH and some PRAGMAs hold per connection, and database/sql opens
-// connections whenever it needs them.
-type connector struct {
-	drv *sqlite3.SQLiteDriver
-	dsn string
-}
-
-func openDB(dsn string, hook func(*sqlite3.SQLiteConn) error) *sql.DB {
-	return sql.OpenDB(&connector{drv: &sqlite3.SQLiteDriver{ConnectHook: hook}, dsn: dsn})
-}
-
-func (c *connector) Connect(context.Context) (driver.Conn, error) { return c.drv.Open(c.dsn) }
-func (c *connector) Driver() driver.Driver                        { return c.drv }

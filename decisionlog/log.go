@@ -16,7 +16,7 @@ import (
 	"unsafe"
 
 	"github.com/google/uuid"
-	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+	"github.com/mattn/go-sqlite3"
 )
 
 // Durability is SQLite's synchronous setting for the log.
@@ -154,10 +154,15 @@ func Open(ctx context.Context, path string, opts Options) (*Log, error) {
 	// drops SQLite's per-call locking, which database/sql makes redundant:
 	// it never uses one connection from two goroutines at once. It was an
 	// eighth of the writer's CPU.
-	db, err := sql.Open("sqlite3", dsn(path, "_synchronous="+sync+"&_busy_timeout=5000&_txlock=immediate&_mutex=no"))
-	if err != nil {
-		return nil, fmt.Errorf("open decision log %s: %w", path, err)
-	}
+	//
+	// The commit that fills the WAL past wal_autocheckpoint pages copies
+	// them into the database while its callers wait. SQLite's default of
+	// 1,000 pages is 16 MiB with our pages; 256 keeps that stall to the
+	// 4 MiB it was with 4 KiB pages (8 clients: p99 2.3 → 1.8 ms).
+	db := openDB(dsn(path, "_synchronous="+sync+"&_busy_timeout=5000&_txlock=immediate&_mutex=no"), func(c *sqlite3.SQLiteConn) error {
+		_, err := c.Exec(`PRAGMA wal_autocheckpoint = 256`, nil)
+		return err
+	})
 	// One connection: SQLite has one writer anyway, and the chain's head is
 	// only correct if every write goes through the writer goroutine.
 	db.SetMaxOpenConns(1)
@@ -503,11 +508,4 @@ func (l *Log) Close(ctx context.Context) error {
 		indexErr = l.index.close()
 	}
 	return errors.Join(l.insert.Close(), l.Reader.Close(), l.db.Close(), indexErr)
-}
-
-// dsn builds a go-sqlite3 URI filename. Characters that URIs give a meaning
-// are escaped so that any path works.
-func dsn(path, params string) string {
-	r := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
-	return "file:" + r.Replace(path) + "?" + params
 }
