@@ -27,6 +27,27 @@ var fastShapes = []string{
 // treeShapes are read by decodeTree: duplicate keys too (the last wins).
 var treeShapes = []string{`{"a":1,"a":[2,{"b":null}],"c":[]}`, `[1.5e3, -0, "x", true, false, null]`, ` "s" `}
 
+// normalShapes are normalised by normalizeFast; strictNormalShapes are left
+// to normalizeRecord.
+var (
+	normalShapes = []string{
+		`{}`,
+		`{"z":1,"a":{"y":[1,null,2.5,{"__entity":{"type":"User","id":"u"}}],"b":null},"m":"é","e":{"__entity":{"id":"x","type":"A::B"}}}`,
+		`{"n":null,"l":[null,null],"s":[],"big":123456789012345678901234567890,"f":1e-3,"t":true,"x":false}`,
+	}
+	strictNormalShapes = []string{
+		`{"a":1,"a":2}`,
+		`{"x":{"__entity":{"type":"A","id":"x","z":null}}}`,
+		`{"x":{"__entity":{"type":"A","id":"x"},"y":1}}`,
+		`{"x":{"__extn":{"fn":"ip","arg":"10.0.0.1"}}}`,
+		`{"x":{"__entity":{"type":"not a type","id":"x"}}}`,
+		`{"t":"eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlc2lnbmF0dXJl"}`,
+		`{"s":"a\"b"}`,
+		`[1]`,
+		`{"__entity":{"type":"A","id":"x"}}`,
+	}
+)
+
 var strictShapes = []string{
 	`{"principal":{"type":"A","id":"a"},"principal":{"type":"A","id":"b"}}`,
 	`{"Principal":{"type":"A","id":"a"}}`,
@@ -58,6 +79,17 @@ func TestDecodeFast_TakesTheCommonShape(t *testing.T) {
 		}
 		checkSameAsStrict(t, []byte(s))
 	}
+	for _, s := range normalShapes {
+		if _, _, ok := normalizeFast([]byte(s)); !ok {
+			t.Errorf("normalizeFast left %s to normalizeRecord", s)
+		}
+		checkSameAsStrict(t, []byte(s))
+	}
+	for _, s := range strictNormalShapes {
+		if _, _, ok := normalizeFast([]byte(s)); ok {
+			t.Errorf("normalizeFast accepted %s, which it must leave to normalizeRecord", s)
+		}
+	}
 	for _, s := range strictShapes {
 		if _, ok := decodeFast([]byte(s)); ok {
 			t.Errorf("decodeFast accepted %s, which it must leave to the strict decoder", s)
@@ -67,9 +99,10 @@ func TestDecodeFast_TakesTheCommonShape(t *testing.T) {
 
 // FuzzDecodeFast: whatever decodeFast accepts, the strict decoder accepts
 // and decodes to the same Request; whatever decodeTree accepts,
-// encoding/json decodes to the same value.
+// encoding/json decodes to the same value; whatever normalizeFast accepts,
+// normalizeRecord normalises to the same record and JSON.
 func FuzzDecodeFast(f *testing.F) {
-	for _, s := range slices.Concat(fastShapes, strictShapes, treeShapes) {
+	for _, s := range slices.Concat(fastShapes, strictShapes, treeShapes, normalShapes, strictNormalShapes) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(checkSameAsStrict)
@@ -87,6 +120,15 @@ func checkSameAsStrict(t *testing.T, b []byte) {
 		}
 		if !reflect.DeepEqual(fast, slow) {
 			t.Fatalf("%q:\ndecodeTree    %#v\nencoding/json %#v", b, fast, slow)
+		}
+	}
+	if rec, canonical, ok := normalizeFast(b); ok {
+		want, wantJSON, err := normalizeRecordStrict(b, "x")
+		if err != nil {
+			t.Fatalf("normalizeFast accepted %q, normalizeRecord refused it: %v", b, err)
+		}
+		if !rec.Equal(want) || !bytes.Equal(canonical, wantJSON) {
+			t.Fatalf("%q:\nnormalizeFast   %v %s\nnormalizeRecord %v %s", b, rec, canonical, want, wantJSON)
 		}
 	}
 	checkRequestSameAsStrict(t, b)

@@ -40,6 +40,15 @@ func normalizeRecord(raw json.RawMessage, field string) (types.Record, json.RawM
 	if len(raw) == 0 || string(raw) == "null" {
 		return types.Record{}, json.RawMessage("{}"), nil
 	}
+	if rec, canonical, ok := normalizeFast(raw); ok {
+		return rec, canonical, nil
+	}
+	return normalizeRecordStrict(raw, field)
+}
+
+// normalizeRecordStrict is normalizeRecord through encoding/json's tree:
+// every input, every error.
+func normalizeRecordStrict(raw json.RawMessage, field string) (types.Record, json.RawMessage, error) {
 	tree, ok := decodeTree(raw)
 	if !ok {
 		dec := json.NewDecoder(bytes.NewReader(raw))
