@@ -94,7 +94,7 @@ func DefaultConfig() Config {
 	c.Checkpoints.Every = time.Minute
 	c.Retention.Every = 10 * time.Minute
 	c.MaxBodyBytes = 1 << 20
-	c.GCPercent = 400
+	c.GCPercent = 800
 	c.Reload.Debounce = 100 * time.Millisecond
 	c.Commit.MaxBatch = 512
 	c.Commit.GroupWait = time.Millisecond
