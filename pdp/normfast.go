@@ -20,6 +20,7 @@ import (
 // FuzzDecodeFast holds the two to the same results.
 func normalizeFast(raw []byte) (types.Record, []byte, bool) {
 	n := normalizer{d: fastDecoder{b: raw}}
+	n.out.Grow(len(raw) + 16)
 	n.d.space()
 	if n.d.i >= len(raw) || raw[n.d.i] != '{' {
 		return types.Record{}, nil, false
@@ -37,11 +38,9 @@ func normalizeFast(raw []byte) (types.Record, []byte, bool) {
 }
 
 type normalizer struct {
-	d   fastDecoder
-	out bytes.Buffer // canonical JSON
-	// members is how many the object last read had, nulls included:
-	// normalizeValue's escape rules count them.
-	members int
+	d       fastDecoder
+	out     bytes.Buffer // canonical JSON
+	scratch []byte       // an object's values while its keys are sorted
 }
 
 // value normalises one value and appends its canonical JSON; a null gives
@@ -126,49 +125,46 @@ type member struct {
 func (n *normalizer) object(depth int) (types.Value, bool) {
 	d := &n.d
 	d.i++
-	objStart := n.out.Len()
-	var ms []member
-	if !d.consume('}') {
-		for {
-			d.space()
-			key, ok := d.str()
-			if !ok || !d.consume(':') {
-				return nil, false
-			}
-			start := n.out.Len()
-			v, ok := n.value(depth + 1)
-			if !ok {
-				return nil, false
-			}
-			ms = append(ms, member{key, v, start, n.out.Len()})
-			if d.consume(',') {
-				continue
-			}
-			if !d.consume('}') {
-				return nil, false
-			}
-			break
-		}
+	if d.consume('}') {
+		n.out.WriteString("{}")
+		return types.NewRecord(types.RecordMap{}), true
 	}
-	inner := n.members // of the object read last: a lone member's value, if an object
-	n.members = len(ms)
+	d.space()
+	if bytes.HasPrefix(d.b[d.i:], []byte(`"__entity"`)) {
+		return n.entity()
+	}
+	objStart := n.out.Len()
+	var small [8]member
+	ms := small[:0]
+	for {
+		d.space()
+		key, ok := d.str()
+		if !ok || !d.consume(':') || key == "__entity" || key == "__extn" {
+			return nil, false // Cedar escapes mixed with other keys: normalizeRecord's
+		}
+		start := n.out.Len()
+		v, ok := n.value(depth + 1)
+		if !ok {
+			return nil, false
+		}
+		ms = append(ms, member{key, v, start, n.out.Len()})
+		if d.consume(',') {
+			continue
+		}
+		if !d.consume('}') {
+			return nil, false
+		}
+		break
+	}
 	slices.SortStableFunc(ms, func(a, b member) int { return strings.Compare(a.key, b.key) })
 	for i := 1; i < len(ms); i++ {
 		if ms[i].key == ms[i-1].key {
 			return nil, false // the last would win: leave that to encoding/json
 		}
 	}
-	for _, m := range ms {
-		if m.key == "__entity" || m.key == "__extn" {
-			if len(ms) == 1 && m.key == "__entity" {
-				return n.entity(objStart, m.val, inner)
-			}
-			return nil, false
-		}
-	}
 	// The values were written in the order they came; write them again in
 	// key order, without the nulls.
-	body := slices.Clone(n.out.Bytes()[objStart:])
+	n.scratch = append(n.scratch[:0], n.out.Bytes()[objStart:]...)
 	n.out.Truncate(objStart)
 	n.out.WriteByte('{')
 	rec := make(types.RecordMap, len(ms))
@@ -181,36 +177,54 @@ func (n *normalizer) object(depth int) (types.Value, bool) {
 		}
 		writeJSONString(&n.out, m.key)
 		n.out.WriteByte(':')
-		n.out.Write(body[m.start-objStart : m.end-objStart])
+		n.out.Write(n.scratch[m.start-objStart : m.end-objStart])
 		rec[types.String(m.key)] = m.val
 	}
 	n.out.WriteByte('}')
 	return types.NewRecord(rec), true
 }
 
-// entity turns {"__entity":{"type":…,"id":…}}, whose inner object was
-// normalised as a record from members (nulls included), into the entity it
-// names, written as cedar-go writes it.
-func (n *normalizer) entity(objStart int, inner types.Value, members int) (types.Value, bool) {
-	r, ok := inner.(types.Record)
-	if !ok || r.Len() != 2 || members != 2 {
+// entity reads the rest of an object that starts with "__entity": it must
+// be exactly {"__entity":{"type":"…","id":"…"}} (in either order, a valid
+// type), as normalizeValue's plainEntity requires; it is written as
+// cedar-go writes it.
+func (n *normalizer) entity() (types.Value, bool) {
+	d := &n.d
+	d.i += len(`"__entity"`)
+	if !d.consume(':') || !d.consume('{') {
 		return nil, false
 	}
-	typ, ok1 := r.Get("type")
-	id, ok2 := r.Get("id")
-	t, ok3 := typ.(types.String)
-	s, ok4 := id.(types.String)
-	if !ok1 || !ok2 || !ok3 || !ok4 {
+	var typ, id string
+	var haveType, haveID bool
+	for range 2 {
+		d.space()
+		key, ok := d.str()
+		if !ok || !d.consume(':') {
+			return nil, false
+		}
+		d.space()
+		switch {
+		case key == "type" && !haveType:
+			typ, haveType = d.str()
+		case key == "id" && !haveID:
+			id, haveID = d.str()
+		default:
+			return nil, false
+		}
+		if !d.consume(',') && !(haveType && haveID) {
+			return nil, false
+		}
+	}
+	if !haveType || !haveID || !d.consume('}') || !d.consume('}') {
 		return nil, false
 	}
-	if _, err := types.NewEntityType(string(t)); err != nil {
+	if _, err := types.NewEntityType(typ); err != nil {
 		return nil, false
 	}
-	n.out.Truncate(objStart)
 	n.out.WriteString(`{"__entity":{"type":`)
-	writeJSONString(&n.out, string(t))
+	writeJSONString(&n.out, typ)
 	n.out.WriteString(`,"id":`)
-	writeJSONString(&n.out, string(s))
+	writeJSONString(&n.out, id)
 	n.out.WriteString(`}}`)
-	return types.NewEntityUID(types.EntityType(t), s), true
+	return types.NewEntityUID(types.EntityType(typ), types.String(id)), true
 }
