@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -90,6 +91,7 @@ type Engine struct {
 	shadow    atomic.Pointer[Snapshot]
 	masker    *masker
 	approvals *approvalRegistry
+	macs      sync.Pool // of HMAC-SHA256 under opts.Key: hmac.New costs more than the MAC of a context
 
 	reloadMu sync.Mutex // serialises reloads; decisions never take it
 
@@ -454,9 +456,16 @@ func (e *Engine) hmac(b []byte) string {
 		sum := sha256.Sum256(b)
 		return "sha256:" + hex.EncodeToString(sum[:])
 	}
-	mac := hmac.New(sha256.New, e.opts.Key)
+	mac, _ := e.macs.Get().(hash.Hash)
+	if mac == nil {
+		mac = hmac.New(sha256.New, e.opts.Key)
+	}
+	mac.Reset()
 	mac.Write(b)
-	return "hmac-sha256:" + hex.EncodeToString(mac.Sum(nil))
+	var sum [sha256.Size]byte
+	out := "hmac-sha256:" + hex.EncodeToString(mac.Sum(sum[:0]))
+	e.macs.Put(mac)
+	return out
 }
 
 // guardExpired is the credential check that runs before anything else.
