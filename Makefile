@@ -43,6 +43,7 @@ fuzz:
 	$(GO) test ./pdp -run '^$$' -fuzz FuzzDecideRequest -fuzztime $(FUZZTIME)
 	$(GO) test ./pdp -run '^$$' -fuzz FuzzParseEntityRef -fuzztime $(FUZZTIME)
 	$(GO) test ./pdp -run '^$$' -fuzz FuzzDecodeFast -fuzztime $(FUZZTIME)
+	$(GO) test ./pdp -run '^$$' -fuzz FuzzAppendRecord -fuzztime $(FUZZTIME)
 	$(GO) test ./pdp -run '^$$' -fuzz FuzzLoadPolicies -fuzztime $(FUZZTIME)
 	$(GO) test ./decisionlog -run '^$$' -fuzz FuzzEntryCodec -fuzztime $(FUZZTIME)
 

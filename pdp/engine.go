@@ -650,7 +650,7 @@ func (e *Engine) DecideBatch(ctx context.Context, reqs []*Request, peer *Peer) (
 			Errors:        nonNil(ev.errors),
 			PolicyVersion: snap.Version,
 		}
-		body, err := json.Marshal(DecisionRecord{
+		body, err := marshalRecord(&DecisionRecord{
 			DecisionID:     d.DecisionID,
 			Decision:       d.Decision,
 			Principal:      p.cedar.Principal.String(),

@@ -306,7 +306,12 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.opts.Metrics.decided([]*Decision{d}, start)
-	writeJSON(w, http.StatusOK, d)
+	b, err := marshalDecision(d)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeBody(w, http.StatusOK, b)
 }
 
 func (s *Server) authorizeBatch(w http.ResponseWriter, r *http.Request) {
@@ -432,8 +437,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		status = http.StatusInternalServerError
 		b = []byte(`{"error":"encode response"}`)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	writeBody(w, status, b)
+}
+
+// writeBody answers with JSON already encoded, and a newline.
+func writeBody(w http.ResponseWriter, status int, b []byte) {
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["Content-Length"] = []string{strconv.Itoa(len(b) + 1)}
 	w.WriteHeader(status)
 	w.Write(append(b, '\n'))
 }
