@@ -48,15 +48,15 @@ type benchResult struct {
 func newBenchCmd() *cobra.Command {
 	var socket, admin, requests string
 	var clients int
-	var duration time.Duration
+	var duration, warmup time.Duration
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "bench --socket PATH [-c CLIENTS] [-d DURATION] [--requests FILE]",
 		Short: "Load a running daemon: decisions/s, latency percentiles, its CPU per decision and peak memory",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if clients < 1 || duration <= 0 {
-				return usagef("bench: -c and -d must be positive")
+			if clients < 1 || duration <= 0 || warmup < 0 {
+				return usagef("bench: -c and -d must be positive, --warmup not negative")
 			}
 			reqs := agentToolCalls(1)
 			if requests != "" {
@@ -65,7 +65,7 @@ func newBenchCmd() *cobra.Command {
 					return err
 				}
 			}
-			res, err := runBench(cmd.Context(), socket, admin, clients, duration, reqs, progressLine(cmd, asJSON))
+			res, err := runBench(cmd.Context(), socket, admin, clients, warmup, duration, reqs, progressLine(cmd, asJSON))
 			if err != nil {
 				return err
 			}
@@ -80,7 +80,8 @@ func newBenchCmd() *cobra.Command {
 	fl.StringVar(&socket, "socket", "./var/agentpdp.sock", "the daemon's decision socket")
 	fl.StringVar(&admin, "admin-socket", "./var/agentpdp-admin.sock", "its admin socket, to read its pid and log size (optional)")
 	fl.IntVarP(&clients, "clients", "c", 64, "concurrent clients, each with its own connection")
-	fl.DurationVarP(&duration, "duration", "d", 10*time.Second, "how long to run")
+	fl.DurationVarP(&duration, "duration", "d", 10*time.Second, "how long to measure")
+	fl.DurationVar(&warmup, "warmup", time.Second, "how long to load the daemon before measuring")
 	fl.StringVar(&requests, "requests", "", "a JSONL `file` of requests to cycle through (default: a built-in mix of agent tool calls)")
 	fl.BoolVar(&asJSON, "json", false, "one JSON object")
 	return cmd
@@ -200,13 +201,24 @@ func peakRSS(pid int) float64 {
 	return 0
 }
 
-func runBench(ctx context.Context, socket, admin string, clients int, d time.Duration, reqs [][]byte, progress func(string)) (*benchResult, error) {
+// runBench loads the daemon for warmup and then d, and measures only d:
+// the first second of a run pays for connections, caches and a growing
+// database, and is not what a daemon that has been up for a while does.
+func runBench(ctx context.Context, socket, admin string, clients int, warmup, d time.Duration, reqs [][]byte, progress func(string)) (*benchResult, error) {
 	if _, err := client.New(socket).Health(ctx); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	before, selfBefore := readDaemon(ctx, admin), selfCPU()
-	ctx, cancel := context.WithTimeout(ctx, d)
+	ctx, cancel := context.WithTimeout(ctx, warmup+d)
 	defer cancel()
+	from := time.Now().Add(warmup)
+	var before daemonStats
+	var selfBefore time.Duration
+	measuring := make(chan struct{})
+	go func() {
+		time.Sleep(time.Until(from))
+		before, selfBefore = readDaemon(ctx, admin), selfCPU()
+		close(measuring)
+	}()
 	var next atomic.Int64
 	var done atomic.Int64
 	lat := make([][]time.Duration, clients)
@@ -224,7 +236,11 @@ func runBench(ctx context.Context, socket, admin string, clients int, d time.Dur
 				case <-stopProgress:
 					return
 				case <-t.C:
-					el := time.Since(start).Seconds()
+					if time.Now().Before(from) {
+						progress(fmt.Sprintf("%4.0fs  warming up", time.Since(start).Seconds()))
+						continue
+					}
+					el := time.Since(from).Seconds()
 					progress(fmt.Sprintf("%4.0fs  %d decisions  %.0f/s", el, done.Load(), float64(done.Load())/el))
 				}
 			}
@@ -267,6 +283,9 @@ func runBench(ctx context.Context, socket, admin string, clients int, d time.Dur
 					}
 					continue
 				}
+				if t0.Before(from) {
+					continue // warming up
+				}
 				lat[c] = append(lat[c], time.Since(t0))
 				decisions[c][dec]++
 				done.Add(1)
@@ -274,7 +293,8 @@ func runBench(ctx context.Context, socket, admin string, clients int, d time.Dur
 		})
 	}
 	clientsWG.Wait()
-	elapsed := time.Since(start)
+	<-measuring
+	elapsed := time.Since(from)
 	close(stopProgress)
 	wg.Wait()
 	if progress != nil {

@@ -14,7 +14,7 @@ import (
 func TestBench(t *testing.T) {
 	d := newDaemonDir(t)
 	d.start()
-	code, stdout, stderr := runCLI(t, "bench", "--socket", d.sock(), "--admin-socket", d.asock(), "-c", "4", "-d", "1s", "--json")
+	code, stdout, stderr := runCLI(t, "bench", "--socket", d.sock(), "--admin-socket", d.asock(), "-c", "4", "--warmup", "200ms", "-d", "1s", "--json")
 	if code != 0 {
 		t.Fatalf("bench: exit %d\n%s", code, stderr)
 	}
@@ -63,7 +63,7 @@ func TestBench_RequestsFile(t *testing.T) {
 	if err := os.WriteFile(good, []byte(line+"\n\n"+line+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, stdout, stderr := runCLI(t, "bench", "--socket", d.sock(), "--admin-socket", "", "-c", "2", "-d", "500ms", "--requests", good, "--json")
+	code, stdout, stderr := runCLI(t, "bench", "--socket", d.sock(), "--admin-socket", "", "-c", "2", "--warmup", "0s", "-d", "500ms", "--requests", good, "--json")
 	var res benchResult
 	if code != 0 || json.Unmarshal([]byte(stdout), &res) != nil || res.ByDecision["allow"] != res.Decisions || res.Decisions == 0 {
 		t.Fatalf("exit %d, %+v\n%s", code, res, stderr)
