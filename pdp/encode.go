@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"time"
-	"unicode/utf8"
 )
 
 // The decision record is encoded on every decision, and encoding/json's
@@ -55,16 +54,23 @@ func (e *encoder) key(name string, first bool) {
 
 func (e *encoder) str(s string) { e.b = appendJSONString(e.b, s) }
 
-// appendJSONString appends s as encoding/json writes it, HTML-safe.
+// appendJSONString appends s as encoding/json writes it, HTML-safe. Quotes
+// and backslashes (Cedar's Type::"id" has two) are escaped here; control
+// characters, <, >, & and anything not ASCII are left to encoding/json.
 func appendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+		if c := s[i]; c < 0x20 || c > 0x7e || c == '<' || c == '>' || c == '&' {
 			q, _ := json.Marshal(s) // a string always marshals
 			return append(b, q...)
 		}
 	}
 	b = append(b, '"')
-	b = append(b, s...)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' {
+			b = append(b, '\\')
+		}
+		b = append(b, s[i])
+	}
 	return append(b, '"')
 }
 
@@ -84,23 +90,24 @@ func (e *encoder) raw(m json.RawMessage) {
 }
 
 // compactAndSafe reports whether m is valid JSON with no space outside
-// strings and nothing encoding/json would escape when copying it.
+// strings and nothing encoding/json would escape when copying it. What the
+// engine writes passes; a string with escapes does not (fastDecoder leaves
+// those to encoding/json), and costs only the slower encoding.
 func compactAndSafe(m []byte) bool {
-	if bytes.ContainsAny(m, "<>&") || bytes.Contains(m, []byte("\u2028")) || bytes.Contains(m, []byte("\u2029")) || !utf8.Valid(m) {
+	if bytes.ContainsAny(m, "<>&") || bytes.Contains(m, []byte("\u2028")) || bytes.Contains(m, []byte("\u2029")) {
 		return false
 	}
 	in := false
-	for i := 0; i < len(m); i++ {
-		switch c := m[i]; {
-		case in && c == '\\':
-			i++
+	for _, c := range m {
+		switch {
 		case c == '"':
-			in = !in
+			in = !in // no escapes: fastDecoder below refuses them
 		case !in && (c == ' ' || c == '\t' || c == '\n' || c == '\r'):
 			return false
 		}
 	}
-	return json.Valid(m)
+	d := fastDecoder{b: m}
+	return d.skip(0) && d.i == len(m)
 }
 
 func (e *encoder) ref(r EntityRef) {

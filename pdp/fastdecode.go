@@ -96,8 +96,14 @@ func (d *fastDecoder) object(field func(key string) bool) bool {
 // str reads a string without escapes, control characters or invalid UTF-8:
 // those the strict decoder rewrites, so it must read them itself.
 func (d *fastDecoder) str() (string, bool) {
+	s, ok := d.strBytes()
+	return string(s), ok
+}
+
+// strBytes is str without the copy, for what only checks the syntax.
+func (d *fastDecoder) strBytes() ([]byte, bool) {
 	if d.i >= len(d.b) || d.b[d.i] != '"' {
-		return "", false
+		return nil, false
 	}
 	start := d.i + 1
 	for j := start; j < len(d.b); j++ {
@@ -106,15 +112,15 @@ func (d *fastDecoder) str() (string, bool) {
 		case c == '"':
 			s := d.b[start:j]
 			if !utf8.Valid(s) {
-				return "", false
+				return nil, false
 			}
 			d.i = j + 1
-			return string(s), true
+			return s, true
 		case c == '\\' || c < 0x20:
-			return "", false
+			return nil, false
 		}
 	}
-	return "", false
+	return nil, false
 }
 
 // raw reads any JSON value and returns a copy of its bytes, as a
@@ -148,7 +154,7 @@ func (d *fastDecoder) skip(depth int) bool {
 		}
 		for {
 			d.space()
-			if _, ok := d.str(); !ok || !d.consume(':') || !d.skip(depth+1) {
+			if _, ok := d.strBytes(); !ok || !d.consume(':') || !d.skip(depth+1) {
 				return false
 			}
 			if d.consume(',') {
@@ -171,7 +177,7 @@ func (d *fastDecoder) skip(depth int) bool {
 			return d.consume(']')
 		}
 	case c == '"':
-		_, ok := d.str()
+		_, ok := d.strBytes()
 		return ok
 	case c == 't':
 		return d.literal("true")

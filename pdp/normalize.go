@@ -244,17 +244,7 @@ func toDecimal(s string) (types.Decimal, bool) {
 	return d, true
 }
 
-// writeJSONString writes s exactly as encoding/json would. Most strings in
-// requests are plain ASCII that needs no escaping; they skip the reflection.
+// writeJSONString writes s exactly as encoding/json would.
 func writeJSONString(buf *bytes.Buffer, s string) {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			b, _ := json.Marshal(s) // a string always marshals
-			buf.Write(b)
-			return
-		}
-	}
-	buf.WriteByte('"')
-	buf.WriteString(s)
-	buf.WriteByte('"')
+	buf.Write(appendJSONString(buf.AvailableBuffer(), s))
 }
