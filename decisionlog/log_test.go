@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -247,6 +248,39 @@ func TestLog_PageSize(t *testing.T) {
 	}
 	if n := verifyChain(t, old); n != 1 {
 		t.Errorf("existing log: %d rows, want 1", n)
+	}
+}
+
+// TestLog_CheckpointsOffTheWriter: committed rows reach the database file
+// while the log is open, long before the writer's own checkpoint (1,024
+// pages) would copy them.
+func TestLog_CheckpointsOffTheWriter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d.db")
+	l := open(t, path, decisionlog.Options{Durability: decisionlog.DurabilityNormal})
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := st.Size()
+	for i := range 200 {
+		if err := l.Append(t.Context(), decision(fmt.Sprintf("d-%d-%s", i, strings.Repeat("x", 1000)), "a", "allow")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 200 rows of 1 KB: about 13 pages, far below 1,024.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Size() >= before+150_000 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("database file %d bytes after 200 KB of rows, from %d: nothing was checkpointed", st.Size(), before)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
