@@ -143,9 +143,17 @@ func TestReviewer(t *testing.T) {
 			Decisions  int64
 			ByDecision map[string]int64 `json:"by_decision"`
 			Approvals  int64
+			Log        struct {
+				Rows       int64 `json:"rows"`
+				LastSeq    int64 `json:"last_seq"`
+				IndexedSeq int64 `json:"indexed_seq"`
+			} `json:"log"`
 		}
 		if json.Unmarshal([]byte(out), &s) != nil || s.Decisions != 4 || s.ByDecision["step_up"] != 1 || s.Approvals != 1 {
 			t.Errorf("stats: %s", out)
+		}
+		if s.Log.Rows < s.Decisions || s.Log.LastSeq < s.Log.Rows || s.Log.IndexedSeq > s.Log.LastSeq {
+			t.Errorf("stats of the log itself: %+v", s.Log)
 		}
 		_, out, _ = runCLI(t, "log", "query", "--db", d.db(), "--credential", "jti-77", "--on-behalf-of", "bob@example.com", "--peer-uid", itoa(os.Getuid()), "--json")
 		if n := len(strings.Split(strings.TrimSpace(out), "\n")); n != 1 || !strings.Contains(out, root.DecisionID) {

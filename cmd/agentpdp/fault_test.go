@@ -81,11 +81,11 @@ func TestServe_DiskFull(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("%d answered 503 while full; %d decisions answered in all", full, len(answered))
-	if testing.Verbose() {
-		t.Log(d.stderr.String())
-	}
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	<-d.done
+	if testing.Verbose() {
+		t.Log(d.stderr.String()) // the daemon has exited: nothing writes it now
+	}
 	checkLogged(t, d.db(), answered)
 	checkChain(t, d.db())
 }

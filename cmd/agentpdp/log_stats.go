@@ -32,10 +32,23 @@ func newLogStatsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			st, err := r.Stats(cmd.Context())
+			if err != nil {
+				return err
+			}
 			if asJSON {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(s)
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(struct {
+					*decisionlog.Summary
+					Log decisionlog.Stats `json:"log"`
+				}{s, st})
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintf(tw, "log\t%d rows, %.1f MB\t(last seq %d)\n", st.Rows, float64(st.Bytes)/1e6, st.LastSeq)
+			if st.IndexBytes > 0 {
+				fmt.Fprintf(tw, "provenance index\t%.1f MB\t(through seq %d)\n", float64(st.IndexBytes)/1e6, st.IndexedSeq)
+			} else {
+				fmt.Fprintf(tw, "provenance index\tnone\t(lookups by principal, session, trace… scan the log)\n")
+			}
 			fmt.Fprintf(tw, "decisions\t%d\t(allow %d, deny %d, step_up %d)\n", s.Decisions, s.ByDecision[pdp.Allow], s.ByDecision[pdp.Deny], s.ByDecision[pdp.StepUp])
 			fmt.Fprintf(tw, "outcomes\t%d\t(success %d, error %d, skipped %d)\n", s.Outcomes["success"]+s.Outcomes["error"]+s.Outcomes["skipped"], s.Outcomes["success"], s.Outcomes["error"], s.Outcomes["skipped"])
 			fmt.Fprintf(tw, "approvals\t%d\t\n", s.Approvals)

@@ -208,9 +208,9 @@ func startLoad(t *testing.T, sock string, clients int) (finish func() []*pdp.Dec
 // in it, with the seq and decision it was answered with.
 func checkLogged(t *testing.T, db string, answered []*pdp.Decision) {
 	t.Helper()
-	code, out, errOut := runCLI(t, "log", "query", "--db", db, "--limit", "10000", "--json")
+	code, out, errOut := runCLI(t, "log", "export", "--db", db, "--kind", "decision")
 	if code != 0 {
-		t.Fatalf("log query: %d %s", code, errOut)
+		t.Fatalf("log export: %d %s", code, errOut)
 	}
 	logged := map[string]string{}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
@@ -234,7 +234,7 @@ func checkLogged(t *testing.T, db string, answered []*pdp.Decision) {
 func TestServe_KillNineLosesNothingAnswered(t *testing.T) {
 	d := newDaemonDir(t)
 	d.start()
-	finish := startLoad(t, d.sock(), 16)
+	finish := startLoad(t, d.sock(), 64)
 	time.Sleep(700 * time.Millisecond)
 	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
