@@ -54,6 +54,38 @@ func (e *encoder) key(name string, first bool) {
 
 func (e *encoder) str(s string) { e.b = appendJSONString(e.b, s) }
 
+// optStr and optInt write a member that is not the first, unless its value
+// is empty: omitempty.
+func (e *encoder) optStr(name, v string) {
+	if v != "" {
+		e.key(name, false)
+		e.str(v)
+	}
+}
+
+func (e *encoder) optInt(name string, v int64) {
+	if v != 0 {
+		e.key(name, false)
+		e.int(v)
+	}
+}
+
+// array writes xs, or null for a nil slice as encoding/json does.
+func array[T any](e *encoder, xs []T, elem func(*T)) {
+	if xs == nil {
+		e.b = append(e.b, "null"...)
+		return
+	}
+	e.b = append(e.b, '[')
+	for i := range xs {
+		if i > 0 {
+			e.b = append(e.b, ',')
+		}
+		elem(&xs[i])
+	}
+	e.b = append(e.b, ']')
+}
+
 // appendJSONString appends s as encoding/json writes it, HTML-safe. Quotes
 // and backslashes (Cedar's Type::"id" has two) are escaped here; control
 // characters, <, >, & and anything not ASCII are left to encoding/json.
@@ -118,27 +150,9 @@ func (e *encoder) ref(r EntityRef) {
 	e.b = append(e.b, '}')
 }
 
-func (e *encoder) refs(rs []EntityRef) {
-	e.b = append(e.b, '[')
-	for i, r := range rs {
-		if i > 0 {
-			e.b = append(e.b, ',')
-		}
-		e.ref(r)
-	}
-	e.b = append(e.b, ']')
-}
+func (e *encoder) refs(rs []EntityRef) { array(e, rs, func(r *EntityRef) { e.ref(*r) }) }
 
-func (e *encoder) strings(ss []string) {
-	e.b = append(e.b, '[')
-	for i, s := range ss {
-		if i > 0 {
-			e.b = append(e.b, ',')
-		}
-		e.str(s)
-	}
-	e.b = append(e.b, ']')
-}
+func (e *encoder) strings(ss []string) { array(e, ss, func(s *string) { e.str(*s) }) }
 
 func (e *encoder) int(n int64) { e.b = strconv.AppendInt(e.b, n, 10) }
 
@@ -153,29 +167,14 @@ func (e *encoder) time(t time.Time) {
 }
 
 func (e *encoder) reasons(rs []Reason) {
-	if rs == nil {
-		e.b = append(e.b, "null"...)
-		return
-	}
-	e.b = append(e.b, '[')
-	for i := range rs {
-		if i > 0 {
-			e.b = append(e.b, ',')
-		}
-		r := &rs[i]
+	array(e, rs, func(r *Reason) {
 		e.b = append(e.b, '{')
 		e.key("policy", true)
 		e.str(r.Policy)
 		e.key("effect", false)
 		e.str(r.Effect)
-		if r.File != "" {
-			e.key("file", false)
-			e.str(r.File)
-		}
-		if r.Line != 0 {
-			e.key("line", false)
-			e.int(int64(r.Line))
-		}
+		e.optStr("file", r.File)
+		e.optInt("line", int64(r.Line))
 		if len(r.Annotations) > 0 {
 			e.key("annotations", false)
 			e.annotations(r.Annotations)
@@ -184,13 +183,9 @@ func (e *encoder) reasons(rs []Reason) {
 			e.key("builtin", false)
 			e.b = append(e.b, "true"...)
 		}
-		if r.Detail != "" {
-			e.key("detail", false)
-			e.str(r.Detail)
-		}
+		e.optStr("detail", r.Detail)
 		e.b = append(e.b, '}')
-	}
-	e.b = append(e.b, ']')
+	})
 }
 
 func (e *encoder) annotations(m map[string]string) {
@@ -212,45 +207,21 @@ func (e *encoder) annotations(m map[string]string) {
 }
 
 func (e *encoder) evalErrors(es []EvalError) {
-	if es == nil {
-		e.b = append(e.b, "null"...)
-		return
-	}
-	e.b = append(e.b, '[')
-	for i := range es {
-		if i > 0 {
-			e.b = append(e.b, ',')
-		}
-		x := &es[i]
+	array(e, es, func(x *EvalError) {
 		e.b = append(e.b, '{')
 		e.key("policy", true)
 		e.str(x.Policy)
-		if x.Effect != "" {
-			e.key("effect", false)
-			e.str(x.Effect)
-		}
-		if x.File != "" {
-			e.key("file", false)
-			e.str(x.File)
-		}
-		if x.Line != 0 {
-			e.key("line", false)
-			e.int(int64(x.Line))
-		}
+		e.optStr("effect", x.Effect)
+		e.optStr("file", x.File)
+		e.optInt("line", int64(x.Line))
 		e.key("message", false)
 		e.str(x.Message)
 		e.b = append(e.b, '}')
-	}
-	e.b = append(e.b, ']')
+	})
 }
 
 func (e *encoder) entities(es []Entity) {
-	e.b = append(e.b, '[')
-	for i := range es {
-		if i > 0 {
-			e.b = append(e.b, ',')
-		}
-		x := &es[i]
+	array(e, es, func(x *Entity) {
 		e.b = append(e.b, '{')
 		e.key("uid", true)
 		e.ref(x.UID)
@@ -267,8 +238,7 @@ func (e *encoder) entities(es []Entity) {
 			e.raw(x.Tags)
 		}
 		e.b = append(e.b, '}')
-	}
-	e.b = append(e.b, ']')
+	})
 }
 
 func (e *encoder) request(r *Request) {
@@ -291,24 +261,18 @@ func (e *encoder) request(r *Request) {
 		e.key("entities", false)
 		e.entities(r.Entities)
 	}
-	for _, f := range [...]struct{ name, v string }{
-		{"session_id", r.SessionID}, {"task_id", r.TaskID}, {"trace_id", r.TraceID},
-		{"parent_decision_id", r.ParentDecisionID}, {"tool_call_id", r.ToolCallID},
-		{"on_behalf_of", r.OnBehalfOf}, {"prompt", r.Prompt},
-	} {
-		if f.v != "" {
-			e.key(f.name, false)
-			e.str(f.v)
-		}
-	}
+	e.optStr("session_id", r.SessionID)
+	e.optStr("task_id", r.TaskID)
+	e.optStr("trace_id", r.TraceID)
+	e.optStr("parent_decision_id", r.ParentDecisionID)
+	e.optStr("tool_call_id", r.ToolCallID)
+	e.optStr("on_behalf_of", r.OnBehalfOf)
+	e.optStr("prompt", r.Prompt)
 	if c := r.Credential; c != nil {
 		e.key("credential", false)
 		e.credential(c)
 	}
-	if r.Approval != "" {
-		e.key("approval", false)
-		e.str(r.Approval)
-	}
+	e.optStr("approval", r.Approval)
 	e.b = append(e.b, '}')
 }
 
@@ -351,10 +315,7 @@ func (e *encoder) record(r *DecisionRecord) {
 	e.str(r.Action)
 	e.key("resource", false)
 	e.str(r.Resource)
-	if r.Classification != "" {
-		e.key("classification", false)
-		e.str(r.Classification)
-	}
+	e.optStr("classification", r.Classification)
 	e.key("reasons", false)
 	e.reasons(r.Reasons)
 	e.key("errors", false)
@@ -412,10 +373,7 @@ func (e *encoder) record(r *DecisionRecord) {
 		e.int(int64(p.UID))
 		e.key("gid", false)
 		e.int(int64(p.GID))
-		if p.Exe != "" {
-			e.key("exe", false)
-			e.str(p.Exe)
-		}
+		e.optStr("exe", p.Exe)
 		e.b = append(e.b, '}')
 	}
 	e.key("eval_ns", false)
@@ -439,9 +397,6 @@ func (e *encoder) decision(d *Decision) {
 	e.evalErrors(d.Errors)
 	e.key("policy_version", false)
 	e.str(d.PolicyVersion)
-	if d.Seq != 0 {
-		e.key("seq", false)
-		e.int(d.Seq)
-	}
+	e.optInt("seq", d.Seq)
 	e.b = append(e.b, '}')
 }
