@@ -7,7 +7,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"os"
 	"slices"
@@ -68,10 +67,13 @@ var indexedFields = []struct {
 // keep the index small; two values that share a hash are told apart by the
 // check of every candidate row against its own column.
 func keyHash(field byte, value string) int64 {
-	h := fnv.New64a()
-	h.Write([]byte{field})
-	h.Write([]byte(value))
-	return int64(h.Sum64())
+	const offset, prime = 14695981039346656037, 1099511628211 // FNV-1a, 64-bit
+	h := uint64(offset)
+	h = (h ^ uint64(field)) * prime
+	for i := 0; i < len(value); i++ {
+		h = (h ^ uint64(value[i])) * prime
+	}
+	return int64(h)
 }
 
 // indexKeyFor is the stored key for a filter on the generated column col,

@@ -3,6 +3,7 @@ package decisionlog_test
 import (
 	"database/sql"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
 	"slices"
@@ -195,4 +196,17 @@ func copyFile(from, to string) error {
 		return err
 	}
 	return os.WriteFile(to, b, 0o600)
+}
+
+// TestKeyHash_IsFNV1a: the stored keys are FNV-1a over the field id and
+// the value, as the comment promises anyone reading the index file.
+func TestKeyHash_IsFNV1a(t *testing.T) {
+	for _, v := range []string{"", "Agent::\"a\"", "s-1", "é"} {
+		h := fnv.New64a()
+		h.Write([]byte{4})
+		h.Write([]byte(v))
+		if got, want := decisionlog.KeyHash(4, v), int64(h.Sum64()); got != want {
+			t.Errorf("%q: %x, want %x", v, got, want)
+		}
+	}
 }

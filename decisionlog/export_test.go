@@ -1,0 +1,4 @@
+package decisionlog
+
+// KeyHash is keyHash, for the tests outside the package.
+var KeyHash = keyHash
