@@ -112,17 +112,34 @@ type indexer struct {
 
 	// Owned by run: keys of committed rows not yet in the index, in seq
 	// order from indexed+1 to last.
-	pending  []indexKey
-	rows     int
-	last     int64
-	hash     []byte
-	received int // commits offered since the last tick
+	pending      []indexKey
+	rows         int
+	last         int64
+	hash         []byte
+	received     int       // commits offered since the last tick
+	pruneChecked time.Time // when dropPruned last ran
 }
 
 // openIndexer opens or creates the index of the log at logPath, and empties
 // it if it does not describe that log: another origin, another schema, or a
-// seq it claims whose hash the log does not have.
+// seq it claims whose hash the log does not have. An index SQLite cannot
+// read at all is deleted and made anew: it holds nothing the log does not.
 func openIndexer(ctx context.Context, logPath, origin string) (*indexer, error) {
+	x, err := tryOpenIndexer(ctx, logPath, origin)
+	if err == nil {
+		return x, nil
+	}
+	path := IndexPath(logPath)
+	slog.Warn("provenance index: unreadable; rebuilding it from the log", "path", path, "err", err)
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if rerr := os.Remove(p); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			return nil, errors.Join(err, rerr)
+		}
+	}
+	return tryOpenIndexer(ctx, logPath, origin)
+}
+
+func tryOpenIndexer(ctx context.Context, logPath, origin string) (*indexer, error) {
 	path := IndexPath(logPath)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -276,6 +293,10 @@ func (x *indexer) run(ctx context.Context) {
 				x.catchUp(ctx)
 			} else {
 				x.flush(ctx) // a failure is logged; what was pending is read back later
+				// Retention prunes while the log is busy, too.
+				if time.Since(x.pruneChecked) > time.Minute {
+					x.warn(ctx, x.dropPruned(ctx))
+				}
 			}
 			x.received = 0
 		}
@@ -448,6 +469,7 @@ func (x *indexer) read(ctx context.Context) (int, error) {
 // It runs when the index has caught up, and costs a pass over the index only
 // when the log's first seq has moved.
 func (x *indexer) dropPruned(ctx context.Context) error {
+	x.pruneChecked = time.Now()
 	var first int64
 	if err := x.log.QueryRowContext(ctx, `SELECT coalesce(min(seq), 0) FROM log`).Scan(&first); err != nil {
 		return fmt.Errorf("read log start: %w", err)

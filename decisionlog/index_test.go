@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -209,4 +210,37 @@ func TestKeyHash_IsFNV1a(t *testing.T) {
 			t.Errorf("%q: %x, want %x", v, got, want)
 		}
 	}
+}
+
+// TestIndex_UnreadableIsRebuilt: an index file SQLite cannot read does not
+// stop the log; it is made anew and covers the log once caught up.
+func TestIndex_UnreadableIsRebuilt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d.db")
+	l := open(t, path, decisionlog.Options{})
+	appendIndexed(t, l, 0, 30)
+	if err := l.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(decisionlog.IndexPath(path) + "-wal")
+	os.Remove(decisionlog.IndexPath(path) + "-shm")
+	if err := os.WriteFile(decisionlog.IndexPath(path), []byte("not a database, not even close to one: "+strings.Repeat("x", 200)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := openReader(t, path)
+	if _, ok, _ := r.IndexedThrough(t.Context()); ok {
+		t.Fatal("a reader uses an unreadable index")
+	}
+	checkQueries(t, r, 30)
+	r.Close()
+
+	l = open(t, path, decisionlog.Options{})
+	appendIndexed(t, l, 30, 40)
+	if err := l.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	r = openReader(t, path)
+	if seq, ok, err := r.IndexedThrough(t.Context()); !ok || seq != 40 || err != nil {
+		t.Fatalf("after reopening: indexed through %d (%v, %v), want 40", seq, ok, err)
+	}
+	checkQueries(t, r, 40)
 }
