@@ -161,7 +161,6 @@ func Open(ctx context.Context, path string, opts Options) (*Log, error) {
 	// it never uses one connection from two goroutines at once. It was an
 	// eighth of the writer's CPU.
 	//
-	//
 	// The commit that fills the WAL past wal_autocheckpoint pages copies
 	// them into the database while its callers wait. The checkpointer
 	// does that copying on a connection of its own, every 10ms while rows
@@ -370,10 +369,10 @@ func (l *Log) writer() {
 // is what queued while the last commit ran, and what arrives while it
 // waits: up to MaxWait always, and up to GroupWait after a large group (see
 // Options). Entries are inserted as they arrive, so the wait overlaps the
-// work. It returns the requests it took, and how long the
-// COMMIT itself took. On any failure nothing is committed, the head is
-// re-read so the next commit chains from what is on disk, and every
-// request taken shares the error.
+// work. It returns the requests it took and how long the COMMIT itself
+// took. On any failure nothing is committed, the head is re-read so the
+// next commit chains from what is on disk, and every request taken shares
+// the error.
 func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq, took time.Duration, err error) {
 	ctx := context.Background() // a commit is never abandoned half way for one caller
 	if first != nil {
