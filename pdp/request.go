@@ -138,8 +138,8 @@ func (r *Request) UnmarshalJSON(b []byte) error {
 	return r.unmarshalStrict(b)
 }
 
-// strictRequest decodes with the strict decoder alone, for the tests that
-// hold decodeFast to its answers.
+// strictRequest decodes with the strict decoder alone: DecodeRequest's way
+// once decodeFast has declined, and the tests' reference for decodeFast.
 type strictRequest Request
 
 func (s *strictRequest) UnmarshalJSON(b []byte) error { return (*Request)(s).unmarshalStrict(b) }
