@@ -1,12 +1,16 @@
 package pdp
 
 import (
+	"context"
+	"math"
 	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/agentpdp/agentpdp/decisionlog"
 )
 
 // Metrics are the daemon's Prometheus metrics, served on the admin socket at
@@ -76,6 +80,28 @@ func (m *Metrics) WatchEngine(e *Engine) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "agentpdp_policy_reload_failures_total", Help: "Policy loads refused; the previous policies kept serving."},
 			func() float64 { return float64(e.Status().ReloadFailures) }),
 	)
+}
+
+// WatchLog adds how far the log's provenance index lags behind the log,
+// read at each scrape: a lag that keeps growing means queries by principal,
+// session, trace… scan more and more of the log.
+func (m *Metrics) WatchLog(l *decisionlog.Log) {
+	if m == nil {
+		return
+	}
+	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "agentpdp_log_index_lag_rows", Help: "Rows of the decision log the provenance index does not cover yet (the whole log if there is no index).",
+	}, func() float64 {
+		last, err := l.LastSeq(context.Background())
+		if err != nil {
+			return math.NaN()
+		}
+		indexed, _, err := l.IndexedThrough(context.Background())
+		if err != nil {
+			return math.NaN()
+		}
+		return float64(last - indexed)
+	}))
 }
 
 // Register adds collectors of other components (the shipper's, say).

@@ -75,6 +75,7 @@ func open(ctx context.Context, cfg Config, log *decisionlog.Log) (*PDP, error) {
 		return nil, err
 	}
 	cfg.Metrics.WatchEngine(engine)
+	cfg.Metrics.WatchLog(log)
 	return p, nil
 }
 

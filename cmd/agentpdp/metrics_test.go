@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/client"
@@ -60,5 +61,17 @@ func TestServe_Metrics(t *testing.T) {
 	}
 	if code, _ := scrape(t, d.sock()); code != http.StatusNotFound {
 		t.Errorf("the decision socket serves metrics: %d", code)
+	}
+	// The provenance index catches up with the log once it is quiet.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, body := scrape(t, d.asock())
+		if strings.Contains(body, "\nagentpdp_log_index_lag_rows 0\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the index lag never reached 0:\n%s", grepLines(body, "index_lag"))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
