@@ -2,7 +2,6 @@ package pdp
 
 import (
 	"bytes"
-	"encoding/json"
 	"reflect"
 	"slices"
 	"testing"
@@ -23,9 +22,6 @@ var fastShapes = []string{
 	` { "principal" : { "type" : "A" , "id" : "a" } , "action":{"type":"B","id":"b"},"resource":{"type":"C","id":"c"} , "entities" : [ ] } `,
 	`{"context":{"n":-0.5e-3,"t":true,"f":false,"z":null,"s":"x"}}`,
 }
-
-// treeShapes are read by decodeTree: duplicate keys too (the last wins).
-var treeShapes = []string{`{"a":1,"a":[2,{"b":null}],"c":[]}`, `[1.5e3, -0, "x", true, false, null]`, ` "s" `}
 
 // normalShapes are normalised by normalizeFast; strictNormalShapes are left
 // to normalizeRecord.
@@ -73,12 +69,6 @@ func TestDecodeFast_TakesTheCommonShape(t *testing.T) {
 		}
 		checkSameAsStrict(t, []byte(s))
 	}
-	for _, s := range append(fastShapes, treeShapes...) {
-		if _, ok := decodeTree([]byte(s)); !ok {
-			t.Errorf("decodeTree left %s to encoding/json", s)
-		}
-		checkSameAsStrict(t, []byte(s))
-	}
 	for _, s := range normalShapes {
 		if _, _, ok := normalizeFast([]byte(s)); !ok {
 			t.Errorf("normalizeFast left %s to normalizeRecord", s)
@@ -98,30 +88,18 @@ func TestDecodeFast_TakesTheCommonShape(t *testing.T) {
 }
 
 // FuzzDecodeFast: whatever decodeFast accepts, the strict decoder accepts
-// and decodes to the same Request; whatever decodeTree accepts,
-// encoding/json decodes to the same value; whatever normalizeFast accepts,
+// and decodes to the same Request; whatever normalizeFast accepts,
 // normalizeRecord normalises to the same record and JSON.
 func FuzzDecodeFast(f *testing.F) {
-	for _, s := range slices.Concat(fastShapes, strictShapes, treeShapes, normalShapes, strictNormalShapes) {
+	for _, s := range slices.Concat(fastShapes, strictShapes, normalShapes, strictNormalShapes) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(checkSameAsStrict)
 }
 
-// checkSameAsStrict holds decodeFast and decodeTree to what the decoders
-// they stand in for make of b.
+// checkSameAsStrict holds decodeFast and normalizeFast to what the
+// decoders they stand in for make of b.
 func checkSameAsStrict(t *testing.T, b []byte) {
-	if fast, ok := decodeTree(b); ok {
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.UseNumber()
-		var slow any
-		if err := dec.Decode(&slow); err != nil {
-			t.Fatalf("decodeTree accepted %q, encoding/json refused it: %v", b, err)
-		}
-		if !reflect.DeepEqual(fast, slow) {
-			t.Fatalf("%q:\ndecodeTree    %#v\nencoding/json %#v", b, fast, slow)
-		}
-	}
 	if rec, canonical, ok := normalizeFast(b); ok {
 		want, wantJSON, err := normalizeRecordStrict(b, "x")
 		if err != nil {

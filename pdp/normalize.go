@@ -49,13 +49,11 @@ func normalizeRecord(raw json.RawMessage, field string) (types.Record, json.RawM
 // normalizeRecordStrict is normalizeRecord through encoding/json's tree:
 // every input, every error.
 func normalizeRecordStrict(raw json.RawMessage, field string) (types.Record, json.RawMessage, error) {
-	tree, ok := decodeTree(raw)
-	if !ok {
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.UseNumber()
-		if err := dec.Decode(&tree); err != nil {
-			return types.Record{}, nil, BadRequest(field, fmt.Errorf("malformed JSON: %w", err))
-		}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var tree any
+	if err := dec.Decode(&tree); err != nil {
+		return types.Record{}, nil, BadRequest(field, fmt.Errorf("malformed JSON: %w", err))
 	}
 	obj, ok := tree.(map[string]any)
 	if !ok {
