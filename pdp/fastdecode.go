@@ -163,19 +163,7 @@ func (d *fastDecoder) skip(depth int) bool {
 			return d.consume('}')
 		}
 	case c == '[':
-		d.i++
-		if d.consume(']') {
-			return true
-		}
-		for {
-			if !d.skip(depth + 1) {
-				return false
-			}
-			if d.consume(',') {
-				continue
-			}
-			return d.consume(']')
-		}
+		return d.array(func() bool { return d.skip(depth + 1) })
 	case c == '"':
 		_, ok := d.strBytes()
 		return ok
@@ -256,25 +244,35 @@ func (d *fastDecoder) ref(r *EntityRef) bool {
 	return err == nil
 }
 
-func (d *fastDecoder) refs() ([]EntityRef, bool) {
+// array reads [elem, elem, …], elem reading each element.
+func (d *fastDecoder) array(elem func() bool) bool {
 	if !d.consume('[') {
-		return nil, false
+		return false
 	}
-	var out []EntityRef
 	if d.consume(']') {
-		return out, true
+		return true
 	}
 	for {
+		if !elem() {
+			return false
+		}
+		if !d.consume(',') {
+			return d.consume(']')
+		}
+	}
+}
+
+func (d *fastDecoder) refs() ([]EntityRef, bool) {
+	var out []EntityRef
+	ok := d.array(func() bool {
 		var r EntityRef
 		if !d.ref(&r) {
-			return nil, false
+			return false
 		}
 		out = append(out, r)
-		if d.consume(',') {
-			continue
-		}
-		return out, d.consume(']')
-	}
+		return true
+	})
+	return out, ok
 }
 
 func (d *fastDecoder) entity(e *Entity) bool {
@@ -307,23 +305,14 @@ func (d *fastDecoder) request(r *Request) bool {
 		case "context":
 			r.Context, ok = d.raw()
 		case "entities":
-			if !d.consume('[') {
-				return false
-			}
-			if d.consume(']') {
-				return true
-			}
-			for {
+			ok = d.array(func() bool {
 				var e Entity
 				if !d.entity(&e) {
 					return false
 				}
 				r.Entities = append(r.Entities, e)
-				if d.consume(',') {
-					continue
-				}
-				return d.consume(']')
-			}
+				return true
+			})
 		case "session_id":
 			r.SessionID, ok = d.str()
 		case "task_id":
