@@ -650,10 +650,11 @@ func (e *Engine) DecideBatch(ctx context.Context, reqs []*Request, peer *Peer) (
 			Errors:        nonNil(ev.errors),
 			PolicyVersion: snap.Version,
 		}
+		keys := p.keys()
 		body, err := marshalRecord(&DecisionRecord{
 			DecisionID:     d.DecisionID,
 			Decision:       d.Decision,
-			Principal:      p.cedar.Principal.String(),
+			Principal:      keys.Principal,
 			Action:         p.cedar.Action.String(),
 			Resource:       p.cedar.Resource.String(),
 			Classification: classification(p, snap),
@@ -675,7 +676,7 @@ func (e *Engine) DecideBatch(ctx context.Context, reqs []*Request, peer *Peer) (
 			return nil, fmt.Errorf("encode decision record: %w", err)
 		}
 		decisions[i] = d
-		entries[i] = &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: now, Body: body, Keys: p.keys()}
+		entries[i] = &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: now, Body: body, Keys: keys}
 	}
 	arrived()
 	if err := e.opts.Recorder.Append(ctx, entries...); err != nil {
