@@ -134,12 +134,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 			timer.Reset(w.debounce)
 		case <-timer.C:
 			pendingSince = time.Time{}
-			w.reload(ctx, "watch")
+			// Watch the tree as it is now before reading it: an edit in a
+			// directory that appeared (or a swapped-in target) between the
+			// read and the watch would otherwise never be seen.
 			w.sync(fw, watched)
+			w.reload(ctx, "watch")
 		case req := <-w.force:
+			w.sync(fw, watched)
 			changed, err := w.reload(ctx, req.trigger)
 			req.result <- reloadResult{changed, err}
-			w.sync(fw, watched)
 		}
 	}
 }
