@@ -45,50 +45,58 @@ type benchResult struct {
 	ClientCPU      float64        `json:"bench_cpu_us_per_decision"`
 }
 
+// benchCmd is agentpdp bench: load on a running daemon, measured.
+type benchCmd struct {
+	streams
+	socket, admin, requests string
+	clients                 int
+	duration, warmup        time.Duration
+	asJSON                  bool
+}
+
 func newBenchCmd() *cobra.Command {
-	var socket, admin, requests string
-	var clients int
-	var duration, warmup time.Duration
-	var asJSON bool
+	c := &benchCmd{}
 	cmd := &cobra.Command{
 		Use:   "bench --socket PATH [-c CLIENTS] [-d DURATION] [--requests FILE]",
 		Short: "Load a running daemon: decisions/s, latency percentiles, its CPU per decision and peak memory",
 		Args:  noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if clients < 1 || duration <= 0 || warmup < 0 {
-				return usagef("bench: -c and -d must be positive, --warmup not negative")
-			}
-			reqs := agentToolCalls(1)
-			if requests != "" {
-				var err error
-				if reqs, err = readRequests(requests); err != nil {
-					return err
-				}
-			}
-			res, err := runBench(cmd.Context(), socket, admin, clients, warmup, duration, reqs, progressLine(cmd, asJSON))
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(res)
-			}
-			printBench(cmd.OutOrStdout(), res)
-			return nil
-		},
+		RunE:  runE(c, nil),
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&socket, "socket", "./var/agentpdp.sock", "the daemon's decision socket")
-	fl.StringVar(&admin, "admin-socket", "./var/agentpdp-admin.sock", "its admin socket, to read its pid and log size (optional)")
-	fl.IntVarP(&clients, "clients", "c", 64, "concurrent clients, each with its own connection")
-	fl.DurationVarP(&duration, "duration", "d", 10*time.Second, "how long to measure")
-	fl.DurationVar(&warmup, "warmup", time.Second, "how long to load the daemon before measuring")
-	fl.StringVar(&requests, "requests", "", "a JSONL `file` of requests to cycle through (default: a built-in mix of agent tool calls)")
-	fl.BoolVar(&asJSON, "json", false, "one JSON object")
+	fl.StringVar(&c.socket, "socket", "./var/agentpdp.sock", "the daemon's decision socket")
+	fl.StringVar(&c.admin, "admin-socket", "./var/agentpdp-admin.sock", "its admin socket, to read its pid and log size (optional)")
+	fl.IntVarP(&c.clients, "clients", "c", 64, "concurrent clients, each with its own connection")
+	fl.DurationVarP(&c.duration, "duration", "d", 10*time.Second, "how long to measure")
+	fl.DurationVar(&c.warmup, "warmup", time.Second, "how long to load the daemon before measuring")
+	fl.StringVar(&c.requests, "requests", "", "a JSONL `file` of requests to cycle through (default: a built-in mix of agent tool calls)")
+	fl.BoolVar(&c.asJSON, "json", false, "one JSON object")
 	return cmd
 }
 
-func progressLine(cmd *cobra.Command, quiet bool) func(string) {
-	f, ok := cmd.ErrOrStderr().(*os.File)
+func (c *benchCmd) Run(ctx context.Context) error {
+	if c.clients < 1 || c.duration <= 0 || c.warmup < 0 {
+		return usagef("bench: -c and -d must be positive, --c.warmup not negative")
+	}
+	reqs := agentToolCalls(1)
+	if c.requests != "" {
+		var err error
+		if reqs, err = readRequests(c.requests); err != nil {
+			return err
+		}
+	}
+	res, err := runBench(ctx, c.socket, c.admin, c.clients, c.warmup, c.duration, reqs, progressLine(c.stderr, c.asJSON))
+	if err != nil {
+		return err
+	}
+	if c.asJSON {
+		return json.NewEncoder(c.stdout).Encode(res)
+	}
+	printBench(c.stdout, res)
+	return nil
+}
+
+func progressLine(w io.Writer, quiet bool) func(string) {
+	f, ok := w.(*os.File)
 	if quiet || !ok || !isTerminal(f) {
 		return nil
 	}

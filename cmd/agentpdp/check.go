@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -14,7 +13,9 @@ import (
 	"github.com/agentpdp/agentpdp/pdp"
 )
 
+// checkCmd is agentpdp check: decisions in-process, nothing logged.
 type checkCmd struct {
+	streams
 	policies, entities, schema string
 	cedarSemantics             bool
 	onError, validation        string
@@ -27,7 +28,7 @@ func newCheckCmd() *cobra.Command {
 		Use:   "check --policies DIR (--request JSON | --requests FILE|-)",
 		Short: "Evaluate requests in-process and print one decision per line (nothing is logged)",
 		Args:  noArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return c.Run(cmd.Context(), cmd) },
+		RunE:  runE(c, nil),
 	}
 	f := cmd.Flags()
 	f.StringVar(&c.policies, "policies", "", "policy `directory` (required)")
@@ -41,7 +42,7 @@ func newCheckCmd() *cobra.Command {
 	return cmd
 }
 
-func (c *checkCmd) Run(ctx context.Context, cmd *cobra.Command) error {
+func (c *checkCmd) Run(ctx context.Context) error {
 	if c.policies == "" {
 		return usagef("check: --policies is required")
 	}
@@ -65,7 +66,7 @@ func (c *checkCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 	if _, err := engine.Reload(ctx, "check"); err != nil {
 		return exitError{exitFail, err}
 	}
-	out := json.NewEncoder(cmd.OutOrStdout())
+	out := json.NewEncoder(c.stdout)
 	if c.request != "" {
 		d, err := decide(engine, []byte(c.request))
 		if err != nil {
@@ -74,7 +75,7 @@ func (c *checkCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 		return out.Encode(d)
 	}
 
-	var in io.Reader = cmd.InOrStdin()
+	in := c.stdin
 	if c.requests != "-" {
 		f, err := os.Open(c.requests)
 		if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,39 +14,47 @@ import (
 	"github.com/agentpdp/agentpdp/decisionlog"
 )
 
+// keygenCmd is agentpdp keygen: a checkpoint signing key pair.
+type keygenCmd struct {
+	streams
+	out           string
+	force, asJSON bool
+}
+
 func newKeygenCmd() *cobra.Command {
-	var out string
-	var force, asJSON bool
+	c := &keygenCmd{}
 	cmd := &cobra.Command{
 		Use:   "keygen --out FILE",
 		Short: "Make an Ed25519 key pair for signing checkpoints: FILE (private, 0600) and FILE.pub",
 		Args:  noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if out == "" {
-				return usagef("keygen: --out is required")
-			}
-			if err := writeKeyPair(out, force); err != nil {
-				return err
-			}
-			pubPEM, err := os.ReadFile(out + ".pub")
-			if err != nil {
-				return err
-			}
-			pub, err := decisionlog.ParsePublicKey(pubPEM)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]string{"private_key": out, "public_key": out + ".pub", "key_id": decisionlog.KeyID(pub)})
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (private, keep it off the database's host if you can) and %s; key id %s\n", out, out+".pub", decisionlog.KeyID(pub))
-			return nil
-		},
+		RunE:  runE(c, nil),
 	}
-	cmd.Flags().StringVar(&out, "out", "", "private key `file`; the public key goes to FILE.pub")
-	cmd.Flags().BoolVar(&force, "force", false, "replace existing key files")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object")
+	cmd.Flags().StringVar(&c.out, "out", "", "private key `file`; the public key goes to FILE.pub")
+	cmd.Flags().BoolVar(&c.force, "force", false, "replace existing key files")
+	cmd.Flags().BoolVar(&c.asJSON, "json", false, "one JSON object")
 	return cmd
+}
+
+func (c *keygenCmd) Run(ctx context.Context) error {
+	if c.out == "" {
+		return usagef("keygen: --c.out is required")
+	}
+	if err := writeKeyPair(c.out, c.force); err != nil {
+		return err
+	}
+	pubPEM, err := os.ReadFile(c.out + ".pub")
+	if err != nil {
+		return err
+	}
+	pub, err := decisionlog.ParsePublicKey(pubPEM)
+	if err != nil {
+		return err
+	}
+	if c.asJSON {
+		return json.NewEncoder(c.stdout).Encode(map[string]string{"private_key": c.out, "public_key": c.out + ".pub", "key_id": decisionlog.KeyID(pub)})
+	}
+	fmt.Fprintf(c.stdout, "wrote %s (private, keep it off the database's host if you can) and %s; key id %s\n", c.out, c.out+".pub", decisionlog.KeyID(pub))
+	return nil
 }
 
 // writeKeyPair writes a new pair, never silently replacing a key: losing a

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -13,17 +15,37 @@ import (
 	"github.com/agentpdp/agentpdp/pdp"
 )
 
+// logCmd is agentpdp log: the parent of the commands that read the log.
+type logCmd struct{ streams }
+
 func newLogCmd() *cobra.Command {
+	c := &logCmd{}
 	cmd := &cobra.Command{
 		Use:   "log",
 		Short: "Read and verify the decision log (opens it read-only)",
 		Args:  noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return usagef("log: missing subcommand (query, tail, show, chain, export, stats, verify, prune)")
-		},
+		RunE:  runE(c, nil),
 	}
-	cmd.AddCommand(newLogQueryCmd(), newLogTailCmd(), newLogShowCmd(), newLogChainCmd(), newLogExportCmd(), newLogStatsCmd(), newLogVerifyCmd(), newLogPruneCmd())
+	cmd.AddCommand(logCommands()...)
 	return cmd
+}
+
+// logCommands are log's subcommands, each a type in its own log_*.go file.
+func logCommands() []*cobra.Command {
+	return []*cobra.Command{
+		newLogQueryCmd(),
+		newLogTailCmd(),
+		newLogShowCmd(),
+		newLogChainCmd(),
+		newLogExportCmd(),
+		newLogStatsCmd(),
+		newLogVerifyCmd(),
+		newLogPruneCmd(),
+	}
+}
+
+func (c *logCmd) Run(context.Context) error {
+	return usagef("log: missing subcommand (query, tail, show, chain, export, stats, verify, prune)")
 }
 
 func dbFlag(fl *pflag.FlagSet, db *string) {
@@ -87,8 +109,8 @@ func reasonList(rs []pdp.Reason) string {
 }
 
 // printEntries writes entries as JSON lines or as described lines.
-func printEntries(cmd *cobra.Command, entries []*decisionlog.Entry, asJSON bool) error {
-	enc := json.NewEncoder(cmd.OutOrStdout())
+func printEntries(w io.Writer, entries []*decisionlog.Entry, asJSON bool) error {
+	enc := json.NewEncoder(w)
 	for _, e := range entries {
 		if asJSON {
 			if err := enc.Encode(e); err != nil {
@@ -96,7 +118,7 @@ func printEntries(cmd *cobra.Command, entries []*decisionlog.Entry, asJSON bool)
 			}
 			continue
 		}
-		fmt.Fprintln(cmd.OutOrStdout(), describe(e))
+		fmt.Fprintln(w, describe(e))
 	}
 	return nil
 }

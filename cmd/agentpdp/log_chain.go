@@ -24,39 +24,47 @@ type chainNode struct {
 
 const maxChain = 10000 // nodes: a bound on what one command reads
 
+// logChainCmd is agentpdp log chain: the tree of calls around a decision.
+type logChainCmd struct {
+	streams
+	db     string
+	asJSON bool
+	args   []string // the decision id
+}
+
 func newLogChainCmd() *cobra.Command {
-	var db string
-	var asJSON bool
+	c := &logChainCmd{}
 	cmd := &cobra.Command{
 		Use:   "chain DECISION_ID",
 		Short: "The whole tree of tool calls around a decision: ancestors, descendants, approvals and outcomes",
 		Args:  oneArg("decision id"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := decisionlog.OpenReader(db)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			ctx := cmd.Context()
-			root, err := chainRoot(ctx, r, args[0])
-			if err != nil {
-				return exitError{exitFail, err}
-			}
-			seen := map[string]bool{}
-			tree, err := buildChain(ctx, r, root, seen)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(tree)
-			}
-			printChain(cmd.OutOrStdout(), tree, args[0], "", "")
-			return nil
-		},
+		RunE:  runE(c, &c.args),
 	}
-	dbFlag(cmd.Flags(), &db)
-	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object, nested")
+	dbFlag(cmd.Flags(), &c.db)
+	cmd.Flags().BoolVar(&c.asJSON, "json", false, "one JSON object, nested")
 	return cmd
+}
+
+func (c *logChainCmd) Run(ctx context.Context) error {
+	r, err := decisionlog.OpenReader(c.db)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	root, err := chainRoot(ctx, r, c.args[0])
+	if err != nil {
+		return exitError{exitFail, err}
+	}
+	seen := map[string]bool{}
+	tree, err := buildChain(ctx, r, root, seen)
+	if err != nil {
+		return err
+	}
+	if c.asJSON {
+		return json.NewEncoder(c.stdout).Encode(tree)
+	}
+	printChain(c.stdout, tree, c.args[0], "", "")
+	return nil
 }
 
 // chainRoot follows parent_decision_id (and the approval a retry used) up

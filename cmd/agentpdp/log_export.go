@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
@@ -18,59 +19,67 @@ var csvHeader = []string{"seq", "time", "kind", "decision_id", "decision", "prin
 	"reasons", "policy_version", "session_id", "task_id", "trace_id", "parent_decision_id", "tool_call_id", "on_behalf_of",
 	"credential_id", "peer_pid", "peer_uid", "peer_exe", "status", "approver", "hash"}
 
+// logExportCmd is agentpdp log export: rows streamed as JSON lines or CSV.
+type logExportCmd struct {
+	streams
+	db, format, since, until string
+	kinds                    []string
+}
+
 func newLogExportCmd() *cobra.Command {
-	var db, format, since, until string
-	var kinds []string
+	c := &logExportCmd{}
 	cmd := &cobra.Command{
 		Use:   "export [--format jsonl|csv] [--since …] [--until …] [--kind K]",
 		Short: "Stream rows in seq order, as JSON lines (every field) or CSV (the common ones)",
 		Args:  noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if format != "jsonl" && format != "csv" {
-				return usagef("log export: --format %q: want jsonl or csv", format)
-			}
-			lo, hi, err := timeRange("log export", since, until)
-			if err != nil {
-				return err
-			}
-			want := map[decisionlog.Kind]bool{}
-			for _, k := range kinds {
-				want[decisionlog.Kind(k)] = true
-			}
-			r, err := decisionlog.OpenReader(db)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			out := cmd.OutOrStdout()
-			enc := json.NewEncoder(out)
-			cw := csv.NewWriter(out)
-			if format == "csv" {
-				cw.Write(csvHeader)
-			}
-			err = r.Scan(cmd.Context(), 1, func(e *decisionlog.Entry) error {
-				if (!lo.IsZero() && e.Time.Before(lo)) || (!hi.IsZero() && !e.Time.Before(hi)) || (len(want) > 0 && !want[e.Kind]) {
-					return nil
-				}
-				if format == "jsonl" {
-					return enc.Encode(e)
-				}
-				return cw.Write(csvRow(e))
-			})
-			cw.Flush()
-			if err == nil {
-				err = cw.Error()
-			}
-			return err
-		},
+		RunE:  runE(c, nil),
 	}
 	fl := cmd.Flags()
-	dbFlag(fl, &db)
-	fl.StringVar(&format, "format", "jsonl", "jsonl or csv")
-	fl.StringVar(&since, "since", "", "only rows after this: a duration ago (24h) or an RFC 3339 time")
-	fl.StringVar(&until, "until", "", "only rows before this, as --since")
-	fl.StringSliceVar(&kinds, "kind", nil, "only these kinds: decision, outcome, approval, policy_load, checkpoint")
+	dbFlag(fl, &c.db)
+	fl.StringVar(&c.format, "format", "jsonl", "jsonl or csv")
+	fl.StringVar(&c.since, "since", "", "only rows after this: a duration ago (24h) or an RFC 3339 time")
+	fl.StringVar(&c.until, "until", "", "only rows before this, as --since")
+	fl.StringSliceVar(&c.kinds, "kind", nil, "only these kinds: decision, outcome, approval, policy_load, checkpoint")
 	return cmd
+}
+
+func (c *logExportCmd) Run(ctx context.Context) error {
+	if c.format != "jsonl" && c.format != "csv" {
+		return usagef("log export: --c.format %q: want jsonl or csv", c.format)
+	}
+	lo, hi, err := timeRange("log export", c.since, c.until)
+	if err != nil {
+		return err
+	}
+	want := map[decisionlog.Kind]bool{}
+	for _, k := range c.kinds {
+		want[decisionlog.Kind(k)] = true
+	}
+	r, err := decisionlog.OpenReader(c.db)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	out := c.stdout
+	enc := json.NewEncoder(out)
+	cw := csv.NewWriter(out)
+	if c.format == "csv" {
+		cw.Write(csvHeader)
+	}
+	err = r.Scan(ctx, 1, func(e *decisionlog.Entry) error {
+		if (!lo.IsZero() && e.Time.Before(lo)) || (!hi.IsZero() && !e.Time.Before(hi)) || (len(want) > 0 && !want[e.Kind]) {
+			return nil
+		}
+		if c.format == "jsonl" {
+			return enc.Encode(e)
+		}
+		return cw.Write(csvRow(e))
+	})
+	cw.Flush()
+	if err == nil {
+		err = cw.Error()
+	}
+	return err
 }
 
 func csvRow(e *decisionlog.Entry) []string {

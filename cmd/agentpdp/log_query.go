@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/url"
 	"strconv"
 	"strings"
@@ -76,47 +78,53 @@ func (ff *filterFlags) filter(command string, limit int) (decisionlog.Filter, er
 	return f, nil
 }
 
+// logQueryCmd is agentpdp log query: decisions that match filters.
+type logQueryCmd struct {
+	streams
+	db     string
+	ff     filterFlags
+	limit  int
+	asJSON bool
+}
+
 func newLogQueryCmd() *cobra.Command {
-	var (
-		db     string
-		ff     filterFlags
-		limit  int
-		asJSON bool
-	)
+	c := &logQueryCmd{}
 	cmd := &cobra.Command{
 		Use:   "query --db FILE [filters]",
 		Short: "List logged decisions, newest first (opens the database read-only)",
 		Args:  noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := ff.filter("log query", limit)
-			if err != nil {
-				return err
-			}
-			r, err := decisionlog.OpenReader(db)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			entries, err := r.Query(cmd.Context(), f)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printEntries(cmd, entries, true)
-			}
-			return printDecisionTable(cmd, entries)
-		},
+		RunE:  runE(c, nil),
 	}
 	fl := cmd.Flags()
-	dbFlag(fl, &db)
-	ff.register(fl)
-	fl.IntVar(&limit, "limit", 100, "at most `N` decisions")
-	fl.BoolVar(&asJSON, "json", false, "one JSON object per line, with every logged field")
+	dbFlag(fl, &c.db)
+	c.ff.register(fl)
+	fl.IntVar(&c.limit, "limit", 100, "at most `N` decisions")
+	fl.BoolVar(&c.asJSON, "json", false, "one JSON object per line, with every logged field")
 	return cmd
 }
 
-func printDecisionTable(cmd *cobra.Command, entries []*decisionlog.Entry) error {
-	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+func (c *logQueryCmd) Run(ctx context.Context) error {
+	f, err := c.ff.filter("log query", c.limit)
+	if err != nil {
+		return err
+	}
+	r, err := decisionlog.OpenReader(c.db)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	entries, err := r.Query(ctx, f)
+	if err != nil {
+		return err
+	}
+	if c.asJSON {
+		return printEntries(c.stdout, entries, true)
+	}
+	return printDecisionTable(c.stdout, entries)
+}
+
+func printDecisionTable(w io.Writer, entries []*decisionlog.Entry) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	withShadow := false
 	for _, e := range entries {
 		withShadow = withShadow || strings.Contains(string(e.Body), `"shadow":{`)

@@ -105,33 +105,42 @@ func errorsAsReasons(es []pdp.EvalError) []pdp.Reason {
 	return out
 }
 
+// logShowCmd is agentpdp log show: one decision explained.
+type logShowCmd struct {
+	streams
+	db     string
+	asJSON bool
+	args   []string // the decision id
+}
+
 func newLogShowCmd() *cobra.Command {
-	var db string
-	var asJSON bool
+	c := &logShowCmd{}
 	cmd := &cobra.Command{
 		Use:   "show DECISION_ID",
 		Short: "One decision: who asked, for whom, under which credential, why (with the policies' text), approvals and outcomes",
 		Args:  oneArg("decision id"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := decisionlog.OpenReader(db)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			x, err := explain(cmd.Context(), r, args[0])
-			if err != nil {
-				return exitError{exitFail, err}
-			}
-			if asJSON {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(x)
-			}
-			printExplained(cmd.OutOrStdout(), x)
-			return nil
-		},
+		RunE:  runE(c, &c.args),
 	}
-	dbFlag(cmd.Flags(), &db)
-	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object")
+	dbFlag(cmd.Flags(), &c.db)
+	cmd.Flags().BoolVar(&c.asJSON, "json", false, "one JSON object")
 	return cmd
+}
+
+func (c *logShowCmd) Run(ctx context.Context) error {
+	r, err := decisionlog.OpenReader(c.db)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	x, err := explain(ctx, r, c.args[0])
+	if err != nil {
+		return exitError{exitFail, err}
+	}
+	if c.asJSON {
+		return json.NewEncoder(c.stdout).Encode(x)
+	}
+	printExplained(c.stdout, x)
+	return nil
 }
 
 func printExplained(w io.Writer, x *explained) {

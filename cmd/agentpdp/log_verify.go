@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,103 +14,111 @@ import (
 	"github.com/agentpdp/agentpdp/decisionlog"
 )
 
+// logVerifyCmd is agentpdp log verify: the hash chain and checkpoints checked.
+type logVerifyCmd struct {
+	streams
+	db, pubkey, trusted string
+	asJSON              bool
+}
+
 func newLogVerifyCmd() *cobra.Command {
-	var db, pubkey, trusted string
-	var asJSON bool
+	c := &logVerifyCmd{}
 	cmd := &cobra.Command{
 		Use:   "verify --db FILE [--pubkey FILE] [--trusted-checkpoint FILE]",
 		Short: "Recompute the hash chain and check every checkpoint; exit 0 only if nothing was changed, removed or reordered",
 		Args:  noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			opts := decisionlog.VerifyOptions{}
-			if pubkey == "" {
-				// The key serve creates by default, if it is here.
-				if _, err := os.Stat("./var/signing.key.pub"); err == nil {
-					pubkey = "./var/signing.key.pub"
-				}
-			}
-			if pubkey != "" {
-				b, err := os.ReadFile(pubkey)
-				if err != nil {
-					return err
-				}
-				if opts.PublicKey, err = decisionlog.ParsePublicKey(b); err != nil {
-					return fmt.Errorf("%s: %w", pubkey, err)
-				}
-			}
-			if trusted != "" {
-				b, err := os.ReadFile(trusted)
-				if err != nil {
-					return err
-				}
-				if opts.Trusted, err = decisionlog.ParseCheckpoint(b); err != nil {
-					return fmt.Errorf("%s: %w", trusted, err)
-				}
-			}
-			if _, err := os.Stat(db); errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("log verify: %s does not exist", db)
-			}
-			r, err := decisionlog.OpenReader(db)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			stderr := cmd.ErrOrStderr()
-			if f, ok := stderr.(*os.File); ok && isTerminal(f) && !asJSON {
-				opts.Progress = func(seq, last int64) {
-					fmt.Fprintf(stderr, "\rverifying: %d of %d rows (%d%%)", seq, last, seq*100/max(last, 1))
-					if seq >= last {
-						fmt.Fprintln(stderr)
-					}
-				}
-			}
-			rep, err := r.Verify(cmd.Context(), opts)
-			var ce *decisionlog.ChainError
-			if errors.As(err, &ce) {
-				if opts.Progress != nil {
-					fmt.Fprintln(stderr)
-				}
-				if asJSON {
-					json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"ok": false, "seq": ce.Seq, "problem": ce.Problem})
-					return exitError{exitFail, errSilent}
-				}
-				return exitError{exitFail, fmt.Errorf("log verify FAILED at seq %d: %s", ce.Seq, ce.Problem)}
-			}
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"ok": true, "report": rep})
-			}
-			out := cmd.OutOrStdout()
-			if rep.Anchor > 0 {
-				fmt.Fprintf(out, "ok: %d rows (seq %d to %d), hash chain intact from the retained anchor at seq %d (the rows before it were pruned)\n", rep.Rows, rep.Anchor, rep.LastSeq, rep.Anchor)
-			} else {
-				fmt.Fprintf(out, "ok: %d rows (seq 1 to %d), hash chain intact\n", rep.Rows, rep.LastSeq)
-			}
-			switch {
-			case rep.Checkpoints == 0:
-				fmt.Fprintln(out, "no signed checkpoints: a truncated or rewritten log cannot be told apart (serve with a signing key)")
-			case rep.SignaturesChecked:
-				fmt.Fprintf(out, "%d checkpoints, every signature verified with key %s; the last signs seq %d\n", rep.Checkpoints, decisionlog.KeyID(opts.PublicKey), rep.LastSigned)
-			default:
-				fmt.Fprintf(out, "%d checkpoints match the chain, but their signatures were NOT checked: give --pubkey\n", rep.Checkpoints)
-			}
-			if rep.Unsigned > 0 && rep.Checkpoints > 0 {
-				fmt.Fprintf(out, "%d rows after the last checkpoint are not yet signed\n", rep.Unsigned)
-			}
-			if rep.TrustedSeq > 0 {
-				fmt.Fprintf(out, "the trusted checkpoint at seq %d matches: nothing before it was removed or rewritten\n", rep.TrustedSeq)
-			}
-			return nil
-		},
+		RunE:  runE(c, nil),
 	}
 	fl := cmd.Flags()
-	dbFlag(fl, &db)
-	fl.StringVar(&pubkey, "pubkey", "", "public key `file` that checks checkpoint signatures (default ./var/signing.key.pub if present)")
-	fl.StringVar(&trusted, "trusted-checkpoint", "", "a checkpoint row (JSON) kept outside the log: catches truncation after it")
-	fl.BoolVar(&asJSON, "json", false, "one JSON object")
+	dbFlag(fl, &c.db)
+	fl.StringVar(&c.pubkey, "pubkey", "", "public key `file` that checks checkpoint signatures (default ./var/signing.key.pub if present)")
+	fl.StringVar(&c.trusted, "trusted-checkpoint", "", "a checkpoint row (JSON) kept outside the log: catches truncation after it")
+	fl.BoolVar(&c.asJSON, "json", false, "one JSON object")
 	return cmd
+}
+
+func (c *logVerifyCmd) Run(ctx context.Context) error {
+	opts := decisionlog.VerifyOptions{}
+	if c.pubkey == "" {
+		// The key serve creates by default, if it is here.
+		if _, err := os.Stat("./var/signing.key.pub"); err == nil {
+			c.pubkey = "./var/signing.key.pub"
+		}
+	}
+	if c.pubkey != "" {
+		b, err := os.ReadFile(c.pubkey)
+		if err != nil {
+			return err
+		}
+		if opts.PublicKey, err = decisionlog.ParsePublicKey(b); err != nil {
+			return fmt.Errorf("%s: %w", c.pubkey, err)
+		}
+	}
+	if c.trusted != "" {
+		b, err := os.ReadFile(c.trusted)
+		if err != nil {
+			return err
+		}
+		if opts.Trusted, err = decisionlog.ParseCheckpoint(b); err != nil {
+			return fmt.Errorf("%s: %w", c.trusted, err)
+		}
+	}
+	if _, err := os.Stat(c.db); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("log verify: %s does not exist", c.db)
+	}
+	r, err := decisionlog.OpenReader(c.db)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	stderr := c.stderr
+	if f, ok := stderr.(*os.File); ok && isTerminal(f) && !c.asJSON {
+		opts.Progress = func(seq, last int64) {
+			fmt.Fprintf(stderr, "\rverifying: %d of %d rows (%d%%)", seq, last, seq*100/max(last, 1))
+			if seq >= last {
+				fmt.Fprintln(stderr)
+			}
+		}
+	}
+	rep, err := r.Verify(ctx, opts)
+	var ce *decisionlog.ChainError
+	if errors.As(err, &ce) {
+		if opts.Progress != nil {
+			fmt.Fprintln(stderr)
+		}
+		if c.asJSON {
+			json.NewEncoder(c.stdout).Encode(map[string]any{"ok": false, "seq": ce.Seq, "problem": ce.Problem})
+			return exitError{exitFail, errSilent}
+		}
+		return exitError{exitFail, fmt.Errorf("log verify FAILED at seq %d: %s", ce.Seq, ce.Problem)}
+	}
+	if err != nil {
+		return err
+	}
+	if c.asJSON {
+		return json.NewEncoder(c.stdout).Encode(map[string]any{"ok": true, "report": rep})
+	}
+	out := c.stdout
+	if rep.Anchor > 0 {
+		fmt.Fprintf(out, "ok: %d rows (seq %d to %d), hash chain intact from the retained anchor at seq %d (the rows before it were pruned)\n", rep.Rows, rep.Anchor, rep.LastSeq, rep.Anchor)
+	} else {
+		fmt.Fprintf(out, "ok: %d rows (seq 1 to %d), hash chain intact\n", rep.Rows, rep.LastSeq)
+	}
+	switch {
+	case rep.Checkpoints == 0:
+		fmt.Fprintln(out, "no signed checkpoints: a truncated or rewritten log cannot be told apart (serve with a signing key)")
+	case rep.SignaturesChecked:
+		fmt.Fprintf(out, "%d checkpoints, every signature verified with key %s; the last signs seq %d\n", rep.Checkpoints, decisionlog.KeyID(opts.PublicKey), rep.LastSigned)
+	default:
+		fmt.Fprintf(out, "%d checkpoints match the chain, but their signatures were NOT checked: give --c.pubkey\n", rep.Checkpoints)
+	}
+	if rep.Unsigned > 0 && rep.Checkpoints > 0 {
+		fmt.Fprintf(out, "%d rows after the last checkpoint are not yet signed\n", rep.Unsigned)
+	}
+	if rep.TrustedSeq > 0 {
+		fmt.Fprintf(out, "the c.trusted checkpoint at seq %d matches: nothing before it was removed or rewritten\n", rep.TrustedSeq)
+	}
+	return nil
 }
 
 // isTerminal reports whether f is a terminal, for the progress line.

@@ -90,8 +90,56 @@ func newRootCmd() *cobra.Command {
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newServeCmd(), newCheckCmd(), newValidateCmd(), newTestCmd(), newReplayCmd(), newLogCmd(), newKeygenCmd(), newMCPProxyCmd(), newBenchCmd(), newShipCmd())
+	root.AddCommand(commands()...)
 	return root
+}
+
+// commands are the root's commands, in the order help lists them. Each is a
+// type in its own file (serve.go holds serveCmd) whose new…Cmd binds its
+// flags to its fields; adding a command is adding its line here.
+func commands() []*cobra.Command {
+	return []*cobra.Command{
+		newServeCmd(),
+		newCheckCmd(),
+		newValidateCmd(),
+		newTestCmd(),
+		newReplayCmd(),
+		newLogCmd(),
+		newKeygenCmd(),
+		newMCPProxyCmd(),
+		newBenchCmd(),
+		newShipCmd(),
+	}
+}
+
+// streams are a command's standard input, output and error. runE sets them
+// from cobra before Run, so that tests capture what a command prints.
+type streams struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+func (s *streams) setStreams(cmd *cobra.Command) {
+	s.stdin, s.stdout, s.stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
+}
+
+// runner is one agentpdp command: a type whose fields its flags set, with
+// a Run that does the command's work. It embeds streams.
+type runner interface {
+	Run(ctx context.Context) error
+	setStreams(cmd *cobra.Command)
+}
+
+// runE adapts a command type to cobra: it sets the command's streams and,
+// if args is not nil, stores its positional arguments there, then runs it.
+func runE(c runner, args *[]string) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, a []string) error {
+		c.setStreams(cmd)
+		if args != nil {
+			*args = a
+		}
+		return c.Run(cmd.Context())
+	}
 }
 
 // noArgs refuses positional arguments as a usage error.

@@ -13,9 +13,16 @@ import (
 	"github.com/agentpdp/agentpdp/pdp/mcpproxy"
 )
 
+// mcpProxyCmd is agentpdp mcp-proxy: an MCP server behind the daemon.
+type mcpProxyCmd struct {
+	streams
+	principal, socket, adminSocket, approver, config, server, logLevel string
+	filter                                                             bool
+	args                                                               []string // the MCP server's command and its arguments
+}
+
 func newMCPProxyCmd() *cobra.Command {
-	var principal, socket, adminSocket, approver, config, server, logLevel string
-	var filter bool
+	c := &mcpProxyCmd{}
 	cmd := &cobra.Command{
 		Use:   "mcp-proxy --principal UID [--socket PATH] -- SERVER_COMMAND…",
 		Short: "Run an MCP server behind agentpdp: every tools/call is authorized, its outcome recorded",
@@ -25,59 +32,63 @@ func newMCPProxyCmd() *cobra.Command {
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if principal == "" {
-				return usagef("mcp-proxy: --principal is required, e.g. 'Agent::\"billing-bot\"'")
-			}
-			who, err := pdp.ParseEntityRef(principal)
-			if err != nil {
-				return usagef("mcp-proxy: --principal: %v", err)
-			}
-			if server == "" {
-				server = fmt.Sprintf("MCPServer::%q", filepath.Base(args[0]))
-			}
-			resource, err := pdp.ParseEntityRef(server)
-			if err != nil {
-				return usagef("mcp-proxy: --server-resource: %v", err)
-			}
-			if socket == "" {
-				cfg := DefaultConfig()
-				if config != "" {
-					if cfg, err = LoadConfig(config); err != nil {
-						return err
-					}
-				}
-				socket = cfg.Socket
-			}
-			proxy := &mcpproxy.Proxy{
-				Client:      client.New(socket),
-				Principal:   who,
-				Server:      resource,
-				FilterTools: filter,
-				// stdout is the MCP stream; the proxy's own log goes to stderr.
-				Logger: newLogger(cmd.ErrOrStderr(), logLevel, "text").With("component", "mcp-proxy"),
-			}
-			if adminSocket != "" {
-				proxy.Admin, proxy.Approver = client.New(adminSocket), approver
-			}
-			return runMCPProxy(cmd.Context(), cmd, proxy, args)
-		},
+		RunE: runE(c, &c.args),
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&principal, "principal", "", `who calls the tools, as a Cedar entity: Agent::"id"`)
-	fl.StringVar(&socket, "socket", "", "agentpdp's decision socket (default: the config's, ./var/agentpdp.sock)")
-	fl.StringVar(&config, "config", "", "read the socket from this agentpdp config `file`")
-	fl.StringVar(&adminSocket, "admin-socket", "", "agentpdp's admin socket: ask the user to approve step-ups through MCP elicitation, when the client supports it")
-	fl.StringVar(&approver, "approver", "the MCP client's user", "who approvals answered through the MCP client are recorded as")
-	fl.StringVar(&server, "server-resource", "", `the resource every call is on (default MCPServer::"<command name>")`)
-	fl.BoolVar(&filter, "filter-tools", false, "hide from tools/list the tools the principal is denied")
-	fl.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
+	fl.StringVar(&c.principal, "principal", "", `who calls the tools, as a Cedar entity: Agent::"id"`)
+	fl.StringVar(&c.socket, "socket", "", "agentpdp's decision socket (default: the config's, ./var/agentpdp.sock)")
+	fl.StringVar(&c.config, "config", "", "read the socket from this agentpdp config `file`")
+	fl.StringVar(&c.adminSocket, "admin-socket", "", "agentpdp's admin socket: ask the user to approve step-ups through MCP elicitation, when the client supports it")
+	fl.StringVar(&c.approver, "approver", "the MCP client's user", "who approvals answered through the MCP client are recorded as")
+	fl.StringVar(&c.server, "server-resource", "", `the resource every call is on (default MCPServer::"<command name>")`)
+	fl.BoolVar(&c.filter, "filter-tools", false, "hide from tools/list the tools the principal is denied")
+	fl.StringVar(&c.logLevel, "log-level", "warn", "debug, info, warn or error")
 	return cmd
 }
 
-func runMCPProxy(ctx context.Context, cmd *cobra.Command, proxy *mcpproxy.Proxy, args []string) error {
+func (c *mcpProxyCmd) Run(ctx context.Context) error {
+	if c.principal == "" {
+		return usagef("mcp-proxy: --c.principal is required, e.g. 'Agent::\"billing-bot\"'")
+	}
+	who, err := pdp.ParseEntityRef(c.principal)
+	if err != nil {
+		return usagef("mcp-proxy: --principal: %v", err)
+	}
+	if c.server == "" {
+		c.server = fmt.Sprintf("MCPServer::%q", filepath.Base(c.args[0]))
+	}
+	resource, err := pdp.ParseEntityRef(c.server)
+	if err != nil {
+		return usagef("mcp-proxy: --c.server-resource: %v", err)
+	}
+	if c.socket == "" {
+		cfg := DefaultConfig()
+		if c.config != "" {
+			if cfg, err = LoadConfig(c.config); err != nil {
+				return err
+			}
+		}
+		c.socket = cfg.Socket
+	}
+	proxy := &mcpproxy.Proxy{
+		Client:      client.New(c.socket),
+		Principal:   who,
+		Server:      resource,
+		FilterTools: c.filter,
+		// stdout is the MCP stream; the proxy's own log goes to stderr.
+		Logger: newLogger(c.stderr, c.logLevel, "text").With("component", "mcp-proxy"),
+	}
+	if c.adminSocket != "" {
+		proxy.Admin, proxy.Approver = client.New(c.adminSocket), c.approver
+	}
+	return c.runServer(ctx, proxy)
+}
+
+// runServer starts the MCP server and runs proxy between it and stdio.
+func (c *mcpProxyCmd) runServer(ctx context.Context, proxy *mcpproxy.Proxy) error {
+	args := c.args
 	server := exec.CommandContext(ctx, args[0], args[1:]...)
-	server.Stderr = cmd.ErrOrStderr()
+	server.Stderr = c.stderr
 	in, err := server.StdinPipe()
 	if err != nil {
 		return err
@@ -89,7 +100,7 @@ func runMCPProxy(ctx context.Context, cmd *cobra.Command, proxy *mcpproxy.Proxy,
 	if err := server.Start(); err != nil {
 		return fmt.Errorf("mcp-proxy: start %s: %w", args[0], err)
 	}
-	perr := proxy.Run(ctx, cmd.InOrStdin(), cmd.OutOrStdout(), in, out)
+	perr := proxy.Run(ctx, c.stdin, c.stdout, in, out)
 	werr := server.Wait()
 	if perr != nil {
 		return perr

@@ -8,10 +8,8 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"slices"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -19,258 +17,81 @@ import (
 	"github.com/agentpdp/agentpdp/pdp"
 )
 
-// replayDiff is one decision that replays differently.
-type replayDiff struct {
-	Seq             int64    `json:"seq"`
-	DecisionID      string   `json:"decision_id"`
-	Principal       string   `json:"principal"`
-	Action          string   `json:"action"`
-	Resource        string   `json:"resource"`
-	Logged          string   `json:"logged"`
-	Replayed        string   `json:"replayed"`
-	LoggedReasons   []string `json:"logged_reasons"`
-	ReplayedReasons []string `json:"replayed_reasons"`
-	Note            string   `json:"note,omitempty"`
+// replayCmd is agentpdp replay: logged decisions evaluated again.
+type replayCmd struct {
+	streams
+	db, policies       string
+	ff                 filterFlags
+	asJSON, failChange bool
+	workers            int
 }
-
-// replayReport is what replay found. Reproduce mode fills Reproduced and
-// Differ; impact mode fills Flips, ByPolicy and Examples.
-type replayReport struct {
-	Mode             string                  `json:"mode"` // reproduce | impact
-	CandidateVersion string                  `json:"candidate_version,omitempty"`
-	Decisions        int                     `json:"decisions"`
-	Reproduced       int                     `json:"reproduced,omitempty"`
-	Differ           []replayDiff            `json:"differ,omitempty"`
-	Unverifiable     map[string]int          `json:"unverifiable,omitempty"` // why → count
-	Changed          int                     `json:"changed"`
-	Flips            map[string]int          `json:"flips,omitempty"`     // "allow→deny" → count
-	ByPolicy         map[string]int          `json:"by_policy,omitempty"` // the candidate's deciding policy → flips
-	Examples         map[string][]replayDiff `json:"examples,omitempty"`  // per flip, a few
-}
-
-const (
-	maxDiffs    = 1000 // differences kept in full; the counts stay exact
-	maxExamples = 3
-)
 
 func newReplayCmd() *cobra.Command {
-	var (
-		db, policies       string
-		ff                 filterFlags
-		asJSON, failChange bool
-		workers            int
-	)
+	c := &replayCmd{}
 	cmd := &cobra.Command{
 		Use:   "replay --db FILE [--policies DIR] [filters]",
 		Short: "Re-run logged decisions: against the policies that made them (proof), or a proposed change (impact)",
 		Args:  noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := ff.filter("replay", 1)
-			if err != nil {
-				return err
-			}
-			f.Kinds = []decisionlog.Kind{decisionlog.KindDecision}
-			var candidate *pdp.Snapshot
-			if policies != "" {
-				if candidate, err = pdp.LoadDir(policies, pdp.LoadOptions{}); err != nil {
-					return exitError{exitFail, err}
-				}
-			}
-			r, err := decisionlog.OpenReader(db)
-			if err != nil {
-				return err
-			}
-			defer r.Close()
-			rep, err := replay(cmd.Context(), r, f, candidate, max(workers, 1), progressTo(cmd, asJSON))
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				if err := json.NewEncoder(cmd.OutOrStdout()).Encode(rep); err != nil {
-					return err
-				}
-			} else {
-				printReplay(cmd.OutOrStdout(), rep)
-			}
-			switch {
-			case rep.Mode == "reproduce" && len(rep.Differ) > 0:
-				return exitError{exitFail, errSilent}
-			case rep.Mode == "impact" && failChange && rep.Changed > 0:
-				return exitError{exitFail, errSilent}
-			}
-			return nil
-		},
+		RunE:  runE(c, nil),
 	}
 	fl := cmd.Flags()
-	dbFlag(fl, &db)
-	fl.StringVar(&policies, "policies", "", "a proposed policy `directory`: report what it would change")
-	ff.register(fl)
-	fl.BoolVar(&asJSON, "json", false, "one JSON object")
-	fl.BoolVar(&failChange, "fail-on-change", false, "with --policies: exit 1 if any decision would change")
-	fl.IntVar(&workers, "workers", runtime.NumCPU(), "evaluations in parallel")
+	dbFlag(fl, &c.db)
+	fl.StringVar(&c.policies, "policies", "", "a proposed policy `directory`: report what it would change")
+	c.ff.register(fl)
+	fl.BoolVar(&c.asJSON, "json", false, "one JSON object")
+	fl.BoolVar(&c.failChange, "fail-on-change", false, "with --policies: exit 1 if any decision would change")
+	fl.IntVar(&c.workers, "workers", runtime.NumCPU(), "evaluations in parallel")
 	return cmd
 }
 
+func (c *replayCmd) Run(ctx context.Context) error {
+	f, err := c.ff.filter("replay", 1)
+	if err != nil {
+		return err
+	}
+	f.Kinds = []decisionlog.Kind{decisionlog.KindDecision}
+	var candidate *pdp.Snapshot
+	if c.policies != "" {
+		if candidate, err = pdp.LoadDir(c.policies, pdp.LoadOptions{}); err != nil {
+			return exitError{exitFail, err}
+		}
+	}
+	r, err := decisionlog.OpenReader(c.db)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	progress := progressTo(c.stderr, c.asJSON)
+	rep, err := pdp.ReplayLog(ctx, r, f, candidate, max(c.workers, 1), progress)
+	if progress != nil {
+		fmt.Fprintln(c.stderr)
+	}
+	if err != nil {
+		return err
+	}
+	if c.asJSON {
+		if err := json.NewEncoder(c.stdout).Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		printReplay(c.stdout, rep)
+	}
+	switch {
+	case rep.Mode == "reproduce" && len(rep.Differ) > 0:
+		return exitError{exitFail, errSilent}
+	case rep.Mode == "impact" && c.failChange && rep.Changed > 0:
+		return exitError{exitFail, errSilent}
+	}
+	return nil
+}
+
 // progressTo prints a progress line on a terminal.
-func progressTo(cmd *cobra.Command, quiet bool) func(done int) {
-	f, ok := cmd.ErrOrStderr().(*os.File)
+func progressTo(w io.Writer, quiet bool) func(done int) {
+	f, ok := w.(*os.File)
 	if quiet || !ok || !isTerminal(f) {
 		return nil
 	}
 	return func(done int) { fmt.Fprintf(f, "\rreplayed %d decisions", done) }
-}
-
-type replayJob struct {
-	entry *decisionlog.Entry
-	rec   *pdp.DecisionRecord
-	snap  *pdp.Snapshot // nil in impact mode: the candidate is used
-}
-
-type replayResult struct {
-	job     replayJob
-	got     *pdp.Decision
-	skipWhy string
-}
-
-// replay streams the matching decisions through workers; memory is bounded
-// by the number of policy versions, not the length of the log.
-func replay(ctx context.Context, r *decisionlog.Reader, f decisionlog.Filter, candidate *pdp.Snapshot, workers int, progress func(int)) (*replayReport, error) {
-	rep := &replayReport{Mode: "reproduce", Unverifiable: map[string]int{}, Flips: map[string]int{}, ByPolicy: map[string]int{}, Examples: map[string][]replayDiff{}}
-	if candidate != nil {
-		rep.Mode, rep.CandidateVersion = "impact", candidate.Version
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	jobs := make(chan replayJob, 256)
-	results := make(chan replayResult, 256)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for j := range jobs {
-				res := replayResult{job: j}
-				snap := j.snap
-				if candidate != nil {
-					snap = candidate
-				}
-				if snap == nil {
-					res.skipWhy = "its policy version is not in the log"
-				} else if d, err := pdp.Replay(snap, j.rec, j.entry.Time); err != nil {
-					res.skipWhy = err.Error()
-				} else {
-					res.got = d
-				}
-				select {
-				case results <- res:
-				case <-ctx.Done():
-					return
-				}
-			}
-		})
-	}
-	aggregated := make(chan struct{})
-	go func() {
-		defer close(aggregated)
-		for res := range results {
-			rep.add(res)
-			if progress != nil && rep.Decisions%1000 == 0 {
-				progress(rep.Decisions)
-			}
-		}
-	}()
-
-	snaps := map[string]*pdp.Snapshot{}
-	scanErr := r.ScanFilter(ctx, f, func(e *decisionlog.Entry) error {
-		var rec pdp.DecisionRecord
-		if err := json.Unmarshal(e.Body, &rec); err != nil {
-			return fmt.Errorf("seq %d: %w", e.Seq, err)
-		}
-		j := replayJob{entry: e, rec: &rec}
-		if candidate == nil {
-			snap, ok := snaps[rec.PolicyVersion]
-			if !ok {
-				snap = loadVersion(ctx, r, rec.PolicyVersion)
-				snaps[rec.PolicyVersion] = snap
-			}
-			j.snap = snap
-		}
-		select {
-		case jobs <- j:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	})
-	close(jobs)
-	wg.Wait()
-	close(results)
-	<-aggregated
-	if progress != nil {
-		progress(rep.Decisions)
-		fmt.Fprintln(os.Stderr)
-	}
-	if scanErr != nil {
-		return nil, scanErr
-	}
-	slices.SortFunc(rep.Differ, func(a, b replayDiff) int { return int(a.Seq - b.Seq) })
-	return rep, nil
-}
-
-// loadVersion rebuilds a policy version from its load row, or nil.
-func loadVersion(ctx context.Context, r *decisionlog.Reader, version string) *pdp.Snapshot {
-	entry, err := r.PolicyLoad(ctx, version)
-	if err != nil {
-		return nil
-	}
-	var rec pdp.PolicyLoadRecord
-	if json.Unmarshal(entry.Body, &rec) != nil {
-		return nil
-	}
-	snap, err := pdp.SnapshotFromLoad(&rec)
-	if err != nil {
-		return nil
-	}
-	return snap
-}
-
-func (rep *replayReport) add(res replayResult) {
-	rep.Decisions++
-	rec := res.job.rec
-	if res.got == nil {
-		rep.Unverifiable[res.skipWhy]++
-		return
-	}
-	d := replayDiff{Seq: res.job.entry.Seq, DecisionID: rec.DecisionID, Principal: rec.Principal, Action: rec.Action, Resource: rec.Resource,
-		Logged: rec.Decision, Replayed: res.got.Decision, LoggedReasons: reasonIDs(rec.Reasons), ReplayedReasons: reasonIDs(res.got.Reasons)}
-	if rep.Mode == "impact" {
-		if d.Logged == d.Replayed {
-			return
-		}
-		rep.Changed++
-		flip := d.Logged + "→" + d.Replayed
-		rep.Flips[flip]++
-		by := "(no policy: default deny)"
-		if len(d.ReplayedReasons) > 0 {
-			by = strings.Join(d.ReplayedReasons, ",")
-		}
-		rep.ByPolicy[by]++
-		if len(rep.Examples[flip]) < maxExamples {
-			rep.Examples[flip] = append(rep.Examples[flip], d)
-		}
-		return
-	}
-	if d.Logged == d.Replayed && slices.Equal(d.LoggedReasons, d.ReplayedReasons) {
-		rep.Reproduced++
-		return
-	}
-	if len(rec.Masked) > 0 {
-		// Masked inputs are not what the policies saw: no proof either way.
-		rep.Unverifiable["its request was masked in the log"]++
-		return
-	}
-	rep.Changed++
-	if len(rep.Differ) < maxDiffs {
-		rep.Differ = append(rep.Differ, d)
-	}
 }
 
 func reasonIDs(rs []pdp.Reason) []string {
@@ -281,7 +102,7 @@ func reasonIDs(rs []pdp.Reason) []string {
 	return out
 }
 
-func printReplay(w io.Writer, rep *replayReport) {
+func printReplay(w io.Writer, rep *pdp.ReplayReport) {
 	if rep.Mode == "reproduce" {
 		fmt.Fprintf(w, "replayed %d decisions against the policy versions that made them\n", rep.Decisions)
 		fmt.Fprintf(w, "  %d reproduced exactly\n", rep.Reproduced)

@@ -37,7 +37,7 @@ func TestReplay_ReproducesTheDaemonsLog(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d %s %s", code, out, stderr)
 	}
-	var rep replayReport
+	var rep pdp.ReplayReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestReplay_Impact(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d %s", code, stderr)
 	}
-	var rep replayReport
+	var rep pdp.ReplayReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,9 @@ import (
 	"github.com/agentpdp/agentpdp/plugins"
 )
 
+// serveCmd is agentpdp serve: the daemon.
 type serveCmd struct {
+	streams
 	config                                                  string
 	policies, db, socket, adminSocket, signingKey, logLevel string
 }
@@ -37,7 +39,7 @@ func newServeCmd() *cobra.Command {
 		Use:   "serve",
 		Short: "Serve decisions on the Unix sockets, logging each before answering",
 		Args:  noArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return s.Run(cmd.Context(), cmd) },
+		RunE:  runE(s, nil),
 	}
 	f := cmd.Flags()
 	f.StringVar(&s.config, "config", "", "YAML configuration `file` (every key has a default)")
@@ -83,12 +85,12 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
+func (s *serveCmd) Run(ctx context.Context) error {
 	cfg, err := s.loadConfig()
 	if err != nil {
 		return err
 	}
-	logger := newLogger(cmd.ErrOrStderr(), cfg.Log.Level, cfg.Log.Format)
+	logger := newLogger(s.stderr, cfg.Log.Level, cfg.Log.Format)
 	slog.SetDefault(logger)
 	if os.Getenv("GOGC") == "" { // an operator's GOGC wins
 		debug.SetGCPercent(cfg.GCPercent)
@@ -208,7 +210,8 @@ func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 		wg.Go(func() { shipper.Run(ctx) })
 	}
 	if cfg.Retention.MaxAge > 0 || cfg.Retention.MaxRows > 0 {
-		wg.Go(func() { retain(ctx, p.Log, cfg, logger.With("component", "retention")) })
+		r := decisionlog.Retention{MaxAge: cfg.Retention.MaxAge, MaxRows: cfg.Retention.MaxRows, Every: cfg.Retention.Every, Sinks: sinkNames(cfg.Sinks)}
+		wg.Go(func() { p.Log.Retain(ctx, r, logger.With("component", "retention")) })
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -230,36 +233,6 @@ func (s *serveCmd) Run(ctx context.Context, cmd *cobra.Command) error {
 	wg.Wait()
 	logger.Info("agentpdp stopped")
 	return err
-}
-
-// retain prunes the log every cfg.Retention.Every: rows older than max_age
-// or beyond max_rows, shipped by every sink, up to a signed checkpoint.
-func retain(ctx context.Context, log *decisionlog.Log, cfg Config, logger *slog.Logger) {
-	t := time.NewTicker(cfg.Retention.Every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		bound, err := log.PruneBound(ctx, cfg.Retention.MaxAge, cfg.Retention.MaxRows, sinkNames(cfg.Sinks), time.Now())
-		if err != nil || bound == 0 {
-			if err != nil {
-				logger.Error("retention", "err", err)
-			}
-			continue
-		}
-		res, err := log.Prune(ctx, bound)
-		switch {
-		case errors.Is(err, decisionlog.ErrNoAnchor):
-			logger.Debug("nothing pruned yet: no signed checkpoint within the rows retention allows deleting", "up_to", bound)
-		case err != nil:
-			logger.Error("retention", "err", err)
-		default:
-			logger.Info("pruned the decision log", "deleted", res.Deleted, "anchor_seq", res.Anchor)
-		}
-	}
 }
 
 // loadOrCreateSigningKey reads the checkpoint signing key, creating a pair

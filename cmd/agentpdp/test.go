@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
@@ -14,64 +15,72 @@ import (
 	"github.com/agentpdp/agentpdp/pdp/policytest"
 )
 
+// testCmd is agentpdp test: policy test suites.
+type testCmd struct {
+	streams
+	policies, junit, onError string
+	asJSON, verbose          bool
+	paths                    []string // suite files or directories; default DIR/tests
+}
+
 func newTestCmd() *cobra.Command {
-	var policies, junit, onError string
-	var asJSON, verbose bool
+	c := &testCmd{}
 	cmd := &cobra.Command{
 		Use:   "test [--policies DIR] [PATH…]",
 		Short: "Run policy test suites (YAML or JSON; default DIR/tests); exit 1 if any case fails",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			files, err := policytest.Find(policies, args)
-			if err != nil {
-				return exitError{exitFail, err}
-			}
-			var suites []*policytest.Suite
-			for _, f := range files {
-				s, err := policytest.Load(f)
-				if err != nil {
-					return exitError{exitFail, err}
-				}
-				suites = append(suites, s)
-			}
-			engine, err := pdp.NewEngine(pdp.Options{Policies: policies, OnError: pdp.OnError(onError)})
-			if err != nil {
-				return usagef("test: %v", err)
-			}
-			if _, err := engine.Reload(cmd.Context(), "test"); err != nil {
-				return exitError{exitFail, err}
-			}
-			rep, err := policytest.Run(engine, suites)
-			if err != nil {
-				return exitError{exitFail, err}
-			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				enc := json.NewEncoder(out)
-				for _, r := range rep.Results {
-					enc.Encode(r)
-				}
-				enc.Encode(map[string]any{"passed": rep.Passed, "failed": rep.Failed, "policies": rep.Policies, "uncovered": rep.Uncovered})
-			} else {
-				printReport(out, rep, verbose)
-			}
-			if junit != "" {
-				if err := writeJUnit(junit, rep); err != nil {
-					return err
-				}
-			}
-			if rep.Failed > 0 {
-				return exitError{exitFail, errSilent}
-			}
-			return nil
-		},
+		RunE:  runE(c, &c.paths),
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&policies, "policies", "./policies", "policy `directory`")
-	fl.StringVar(&junit, "junit", "", "also write a JUnit XML report to `FILE`, for CI")
-	fl.StringVar(&onError, "on-error", "deny", "what an erroring forbid does: deny or skip")
-	fl.BoolVar(&asJSON, "json", false, "one JSON object per case, then a summary")
-	fl.BoolVarP(&verbose, "verbose", "v", false, "print passing cases too")
+	fl.StringVar(&c.policies, "policies", "./policies", "policy `directory`")
+	fl.StringVar(&c.junit, "junit", "", "also write a JUnit XML report to `FILE`, for CI")
+	fl.StringVar(&c.onError, "on-error", "deny", "what an erroring forbid does: deny or skip")
+	fl.BoolVar(&c.asJSON, "json", false, "one JSON object per case, then a summary")
+	fl.BoolVarP(&c.verbose, "verbose", "v", false, "print passing cases too")
 	return cmd
+}
+
+func (c *testCmd) Run(ctx context.Context) error {
+	files, err := policytest.Find(c.policies, c.paths)
+	if err != nil {
+		return exitError{exitFail, err}
+	}
+	var suites []*policytest.Suite
+	for _, f := range files {
+		s, err := policytest.Load(f)
+		if err != nil {
+			return exitError{exitFail, err}
+		}
+		suites = append(suites, s)
+	}
+	engine, err := pdp.NewEngine(pdp.Options{Policies: c.policies, OnError: pdp.OnError(c.onError)})
+	if err != nil {
+		return usagef("test: %v", err)
+	}
+	if _, err := engine.Reload(ctx, "test"); err != nil {
+		return exitError{exitFail, err}
+	}
+	rep, err := policytest.Run(engine, suites)
+	if err != nil {
+		return exitError{exitFail, err}
+	}
+	if c.asJSON {
+		enc := json.NewEncoder(c.stdout)
+		for _, r := range rep.Results {
+			enc.Encode(r)
+		}
+		enc.Encode(map[string]any{"passed": rep.Passed, "failed": rep.Failed, "policies": rep.Policies, "uncovered": rep.Uncovered})
+	} else {
+		printReport(c.stdout, rep, c.verbose)
+	}
+	if c.junit != "" {
+		if err := writeJUnit(c.junit, rep); err != nil {
+			return err
+		}
+	}
+	if rep.Failed > 0 {
+		return exitError{exitFail, errSilent}
+	}
+	return nil
 }
 
 func printReport(w io.Writer, rep *policytest.Report, verbose bool) {
