@@ -267,7 +267,7 @@ func TestApprovals_ExpireAndSurviveRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Reload(t.Context(), "restart"); err != nil {
+	if _, err := loadNow(t.Context(), e, "restart"); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.LoadApprovals(t.Context()); err != nil {

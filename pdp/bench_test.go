@@ -156,7 +156,7 @@ func newEngineB(b *testing.B, policies, entities string) *pdp.Engine {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := e.Reload(b.Context(), "bench"); err != nil {
+	if _, err := loadNow(b.Context(), e, "bench"); err != nil {
 		b.Fatal(err)
 	}
 	return e

@@ -3,8 +3,8 @@
 //
 // A [Snapshot] is an immutable, validated set of policies, schema and static
 // entities, loaded by [LoadDir] or [LoadFS]. An [Engine] serves one snapshot
-// at a time: [Engine.Reload] loads a new one, records its full text in the
-// decision log, and only then publishes it with an atomic swap, so a
+// at a time: [Engine.Stage] loads and validates a new one, and its commit
+// records the full text in the decision log and only then publishes it with an atomic swap, so a
 // decision in flight finishes on the snapshot it started with and every
 // logged decision's policy version can be explained from the log.
 //
@@ -16,8 +16,10 @@
 // policy outcome is data in the [Decision]; an error return means the
 // decision could not be made or recorded, and nothing was answered.
 //
-// A [Watcher] owns reloading: it watches the policy directory with fsnotify,
-// debounces, and serialises forced reloads from SIGHUP and the admin API.
+// The reload component, pdp/reload, owns reloading: one goroutine takes
+// debounced fsnotify events, SIGHUP and the admin API's reloads, and serves
+// a tree only once it reads the same before and after its load. [PDP.Reload]
+// is its public entry.
 // A [Server] serves the wire API on the decision and admin sockets and
 // records each caller's kernel credentials (SO_PEERCRED).
 package pdp

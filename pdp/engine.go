@@ -170,49 +170,59 @@ func (e *Engine) Status() ReloadStatus {
 	return e.status
 }
 
-// Reload loads the policy directory and, if it is valid and differs from
-// the current snapshot, records a policy-load entry and swaps it in. On any
-// failure the current snapshot keeps serving. It reports whether the
-// version changed. trigger says what caused it, for the log.
-func (e *Engine) Reload(ctx context.Context, trigger string) (bool, error) {
-	e.reloadMu.Lock()
-	defer e.reloadMu.Unlock()
+// Stage loads and validates the policy directory without serving it. The
+// commit it returns records a policy-load row for the snapshot, then swaps
+// it in (if its version differs); a failure of either keeps the current
+// snapshot. A load error is returned as is: pass it to LoadFailed once it
+// stands (the reload component first checks that the tree was not being
+// changed while it was read). Reloads go through pdp/reload; Stage is its
+// step, not a second way in.
+func (e *Engine) Stage() (commit func(ctx context.Context, trigger string) (bool, error), err error) {
 	snap, err := LoadDir(e.opts.Policies, e.opts.Load)
-	if err == nil {
-		return e.install(ctx, snap, trigger)
+	if err != nil {
+		return nil, err
 	}
-	e.noteReload(err)
-	return false, err
+	return func(ctx context.Context, trigger string) (bool, error) { return e.Use(ctx, snap, trigger) }, nil
 }
+
+// LoadFailed records a refused load in the status: GET /v1/status and the
+// reload-failure metric show it. The serving snapshot stays.
+func (e *Engine) LoadFailed(err error) { e.noteReload(err) }
 
 // ShadowSnapshot returns the shadow snapshot, or nil.
 func (e *Engine) ShadowSnapshot() *Snapshot { return e.shadow.Load() }
 
-// ReloadShadow loads the shadow directory as Reload loads the live one: a
+// StageShadow loads the shadow directory as Stage loads the live one: a
 // failure keeps the current shadow, a change is logged before it is used.
-func (e *Engine) ReloadShadow(ctx context.Context, trigger string) (bool, error) {
+func (e *Engine) StageShadow() (commit func(ctx context.Context, trigger string) (bool, error), err error) {
 	if e.opts.Shadow == "" {
-		return false, errors.New("no shadow policies configured")
+		return nil, errors.New("no shadow policies configured")
 	}
-	e.reloadMu.Lock()
-	defer e.reloadMu.Unlock()
 	snap, err := LoadDir(e.opts.Shadow, e.opts.Load)
 	if err != nil {
-		e.statusMu.Lock()
-		e.status.ShadowError = err.Error()
-		e.statusMu.Unlock()
-		return false, fmt.Errorf("shadow policies: %w", err)
+		return nil, fmt.Errorf("shadow policies: %w", err)
 	}
-	changed, err := e.publish(ctx, &e.shadow, snap, trigger, true)
+	return func(ctx context.Context, trigger string) (bool, error) {
+		e.reloadMu.Lock()
+		defer e.reloadMu.Unlock()
+		changed, err := e.publish(ctx, &e.shadow, snap, trigger, true)
+		e.statusMu.Lock()
+		defer e.statusMu.Unlock()
+		if err != nil {
+			e.status.ShadowError = err.Error()
+			return false, err
+		}
+		e.status.ShadowError = ""
+		e.status.ShadowVersion = e.shadow.Load().Version
+		return changed, nil
+	}, nil
+}
+
+// ShadowLoadFailed records a refused shadow load in the status.
+func (e *Engine) ShadowLoadFailed(err error) {
 	e.statusMu.Lock()
 	defer e.statusMu.Unlock()
-	if err != nil {
-		e.status.ShadowError = err.Error()
-		return false, err
-	}
-	e.status.ShadowError = ""
-	e.status.ShadowVersion = e.shadow.Load().Version
-	return changed, nil
+	e.status.ShadowError = err.Error()
 }
 
 // Use serves a snapshot loaded by the caller (with LoadFS, say), exactly as

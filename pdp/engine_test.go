@@ -205,7 +205,7 @@ func TestEngine_DefaultPolicyPack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Reload(t.Context(), "test"); err != nil {
+	if _, err := loadNow(t.Context(), e, "test"); err != nil {
 		t.Fatalf("the default pack does not load: %v", err)
 	}
 	if !e.Snapshot().Schema {

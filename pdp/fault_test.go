@@ -81,7 +81,7 @@ func TestReloadStorm(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFiles(t, dir+"/policies", map[string]string{"p.cedar": permitAll})
-	if _, err := e.Reload(t.Context(), "startup"); err != nil {
+	if _, err := loadNow(t.Context(), e, "startup"); err != nil {
 		t.Fatal(err)
 	}
 	allowVersion := e.Snapshot().Version
@@ -117,7 +117,7 @@ func TestReloadStorm(t *testing.T) {
 	contents := []string{forbidAll, "permit (principal,", permitAll, "forbid ("}
 	for i := range reloads {
 		writeFiles(t, dir+"/policies", map[string]string{"p.cedar": contents[i%len(contents)]})
-		_, err := e.Reload(ctx, "storm")
+		_, err := loadNow(ctx, e, "storm")
 		if broken := i%2 == 1; broken != (err != nil) {
 			t.Fatalf("reload %d: broken=%v err=%v", i, broken, err)
 		}

@@ -32,7 +32,7 @@ func FuzzDecideRequest(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	if _, err := e.Reload(f.Context(), "fuzz"); err != nil {
+	if _, err := loadNow(f.Context(), e, "fuzz"); err != nil {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

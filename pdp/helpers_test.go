@@ -1,12 +1,15 @@
 package pdp_test
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/reload"
 )
 
 // writeFiles writes name → content under dir, creating subdirectories.
@@ -33,7 +36,7 @@ func newEngine(t *testing.T, files map[string]string, opts pdp.Options) *pdp.Eng
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Reload(t.Context(), "test"); err != nil {
+	if _, err := loadNow(t.Context(), e, "test"); err != nil {
 		t.Fatalf("load policies: %v", err)
 	}
 	return e
@@ -76,3 +79,38 @@ func toJSON(t *testing.T, v any) string {
 
 // testKey is the HMAC key of engines that record.
 var testKey = []byte("0123456789abcdef0123456789abcdef")
+
+// loadNow loads and serves the engine's policies at once, as the reload
+// component does once the tree is settled.
+func loadNow(ctx context.Context, e *pdp.Engine, trigger string) (bool, error) {
+	commit, err := e.Stage()
+	if err != nil {
+		e.LoadFailed(err)
+		return false, err
+	}
+	return commit(ctx, trigger)
+}
+
+// loadShadowNow is loadNow for the shadow policies.
+func loadShadowNow(ctx context.Context, e *pdp.Engine, trigger string) (bool, error) {
+	commit, err := e.StageShadow()
+	if err != nil {
+		e.ShadowLoadFailed(err)
+		return false, err
+	}
+	return commit(ctx, trigger)
+}
+
+// newReloader is the reload component over e's policies, as pdp.Open
+// builds it.
+func newReloader(e *pdp.Engine, dir string, debounce time.Duration) *reload.Reloader {
+	return reload.New(reload.Options{Debounce: debounce, Trees: []reload.Tree{{
+		Name: "policies", Dir: dir,
+		Load: func(context.Context) (reload.Commit, error) {
+			commit, err := e.Stage()
+			return commit, err
+		},
+		Failed:  e.LoadFailed,
+		Version: func() string { return e.Snapshot().Version },
+	}}})
+}

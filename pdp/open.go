@@ -2,13 +2,13 @@ package pdp
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
+	"os"
 	"time"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/pdp/reload"
 )
 
 // Config is everything an embedded PDP needs. Engine's Recorder and Log
@@ -18,8 +18,13 @@ type Config struct {
 	DB       string              // the decision log's file
 	Log      decisionlog.Options // durability, group commit, checkpoint signing
 	Debounce time.Duration       // quiet time before a reload; default 100ms
-	Metrics  *Metrics            // optional
-	Logger   *slog.Logger
+	// ReloadMaxWait bounds how long continuous changes put a reload off;
+	// default 30s. Past it a tree is served only once it reads the same
+	// before and after its load.
+	ReloadMaxWait time.Duration
+	Hangup        <-chan os.Signal // SIGHUP, wired by cmd; optional
+	Metrics       *Metrics         // optional
+	Logger        *slog.Logger
 }
 
 // PDP is the decision point embedded in a process: the engine, its durable
@@ -28,7 +33,7 @@ type Config struct {
 type PDP struct {
 	*Engine
 	Log      *decisionlog.Log
-	watchers []*Watcher
+	reloader *reload.Reloader
 	logger   *slog.Logger
 }
 
@@ -60,17 +65,31 @@ func open(ctx context.Context, cfg Config, log *decisionlog.Log) (*PDP, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := engine.Reload(ctx, "startup"); err != nil {
-		return nil, fmt.Errorf("load policies from %s:\n%w", opts.Policies, err)
+	trees := []reload.Tree{{Name: "policies", Dir: opts.Policies, Load: stage(engine.Stage), Failed: engine.LoadFailed,
+		Version: func() string { return engine.Snapshot().Version }}}
+	if opts.Shadow != "" {
+		trees = append(trees, reload.Tree{Name: "shadow", Dir: opts.Shadow, Load: stage(engine.StageShadow), Failed: engine.ShadowLoadFailed,
+			Version: func() string {
+				if s := engine.ShadowSnapshot(); s != nil {
+					return s.Version
+				}
+				return ""
+			}})
+	}
+	// The first load runs here, before any watching: a tree that does not
+	// load is a startup error.
+	for _, t := range trees {
+		commit, err := t.Load(ctx)
+		if err == nil {
+			_, err = commit(ctx, "startup")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("load %s from %s:\n%w", t.Name, t.Dir, err)
+		}
 	}
 	p := &PDP{Engine: engine, Log: log, logger: cfg.Logger}
-	p.watchers = append(p.watchers, NewWatcher(engine, cfg.Debounce, cfg.Logger.With("component", "reload")))
-	if opts.Shadow != "" {
-		if _, err := engine.ReloadShadow(ctx, "startup"); err != nil {
-			return nil, fmt.Errorf("load shadow policies from %s:\n%w", opts.Shadow, err)
-		}
-		p.watchers = append(p.watchers, NewShadowWatcher(engine, cfg.Debounce, cfg.Logger.With("component", "shadow-reload")))
-	}
+	p.reloader = reload.New(reload.Options{Trees: trees, Debounce: cfg.Debounce, MaxWait: cfg.ReloadMaxWait,
+		Hangup: cfg.Hangup, Logger: cfg.Logger.With("component", "reload")})
 	if err := engine.LoadApprovals(ctx); err != nil {
 		return nil, err
 	}
@@ -79,28 +98,22 @@ func open(ctx context.Context, cfg Config, log *decisionlog.Log) (*PDP, error) {
 	return p, nil
 }
 
-// Run watches the policy directories and reloads them until ctx ends.
-func (p *PDP) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
-	errs := make([]error, len(p.watchers))
-	for i, w := range p.watchers {
-		wg.Go(func() { errs[i] = w.Run(ctx) })
+// stage adapts an engine's Stage to reload.Tree's Load.
+func stage(f func() (func(context.Context, string) (bool, error), error)) func(context.Context) (reload.Commit, error) {
+	return func(context.Context) (reload.Commit, error) {
+		commit, err := f()
+		return commit, err
 	}
-	wg.Wait()
-	return errors.Join(errs...)
 }
 
-// Reload forces a reload of every policy directory now, as SIGHUP does. It
-// needs Run to be running.
+// Run watches the policy directories and reloads them until ctx ends: the
+// one goroutine that owns reloads (pdp/reload).
+func (p *PDP) Run(ctx context.Context) error { return p.reloader.Run(ctx) }
+
+// Reload reloads every policy directory now, as SIGHUP and POST /v1/reload
+// do, through the same path as a file change. It needs Run to be running.
 func (p *PDP) Reload(ctx context.Context, trigger string) (bool, error) {
-	changed := false
-	var errs []error
-	for _, w := range p.watchers {
-		c, err := w.Reload(ctx, trigger)
-		changed = changed || c
-		errs = append(errs, err)
-	}
-	return changed, errors.Join(errs...)
+	return p.reloader.Reload(ctx, trigger)
 }
 
 // Close flushes and closes the log: every decision made is on disk after it,

@@ -20,7 +20,7 @@ import (
 	"github.com/agentpdp/agentpdp/decisionlog"
 )
 
-// Reloader forces a policy reload; *Watcher is one.
+// Reloader forces a policy reload; *reload.Reloader and *PDP are one.
 type Reloader interface {
 	Reload(ctx context.Context, trigger string) (bool, error)
 }

@@ -59,11 +59,11 @@ func serveWith(t testing.TB, files map[string]string, durability decisionlog.Dur
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Reload(t.Context(), "startup"); err != nil {
+	if _, err := loadNow(t.Context(), e, "startup"); err != nil {
 		t.Fatal(err)
 	}
 	d := &testDaemon{engine: e, log: log, dir: dir, sock: filepath.Join(dir, "a.sock"), asock: filepath.Join(dir, "admin.sock")}
-	w := pdp.NewWatcher(e, 0, nil)
+	w := newReloader(e, opts.Policies, 0)
 	srv, err := pdp.NewServer(pdp.ServerOptions{Socket: d.sock, AdminSocket: d.asock, Engine: e, Log: log, Reloader: w, MaxBodyBytes: 64 << 10,
 		ReadHeaderTimeout: 500 * time.Millisecond})
 	if err != nil {

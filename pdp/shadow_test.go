@@ -18,7 +18,7 @@ func TestShadow_RecordedNeverAnswered(t *testing.T) {
 @id("freeze-x") forbid (principal, action, resource == Tool::"x");`})
 		o.Shadow = shadowDir
 	})
-	if _, err := d.engine.ReloadShadow(t.Context(), "startup"); err != nil {
+	if _, err := loadShadowNow(t.Context(), d.engine, "startup"); err != nil {
 		t.Fatal(err)
 	}
 	onX, err := d.agent.Authorize(t.Context(), &pdp.Request{Principal: ref(`Agent::"a"`), Action: ref(`Action::"go"`), Resource: ref(`Tool::"x"`)})
@@ -43,7 +43,7 @@ func TestShadow_RecordedNeverAnswered(t *testing.T) {
 	// A change to the shadow directory is reloaded and logged as a shadow load.
 	writeFiles(t, shadowDir, map[string]string{"p.cedar": `@id("open") permit (principal, action, resource);`})
 	before := d.engine.ShadowSnapshot().Version
-	if changed, err := d.engine.ReloadShadow(t.Context(), "test"); err != nil || !changed {
+	if changed, err := loadShadowNow(t.Context(), d.engine, "test"); err != nil || !changed {
 		t.Fatalf("shadow reload: %v %v", changed, err)
 	}
 	entry, err := d.log.PolicyLoad(t.Context(), d.engine.ShadowSnapshot().Version)

@@ -54,16 +54,21 @@ func (c *checkCmd) Run(ctx context.Context) error {
 	default:
 		return usagef("check: --validation %q: want strict, permissive or off", c.validation)
 	}
+	load := pdp.LoadOptions{SchemaFile: c.schema, EntitiesFile: c.entities, Validation: pdp.Validation(c.validation)}
 	engine, err := pdp.NewEngine(pdp.Options{
 		Policies:       c.policies,
-		Load:           pdp.LoadOptions{SchemaFile: c.schema, EntitiesFile: c.entities, Validation: pdp.Validation(c.validation)},
+		Load:           load,
 		OnError:        pdp.OnError(c.onError),
 		CedarSemantics: c.cedarSemantics,
 	})
 	if err != nil {
 		return usagef("check: %v", err)
 	}
-	if _, err := engine.Reload(ctx, "check"); err != nil {
+	snap, err := pdp.LoadDir(c.policies, load)
+	if err != nil {
+		return exitError{exitFail, err}
+	}
+	if _, err := engine.Use(ctx, snap, "check"); err != nil {
 		return exitError{exitFail, err}
 	}
 	out := json.NewEncoder(c.stdout)

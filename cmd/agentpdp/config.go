@@ -51,7 +51,8 @@ type Config struct {
 		Every   time.Duration `yaml:"every"`    // how often serve prunes; default 10m
 	} `yaml:"retention"`
 	Reload struct {
-		Debounce time.Duration `yaml:"debounce"`
+		Debounce time.Duration `yaml:"debounce"` // quiet time after the last policy-file change
+		MaxWait  time.Duration `yaml:"max_wait"` // past it, reload once the tree reads the same twice
 	} `yaml:"reload"`
 	Commit struct {
 		MaxBatch  int           `yaml:"max_batch"`
@@ -96,6 +97,7 @@ func DefaultConfig() Config {
 	c.MaxBodyBytes = 1 << 20
 	c.GCPercent = 800
 	c.Reload.Debounce = 100 * time.Millisecond
+	c.Reload.MaxWait = 30 * time.Second
 	c.Commit.MaxBatch = 512
 	c.Commit.GroupWait = time.Millisecond
 	c.Commit.GroupMin = 8
@@ -117,7 +119,7 @@ func LoadConfig(path string) (Config, error) {
 		return c, fmt.Errorf("config %s: %w", path, err)
 	}
 	// The YAML library reports a bad duration without its key; name it.
-	for _, d := range [][2]string{{"reload", "debounce"}, {"commit", "max_wait"}, {"approvals", "ttl"}, {"checkpoints", "every"}, {"retention", "max_age"}, {"retention", "every"}} {
+	for _, d := range [][2]string{{"reload", "debounce"}, {"reload", "max_wait"}, {"commit", "max_wait"}, {"approvals", "ttl"}, {"checkpoints", "every"}, {"retention", "max_age"}, {"retention", "every"}} {
 		section, _ := top[d[0]].(map[string]any)
 		if v, ok := section[d[1]].(string); ok {
 			if _, err := time.ParseDuration(v); err != nil {
@@ -200,8 +202,8 @@ func (c Config) Validate() error {
 	if c.MaxBodyBytes <= 0 {
 		errs = append(errs, "max_body_bytes: must be positive")
 	}
-	if c.Reload.Debounce < 0 || c.Commit.MaxWait < 0 {
-		errs = append(errs, "reload.debounce and commit.max_wait: must not be negative")
+	if c.Reload.Debounce < 0 || c.Reload.MaxWait < 0 || c.Commit.MaxWait < 0 {
+		errs = append(errs, "reload.debounce, reload.max_wait and commit.max_wait: must not be negative")
 	}
 	if c.Commit.MaxBatch <= 0 {
 		errs = append(errs, "commit.max_batch: must be positive")

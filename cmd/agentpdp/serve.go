@@ -125,6 +125,11 @@ func (s *serveCmd) Run(ctx context.Context) error {
 		defer prov.Close()
 		providers = append(providers, pdp.ProviderConfig{Name: pc.Name, Provider: prov, Timeout: pc.Timeout})
 	}
+	// SIGHUP reloads the policies: the reload component owns it, beside
+	// file changes and POST /v1/reload.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	p, err := pdp.Open(ctx, pdp.Config{
 		Engine: pdp.Options{
 			Policies:         cfg.Policies,
@@ -149,9 +154,11 @@ func (s *serveCmd) Run(ctx context.Context) error {
 			CheckpointEvery:    cfg.Checkpoints.EveryRows,
 			CheckpointInterval: cfg.Checkpoints.Every,
 		},
-		Debounce: cfg.Reload.Debounce,
-		Metrics:  metrics,
-		Logger:   logger,
+		Debounce:      cfg.Reload.Debounce,
+		ReloadMaxWait: cfg.Reload.MaxWait,
+		Hangup:        hup,
+		Metrics:       metrics,
+		Logger:        logger,
 	})
 	if err != nil {
 		return err
@@ -213,20 +220,6 @@ func (s *serveCmd) Run(ctx context.Context) error {
 		r := decisionlog.Retention{MaxAge: cfg.Retention.MaxAge, MaxRows: cfg.Retention.MaxRows, Every: cfg.Retention.Every, Sinks: sinkNames(cfg.Sinks)}
 		wg.Go(func() { p.Log.Retain(ctx, r, logger.With("component", "retention")) })
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	wg.Go(func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				p.Reload(ctx, "sighup") // the watchers log the outcome
-			}
-		}
-	})
-
 	logger.Info("agentpdp serving", "socket", cfg.Socket, "admin_socket", cfg.AdminSocket, "db", cfg.DB, "durability", cfg.Durability)
 	err = server.Serve(ctx)
 	cancel()

@@ -56,7 +56,11 @@ func (c *testCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return usagef("test: %v", err)
 	}
-	if _, err := engine.Reload(ctx, "test"); err != nil {
+	snap, err := pdp.LoadDir(c.policies, pdp.LoadOptions{})
+	if err != nil {
+		return exitError{exitFail, err}
+	}
+	if _, err := engine.Use(ctx, snap, "test"); err != nil {
 		return exitError{exitFail, err}
 	}
 	rep, err := policytest.Run(engine, suites)
