@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/pdp/mask"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // Kinds of log entries the engine writes besides decisions and policy loads.
@@ -24,66 +26,8 @@ type ConflictError struct{ Msg string }
 
 func (e *ConflictError) Error() string { return e.Msg }
 
-// Outcome statuses.
-const (
-	OutcomeSuccess = "success"
-	OutcomeError   = "error"
-	OutcomeSkipped = "skipped"
-)
-
-// OutcomeRequest is what the caller reports happened after a decision.
-type OutcomeRequest struct {
-	Status string          `json:"status"` // success, error or skipped
-	Detail json.RawMessage `json:"detail,omitempty"`
-}
-
-// OutcomeRecord is the body of an outcome entry.
-type OutcomeRecord struct {
-	DecisionID string          `json:"decision_id"`
-	Status     string          `json:"status"`
-	Detail     json.RawMessage `json:"detail,omitempty"`
-	Decision   string          `json:"decision"` // what the decision was
-	// ActedAgainst is set when the caller reports having acted although the
-	// decision was not allow: evidence of an agent ignoring its PDP.
-	ActedAgainst bool   `json:"acted_against_decision,omitempty"`
-	Principal    string `json:"principal"`
-	Action       string `json:"action"`
-	Resource     string `json:"resource"`
-	Peer         *Peer  `json:"peer,omitempty"`
-}
-
-// ApprovalRequest is a human's answer to a step_up decision.
-type ApprovalRequest struct {
-	Approver string `json:"approver"`
-	Approved bool   `json:"approved"`
-	Comment  string `json:"comment,omitempty"`
-}
-
-// ApprovalRecord is the body of an approval entry. It is bound to the
-// decision it answers: a later request may use it only for the same
-// principal, action, resource and context.
-type ApprovalRecord struct {
-	DecisionID    string    `json:"decision_id"`
-	Approver      string    `json:"approver"`
-	Approved      bool      `json:"approved"`
-	Comment       string    `json:"comment,omitempty"`
-	ExpiresAt     time.Time `json:"expires_at"`
-	SingleUse     bool      `json:"single_use"`
-	Principal     string    `json:"principal"`
-	Action        string    `json:"action"`
-	Resource      string    `json:"resource"`
-	ContextDigest string    `json:"context_digest"`
-	Peer          *Peer     `json:"peer,omitempty"`
-}
-
-// ApprovalUse is what a decision records of the approval it used.
-type ApprovalUse struct {
-	ID       string `json:"id"`
-	Approver string `json:"approver"`
-}
-
 // decisionRecord reads the logged decision id.
-func (e *Engine) decisionRecord(ctx context.Context, id string) (*DecisionRecord, error) {
+func (e *Engine) decisionRecord(ctx context.Context, id string) (*wire.DecisionRecord, error) {
 	if e.opts.Log == nil {
 		return nil, errors.New("no log to read decisions from")
 	}
@@ -91,7 +35,7 @@ func (e *Engine) decisionRecord(ctx context.Context, id string) (*DecisionRecord
 	if err != nil {
 		return nil, err
 	}
-	var rec DecisionRecord
+	var rec wire.DecisionRecord
 	if err := json.Unmarshal(entry.Body, &rec); err != nil {
 		return nil, fmt.Errorf("decision %s: %w", id, err)
 	}
@@ -101,14 +45,14 @@ func (e *Engine) decisionRecord(ctx context.Context, id string) (*DecisionRecord
 // Outcome records what happened after decision id. An unknown id is
 // decisionlog.ErrNotFound. An outcome other than skipped for a decision that
 // was not allow is recorded and flagged.
-func (e *Engine) Outcome(ctx context.Context, id string, req *OutcomeRequest, peer *Peer) (*OutcomeRecord, int64, error) {
+func (e *Engine) Outcome(ctx context.Context, id string, req *wire.OutcomeRequest, peer *wire.Peer) (*wire.OutcomeRecord, int64, error) {
 	switch req.Status {
-	case OutcomeSuccess, OutcomeError, OutcomeSkipped:
+	case wire.OutcomeSuccess, wire.OutcomeError, wire.OutcomeSkipped:
 	default:
-		return nil, 0, BadRequest("status", fmt.Errorf("%q: want success, error or skipped", req.Status))
+		return nil, 0, wire.BadRequest("status", fmt.Errorf("%q: want success, error or skipped", req.Status))
 	}
 	if len(req.Detail) > 0 {
-		if err := checkJSONTokens("detail", req.Detail); err != nil {
+		if err := mask.CheckJSON("detail", req.Detail); err != nil {
 			return nil, 0, err
 		}
 	}
@@ -116,9 +60,9 @@ func (e *Engine) Outcome(ctx context.Context, id string, req *OutcomeRequest, pe
 	if err != nil {
 		return nil, 0, err
 	}
-	rec := &OutcomeRecord{
+	rec := &wire.OutcomeRecord{
 		DecisionID: id, Status: req.Status, Detail: req.Detail, Decision: dec.Decision,
-		ActedAgainst: dec.Decision != Allow && req.Status != OutcomeSkipped,
+		ActedAgainst: dec.Decision != wire.Allow && req.Status != wire.OutcomeSkipped,
 		Principal:    dec.Principal, Action: dec.Action, Resource: dec.Resource, Peer: peer,
 	}
 	seq, err := e.append(ctx, KindOutcome, rec, &decisionlog.Keys{Principal: rec.Principal})
@@ -130,18 +74,18 @@ func (e *Engine) Outcome(ctx context.Context, id string, req *OutcomeRequest, pe
 
 // Approve records a human's approval or rejection of step_up decision id.
 // Only a step_up decision can be approved, and only once.
-func (e *Engine) Approve(ctx context.Context, id string, req *ApprovalRequest, peer *Peer) (*ApprovalRecord, int64, error) {
+func (e *Engine) Approve(ctx context.Context, id string, req *wire.ApprovalRequest, peer *wire.Peer) (*wire.ApprovalRecord, int64, error) {
 	if strings.TrimSpace(req.Approver) == "" {
-		return nil, 0, BadRequest("approver", errors.New("required: who approves"))
+		return nil, 0, wire.BadRequest("approver", errors.New("required: who approves"))
 	}
 	dec, err := e.decisionRecord(ctx, id)
 	if err != nil {
 		return nil, 0, err
 	}
-	if dec.Decision != StepUp {
+	if dec.Decision != wire.StepUp {
 		return nil, 0, &ConflictError{fmt.Sprintf("decision %s was %s, not step_up: only a step_up decision can be approved", id, dec.Decision)}
 	}
-	rec := &ApprovalRecord{
+	rec := &wire.ApprovalRecord{
 		DecisionID: id, Approver: req.Approver, Approved: req.Approved, Comment: req.Comment,
 		ExpiresAt: e.opts.Now().Add(e.opts.ApprovalTTL).UTC(), SingleUse: !e.opts.ApprovalReusable,
 		Principal: dec.Principal, Action: dec.Action, Resource: dec.Resource, ContextDigest: dec.ContextDigest, Peer: peer,
@@ -183,9 +127,9 @@ type approvalRegistry struct {
 }
 
 type approvalState struct {
-	rec      *ApprovalRecord // nil while its approval is being written
-	used     bool            // consumed by an allowed decision
-	reserved bool            // a decision using it is being written
+	rec      *wire.ApprovalRecord // nil while its approval is being written
+	used     bool                 // consumed by an allowed decision
+	reserved bool                 // a decision using it is being written
 }
 
 func newApprovalRegistry() *approvalRegistry {
@@ -219,7 +163,7 @@ func (r *approvalRegistry) unclaim(id string) {
 	}
 }
 
-func (r *approvalRegistry) add(rec *ApprovalRecord) {
+func (r *approvalRegistry) add(rec *wire.ApprovalRecord) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st, ok := r.byID[rec.DecisionID]
@@ -285,12 +229,12 @@ func (e *Engine) LoadApprovals(ctx context.Context) error {
 			return fmt.Errorf("load approvals: %w", err)
 		}
 		for _, entry := range entries {
-			var rec ApprovalRecord
+			var rec wire.ApprovalRecord
 			if err := json.Unmarshal(entry.Body, &rec); err != nil {
 				return fmt.Errorf("load approvals: seq %d: %w", entry.Seq, err)
 			}
 			e.approvals.add(&rec)
-			used, err := e.opts.Log.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{decisionlog.KindDecision}, ApprovalID: rec.DecisionID, Decision: Allow, Limit: 1})
+			used, err := e.opts.Log.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{decisionlog.KindDecision}, ApprovalID: rec.DecisionID, Decision: wire.Allow, Limit: 1})
 			if err != nil {
 				return fmt.Errorf("load approvals: %w", err)
 			}

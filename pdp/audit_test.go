@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/internal/pdptest"
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/client"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // Production writes step up; a ticket in context is a hard forbid when it
@@ -28,8 +30,8 @@ permit (principal, action, resource) unless { principal == Agent::"mallory" };
 forbid (principal, action, resource == Tool::"k8s.apply");
 `
 
-func tool(id string) *pdp.Request {
-	return &pdp.Request{Principal: ref(`Agent::"deploy-bot"`), Action: ref(`Action::"invoke_tool"`), Resource: ref(`Tool::"` + id + `"`),
+func tool(id string) *wire.Request {
+	return &wire.Request{Principal: pdptest.Ref(`Agent::"deploy-bot"`), Action: pdptest.Ref(`Action::"invoke_tool"`), Resource: pdptest.Ref(`Tool::"` + id + `"`),
 		Context: json.RawMessage(`{"manifest":"web.yaml"}`)}
 }
 
@@ -54,36 +56,36 @@ type recorded struct {
 }
 
 func TestOutcomes(t *testing.T) {
-	d := serve(t, map[string]string{"p.cedar": auditPolicies})
-	allowed, err := d.agent.Authorize(t.Context(), tool("sql.query"))
+	d := pdptest.Serve(t, map[string]string{"p.cedar": auditPolicies})
+	allowed, err := d.Agent.Authorize(t.Context(), tool("sql.query"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	denied, err := d.agent.Authorize(t.Context(), &pdp.Request{Principal: ref(`Agent::"mallory"`), Action: ref(`Action::"x"`), Resource: ref(`Tool::"t"`)})
-	if err != nil || denied.Decision != pdp.Deny {
+	denied, err := d.Agent.Authorize(t.Context(), &wire.Request{Principal: pdptest.Ref(`Agent::"mallory"`), Action: pdptest.Ref(`Action::"x"`), Resource: pdptest.Ref(`Tool::"t"`)})
+	if err != nil || denied.Decision != wire.Deny {
 		t.Fatal(denied, err)
 	}
 	var out recorded
-	if err := d.agent.Do(t.Context(), http.MethodPost, "/v1/decisions/"+allowed.DecisionID+"/outcome",
+	if err := d.Agent.Do(t.Context(), http.MethodPost, "/v1/decisions/"+allowed.DecisionID+"/outcome",
 		map[string]any{"status": "success", "detail": map[string]any{"rows": 3}}, &out); err != nil {
 		t.Fatal(err)
 	}
 	if !out.Recorded || out.Seq <= allowed.Seq || out.ActedAgainst {
 		t.Errorf("outcome of an allow: %+v", out)
 	}
-	rec := record[pdp.OutcomeRecord](t, d.log, pdp.KindOutcome, out.Seq)
+	rec := record[wire.OutcomeRecord](t, d.Log, pdp.KindOutcome, out.Seq)
 	if rec.DecisionID != allowed.DecisionID || rec.Status != "success" || string(rec.Detail) != `{"rows":3}` || rec.Peer == nil {
 		t.Errorf("outcome row: %+v", rec)
 	}
 	// Acting on a deny is recorded and flagged: the agent ignored its PDP.
-	if err := d.agent.Do(t.Context(), http.MethodPost, "/v1/decisions/"+denied.DecisionID+"/outcome", map[string]any{"status": "error"}, &out); err != nil {
+	if err := d.Agent.Do(t.Context(), http.MethodPost, "/v1/decisions/"+denied.DecisionID+"/outcome", map[string]any{"status": "error"}, &out); err != nil {
 		t.Fatal(err)
 	}
-	if !out.ActedAgainst || !record[pdp.OutcomeRecord](t, d.log, pdp.KindOutcome, out.Seq).ActedAgainst {
+	if !out.ActedAgainst || !record[wire.OutcomeRecord](t, d.Log, pdp.KindOutcome, out.Seq).ActedAgainst {
 		t.Errorf("acting against a deny not flagged: %+v", out)
 	}
 	out = recorded{}
-	if err := d.agent.Do(t.Context(), http.MethodPost, "/v1/decisions/"+denied.DecisionID+"/outcome", map[string]any{"status": "skipped"}, &out); err != nil || out.ActedAgainst {
+	if err := d.Agent.Do(t.Context(), http.MethodPost, "/v1/decisions/"+denied.DecisionID+"/outcome", map[string]any{"status": "skipped"}, &out); err != nil || out.ActedAgainst {
 		t.Errorf("skipping a denied action flagged: %+v %v", out, err)
 	}
 	for _, c := range []struct {
@@ -96,31 +98,31 @@ func TestOutcomes(t *testing.T) {
 		{allowed.DecisionID, map[string]any{"status": "success", "extra": 1}, http.StatusBadRequest},
 		{allowed.DecisionID, map[string]any{"status": "success", "detail": map[string]string{"auth": "Bearer abcdefghijklmnopqrstuvwxyz"}}, http.StatusBadRequest},
 	} {
-		if err := d.agent.Do(t.Context(), http.MethodPost, "/v1/decisions/"+c.id+"/outcome", c.body, nil); !client.IsStatus(err, c.code) {
+		if err := d.Agent.Do(t.Context(), http.MethodPost, "/v1/decisions/"+c.id+"/outcome", c.body, nil); !client.IsStatus(err, c.code) {
 			t.Errorf("%v: got %v, want %d", c.body, err, c.code)
 		}
 	}
 }
 
-func approve(t *testing.T, d *testDaemon, id string, approved bool) (recorded, error) {
+func approve(t *testing.T, d *pdptest.Daemon, id string, approved bool) (recorded, error) {
 	t.Helper()
 	var out recorded
-	err := d.admin.Do(t.Context(), http.MethodPost, "/v1/decisions/"+id+"/approval",
+	err := d.Admin.Do(t.Context(), http.MethodPost, "/v1/decisions/"+id+"/approval",
 		map[string]any{"approver": "carol@example.com", "approved": approved, "comment": "change CHG-1"}, &out)
 	return out, err
 }
 
-func withApproval(r *pdp.Request, id string) *pdp.Request {
+func withApproval(r *wire.Request, id string) *wire.Request {
 	r.Approval = id
 	return r
 }
 
 func TestApprovals(t *testing.T) {
-	d := serve(t, map[string]string{"p.cedar": auditPolicies})
-	stepUp := func() *pdp.Decision {
+	d := pdptest.Serve(t, map[string]string{"p.cedar": auditPolicies})
+	stepUp := func() *wire.Decision {
 		t.Helper()
-		dec, err := d.agent.Authorize(t.Context(), tool("k8s.apply"))
-		if err != nil || dec.Decision != pdp.StepUp {
+		dec, err := d.Agent.Authorize(t.Context(), tool("k8s.apply"))
+		if err != nil || dec.Decision != wire.StepUp {
 			t.Fatalf("want step_up: %v %v", dec, err)
 		}
 		return dec
@@ -129,7 +131,7 @@ func TestApprovals(t *testing.T) {
 	t.Run("ApprovedOnceThenSpent", func(t *testing.T) {
 		dec := stepUp()
 		// The agent cannot approve itself: the decision socket has no such route.
-		if err := d.agent.Do(t.Context(), http.MethodPost, "/v1/decisions/"+dec.DecisionID+"/approval",
+		if err := d.Agent.Do(t.Context(), http.MethodPost, "/v1/decisions/"+dec.DecisionID+"/approval",
 			map[string]any{"approver": "deploy-bot", "approved": true}, nil); !client.IsStatus(err, http.StatusNotFound) {
 			t.Fatalf("approval on the decision socket: %v", err)
 		}
@@ -137,18 +139,18 @@ func TestApprovals(t *testing.T) {
 		if err != nil || !out.Recorded || time.Until(out.ExpiresAt) < 14*time.Minute {
 			t.Fatalf("approve: %+v %v", out, err)
 		}
-		got, err := d.agent.Authorize(t.Context(), withApproval(tool("k8s.apply"), dec.DecisionID))
+		got, err := d.Agent.Authorize(t.Context(), withApproval(tool("k8s.apply"), dec.DecisionID))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Decision != pdp.Allow || !strings.Contains(toJSON(t, got.Reasons), "approved by carol@example.com") {
+		if got.Decision != wire.Allow || !strings.Contains(toJSON(t, got.Reasons), "approved by carol@example.com") {
 			t.Errorf("approved request: %s %s", got.Decision, toJSON(t, got.Reasons))
 		}
-		rec := recordOf(t, d.log, got.DecisionID)
+		rec := recordOf(t, d.Log, got.DecisionID)
 		if rec.Approval == nil || rec.Approval.ID != dec.DecisionID || rec.Approval.Approver != "carol@example.com" {
 			t.Errorf("decision row does not name the approval: %+v", rec.Approval)
 		}
-		again, _ := d.agent.Authorize(t.Context(), withApproval(tool("k8s.apply"), dec.DecisionID))
+		again, _ := d.Agent.Authorize(t.Context(), withApproval(tool("k8s.apply"), dec.DecisionID))
 		wantInvalid(t, again, "already used")
 	})
 	t.Run("Rejected", func(t *testing.T) {
@@ -156,7 +158,7 @@ func TestApprovals(t *testing.T) {
 		if _, err := approve(t, d, dec.DecisionID, false); err != nil {
 			t.Fatal(err)
 		}
-		got, _ := d.agent.Authorize(t.Context(), withApproval(tool("k8s.apply"), dec.DecisionID))
+		got, _ := d.Agent.Authorize(t.Context(), withApproval(tool("k8s.apply"), dec.DecisionID))
 		wantInvalid(t, got, "rejection")
 	})
 	t.Run("Mismatched", func(t *testing.T) {
@@ -166,21 +168,21 @@ func TestApprovals(t *testing.T) {
 		}
 		other := withApproval(tool("k8s.apply"), dec.DecisionID)
 		other.Context = json.RawMessage(`{"manifest":"db.yaml"}`)
-		got, _ := d.agent.Authorize(t.Context(), other)
+		got, _ := d.Agent.Authorize(t.Context(), other)
 		wantInvalid(t, got, "another context")
-		got, _ = d.agent.Authorize(t.Context(), withApproval(tool("k8s.delete"), dec.DecisionID))
+		got, _ = d.Agent.Authorize(t.Context(), withApproval(tool("k8s.delete"), dec.DecisionID))
 		wantInvalid(t, got, "not this request")
 		// Neither attempt spent it.
-		if got, _ := d.agent.Authorize(t.Context(), withApproval(tool("k8s.apply"), dec.DecisionID)); got.Decision != pdp.Allow {
+		if got, _ := d.Agent.Authorize(t.Context(), withApproval(tool("k8s.apply"), dec.DecisionID)); got.Decision != wire.Allow {
 			t.Errorf("the right request after mismatches: %s", got.Decision)
 		}
 	})
 	t.Run("Unknown", func(t *testing.T) {
-		got, _ := d.agent.Authorize(t.Context(), withApproval(tool("k8s.apply"), "01a21ace-0000-7000-8000-000000000000"))
+		got, _ := d.Agent.Authorize(t.Context(), withApproval(tool("k8s.apply"), "01a21ace-0000-7000-8000-000000000000"))
 		wantInvalid(t, got, "does not exist")
 	})
 	t.Run("RefusedForNonStepUpAndTwice", func(t *testing.T) {
-		allowed, _ := d.agent.Authorize(t.Context(), tool("sql.query"))
+		allowed, _ := d.Agent.Authorize(t.Context(), tool("sql.query"))
 		if _, err := approve(t, d, allowed.DecisionID, true); !client.IsStatus(err, http.StatusConflict) {
 			t.Errorf("approving an allow: %v", err)
 		}
@@ -194,7 +196,7 @@ func TestApprovals(t *testing.T) {
 		if _, err := approve(t, d, "01a21ace-0000-7000-8000-000000000000", true); !client.IsStatus(err, http.StatusNotFound) {
 			t.Errorf("unknown decision: %v", err)
 		}
-		if err := d.admin.Do(t.Context(), http.MethodPost, "/v1/decisions/"+dec.DecisionID+"/approval", map[string]any{"approver": "x"}, nil); !client.IsStatus(err, http.StatusBadRequest) {
+		if err := d.Admin.Do(t.Context(), http.MethodPost, "/v1/decisions/"+dec.DecisionID+"/approval", map[string]any{"approver": "x"}, nil); !client.IsStatus(err, http.StatusBadRequest) {
 			t.Errorf("approval without approved: %v", err)
 		}
 	})
@@ -208,12 +210,12 @@ func TestApprovals(t *testing.T) {
 		var wg sync.WaitGroup
 		for range 16 {
 			wg.Go(func() {
-				got, err := d.agent.Authorize(t.Context(), withApproval(tool("k8s.apply"), dec.DecisionID))
+				got, err := d.Agent.Authorize(t.Context(), withApproval(tool("k8s.apply"), dec.DecisionID))
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				if got.Decision == pdp.Allow {
+				if got.Decision == wire.Allow {
 					mu.Lock()
 					allowed++
 					mu.Unlock()
@@ -231,43 +233,43 @@ func TestApprovals(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Policies change after the approval: a freeze forbids all writes.
-		writeFiles(t, filepath.Join(d.dir, "policies"), map[string]string{"freeze.cedar": `@id("freeze") forbid (principal, action, resource == Tool::"k8s.apply");`})
-		if err := d.admin.Do(t.Context(), http.MethodPost, "/v1/reload", nil, nil); err != nil {
+		pdptest.WriteFiles(t, filepath.Join(d.Dir, "policies"), map[string]string{"freeze.cedar": `@id("freeze") forbid (principal, action, resource == Tool::"k8s.apply");`})
+		if err := d.Admin.Do(t.Context(), http.MethodPost, "/v1/reload", nil, nil); err != nil {
 			t.Fatal(err)
 		}
-		got, _ := d.agent.Authorize(t.Context(), withApproval(tool("k8s.apply"), dec.DecisionID))
-		if got.Decision != pdp.Deny || got.Reasons[0].Policy != "freeze" {
+		got, _ := d.Agent.Authorize(t.Context(), withApproval(tool("k8s.apply"), dec.DecisionID))
+		if got.Decision != wire.Deny || got.Reasons[0].Policy != "freeze" {
 			t.Errorf("approval overrode a hard forbid: %s %v", got.Decision, reasonIDs(got.Reasons))
 		}
-		os.Remove(filepath.Join(d.dir, "policies", "freeze.cedar"))
-		if err := d.admin.Do(t.Context(), http.MethodPost, "/v1/reload", nil, nil); err != nil {
+		os.Remove(filepath.Join(d.Dir, "policies", "freeze.cedar"))
+		if err := d.Admin.Do(t.Context(), http.MethodPost, "/v1/reload", nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		// The denied attempt did not spend it.
-		if got, _ := d.agent.Authorize(t.Context(), withApproval(tool("k8s.apply"), dec.DecisionID)); got.Decision != pdp.Allow {
+		if got, _ := d.Agent.Authorize(t.Context(), withApproval(tool("k8s.apply"), dec.DecisionID)); got.Decision != wire.Allow {
 			t.Errorf("after the freeze: %s", got.Decision)
 		}
 	})
 }
 
 func TestApprovals_ExpireAndSurviveRestart(t *testing.T) {
-	d := serveWith(t, map[string]string{"p.cedar": auditPolicies}, decisionlog.DurabilityFull, func(o *pdp.Options) { o.ApprovalTTL = 300 * time.Millisecond })
-	first, _ := d.agent.Authorize(t.Context(), tool("k8s.apply"))
-	second, _ := d.agent.Authorize(t.Context(), tool("k8s.apply"))
+	d := pdptest.ServeWith(t, map[string]string{"p.cedar": auditPolicies}, decisionlog.DurabilityFull, func(o *pdp.Options) { o.ApprovalTTL = 300 * time.Millisecond })
+	first, _ := d.Agent.Authorize(t.Context(), tool("k8s.apply"))
+	second, _ := d.Agent.Authorize(t.Context(), tool("k8s.apply"))
 	for _, id := range []string{first.DecisionID, second.DecisionID} {
 		if _, err := approve(t, d, id, true); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got, _ := d.agent.Authorize(t.Context(), withApproval(tool("k8s.apply"), first.DecisionID)); got.Decision != pdp.Allow {
+	if got, _ := d.Agent.Authorize(t.Context(), withApproval(tool("k8s.apply"), first.DecisionID)); got.Decision != wire.Allow {
 		t.Fatalf("fresh approval: %s", got.Decision)
 	}
 	// A new engine on the same log knows which approvals are spent.
-	e, err := pdp.NewEngine(pdp.Options{Policies: filepath.Join(d.dir, "policies"), Recorder: d.log, Log: d.log, Key: testKey, ApprovalTTL: 300 * time.Millisecond})
+	e, err := pdp.NewEngine(pdp.Options{Policies: filepath.Join(d.Dir, "policies"), Recorder: d.Log, Log: d.Log, Key: pdptest.TestKey, ApprovalTTL: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadNow(t.Context(), e, "restart"); err != nil {
+	if _, err := pdptest.LoadNow(t.Context(), e, "restart"); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.LoadApprovals(t.Context()); err != nil {
@@ -283,20 +285,20 @@ func TestApprovals_ExpireAndSurviveRestart(t *testing.T) {
 	wantInvalid(t, expired, "expired")
 }
 
-func wantInvalid(t *testing.T, d *pdp.Decision, why string) {
+func wantInvalid(t *testing.T, d *wire.Decision, why string) {
 	t.Helper()
-	if d == nil || d.Decision != pdp.Deny || len(d.Reasons) != 1 || d.Reasons[0].Policy != pdp.ReasonApprovalInvalid || !strings.Contains(d.Reasons[0].Detail, why) {
+	if d == nil || d.Decision != wire.Deny || len(d.Reasons) != 1 || d.Reasons[0].Policy != pdp.ReasonApprovalInvalid || !strings.Contains(d.Reasons[0].Detail, why) {
 		t.Errorf("want deny approval_invalid (%s), got %s", why, toJSON(t, d))
 	}
 }
 
-func recordOf(t *testing.T, log *decisionlog.Log, id string) pdp.DecisionRecord {
+func recordOf(t *testing.T, log *decisionlog.Log, id string) wire.DecisionRecord {
 	t.Helper()
 	entry, err := log.Decision(t.Context(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rec pdp.DecisionRecord
+	var rec wire.DecisionRecord
 	if err := json.Unmarshal(entry.Body, &rec); err != nil {
 		t.Fatal(err)
 	}
@@ -305,32 +307,32 @@ func recordOf(t *testing.T, log *decisionlog.Log, id string) pdp.DecisionRecord 
 
 func TestMasking_NoSecretInTheFile(t *testing.T) {
 	secret, ssn := "hunter2-correct-horse", "078-05-1120"
-	d := serveWith(t, map[string]string{"p.cedar": `@id("pw") permit (principal, action, resource) when { context.args.password like "hunter2-*-horse" };`},
+	d := pdptest.ServeWith(t, map[string]string{"p.cedar": `@id("pw") permit (principal, action, resource) when { context.args.password like "hunter2-*-horse" };`},
 		decisionlog.DurabilityFull, func(o *pdp.Options) {
 			o.Mask = []string{"/context/args/password", "/entities/*/attrs/ssn", "/prompt", "/context/absent"}
 			o.Prompt = pdp.PromptStore
 		})
-	req := &pdp.Request{Principal: ref(`Agent::"a"`), Action: ref(`Action::"login"`), Resource: ref(`Tool::"db"`),
+	req := &wire.Request{Principal: pdptest.Ref(`Agent::"a"`), Action: pdptest.Ref(`Action::"login"`), Resource: pdptest.Ref(`Tool::"db"`),
 		Context:  json.RawMessage(`{"args":{"user":"svc","password":"` + secret + `"}}`),
-		Entities: []pdp.Entity{{UID: ref(`User::"u"`), Attrs: json.RawMessage(`{"ssn":"` + ssn + `"}`)}},
+		Entities: []wire.Entity{{UID: pdptest.Ref(`User::"u"`), Attrs: json.RawMessage(`{"ssn":"` + ssn + `"}`)}},
 		Prompt:   "the password is " + secret}
-	dec, err := d.agent.Authorize(t.Context(), req)
+	dec, err := d.Agent.Authorize(t.Context(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dec.Decision != pdp.Allow {
+	if dec.Decision != wire.Allow {
 		t.Errorf("policies must see the real value: %s", dec.Decision)
 	}
-	rec := recordOf(t, d.log, dec.DecisionID)
+	rec := recordOf(t, d.Log, dec.DecisionID)
 	if strings.Join(rec.Masked, ",") != "/context/args/password,/entities/*/attrs/ssn,/prompt" {
 		t.Errorf("masked: %v", rec.Masked)
 	}
 	if !strings.Contains(string(rec.Request.Context), `"user":"svc"`) || !strings.Contains(string(rec.Request.Context), `"password":"hmac-sha256:`) {
 		t.Errorf("masked context: %s", rec.Request.Context)
 	}
-	d.stop() // close the log so every byte is in the files
+	d.Stop() // close the log so every byte is in the files
 	for _, f := range []string{"d.db", "d.db-wal"} {
-		b, _ := os.ReadFile(filepath.Join(d.dir, f))
+		b, _ := os.ReadFile(filepath.Join(d.Dir, f))
 		for _, s := range []string{secret, ssn} {
 			if bytes.Contains(b, []byte(s)) {
 				t.Errorf("%s holds the masked value %q", f, s)
@@ -340,33 +342,33 @@ func TestMasking_NoSecretInTheFile(t *testing.T) {
 }
 
 func TestProvenance_TokensRefusedAndClassification(t *testing.T) {
-	d := serve(t, map[string]string{
+	d := pdptest.Serve(t, map[string]string{
 		"p.cedar":         `permit (principal, action, resource);`,
 		"e.entities.json": `[{"uid":{"type":"Tool","id":"vault"},"attrs":{"classification":"restricted"},"parents":[]}]`,
 	})
 	jwt := "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiaWxsaW5nLWJvdCJ9.c2lnbmF0dXJlLWJ5dGVz"
 	for _, c := range []struct{ field string }{{"credential.subject"}, {"context.headers.authorization"}, {"on_behalf_of"}} {
-		req := &pdp.Request{Principal: ref(`Agent::"a"`), Action: ref(`Action::"x"`), Resource: ref(`Tool::"vault"`)}
+		req := &wire.Request{Principal: pdptest.Ref(`Agent::"a"`), Action: pdptest.Ref(`Action::"x"`), Resource: pdptest.Ref(`Tool::"vault"`)}
 		switch c.field {
 		case "credential.subject":
-			req.Credential = &pdp.Credential{ID: "jti-1", Subject: jwt}
+			req.Credential = &wire.Credential{ID: "jti-1", Subject: jwt}
 		case "context.headers.authorization":
 			req.Context = json.RawMessage(`{"headers":{"authorization":"Bearer ` + jwt + `"}}`)
 		case "on_behalf_of":
 			req.OnBehalfOf = jwt
 		}
-		_, err := d.agent.Authorize(t.Context(), req)
+		_, err := d.Agent.Authorize(t.Context(), req)
 		if !client.IsStatus(err, http.StatusBadRequest) || !strings.Contains(err.Error(), c.field) || !strings.Contains(err.Error(), "raw token") {
 			t.Errorf("%s: got %v, want 400 naming the field", c.field, err)
 		}
 	}
-	fromEntity, _ := d.agent.Authorize(t.Context(), &pdp.Request{Principal: ref(`Agent::"a"`), Action: ref(`Action::"x"`), Resource: ref(`Tool::"vault"`)})
-	fromContext, _ := d.agent.Authorize(t.Context(), &pdp.Request{Principal: ref(`Agent::"a"`), Action: ref(`Action::"x"`), Resource: ref(`Tool::"vault"`),
+	fromEntity, _ := d.Agent.Authorize(t.Context(), &wire.Request{Principal: pdptest.Ref(`Agent::"a"`), Action: pdptest.Ref(`Action::"x"`), Resource: pdptest.Ref(`Tool::"vault"`)})
+	fromContext, _ := d.Agent.Authorize(t.Context(), &wire.Request{Principal: pdptest.Ref(`Agent::"a"`), Action: pdptest.Ref(`Action::"x"`), Resource: pdptest.Ref(`Tool::"vault"`),
 		Context: json.RawMessage(`{"classification":"public"}`)})
-	if got := recordOf(t, d.log, fromEntity.DecisionID).Classification; got != "restricted" {
+	if got := recordOf(t, d.Log, fromEntity.DecisionID).Classification; got != "restricted" {
 		t.Errorf("classification from the resource entity: %q", got)
 	}
-	if got := recordOf(t, d.log, fromContext.DecisionID).Classification; got != "public" {
+	if got := recordOf(t, d.Log, fromContext.DecisionID).Classification; got != "public" {
 		t.Errorf("classification from context: %q", got)
 	}
 }
@@ -384,7 +386,7 @@ func TestProvenanceKeys_FindEveryRow(t *testing.T) {
 	e := newEngine(t, map[string]string{"p.cedar": `
 permit (principal, action, resource) unless { principal == Agent::"careful" };
 @step_up("ask") permit (principal == Agent::"careful", action, resource);`},
-		pdp.Options{Recorder: log, Log: log, Key: testKey, Mask: []string{"/task_id"}})
+		pdp.Options{Recorder: log, Log: log, Key: pdptest.TestKey, Mask: []string{"/task_id"}})
 	reqs := []string{
 		`{` + okRefs + `}`,
 		`{` + okRefs + `,"session_id":"s-1","task_id":"secret task","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","tool_call_id":"call_1",
@@ -396,11 +398,11 @@ permit (principal, action, resource) unless { principal == Agent::"careful" };
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := e.Outcome(t.Context(), d.DecisionID, &pdp.OutcomeRequest{Status: "success"}, nil); err != nil {
+		if _, _, err := e.Outcome(t.Context(), d.DecisionID, &wire.OutcomeRequest{Status: "success"}, nil); err != nil {
 			t.Fatal(err)
 		}
-		if d.Decision == pdp.StepUp {
-			if _, _, err := e.Approve(t.Context(), d.DecisionID, &pdp.ApprovalRequest{Approver: "bob", Approved: true}, nil); err != nil {
+		if d.Decision == wire.StepUp {
+			if _, _, err := e.Approve(t.Context(), d.DecisionID, &wire.ApprovalRequest{Approver: "bob", Approved: true}, nil); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -11,8 +11,10 @@ import (
 	"github.com/cedar-policy/cedar-go/types"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/internal/pdptest"
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/client"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // benchPolicies generates n policies in the default pack's style: per-team
@@ -60,7 +62,7 @@ func BenchmarkEngine_Evaluate(b *testing.B) {
 				body = benchRequestNoEntities
 			}
 			e := newEngineB(b, benchPolicies(n), static)
-			req, err := pdp.DecodeRequest([]byte(body))
+			req, err := wire.DecodeRequest([]byte(body))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -74,7 +76,7 @@ func BenchmarkEngine_Evaluate(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					if d.Decision != pdp.Allow {
+					if d.Decision != wire.Allow {
 						b.Fatalf("want allow, got %s", d.Decision)
 					}
 				}
@@ -112,7 +114,7 @@ func BenchmarkCedarAuthorize(b *testing.B) {
 
 func BenchmarkDecodeRequest(b *testing.B) {
 	for b.Loop() {
-		if _, err := pdp.DecodeRequest([]byte(benchRequest)); err != nil {
+		if _, err := wire.DecodeRequest([]byte(benchRequest)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -123,12 +125,12 @@ func BenchmarkDecodeRequest(b *testing.B) {
 func BenchmarkServer_Authorize(b *testing.B) {
 	for _, durability := range []decisionlog.Durability{decisionlog.DurabilityFull, decisionlog.DurabilityNormal} {
 		b.Run("durability="+string(durability), func(b *testing.B) {
-			d := serveB(b, benchPolicies(100), durability)
-			req, _ := pdp.DecodeRequest([]byte(benchRequest))
+			d := pdptest.ServeB(b, benchPolicies(100), durability)
+			req, _ := wire.DecodeRequest([]byte(benchRequest))
 			b.SetParallelism(32) // 64 concurrent clients on 2 cores
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
-				cl := client.New(d.sock)
+				cl := client.New(d.Sock)
 				defer cl.Close()
 				for pb.Next() {
 					if _, err := cl.Authorize(b.Context(), req); err != nil {
@@ -156,7 +158,7 @@ func newEngineB(b *testing.B, policies, entities string) *pdp.Engine {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := loadNow(b.Context(), e, "bench"); err != nil {
+	if _, err := pdptest.LoadNow(b.Context(), e, "bench"); err != nil {
 		b.Fatal(err)
 	}
 	return e

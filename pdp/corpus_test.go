@@ -8,6 +8,8 @@ import (
 
 	"github.com/agentpdp/agentpdp/internal/cedarcorpus"
 	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/policy"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // TestCedarCorpus checks that agentpdp's Cedar mode (check --cedar-semantics)
@@ -29,25 +31,25 @@ func TestCedarCorpus(t *testing.T) {
 		}
 		// Policies that do not validate are still authorized by Cedar; the
 		// schema then only types the entities.
-		validation := pdp.ValidateStrict
+		validation := policy.ValidateStrict
 		if !tc.ShouldValidate {
-			validation = pdp.ValidateOff
+			validation = policy.ValidateOff
 		}
 		fsys := fstest.MapFS{
 			"policy.cedar":         {Data: tc.Policies},
 			"corpus.cedarschema":   {Data: tc.Schema},
 			"corpus.entities.json": {Data: tc.Entities},
 		}
-		snap, err := pdp.LoadFS(fsys, "corpus", pdp.LoadOptions{Validation: validation})
+		snap, err := policy.LoadFS(fsys, "corpus", policy.LoadOptions{Validation: validation})
 		if err != nil {
 			t.Errorf("%s: load: %v", tc.Name, err)
 			continue
 		}
 		cedarEngine := engineFor(t, snap, pdp.Options{CedarSemantics: true})
-		skipEngine := engineFor(t, snap, pdp.Options{OnError: pdp.OnErrorSkip})
+		skipEngine := engineFor(t, snap, pdp.Options{OnError: wire.OnErrorSkip})
 		for _, r := range tc.Requests {
 			requests++
-			req, err := pdp.DecodeRequest(r.Body)
+			req, err := wire.DecodeRequest(r.Body)
 			if err != nil {
 				t.Errorf("%s %s: decode: %v", tc.Name, r.Desc, err)
 				continue
@@ -81,7 +83,7 @@ func corpusIDs(ids []string) []string {
 }
 
 // engineFor makes an engine serving an already loaded snapshot.
-func engineFor(t *testing.T, snap *pdp.Snapshot, opts pdp.Options) *pdp.Engine {
+func engineFor(t *testing.T, snap *policy.Snapshot, opts pdp.Options) *pdp.Engine {
 	t.Helper()
 	e, err := pdp.NewEngine(opts)
 	if err != nil {

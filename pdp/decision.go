@@ -7,13 +7,9 @@ import (
 
 	"github.com/cedar-policy/cedar-go"
 	"github.com/cedar-policy/cedar-go/types"
-)
 
-// The three answers.
-const (
-	Allow  = "allow"
-	Deny   = "deny"
-	StepUp = "step_up"
+	"github.com/agentpdp/agentpdp/pdp/policy"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // Reasons given by the built-in guards, which run before Cedar.
@@ -22,55 +18,13 @@ const (
 	ReasonApprovalInvalid   = "approval_invalid"
 )
 
-// Decision is the answer to one request.
-type Decision struct {
-	DecisionID    string      `json:"decision_id,omitempty"`
-	Decision      string      `json:"decision"` // allow, deny or step_up
-	Reasons       []Reason    `json:"reasons"`
-	Errors        []EvalError `json:"errors"`
-	PolicyVersion string      `json:"policy_version"`
-	Seq           int64       `json:"seq,omitempty"` // position in the log; durable once returned
-}
-
-// Reason is a policy (or built-in guard) that decided.
-type Reason struct {
-	Policy      string            `json:"policy"`
-	Effect      string            `json:"effect"`
-	File        string            `json:"file,omitempty"`
-	Line        int               `json:"line,omitempty"`
-	Annotations map[string]string `json:"annotations,omitempty"`
-	Builtin     bool              `json:"builtin,omitempty"` // a guard, not a Cedar policy
-	Detail      string            `json:"detail,omitempty"`
-}
-
-// EvalError is a policy whose evaluation failed for this request, for
-// example by reading an attribute the entity does not have.
-type EvalError struct {
-	Policy  string `json:"policy"`
-	Effect  string `json:"effect,omitempty"`
-	File    string `json:"file,omitempty"`
-	Line    int    `json:"line,omitempty"`
-	Message string `json:"message"`
-}
-
-// OnError chooses what an erroring forbid does.
-type OnError string
-
-const (
-	// OnErrorDeny denies when any forbid errors: a forbid that could not be
-	// evaluated might have applied. The default.
-	OnErrorDeny OnError = "deny"
-	// OnErrorSkip is Cedar's own rule: an erroring policy is ignored.
-	OnErrorSkip OnError = "skip"
-)
-
 // evaluation is the engine's answer before it is logged.
 type evaluation struct {
 	decision string
-	reasons  []Reason
-	errors   []EvalError
-	approval *ApprovalUse
-	logOnly  []Reason // @mode("log_only") policies that held: recorded only
+	reasons  []wire.Reason
+	errors   []wire.EvalError
+	approval *wire.ApprovalUse
+	logOnly  []wire.Reason // @mode("log_only") policies that held: recorded only
 }
 
 // evaluate applies agentpdp's decision semantics to one prepared request.
@@ -79,17 +33,17 @@ type evaluation struct {
 // evaluated exactly once and both sides' satisfied policies are known:
 // cedar.Authorize reports only forbids once one holds, but a satisfied
 // step-up forbid must still know whether any permit holds.
-func (s *Snapshot) evaluate(req cedar.Request, ents types.EntityGetter, onError OnError, cedarSemantics bool) evaluation {
+func evaluate(s *policy.Snapshot, req cedar.Request, ents types.EntityGetter, onError wire.OnError, cedarSemantics bool) evaluation {
 	if cedarSemantics {
-		return s.evaluateCedar(req, ents)
+		return evaluateCedar(s, req, ents)
 	}
-	_, fdiag := cedar.Authorize(s.forbids, ents, req)
-	_, pdiag := cedar.Authorize(s.permits, ents, req)
+	_, fdiag := cedar.Authorize(s.Forbids(), ents, req)
+	_, pdiag := cedar.Authorize(s.Permits(), ents, req)
 
 	var ev evaluation
-	var hardForbid, stepForbid, hardPermit, stepPermit, erroredForbid []*Policy
+	var hardForbid, stepForbid, hardPermit, stepPermit, erroredForbid []*policy.Policy
 	for _, r := range fdiag.Reasons {
-		p := s.byID[r.PolicyID]
+		p := s.ByID(r.PolicyID)
 		if p.StepUp {
 			stepForbid = append(stepForbid, p)
 		} else {
@@ -97,7 +51,7 @@ func (s *Snapshot) evaluate(req cedar.Request, ents types.EntityGetter, onError 
 		}
 	}
 	for _, r := range pdiag.Reasons {
-		p := s.byID[r.PolicyID]
+		p := s.ByID(r.PolicyID)
 		if p.StepUp {
 			stepPermit = append(stepPermit, p)
 		} else {
@@ -105,48 +59,48 @@ func (s *Snapshot) evaluate(req cedar.Request, ents types.EntityGetter, onError 
 		}
 	}
 	for _, e := range fdiag.Errors {
-		p := s.byID[e.PolicyID]
+		p := s.ByID(e.PolicyID)
 		erroredForbid = append(erroredForbid, p)
 		ev.errors = append(ev.errors, evalError(p, e.Message))
 	}
 	for _, e := range pdiag.Errors {
-		ev.errors = append(ev.errors, evalError(s.byID[e.PolicyID], e.Message))
+		ev.errors = append(ev.errors, evalError(s.ByID(e.PolicyID), e.Message))
 	}
 	sortErrors(ev.errors)
 
-	ev.logOnly = s.evaluateLogOnly(req, ents, &ev)
+	ev.logOnly = evaluateLogOnly(s, req, ents, &ev)
 
 	switch {
 	case len(hardForbid) > 0:
-		ev.decision, ev.reasons = Deny, reasons(hardForbid)
-	case onError != OnErrorSkip && len(erroredForbid) > 0:
-		ev.decision, ev.reasons = Deny, reasons(erroredForbid)
+		ev.decision, ev.reasons = wire.Deny, reasons(hardForbid)
+	case onError != wire.OnErrorSkip && len(erroredForbid) > 0:
+		ev.decision, ev.reasons = wire.Deny, reasons(erroredForbid)
 	case len(hardPermit) == 0 && len(stepPermit) == 0:
-		ev.decision = Deny // nothing permits: Cedar's default deny
+		ev.decision = wire.Deny // nothing permits: Cedar's default deny
 	case len(stepForbid) > 0:
-		ev.decision, ev.reasons = StepUp, reasons(stepForbid)
+		ev.decision, ev.reasons = wire.StepUp, reasons(stepForbid)
 	case len(hardPermit) == 0:
-		ev.decision, ev.reasons = StepUp, reasons(stepPermit)
+		ev.decision, ev.reasons = wire.StepUp, reasons(stepPermit)
 	default:
-		ev.decision, ev.reasons = Allow, reasons(hardPermit)
+		ev.decision, ev.reasons = wire.Allow, reasons(hardPermit)
 	}
 	return ev
 }
 
 // evaluateLogOnly evaluates the @mode("log_only") policies apart, so that
 // they never touch the answer; their errors are recorded with the others.
-func (s *Snapshot) evaluateLogOnly(req cedar.Request, ents types.EntityGetter, ev *evaluation) []Reason {
-	if len(s.logOnlyForbids)+len(s.logOnlyPermits) == 0 {
+func evaluateLogOnly(s *policy.Snapshot, req cedar.Request, ents types.EntityGetter, ev *evaluation) []wire.Reason {
+	if len(s.LogOnlyForbids())+len(s.LogOnlyPermits()) == 0 {
 		return nil
 	}
-	var held []*Policy
-	for _, set := range []policySlice{s.logOnlyForbids, s.logOnlyPermits} {
+	var held []*policy.Policy
+	for _, set := range []policy.Set{s.LogOnlyForbids(), s.LogOnlyPermits()} {
 		_, diag := cedar.Authorize(set, ents, req)
 		for _, r := range diag.Reasons {
-			held = append(held, s.byID[r.PolicyID])
+			held = append(held, s.ByID(r.PolicyID))
 		}
 		for _, e := range diag.Errors {
-			ev.errors = append(ev.errors, evalError(s.byID[e.PolicyID], e.Message))
+			ev.errors = append(ev.errors, evalError(s.ByID(e.PolicyID), e.Message))
 		}
 	}
 	sortErrors(ev.errors)
@@ -155,39 +109,39 @@ func (s *Snapshot) evaluateLogOnly(req cedar.Request, ents types.EntityGetter, e
 
 // evaluateCedar is plain Cedar: annotations mean nothing and erroring
 // policies are skipped.
-func (s *Snapshot) evaluateCedar(req cedar.Request, ents types.EntityGetter) evaluation {
-	dec, diag := cedar.Authorize(s.all, ents, req)
-	ev := evaluation{decision: Deny}
+func evaluateCedar(s *policy.Snapshot, req cedar.Request, ents types.EntityGetter) evaluation {
+	dec, diag := cedar.Authorize(s.All(), ents, req)
+	ev := evaluation{decision: wire.Deny}
 	if dec == cedar.Allow {
-		ev.decision = Allow
+		ev.decision = wire.Allow
 	}
-	ps := make([]*Policy, len(diag.Reasons))
+	ps := make([]*policy.Policy, len(diag.Reasons))
 	for i, r := range diag.Reasons {
-		ps[i] = s.byID[r.PolicyID]
+		ps[i] = s.ByID(r.PolicyID)
 	}
 	ev.reasons = reasons(ps)
 	for _, e := range diag.Errors {
-		ev.errors = append(ev.errors, evalError(s.byID[e.PolicyID], e.Message))
+		ev.errors = append(ev.errors, evalError(s.ByID(e.PolicyID), e.Message))
 	}
 	sortErrors(ev.errors)
 	return ev
 }
 
-func reasons(ps []*Policy) []Reason {
-	out := make([]Reason, len(ps))
+func reasons(ps []*policy.Policy) []wire.Reason {
+	out := make([]wire.Reason, len(ps))
 	for i, p := range ps {
-		out[i] = Reason{Policy: p.ID, Effect: p.Effect, File: p.File, Line: p.Line, Annotations: p.reasonAnnotations}
+		out[i] = wire.Reason{Policy: p.ID, Effect: p.Effect, File: p.File, Line: p.Line, Annotations: p.ReasonAnnotations()}
 	}
-	slices.SortFunc(out, func(a, b Reason) int { return strings.Compare(a.Policy, b.Policy) })
+	slices.SortFunc(out, func(a, b wire.Reason) int { return strings.Compare(a.Policy, b.Policy) })
 	return out
 }
 
-func evalError(p *Policy, msg string) EvalError {
-	return EvalError{Policy: p.ID, Effect: p.Effect, File: p.File, Line: p.Line, Message: msg}
+func evalError(p *policy.Policy, msg string) wire.EvalError {
+	return wire.EvalError{Policy: p.ID, Effect: p.Effect, File: p.File, Line: p.Line, Message: msg}
 }
 
-func sortErrors(es []EvalError) {
-	slices.SortFunc(es, func(a, b EvalError) int {
+func sortErrors(es []wire.EvalError) {
+	slices.SortFunc(es, func(a, b wire.EvalError) int {
 		return cmp.Or(strings.Compare(a.Policy, b.Policy), strings.Compare(a.Message, b.Message))
 	})
 }

@@ -19,6 +19,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/pdp/mask"
+	"github.com/agentpdp/agentpdp/pdp/policy"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // Recorder durably records log entries. Append must return only once the
@@ -34,7 +37,7 @@ var _ Recorder = (*decisionlog.Log)(nil)
 var ErrLogUnavailable = errors.New("decision log unavailable")
 
 // ErrNoPolicies is returned when no snapshot was ever loaded.
-var ErrNoPolicies = errNoSnapshot
+var ErrNoPolicies = errors.New("no policies loaded")
 
 // PromptMode says what the log keeps of a request's prompt.
 type PromptMode string
@@ -57,18 +60,18 @@ var _ LogReader = (*decisionlog.Reader)(nil)
 
 // Options configure an Engine.
 type Options struct {
-	Policies       string      // the policy directory
-	Shadow         string      // a candidate policy directory evaluated beside it, recorded, never answered
-	Load           LoadOptions // extra schema or entities files
-	OnError        OnError     // default OnErrorDeny
-	CedarSemantics bool        // plain Cedar: no step-up, erroring policies skipped
-	Prompt         PromptMode  // default PromptHMAC
+	Policies       string             // the policy directory
+	Shadow         string             // a candidate policy directory evaluated beside it, recorded, never answered
+	Load           policy.LoadOptions // extra schema or entities files
+	OnError        wire.OnError       // default wire.OnErrorDeny
+	CedarSemantics bool               // plain Cedar: no step-up, erroring policies skipped
+	Prompt         PromptMode         // default PromptHMAC
 	// Key is the secret for the HMACs that keep prompts, masked values and
 	// context digests out of the log in the clear. It lives outside the
 	// database; required (16 bytes or more) when decisions are recorded.
 	Key        []byte
-	Mask       []string   // JSON pointers into the request to mask in the log
-	MaskAction MaskAction // default MaskHMAC
+	Mask       []string    // JSON pointers into the request to mask in the log
+	MaskAction mask.Action // default mask.HMAC
 
 	ApprovalTTL      time.Duration // how long an approval can be used; default 15m
 	ApprovalReusable bool          // let an approval serve more than one request
@@ -87,9 +90,9 @@ type Options struct {
 // decision before returning it, and swaps snapshots atomically on reload.
 type Engine struct {
 	opts      Options
-	snap      atomic.Pointer[Snapshot]
-	shadow    atomic.Pointer[Snapshot]
-	masker    *masker
+	snap      atomic.Pointer[policy.Snapshot]
+	shadow    atomic.Pointer[policy.Snapshot]
+	masker    *mask.Masker
 	approvals *approvalRegistry
 	macs      sync.Pool // of HMAC-SHA256 under opts.Key: hmac.New costs more than the MAC of a context
 
@@ -118,9 +121,9 @@ type ReloadStatus struct {
 // NewEngine checks opts. Call Reload to load the first snapshot.
 func NewEngine(opts Options) (*Engine, error) {
 	if opts.OnError == "" {
-		opts.OnError = OnErrorDeny
+		opts.OnError = wire.OnErrorDeny
 	}
-	if opts.OnError != OnErrorDeny && opts.OnError != OnErrorSkip {
+	if opts.OnError != wire.OnErrorDeny && opts.OnError != wire.OnErrorSkip {
 		return nil, fmt.Errorf("on_error %q: want deny or skip", opts.OnError)
 	}
 	if opts.Prompt == "" {
@@ -134,12 +137,6 @@ func NewEngine(opts Options) (*Engine, error) {
 	if opts.Recorder != nil && len(opts.Key) < 16 {
 		return nil, errors.New("a key of at least 16 bytes is needed for the HMACs in recorded decisions")
 	}
-	if opts.MaskAction == "" {
-		opts.MaskAction = MaskHMAC
-	}
-	if opts.MaskAction != MaskHMAC && opts.MaskAction != MaskRemove {
-		return nil, fmt.Errorf("mask action %q: want hmac or remove", opts.MaskAction)
-	}
 	if opts.ApprovalTTL <= 0 {
 		opts.ApprovalTTL = 15 * time.Minute
 	}
@@ -147,21 +144,18 @@ func NewEngine(opts Options) (*Engine, error) {
 		opts.Now = time.Now
 	}
 	e := &Engine{opts: opts, approvals: newApprovalRegistry()}
+	m, err := mask.New(opts.Mask, opts.MaskAction, opts.Key)
+	if err != nil {
+		return nil, err
+	}
 	if len(opts.Mask) > 0 {
-		e.masker = &masker{action: opts.MaskAction, key: opts.Key}
-		for _, ptr := range opts.Mask {
-			mp, err := compileMask(ptr)
-			if err != nil {
-				return nil, err
-			}
-			e.masker.pointers = append(e.masker.pointers, mp)
-		}
+		e.masker = m
 	}
 	return e, nil
 }
 
 // Snapshot returns the snapshot decisions are being made with, or nil.
-func (e *Engine) Snapshot() *Snapshot { return e.snap.Load() }
+func (e *Engine) Snapshot() *policy.Snapshot { return e.snap.Load() }
 
 // Status reports the current policies and the last reload failure.
 func (e *Engine) Status() ReloadStatus {
@@ -178,7 +172,7 @@ func (e *Engine) Status() ReloadStatus {
 // changed while it was read). Reloads go through pdp/reload; Stage is its
 // step, not a second way in.
 func (e *Engine) Stage() (commit func(ctx context.Context, trigger string) (bool, error), err error) {
-	snap, err := LoadDir(e.opts.Policies, e.opts.Load)
+	snap, err := policy.LoadDir(e.opts.Policies, e.opts.Load)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +184,7 @@ func (e *Engine) Stage() (commit func(ctx context.Context, trigger string) (bool
 func (e *Engine) LoadFailed(err error) { e.noteReload(err) }
 
 // ShadowSnapshot returns the shadow snapshot, or nil.
-func (e *Engine) ShadowSnapshot() *Snapshot { return e.shadow.Load() }
+func (e *Engine) ShadowSnapshot() *policy.Snapshot { return e.shadow.Load() }
 
 // StageShadow loads the shadow directory as Stage loads the live one: a
 // failure keeps the current shadow, a change is logged before it is used.
@@ -198,7 +192,7 @@ func (e *Engine) StageShadow() (commit func(ctx context.Context, trigger string)
 	if e.opts.Shadow == "" {
 		return nil, errors.New("no shadow policies configured")
 	}
-	snap, err := LoadDir(e.opts.Shadow, e.opts.Load)
+	snap, err := policy.LoadDir(e.opts.Shadow, e.opts.Load)
 	if err != nil {
 		return nil, fmt.Errorf("shadow policies: %w", err)
 	}
@@ -227,14 +221,14 @@ func (e *Engine) ShadowLoadFailed(err error) {
 
 // Use serves a snapshot loaded by the caller (with LoadFS, say), exactly as
 // Reload would serve one it loaded itself.
-func (e *Engine) Use(ctx context.Context, snap *Snapshot, trigger string) (bool, error) {
+func (e *Engine) Use(ctx context.Context, snap *policy.Snapshot, trigger string) (bool, error) {
 	e.reloadMu.Lock()
 	defer e.reloadMu.Unlock()
 	return e.install(ctx, snap, trigger)
 }
 
 // install records snap's load, then publishes it. Callers hold reloadMu.
-func (e *Engine) install(ctx context.Context, snap *Snapshot, trigger string) (bool, error) {
+func (e *Engine) install(ctx context.Context, snap *policy.Snapshot, trigger string) (bool, error) {
 	changed, err := e.swap(ctx, snap, trigger)
 	e.noteReload(err)
 	return changed, err
@@ -264,13 +258,13 @@ func (e *Engine) noteReload(err error) {
 	}
 }
 
-func (e *Engine) swap(ctx context.Context, snap *Snapshot, trigger string) (bool, error) {
+func (e *Engine) swap(ctx context.Context, snap *policy.Snapshot, trigger string) (bool, error) {
 	return e.publish(ctx, &e.snap, snap, trigger, false)
 }
 
 // publish records snap's load and then stores it in slot: the live or the
 // shadow snapshot. Callers hold reloadMu.
-func (e *Engine) publish(ctx context.Context, slot *atomic.Pointer[Snapshot], snap *Snapshot, trigger string, shadow bool) (bool, error) {
+func (e *Engine) publish(ctx context.Context, slot *atomic.Pointer[policy.Snapshot], snap *policy.Snapshot, trigger string, shadow bool) (bool, error) {
 	cur := slot.Load()
 	if cur != nil && cur.Version == snap.Version {
 		return false, nil
@@ -306,74 +300,27 @@ func (e *Engine) publish(ctx context.Context, slot *atomic.Pointer[Snapshot], sn
 
 // PolicyLoadRecord is the body of a policy_load log entry.
 type PolicyLoadRecord struct {
-	PolicyVersion   string       `json:"policy_version"`
-	PreviousVersion string       `json:"previous_version,omitempty"`
-	Trigger         string       `json:"trigger"`
-	Shadow          bool         `json:"shadow,omitempty"` // a shadow (candidate) load, never answered with
-	Root            string       `json:"root"`             // the policy directory, as Files' paths begin
-	Files           []PolicyFile `json:"files"`
-	Policies        []*Policy    `json:"policies"`
-	Schema          bool         `json:"schema"`
-	Entities        int          `json:"entities"`
-}
-
-// Peer is the caller as the kernel saw it (SO_PEERCRED), and its executable.
-type Peer struct {
-	PID int32  `json:"pid"`
-	UID uint32 `json:"uid"`
-	GID uint32 `json:"gid"`
-	Exe string `json:"exe,omitempty"`
-}
-
-// DecisionRecord is the body of a decision log entry: everything needed to
-// explain and replay the decision, and to say who asked.
-type DecisionRecord struct {
-	DecisionID     string       `json:"decision_id"`
-	Decision       string       `json:"decision"`
-	Principal      string       `json:"principal"` // Cedar form, for indexing
-	Action         string       `json:"action"`
-	Resource       string       `json:"resource"`
-	Classification string       `json:"classification,omitempty"` // of the data touched
-	Reasons        []Reason     `json:"reasons"`
-	Errors         []EvalError  `json:"errors"`
-	PolicyVersion  string       `json:"policy_version"`
-	OnError        OnError      `json:"on_error"`
-	Approval       *ApprovalUse `json:"approval,omitempty"` // the approval that allowed it
-	// ContextDigest binds approvals to this exact context: an HMAC of the
-	// normalised context, taken before masking.
-	ContextDigest string   `json:"context_digest"`
-	Request       *Request `json:"request"` // after normalisation, prompt handling and masking
-	Masked        []string `json:"masked,omitempty"`
-	// Provided are the entities entity providers added (they override the
-	// request's), kept so that a replay sees what the policies saw.
-	Provided []Entity `json:"provided_entities,omitempty"`
-	// LogOnly are the @mode("log_only") policies that held: they did not
-	// affect the decision.
-	LogOnly []Reason `json:"log_only,omitempty"`
-	// Shadow is what the shadow policies would have answered.
-	Shadow    *ShadowResult `json:"shadow,omitempty"`
-	Peer      *Peer         `json:"peer,omitempty"`
-	EvalNanos int64         `json:"eval_ns"`
-}
-
-// ShadowResult is the shadow policies' answer to a live request.
-type ShadowResult struct {
-	Decision      string      `json:"decision"`
-	Reasons       []Reason    `json:"reasons"`
-	Errors        []EvalError `json:"errors,omitempty"`
-	PolicyVersion string      `json:"policy_version"`
+	PolicyVersion   string              `json:"policy_version"`
+	PreviousVersion string              `json:"previous_version,omitempty"`
+	Trigger         string              `json:"trigger"`
+	Shadow          bool                `json:"shadow,omitempty"` // a shadow (candidate) load, never answered with
+	Root            string              `json:"root"`             // the policy directory, as Files' paths begin
+	Files           []policy.PolicyFile `json:"files"`
+	Policies        []*policy.Policy    `json:"policies"`
+	Schema          bool                `json:"schema"`
+	Entities        int                 `json:"entities"`
 }
 
 // prepared is a request checked and converted for Cedar.
 type prepared struct {
 	cedar    cedar.Request
 	entities types.EntityMap // from the request; layered over the snapshot's
-	logged   *Request
+	logged   *wire.Request
 	digest   string   // of the normalised context
 	masked   []string // pointers masked in logged
 
-	provided        []Entity // from entity providers, normalised
-	providerFailure string   // why a provider failed; the decision is deny
+	provided        []wire.Entity // from entity providers, normalised
+	providerFailure string        // why a provider failed; the decision is deny
 }
 
 // layered looks entities up in the request first, then in the snapshot, so
@@ -388,8 +335,12 @@ func (l layered) Get(uid types.EntityUID) (types.Entity, bool) {
 	return e, ok
 }
 
-func (e *Engine) prepare(req *Request) (*prepared, error) {
-	ctxRec, ctxJSON, err := normalizeRecord(req.Context, "context")
+func (e *Engine) prepare(req *wire.Request) (*prepared, error) {
+	// A raw token must never reach the log, whatever field it is sent in.
+	if err := mask.CheckRequest("", req); err != nil {
+		return nil, err
+	}
+	ctxRec, ctxJSON, err := wire.NormalizeRecord(req.Context, "context", mask.Token)
 	if err != nil {
 		return nil, err
 	}
@@ -406,12 +357,12 @@ func (e *Engine) prepare(req *Request) (*prepared, error) {
 	}
 	if len(req.Entities) > 0 {
 		p.entities = make(types.EntityMap, len(req.Entities))
-		logged.Entities = make([]Entity, len(req.Entities))
+		logged.Entities = make([]wire.Entity, len(req.Entities))
 		for i, in := range req.Entities {
 			field := fmt.Sprintf("entities[%d]", i)
 			uid := in.UID.UID()
 			if _, dup := p.entities[uid]; dup {
-				return nil, BadRequest(field+".uid", fmt.Errorf("entity %s appears twice", uid))
+				return nil, wire.BadRequest(field+".uid", fmt.Errorf("entity %s appears twice", uid))
 			}
 			ent, out, err := normalizeEntity(in, field)
 			if err != nil {
@@ -435,7 +386,7 @@ func (e *Engine) prepare(req *Request) (*prepared, error) {
 			c := *logged.Credential // masking must not reach the caller's request
 			logged.Credential = &c
 		}
-		if p.masked, err = e.masker.apply(&logged); err != nil {
+		if p.masked, err = e.masker.Apply(&logged); err != nil {
 			return nil, err
 		}
 	}
@@ -479,9 +430,9 @@ func (e *Engine) hmac(b []byte) string {
 }
 
 // guardExpired is the credential check that runs before anything else.
-func guardExpired(req *Request, now time.Time) *evaluation {
+func guardExpired(req *wire.Request, now time.Time) *evaluation {
 	if c := req.Credential; c != nil && c.ExpiresAt != nil && !c.ExpiresAt.After(now) {
-		return &evaluation{decision: Deny, reasons: []Reason{{
+		return &evaluation{decision: wire.Deny, reasons: []wire.Reason{{
 			Policy: ReasonCredentialExpired, Effect: "forbid", Builtin: true,
 			Detail: strings.TrimSpace(fmt.Sprintf("credential %s expired at %s", c.ID, c.ExpiresAt.UTC().Format(time.RFC3339))),
 		}}}
@@ -490,29 +441,29 @@ func guardExpired(req *Request, now time.Time) *evaluation {
 }
 
 func approvalInvalid(problem string) evaluation {
-	return evaluation{decision: Deny, reasons: []Reason{{Policy: ReasonApprovalInvalid, Effect: "forbid", Builtin: true, Detail: problem}}}
+	return evaluation{decision: wire.Deny, reasons: []wire.Reason{{Policy: ReasonApprovalInvalid, Effect: "forbid", Builtin: true, Detail: problem}}}
 }
 
 // evaluate runs the guards, then Cedar. approval is the request's valid,
 // reserved approval, if it named one; a step_up it answers becomes allow.
-func (e *Engine) evaluate(snap *Snapshot, p *prepared, now time.Time, approval *ApprovalRecord) evaluation {
+func (e *Engine) evaluate(snap *policy.Snapshot, p *prepared, now time.Time, approval *wire.ApprovalRecord) evaluation {
 	if ev := guardExpired(p.logged, now); ev != nil {
 		return *ev
 	}
 	if p.providerFailure != "" {
-		return evaluation{decision: Deny,
-			reasons: []Reason{{Policy: ReasonProviderFailed, Effect: "forbid", Builtin: true, Detail: p.providerFailure}},
-			errors:  []EvalError{{Policy: ReasonProviderFailed, Message: p.providerFailure}}}
+		return evaluation{decision: wire.Deny,
+			reasons: []wire.Reason{{Policy: ReasonProviderFailed, Effect: "forbid", Builtin: true, Detail: p.providerFailure}},
+			errors:  []wire.EvalError{{Policy: ReasonProviderFailed, Message: p.providerFailure}}}
 	}
-	var ents types.EntityGetter = snap.entities
+	var ents types.EntityGetter = snap.EntityMap()
 	if len(p.entities) > 0 {
-		ents = layered{over: p.entities, under: snap.entities}
+		ents = layered{over: p.entities, under: snap.EntityMap()}
 	}
-	ev := snap.evaluate(p.cedar, ents, e.opts.OnError, e.opts.CedarSemantics)
-	if approval != nil && ev.decision == StepUp {
-		ev.decision = Allow
-		ev.approval = &ApprovalUse{ID: approval.DecisionID, Approver: approval.Approver}
-		ev.reasons = append(ev.reasons, Reason{Policy: "approval", Effect: "permit", Builtin: true,
+	ev := evaluate(snap, p.cedar, ents, e.opts.OnError, e.opts.CedarSemantics)
+	if approval != nil && ev.decision == wire.StepUp {
+		ev.decision = wire.Allow
+		ev.approval = &wire.ApprovalUse{ID: approval.DecisionID, Approver: approval.Approver}
+		ev.reasons = append(ev.reasons, wire.Reason{Policy: "approval", Effect: "permit", Builtin: true,
 			Detail: fmt.Sprintf("step-up approved by %s (approval %s)", approval.Approver, approval.DecisionID)})
 	}
 	return ev
@@ -521,13 +472,13 @@ func (e *Engine) evaluate(snap *Snapshot, p *prepared, now time.Time, approval *
 // classification is the sensitivity of the data a request touches: the
 // context's classification if the caller states one, else the resource
 // entity's classification attribute.
-func classification(p *prepared, snap *Snapshot) string {
+func classification(p *prepared, snap *policy.Snapshot) string {
 	if v, ok := p.cedar.Context.Get("classification"); ok {
 		if s, ok := v.(types.String); ok {
 			return string(s)
 		}
 	}
-	ent, ok := layered{over: p.entities, under: snap.entities}.Get(p.cedar.Resource)
+	ent, ok := layered{over: p.entities, under: snap.EntityMap()}.Get(p.cedar.Resource)
 	if !ok {
 		return ""
 	}
@@ -541,7 +492,7 @@ func classification(p *prepared, snap *Snapshot) string {
 
 // Evaluate decides a request without recording it, for the check command and
 // for tests of policies. Bad input is a *RequestError.
-func (e *Engine) Evaluate(req *Request) (*Decision, error) {
+func (e *Engine) Evaluate(req *wire.Request) (*wire.Decision, error) {
 	snap := e.snap.Load()
 	if snap == nil {
 		return nil, ErrNoPolicies
@@ -555,12 +506,12 @@ func (e *Engine) Evaluate(req *Request) (*Decision, error) {
 		// Approvals live in the daemon's log; without it none is valid.
 		ev = approvalInvalid(fmt.Sprintf("approval %s cannot be checked without the decision log", req.Approval))
 	}
-	return &Decision{Decision: ev.decision, Reasons: nonNil(ev.reasons), Errors: nonNil(ev.errors), PolicyVersion: snap.Version}, nil
+	return &wire.Decision{Decision: ev.decision, Reasons: nonNil(ev.reasons), Errors: nonNil(ev.errors), PolicyVersion: snap.Version}, nil
 }
 
 // Decide decides one request and records it; see DecideBatch.
-func (e *Engine) Decide(ctx context.Context, req *Request, peer *Peer) (*Decision, error) {
-	ds, err := e.DecideBatch(ctx, []*Request{req}, peer)
+func (e *Engine) Decide(ctx context.Context, req *wire.Request, peer *wire.Peer) (*wire.Decision, error) {
+	ds, err := e.DecideBatch(ctx, []*wire.Request{req}, peer)
 	if err != nil {
 		return nil, err
 	}
@@ -571,7 +522,7 @@ func (e *Engine) Decide(ctx context.Context, req *Request, peer *Peer) (*Decisio
 // commit. It returns only after the records are durable. Bad input in any
 // request is a *RequestError and nothing is recorded; a failure to record
 // wraps ErrLogUnavailable and no decision is returned.
-func (e *Engine) DecideBatch(ctx context.Context, reqs []*Request, peer *Peer) ([]*Decision, error) {
+func (e *Engine) DecideBatch(ctx context.Context, reqs []*wire.Request, peer *wire.Peer) ([]*wire.Decision, error) {
 	if e.opts.Recorder == nil {
 		return nil, fmt.Errorf("%w: no recorder configured", ErrLogUnavailable)
 	}
@@ -592,9 +543,9 @@ func (e *Engine) DecideBatch(ctx context.Context, reqs []*Request, peer *Peer) (
 		p, err := e.prepare(req)
 		if err != nil {
 			if len(reqs) > 1 {
-				var re *RequestError
+				var re *wire.RequestError
 				if errors.As(err, &re) {
-					re.Field = joinField(fmt.Sprintf("requests[%d]", i), re.Field)
+					re.Field = wire.JoinField(fmt.Sprintf("requests[%d]", i), re.Field)
 				}
 			}
 			return nil, err
@@ -602,7 +553,7 @@ func (e *Engine) DecideBatch(ctx context.Context, reqs []*Request, peer *Peer) (
 		e.provide(ctx, req, p)
 		ps[i] = p
 	}
-	decisions := make([]*Decision, len(reqs))
+	decisions := make([]*wire.Decision, len(reqs))
 	entries := make([]*decisionlog.Entry, len(reqs))
 	// Approvals reserved for this batch are consumed if it is recorded and
 	// released if it is not, so a single-use approval allows exactly once.
@@ -621,7 +572,7 @@ func (e *Engine) DecideBatch(ctx context.Context, reqs []*Request, peer *Peer) (
 		start := time.Now()
 		now := e.opts.Now()
 		var ev evaluation
-		var approval *ApprovalRecord
+		var approval *wire.ApprovalRecord
 		refused := false // the request named an approval that is not valid
 		if id := p.logged.Approval; id != "" {
 			st, problem := e.approvals.reserve(id, p, now)
@@ -639,7 +590,7 @@ func (e *Engine) DecideBatch(ctx context.Context, reqs []*Request, peer *Peer) (
 			}
 		}
 		elapsed := time.Since(start)
-		var shadowResult *ShadowResult
+		var shadowResult *wire.ShadowResult
 		if shadow != nil {
 			// The same request, guards and approval, on the candidate: recorded
 			// so that log query --shadow-diff shows where they part.
@@ -647,13 +598,13 @@ func (e *Engine) DecideBatch(ctx context.Context, reqs []*Request, peer *Peer) (
 			if !refused {
 				sev = e.evaluate(shadow, p, now, approval)
 			}
-			shadowResult = &ShadowResult{Decision: sev.decision, Reasons: nonNil(sev.reasons), Errors: sev.errors, PolicyVersion: shadow.Version}
+			shadowResult = &wire.ShadowResult{Decision: sev.decision, Reasons: nonNil(sev.reasons), Errors: sev.errors, PolicyVersion: shadow.Version}
 		}
 		id, err := uuid.NewV7()
 		if err != nil {
 			return nil, fmt.Errorf("decision id: %w", err)
 		}
-		d := &Decision{
+		d := &wire.Decision{
 			DecisionID:    id.String(),
 			Decision:      ev.decision,
 			Reasons:       nonNil(ev.reasons),
@@ -661,7 +612,7 @@ func (e *Engine) DecideBatch(ctx context.Context, reqs []*Request, peer *Peer) (
 			PolicyVersion: snap.Version,
 		}
 		keys := p.keys()
-		body, err := marshalRecord(&DecisionRecord{
+		body, err := wire.MarshalRecord(&wire.DecisionRecord{
 			DecisionID:     d.DecisionID,
 			Decision:       d.Decision,
 			Principal:      keys.Principal,
@@ -720,7 +671,7 @@ const ReasonProviderFailed = "entity_provider_failed"
 // provide asks every entity provider about a prepared request. Provider
 // entities override the request's own: the inventory is trusted, the
 // caller's claims are not. They are recorded so replay sees them.
-func (e *Engine) provide(ctx context.Context, req *Request, p *prepared) {
+func (e *Engine) provide(ctx context.Context, req *wire.Request, p *prepared) {
 	for _, pc := range e.opts.EntityProviders {
 		timeout := pc.Timeout
 		if timeout <= 0 {
@@ -741,7 +692,7 @@ func (e *Engine) provide(ctx context.Context, req *Request, p *prepared) {
 }
 
 // addProvided normalises entities from a provider into the request's.
-func (p *prepared) addProvided(ents []Entity, source string) error {
+func (p *prepared) addProvided(ents []wire.Entity, source string) error {
 	if len(ents) == 0 {
 		return nil
 	}
@@ -761,21 +712,21 @@ func (p *prepared) addProvided(ents []Entity, source string) error {
 
 // normalizeEntity converts an entity for Cedar and for the log, normalising
 // its attributes and tags as a request's context is.
-func normalizeEntity(in Entity, field string) (types.Entity, Entity, error) {
-	attrs, attrsJSON, err := normalizeRecord(in.Attrs, field+".attrs")
+func normalizeEntity(in wire.Entity, field string) (types.Entity, wire.Entity, error) {
+	attrs, attrsJSON, err := wire.NormalizeRecord(in.Attrs, field+".attrs", mask.Token)
 	if err != nil {
-		return types.Entity{}, Entity{}, err
+		return types.Entity{}, wire.Entity{}, err
 	}
-	tags, tagsJSON, err := normalizeRecord(in.Tags, field+".tags")
+	tags, tagsJSON, err := wire.NormalizeRecord(in.Tags, field+".tags", mask.Token)
 	if err != nil {
-		return types.Entity{}, Entity{}, err
+		return types.Entity{}, wire.Entity{}, err
 	}
 	parents := make([]types.EntityUID, len(in.Parents))
 	for j, ref := range in.Parents {
 		parents[j] = ref.UID()
 	}
 	uid := in.UID.UID()
-	out := Entity{UID: in.UID, Attrs: attrsJSON, Parents: in.Parents}
+	out := wire.Entity{UID: in.UID, Attrs: attrsJSON, Parents: in.Parents}
 	if len(in.Tags) > 0 {
 		out.Tags = tagsJSON
 	}
@@ -786,5 +737,5 @@ func normalizeEntity(in Entity, field string) (types.Entity, Entity, error) {
 // and team from an inventory. The plugins package runs providers as
 // go-plugin binaries.
 type EntityProvider interface {
-	Entities(ctx context.Context, req *Request) ([]Entity, error)
+	Entities(ctx context.Context, req *wire.Request) ([]wire.Entity, error)
 }

@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentpdp/agentpdp/internal/pdptest"
 	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // Policies for the semantics table: each is switched on by a context flag,
@@ -40,35 +42,35 @@ func TestEngine_Evaluate(t *testing.T) {
 	tests := []struct {
 		name        string
 		flags       []string
-		onError     pdp.OnError
+		onError     wire.OnError
 		cedar       bool
 		want        string
 		wantReasons []string
 		wantErrors  []string
 	}{
-		{name: "NothingPermits", want: pdp.Deny, wantReasons: []string{}},
-		{name: "HardPermit", flags: []string{"hp"}, want: pdp.Allow, wantReasons: []string{"hard-permit"}},
-		{name: "ForbidWins", flags: []string{"hp", "hf"}, want: pdp.Deny, wantReasons: []string{"hard-forbid"}},
-		{name: "HardForbidBeatsStepUp", flags: []string{"hp", "hf", "sf"}, want: pdp.Deny, wantReasons: []string{"hard-forbid"}},
-		{name: "ReasonsSorted", flags: []string{"hp", "hf2", "hf"}, want: pdp.Deny, wantReasons: []string{"hard-forbid", "second-hard-forbid"}},
-		{name: "StepUpForbid", flags: []string{"hp", "sf"}, want: pdp.StepUp, wantReasons: []string{"step-forbid"}},
-		{name: "StepUpForbidWithoutPermitDenies", flags: []string{"sf"}, want: pdp.Deny, wantReasons: []string{}},
-		{name: "OnlyStepUpPermit", flags: []string{"sp"}, want: pdp.StepUp, wantReasons: []string{"step-permit"}},
-		{name: "HardPermitBeatsStepUpPermit", flags: []string{"sp", "hp"}, want: pdp.Allow, wantReasons: []string{"hard-permit"}},
-		{name: "StepUpForbidOverStepUpPermit", flags: []string{"sp", "sf"}, want: pdp.StepUp, wantReasons: []string{"step-forbid"}},
-		{name: "ErroringForbidFailsClosed", flags: []string{"hp", "ef"}, want: pdp.Deny,
+		{name: "NothingPermits", want: wire.Deny, wantReasons: []string{}},
+		{name: "HardPermit", flags: []string{"hp"}, want: wire.Allow, wantReasons: []string{"hard-permit"}},
+		{name: "ForbidWins", flags: []string{"hp", "hf"}, want: wire.Deny, wantReasons: []string{"hard-forbid"}},
+		{name: "HardForbidBeatsStepUp", flags: []string{"hp", "hf", "sf"}, want: wire.Deny, wantReasons: []string{"hard-forbid"}},
+		{name: "ReasonsSorted", flags: []string{"hp", "hf2", "hf"}, want: wire.Deny, wantReasons: []string{"hard-forbid", "second-hard-forbid"}},
+		{name: "StepUpForbid", flags: []string{"hp", "sf"}, want: wire.StepUp, wantReasons: []string{"step-forbid"}},
+		{name: "StepUpForbidWithoutPermitDenies", flags: []string{"sf"}, want: wire.Deny, wantReasons: []string{}},
+		{name: "OnlyStepUpPermit", flags: []string{"sp"}, want: wire.StepUp, wantReasons: []string{"step-permit"}},
+		{name: "HardPermitBeatsStepUpPermit", flags: []string{"sp", "hp"}, want: wire.Allow, wantReasons: []string{"hard-permit"}},
+		{name: "StepUpForbidOverStepUpPermit", flags: []string{"sp", "sf"}, want: wire.StepUp, wantReasons: []string{"step-forbid"}},
+		{name: "ErroringForbidFailsClosed", flags: []string{"hp", "ef"}, want: wire.Deny,
 			wantReasons: []string{"erroring-forbid"}, wantErrors: []string{"erroring-forbid"}},
-		{name: "ErroringForbidSkipped", flags: []string{"hp", "ef"}, onError: pdp.OnErrorSkip, want: pdp.Allow,
+		{name: "ErroringForbidSkipped", flags: []string{"hp", "ef"}, onError: wire.OnErrorSkip, want: wire.Allow,
 			wantReasons: []string{"hard-permit"}, wantErrors: []string{"erroring-forbid"}},
-		{name: "ErroringPermitIsIgnored", flags: []string{"hp", "ep"}, want: pdp.Allow,
+		{name: "ErroringPermitIsIgnored", flags: []string{"hp", "ep"}, want: wire.Allow,
 			wantReasons: []string{"hard-permit"}, wantErrors: []string{"erroring-permit"}},
-		{name: "ErroringPermitAloneDenies", flags: []string{"ep"}, want: pdp.Deny,
+		{name: "ErroringPermitAloneDenies", flags: []string{"ep"}, want: wire.Deny,
 			wantReasons: []string{}, wantErrors: []string{"erroring-permit"}},
-		{name: "ErrorsSorted", flags: []string{"hp", "ep", "ef"}, onError: pdp.OnErrorSkip, want: pdp.Allow,
+		{name: "ErrorsSorted", flags: []string{"hp", "ep", "ef"}, onError: wire.OnErrorSkip, want: wire.Allow,
 			wantReasons: []string{"hard-permit"}, wantErrors: []string{"erroring-forbid", "erroring-permit"}},
-		{name: "CedarSemanticsIgnoreStepUp", flags: []string{"sp"}, cedar: true, want: pdp.Allow, wantReasons: []string{"step-permit"}},
-		{name: "CedarSemanticsStepUpForbidDenies", flags: []string{"hp", "sf"}, cedar: true, want: pdp.Deny, wantReasons: []string{"step-forbid"}},
-		{name: "CedarSemanticsSkipErrors", flags: []string{"hp", "ef"}, cedar: true, want: pdp.Allow,
+		{name: "CedarSemanticsIgnoreStepUp", flags: []string{"sp"}, cedar: true, want: wire.Allow, wantReasons: []string{"step-permit"}},
+		{name: "CedarSemanticsStepUpForbidDenies", flags: []string{"hp", "sf"}, cedar: true, want: wire.Deny, wantReasons: []string{"step-forbid"}},
+		{name: "CedarSemanticsSkipErrors", flags: []string{"hp", "ef"}, cedar: true, want: wire.Allow,
 			wantReasons: []string{"hard-permit"}, wantErrors: []string{"erroring-forbid"}},
 	}
 	for _, tt := range tests {
@@ -143,10 +145,10 @@ func TestEngine_Guards(t *testing.T) {
 	tests := []struct {
 		name, extra, want, reason string
 	}{
-		{"CredentialValid", `"credential":{"id":"jti-1","expires_at":"2026-11-27T10:00:01Z"}`, pdp.Allow, "policy0"},
-		{"CredentialExpired", `"credential":{"id":"jti-1","expires_at":"2026-11-27T09:59:59Z"}`, pdp.Deny, pdp.ReasonCredentialExpired},
-		{"CredentialExpiresNow", `"credential":{"id":"jti-1","expires_at":"2026-11-27T10:00:00Z"}`, pdp.Deny, pdp.ReasonCredentialExpired},
-		{"ApprovalUnknown", `"approval":"0193-not-approved"`, pdp.Deny, pdp.ReasonApprovalInvalid},
+		{"CredentialValid", `"credential":{"id":"jti-1","expires_at":"2026-11-27T10:00:01Z"}`, wire.Allow, "policy0"},
+		{"CredentialExpired", `"credential":{"id":"jti-1","expires_at":"2026-11-27T09:59:59Z"}`, wire.Deny, pdp.ReasonCredentialExpired},
+		{"CredentialExpiresNow", `"credential":{"id":"jti-1","expires_at":"2026-11-27T10:00:00Z"}`, wire.Deny, pdp.ReasonCredentialExpired},
+		{"ApprovalUnknown", `"approval":"0193-not-approved"`, wire.Deny, pdp.ReasonApprovalInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -163,7 +165,7 @@ func TestEngine_Guards(t *testing.T) {
 			if len(d.Reasons) != 1 || d.Reasons[0].Policy != tt.reason {
 				t.Errorf("reasons: got %+v, want %s", d.Reasons, tt.reason)
 			}
-			if tt.want == pdp.Deny && !d.Reasons[0].Builtin {
+			if tt.want == wire.Deny && !d.Reasons[0].Builtin {
 				t.Errorf("guard reason not marked builtin: %+v", d.Reasons[0])
 			}
 		})
@@ -177,10 +179,10 @@ func TestEngine_RequestEntitiesWinOverStatic(t *testing.T) {
 		                     {"uid":{"type":"Agent","id":"b"},"attrs":{"trust":"high"},"parents":[]}]`,
 	}, pdp.Options{})
 	tests := []struct{ name, req, want string }{
-		{"Static", `{"principal":"Agent::\"a\"","action":"A::\"x\"","resource":"R::\"r\""}`, pdp.Deny},
-		{"StaticOther", `{"principal":"Agent::\"b\"","action":"A::\"x\"","resource":"R::\"r\""}`, pdp.Allow},
+		{"Static", `{"principal":"Agent::\"a\"","action":"A::\"x\"","resource":"R::\"r\""}`, wire.Deny},
+		{"StaticOther", `{"principal":"Agent::\"b\"","action":"A::\"x\"","resource":"R::\"r\""}`, wire.Allow},
 		{"RequestOverrides", `{"principal":"Agent::\"a\"","action":"A::\"x\"","resource":"R::\"r\"",
-			"entities":[{"uid":"Agent::\"a\"","attrs":{"trust":"high"}}]}`, pdp.Allow},
+			"entities":[{"uid":"Agent::\"a\"","attrs":{"trust":"high"}}]}`, wire.Allow},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -195,7 +197,7 @@ func TestEngine_RequestEntitiesWinOverStatic(t *testing.T) {
 	}
 	// The request's entity must not leak into the static set.
 	d, _ := e.Evaluate(mustRequest(t, tests[0].req))
-	if d.Decision != pdp.Deny {
+	if d.Decision != wire.Deny {
 		t.Errorf("request entity leaked into later requests: got %s", d.Decision)
 	}
 }
@@ -205,7 +207,7 @@ func TestEngine_DefaultPolicyPack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadNow(t.Context(), e, "test"); err != nil {
+	if _, err := pdptest.LoadNow(t.Context(), e, "test"); err != nil {
 		t.Fatalf("the default pack does not load: %v", err)
 	}
 	if !e.Snapshot().Schema {
@@ -215,18 +217,18 @@ func TestEngine_DefaultPolicyPack(t *testing.T) {
 		return `{"principal":"Agent::\"` + agent + `\"","action":"Action::\"invoke_tool\"","resource":"Tool::\"` + tool + `\"","context":` + ctx + `}`
 	}
 	tests := []struct{ name, req, want, reason string }{
-		{"ReadOwnTeamTool", req("billing-bot", "sql.query", "{}"), pdp.Allow, "agents-may-invoke-tools"},
-		{"ProductionWriteSteps", req("deploy-bot", "k8s.apply", "{}"), pdp.StepUp, "prod-writes-need-approval"},
-		{"StagingWriteAllowed", req("deploy-bot", "k8s.apply-staging", "{}"), pdp.Allow, "agents-may-invoke-tools"},
-		{"RestrictedWithoutTicket", req("billing-bot", "invoices.export", "{}"), pdp.Deny, "restricted-data-needs-ticket"},
-		{"RestrictedWithTicket", req("billing-bot", "invoices.export", `{"ticket":"INC-42"}`), pdp.Allow, "agents-may-invoke-tools"},
-		{"RestrictedWithWrongTicket", req("billing-bot", "invoices.export", `{"ticket":"JIRA-1"}`), pdp.Deny, "restricted-data-needs-ticket"},
-		{"OtherTeamsTool", req("billing-bot", "k8s.apply", "{}"), pdp.Deny, "other-teams-tools"},
-		{"SharedTool", req("billing-bot", "web.search", "{}"), pdp.Allow, "agents-may-invoke-tools"},
-		{"LowTrustSteps", req("intern-bot", "web.search", "{}"), pdp.StepUp, "low-trust-agents-need-approval"},
-		{"Untrusted", req("scraper", "web.search", "{}"), pdp.Deny, "untrusted-agents"},
+		{"ReadOwnTeamTool", req("billing-bot", "sql.query", "{}"), wire.Allow, "agents-may-invoke-tools"},
+		{"ProductionWriteSteps", req("deploy-bot", "k8s.apply", "{}"), wire.StepUp, "prod-writes-need-approval"},
+		{"StagingWriteAllowed", req("deploy-bot", "k8s.apply-staging", "{}"), wire.Allow, "agents-may-invoke-tools"},
+		{"RestrictedWithoutTicket", req("billing-bot", "invoices.export", "{}"), wire.Deny, "restricted-data-needs-ticket"},
+		{"RestrictedWithTicket", req("billing-bot", "invoices.export", `{"ticket":"INC-42"}`), wire.Allow, "agents-may-invoke-tools"},
+		{"RestrictedWithWrongTicket", req("billing-bot", "invoices.export", `{"ticket":"JIRA-1"}`), wire.Deny, "restricted-data-needs-ticket"},
+		{"OtherTeamsTool", req("billing-bot", "k8s.apply", "{}"), wire.Deny, "other-teams-tools"},
+		{"SharedTool", req("billing-bot", "web.search", "{}"), wire.Allow, "agents-may-invoke-tools"},
+		{"LowTrustSteps", req("intern-bot", "web.search", "{}"), wire.StepUp, "low-trust-agents-need-approval"},
+		{"Untrusted", req("scraper", "web.search", "{}"), wire.Deny, "untrusted-agents"},
 		// An unknown agent has no trust attribute: the forbid that reads it errors, and fails closed.
-		{"UnknownAgentFailsClosed", req("nobody", "web.search", "{}"), pdp.Deny, "untrusted-agents"},
+		{"UnknownAgentFailsClosed", req("nobody", "web.search", "{}"), wire.Deny, "untrusted-agents"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // A Go program can embed the decision point: the same decisions, the same
@@ -36,11 +37,11 @@ forbid (principal, action == Action::"invoke_tool", resource) when { resource.wr
 	defer p.Close(ctx)
 
 	for _, writes := range []bool{false, true} {
-		d, err := p.Decide(ctx, &pdp.Request{
-			Principal: pdp.EntityRef{Type: "Agent", ID: "billing-bot"},
-			Action:    pdp.EntityRef{Type: "Action", ID: "invoke_tool"},
-			Resource:  pdp.EntityRef{Type: "Tool", ID: "sql"},
-			Entities:  []pdp.Entity{{UID: pdp.EntityRef{Type: "Tool", ID: "sql"}, Attrs: []byte(fmt.Sprintf(`{"writes":%v}`, writes))}},
+		d, err := p.Decide(ctx, &wire.Request{
+			Principal: wire.EntityRef{Type: "Agent", ID: "billing-bot"},
+			Action:    wire.EntityRef{Type: "Action", ID: "invoke_tool"},
+			Resource:  wire.EntityRef{Type: "Tool", ID: "sql"},
+			Entities:  []wire.Entity{{UID: wire.EntityRef{Type: "Tool", ID: "sql"}, Attrs: []byte(fmt.Sprintf(`{"writes":%v}`, writes))}},
 		}, nil)
 		if err != nil {
 			fmt.Println(err)

@@ -13,17 +13,19 @@ import (
 	"time"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/internal/pdptest"
 	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // TestServer_SlowLoris: a client holding 1,000 connections that send
 // nothing (or half a request) does not keep others from being answered,
 // and the server closes those connections after its header timeout.
 func TestServer_SlowLoris(t *testing.T) {
-	d := serve(t, map[string]string{"p.cedar": agentPolicies})
+	d := pdptest.Serve(t, map[string]string{"p.cedar": pdptest.AgentPolicies})
 	var idle []net.Conn
 	for i := range 1000 {
-		c, err := net.Dial("unix", d.sock)
+		c, err := net.Dial("unix", d.Sock)
 		if err != nil {
 			t.Fatalf("connection %d: %v", i, err)
 		}
@@ -38,7 +40,7 @@ func TestServer_SlowLoris(t *testing.T) {
 		}
 	}()
 	for range 50 {
-		if dec, err := d.agent.Authorize(t.Context(), request("a")); err != nil || dec.Decision != pdp.Allow {
+		if dec, err := d.Agent.Authorize(t.Context(), pdptest.Request("a")); err != nil || dec.Decision != wire.Allow {
 			t.Fatalf("a well-behaved client was not answered: %v %v", dec, err)
 		}
 	}
@@ -76,12 +78,12 @@ func TestReloadStorm(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer log.Close(context.Background())
-	e, err := pdp.NewEngine(pdp.Options{Policies: dir + "/policies", Recorder: log, Log: log, Key: testKey})
+	e, err := pdp.NewEngine(pdp.Options{Policies: dir + "/policies", Recorder: log, Log: log, Key: pdptest.TestKey})
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFiles(t, dir+"/policies", map[string]string{"p.cedar": permitAll})
-	if _, err := loadNow(t.Context(), e, "startup"); err != nil {
+	pdptest.WriteFiles(t, dir+"/policies", map[string]string{"p.cedar": permitAll})
+	if _, err := pdptest.LoadNow(t.Context(), e, "startup"); err != nil {
 		t.Fatal(err)
 	}
 	allowVersion := e.Snapshot().Version
@@ -100,7 +102,7 @@ func TestReloadStorm(t *testing.T) {
 					}
 					return
 				}
-				if (d.PolicyVersion == allowVersion) != (d.Decision == pdp.Allow) {
+				if (d.PolicyVersion == allowVersion) != (d.Decision == wire.Allow) {
 					t.Errorf("decision %s by version %s: a half-loaded snapshot", d.Decision, d.PolicyVersion)
 				}
 				decided.Add(1)
@@ -116,8 +118,8 @@ func TestReloadStorm(t *testing.T) {
 	var early uint64
 	contents := []string{forbidAll, "permit (principal,", permitAll, "forbid ("}
 	for i := range reloads {
-		writeFiles(t, dir+"/policies", map[string]string{"p.cedar": contents[i%len(contents)]})
-		_, err := loadNow(ctx, e, "storm")
+		pdptest.WriteFiles(t, dir+"/policies", map[string]string{"p.cedar": contents[i%len(contents)]})
+		_, err := pdptest.LoadNow(ctx, e, "storm")
 		if broken := i%2 == 1; broken != (err != nil) {
 			t.Fatalf("reload %d: broken=%v err=%v", i, broken, err)
 		}

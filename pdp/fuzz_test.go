@@ -7,7 +7,10 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/agentpdp/agentpdp/internal/pdptest"
 	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/policy"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 var fuzzSeeds = []string{
@@ -32,13 +35,13 @@ func FuzzDecideRequest(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	if _, err := loadNow(f.Context(), e, "fuzz"); err != nil {
+	if _, err := pdptest.LoadNow(f.Context(), e, "fuzz"); err != nil {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		req, err := pdp.DecodeRequest(b)
+		req, err := wire.DecodeRequest(b)
 		if err != nil {
-			var re *pdp.RequestError
+			var re *wire.RequestError
 			if !errors.As(err, &re) {
 				t.Fatalf("decode error is not a RequestError: %v", err)
 			}
@@ -46,14 +49,14 @@ func FuzzDecideRequest(f *testing.F) {
 		}
 		d, err := e.Evaluate(req)
 		if err != nil {
-			var re *pdp.RequestError
+			var re *wire.RequestError
 			if !errors.As(err, &re) {
 				t.Fatalf("evaluate error is not a RequestError: %v", err)
 			}
 			return
 		}
 		switch d.Decision {
-		case pdp.Allow, pdp.Deny, pdp.StepUp:
+		case wire.Allow, wire.Deny, wire.StepUp:
 		default:
 			t.Fatalf("decision %q", d.Decision)
 		}
@@ -62,7 +65,7 @@ func FuzzDecideRequest(f *testing.F) {
 		if err != nil {
 			t.Fatalf("marshal a decoded request: %v", err)
 		}
-		if _, err := pdp.DecodeRequest(again); err != nil {
+		if _, err := wire.DecodeRequest(again); err != nil {
 			t.Fatalf("a decoded request does not decode again: %v\n%s", err, again)
 		}
 	})
@@ -75,11 +78,11 @@ func FuzzParseEntityRef(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		r, err := pdp.ParseEntityRef(s)
+		r, err := wire.ParseEntityRef(s)
 		if err != nil {
 			return
 		}
-		back, err := pdp.ParseEntityRef(r.String())
+		back, err := wire.ParseEntityRef(r.String())
 		if err != nil || back != r {
 			t.Fatalf("%q parsed to %+v, printed %q, reparsed to %+v (%v)", s, r, r.String(), back, err)
 		}
@@ -91,20 +94,20 @@ func FuzzParseEntityRef(f *testing.F) {
 func FuzzLoadPolicies(f *testing.F) {
 	f.Add(`permit (principal, action, resource);`, "", "")
 	f.Add(semanticsPolicies, "", "")
-	f.Add(`@id("x") @step_up("y") @mode("log_only") forbid (principal == A::"a", action in [B::"b"], resource is C) when { context.x like "*a" } unless { 1 > 2 };`, testSchema, "")
-	f.Add(`permit (principal, action == Action::"invoke_tool", resource) when { principal.trust == "high" };`, testSchema, `[{"uid":{"type":"Agent","id":"a"},"attrs":{"trust":"high"},"parents":[]}]`)
+	f.Add(`@id("x") @step_up("y") @mode("log_only") forbid (principal == A::"a", action in [B::"b"], resource is C) when { context.x like "*a" } unless { 1 > 2 };`, pdptest.TestSchema, "")
+	f.Add(`permit (principal, action == Action::"invoke_tool", resource) when { principal.trust == "high" };`, pdptest.TestSchema, `[{"uid":{"type":"Agent","id":"a"},"attrs":{"trust":"high"},"parents":[]}]`)
 	f.Add(`forbid (`, `entity A`, `[{"uid":`)
-	f.Fuzz(func(t *testing.T, policy, schema, entities string) {
-		fsys := fstest.MapFS{"p.cedar": {Data: []byte(policy)}}
+	f.Fuzz(func(t *testing.T, text, schema, entities string) {
+		fsys := fstest.MapFS{"p.cedar": {Data: []byte(text)}}
 		if schema != "" {
 			fsys["s.cedarschema"] = &fstest.MapFile{Data: []byte(schema)}
 		}
 		if entities != "" {
 			fsys["e.entities.json"] = &fstest.MapFile{Data: []byte(entities)}
 		}
-		snap, err := pdp.LoadFS(fsys, "fuzz", pdp.LoadOptions{})
+		snap, err := policy.LoadFS(fsys, "fuzz", policy.LoadOptions{})
 		if err != nil {
-			var le *pdp.LoadError
+			var le *policy.LoadError
 			if !errors.As(err, &le) || len(le.Problems) == 0 {
 				t.Fatalf("load error is not a LoadError with problems: %v", err)
 			}
@@ -115,7 +118,7 @@ func FuzzLoadPolicies(f *testing.F) {
 			}
 			return
 		}
-		pdp.Lint(snap)
+		policy.Lint(snap)
 		e, err := pdp.NewEngine(pdp.Options{})
 		if err != nil {
 			t.Fatal(err)

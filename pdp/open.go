@@ -23,8 +23,16 @@ type Config struct {
 	// before and after its load.
 	ReloadMaxWait time.Duration
 	Hangup        <-chan os.Signal // SIGHUP, wired by cmd; optional
-	Metrics       *Metrics         // optional
+	Metrics       Metrics          // optional; *server.Metrics is one
 	Logger        *slog.Logger
+}
+
+// Metrics is what an embedded PDP reports to: its log's commits, its
+// engine's reloads and its log's index lag.
+type Metrics interface {
+	ObserveCommit(entries int, took time.Duration, err error)
+	WatchEngine(*Engine)
+	WatchLog(*decisionlog.Log)
 }
 
 // PDP is the decision point embedded in a process: the engine, its durable
@@ -93,8 +101,10 @@ func open(ctx context.Context, cfg Config, log *decisionlog.Log) (*PDP, error) {
 	if err := engine.LoadApprovals(ctx); err != nil {
 		return nil, err
 	}
-	cfg.Metrics.WatchEngine(engine)
-	cfg.Metrics.WatchLog(log)
+	if cfg.Metrics != nil {
+		cfg.Metrics.WatchEngine(engine)
+		cfg.Metrics.WatchLog(log)
+	}
 	return p, nil
 }
 

@@ -13,6 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentpdp/agentpdp/internal/pdptest"
+	"github.com/agentpdp/agentpdp/pdp/policy"
+	"github.com/agentpdp/agentpdp/pdp/wire"
+
 	"github.com/agentpdp/agentpdp/decisionlog"
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/reload"
@@ -27,14 +31,14 @@ const (
 func watched(t *testing.T, dir string) (*pdp.Engine, *reload.Reloader, *decisionlog.Log) {
 	t.Helper()
 	log := openLog(t)
-	e, err := pdp.NewEngine(pdp.Options{Policies: dir, Recorder: log, Key: testKey, Prompt: pdp.PromptDrop})
+	e, err := pdp.NewEngine(pdp.Options{Policies: dir, Recorder: log, Key: pdptest.TestKey, Prompt: pdp.PromptDrop})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadNow(t.Context(), e, "startup"); err != nil {
+	if _, err := pdptest.LoadNow(t.Context(), e, "startup"); err != nil {
 		t.Fatal(err)
 	}
-	w := newReloader(e, dir, 20*time.Millisecond)
+	w := pdptest.NewReloader(e, dir, 20*time.Millisecond)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -60,46 +64,34 @@ func decideFor(t *testing.T, e *pdp.Engine) string {
 	return d.Decision
 }
 
-// eventually polls cond for up to 5s: fsnotify is asynchronous.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestReload_RenameSave(t *testing.T) {
 	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"p.cedar": permitAll})
+	pdptest.WriteFiles(t, dir, map[string]string{"p.cedar": permitAll})
 	e, _, _ := watched(t, dir)
 	// Editors write a temporary file and rename it over the original.
-	writeFiles(t, dir, map[string]string{".p.cedar.swp": forbidAll})
+	pdptest.WriteFiles(t, dir, map[string]string{".p.cedar.swp": forbidAll})
 	if err := os.Rename(filepath.Join(dir, ".p.cedar.swp"), filepath.Join(dir, "p.cedar")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "deny after the save", func() bool { return decideFor(t, e) == pdp.Deny })
+	pdptest.Eventually(t, "deny after the save", func() bool { return decideFor(t, e) == wire.Deny })
 }
 
 func TestReload_BrokenFileKeepsServing(t *testing.T) {
 	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"p.cedar": permitAll})
+	pdptest.WriteFiles(t, dir, map[string]string{"p.cedar": permitAll})
 	e, _, _ := watched(t, dir)
 	before := e.Snapshot().Version
-	writeFiles(t, dir, map[string]string{"p.cedar": "permit (principal,"})
-	eventually(t, "the reload error in status", func() bool { return e.Status().LastReloadError != "" })
+	pdptest.WriteFiles(t, dir, map[string]string{"p.cedar": "permit (principal,"})
+	pdptest.Eventually(t, "the reload error in status", func() bool { return e.Status().LastReloadError != "" })
 	st := e.Status()
 	if !strings.Contains(st.LastReloadError, "p.cedar:1") || st.ReloadFailures == 0 {
 		t.Errorf("status: %+v", st)
 	}
-	if e.Snapshot().Version != before || decideFor(t, e) != pdp.Allow {
+	if e.Snapshot().Version != before || decideFor(t, e) != wire.Allow {
 		t.Error("a broken file replaced the serving policies")
 	}
-	writeFiles(t, dir, map[string]string{"p.cedar": forbidAll})
-	eventually(t, "the fixed file", func() bool { return decideFor(t, e) == pdp.Deny })
+	pdptest.WriteFiles(t, dir, map[string]string{"p.cedar": forbidAll})
+	pdptest.Eventually(t, "the fixed file", func() bool { return decideFor(t, e) == wire.Deny })
 	if e.Status().LastReloadError != "" {
 		t.Error("reload error not cleared after a good load")
 	}
@@ -107,18 +99,18 @@ func TestReload_BrokenFileKeepsServing(t *testing.T) {
 
 func TestReload_AddRemoveAndNewDirectory(t *testing.T) {
 	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"p.cedar": permitAll})
+	pdptest.WriteFiles(t, dir, map[string]string{"p.cedar": permitAll})
 	e, _, _ := watched(t, dir)
 	if err := os.MkdirAll(filepath.Join(dir, "teams", "finance"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(100 * time.Millisecond) // let the new directory be watched first
-	writeFiles(t, dir, map[string]string{"teams/finance/f.cedar": forbidAll})
-	eventually(t, "the file in the new directory", func() bool { return decideFor(t, e) == pdp.Deny })
+	pdptest.WriteFiles(t, dir, map[string]string{"teams/finance/f.cedar": forbidAll})
+	pdptest.Eventually(t, "the file in the new directory", func() bool { return decideFor(t, e) == wire.Deny })
 	if err := os.RemoveAll(filepath.Join(dir, "teams")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the removal", func() bool { return decideFor(t, e) == pdp.Allow })
+	pdptest.Eventually(t, "the removal", func() bool { return decideFor(t, e) == wire.Allow })
 	if n := len(e.Snapshot().Policies); n != 1 {
 		t.Errorf("%d policies after removal", n)
 	}
@@ -128,41 +120,41 @@ func TestReload_KubernetesDataSwap(t *testing.T) {
 	// A ConfigMap volume: files are links into ..data, itself a link to a
 	// timestamped directory that is replaced by an atomic rename.
 	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"..v1/p.cedar": permitAll, "..v2/p.cedar": forbidAll})
+	pdptest.WriteFiles(t, dir, map[string]string{"..v1/p.cedar": permitAll, "..v2/p.cedar": forbidAll})
 	must(t, os.Symlink("..v1", filepath.Join(dir, "..data")))
 	must(t, os.Symlink("..data/p.cedar", filepath.Join(dir, "p.cedar")))
 	e, _, _ := watched(t, dir)
-	if decideFor(t, e) != pdp.Allow {
+	if decideFor(t, e) != wire.Allow {
 		t.Fatal("v1 not served")
 	}
 	must(t, os.Symlink("..v2", filepath.Join(dir, "..data_tmp")))
 	must(t, os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")))
-	eventually(t, "v2 after the ..data swap", func() bool { return decideFor(t, e) == pdp.Deny })
+	pdptest.Eventually(t, "v2 after the ..data swap", func() bool { return decideFor(t, e) == wire.Deny })
 }
 
 func TestReload_DirectorySymlinkSwap(t *testing.T) {
 	root := t.TempDir()
-	writeFiles(t, root, map[string]string{"v1/p.cedar": permitAll, "v2/p.cedar": forbidAll})
+	pdptest.WriteFiles(t, root, map[string]string{"v1/p.cedar": permitAll, "v2/p.cedar": forbidAll})
 	current := filepath.Join(root, "current")
 	must(t, os.Symlink("v1", current))
 	e, _, _ := watched(t, current)
 	must(t, os.Symlink("v2", filepath.Join(root, "next")))
 	must(t, os.Rename(filepath.Join(root, "next"), current))
-	eventually(t, "v2 after the directory swap", func() bool { return decideFor(t, e) == pdp.Deny })
+	pdptest.Eventually(t, "v2 after the directory swap", func() bool { return decideFor(t, e) == wire.Deny })
 	// And edits in the new target are watched.
-	writeFiles(t, root, map[string]string{"v2/p.cedar": permitAll})
-	eventually(t, "an edit inside the new target", func() bool { return decideFor(t, e) == pdp.Allow })
+	pdptest.WriteFiles(t, root, map[string]string{"v2/p.cedar": permitAll})
+	pdptest.Eventually(t, "an edit inside the new target", func() bool { return decideFor(t, e) == wire.Allow })
 }
 
 func TestReload_ForcedReloadAndPolicyLoadRows(t *testing.T) {
 	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"p.cedar": permitAll})
+	pdptest.WriteFiles(t, dir, map[string]string{"p.cedar": permitAll})
 	e, w, log := watched(t, dir)
 	changed, err := w.Reload(t.Context(), "api")
 	if err != nil || changed {
 		t.Errorf("reload of an unchanged directory: changed=%v err=%v", changed, err)
 	}
-	writeFiles(t, dir, map[string]string{"q.cedar": forbidAll})
+	pdptest.WriteFiles(t, dir, map[string]string{"q.cedar": forbidAll})
 	changed, err = w.Reload(t.Context(), "api")
 	if err != nil || !changed {
 		t.Errorf("reload after a change: changed=%v err=%v", changed, err)
@@ -203,7 +195,7 @@ func TestReload_ForcedReloadAndPolicyLoadRows(t *testing.T) {
 // while deciding: every decision must be the one its logged version makes.
 func TestReload_DecisionsDuringReloads(t *testing.T) {
 	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"p.cedar": permitAll})
+	pdptest.WriteFiles(t, dir, map[string]string{"p.cedar": permitAll})
 	e, w, _ := watched(t, dir)
 	allowVersion := e.Snapshot().Version
 	ctx, cancel := context.WithCancel(t.Context())
@@ -214,7 +206,7 @@ func TestReload_DecisionsDuringReloads(t *testing.T) {
 			if i%2 == 0 {
 				content = forbidAll
 			}
-			writeFiles(t, dir, map[string]string{"p.cedar": content})
+			pdptest.WriteFiles(t, dir, map[string]string{"p.cedar": content})
 			w.Reload(ctx, "test")
 		}
 	})
@@ -227,10 +219,10 @@ func TestReload_DecisionsDuringReloads(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				if (d.PolicyVersion == allowVersion) != (d.Decision == pdp.Allow) {
+				if (d.PolicyVersion == allowVersion) != (d.Decision == wire.Allow) {
 					t.Errorf("decision %s with version %s", d.Decision, d.PolicyVersion)
 				}
-				if d.Decision == pdp.Allow {
+				if d.Decision == wire.Allow {
 					allowed.Add(1)
 				} else {
 					denied.Add(1)
@@ -298,12 +290,12 @@ func TestReload_GitCheckoutNeverServesHalfATree(t *testing.T) {
 	git(t, repo, "init", "-q", "-b", "main")
 	git(t, repo, "config", "filter.slow.smudge", "cat")
 	git(t, repo, "config", "filter.slow.clean", "cat")
-	writeFiles(t, repo, map[string]string{".gitattributes": "*.cedar filter=slow\n"})
-	writeFiles(t, repo, policyTree("a", n))
+	pdptest.WriteFiles(t, repo, map[string]string{".gitattributes": "*.cedar filter=slow\n"})
+	pdptest.WriteFiles(t, repo, policyTree("a", n))
 	git(t, repo, "add", "-A")
 	git(t, repo, "commit", "-q", "-m", "a")
 	git(t, repo, "rm", "-q", "policies/zz_forbid_a.cedar")
-	writeFiles(t, repo, policyTree("b", n))
+	pdptest.WriteFiles(t, repo, policyTree("b", n))
 	git(t, repo, "add", "-A")
 	git(t, repo, "commit", "-q", "-m", "b")
 	git(t, repo, "tag", "b")
@@ -314,7 +306,7 @@ func TestReload_GitCheckoutNeverServesHalfATree(t *testing.T) {
 	versions := map[string]string{}
 	for _, v := range []struct{ rev, name string }{{"b", "b"}, {"HEAD~1", "a"}} {
 		git(t, repo, "checkout", "-q", v.rev)
-		snap, err := pdp.LoadDir(policies, pdp.LoadOptions{})
+		snap, err := policy.LoadDir(policies, policy.LoadOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -322,17 +314,17 @@ func TestReload_GitCheckoutNeverServesHalfATree(t *testing.T) {
 	}
 
 	log := openLog(t)
-	e, err := pdp.NewEngine(pdp.Options{Policies: policies, Recorder: log, Key: testKey, Prompt: pdp.PromptDrop})
+	e, err := pdp.NewEngine(pdp.Options{Policies: policies, Recorder: log, Key: pdptest.TestKey, Prompt: pdp.PromptDrop})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadNow(t.Context(), e, "startup"); err != nil {
+	if _, err := pdptest.LoadNow(t.Context(), e, "startup"); err != nil {
 		t.Fatal(err)
 	}
 	if versions[e.Snapshot().Version] != "a" {
 		t.Fatal("startup did not load version a")
 	}
-	w := newReloader(e, policies, 0) // the daemon's default quiet period
+	w := pdptest.NewReloader(e, policies, 0) // the daemon's default quiet period
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	wg.Go(func() { w.Run(ctx) })
@@ -354,7 +346,7 @@ func TestReload_GitCheckoutNeverServesHalfATree(t *testing.T) {
 					return
 				}
 				decided.Add(1)
-				if _, whole := versions[d.PolicyVersion]; !whole || d.Decision != pdp.Deny {
+				if _, whole := versions[d.PolicyVersion]; !whole || d.Decision != wire.Deny {
 					seen[g][d.Decision+" by "+d.PolicyVersion]++
 				}
 			}
@@ -364,7 +356,7 @@ func TestReload_GitCheckoutNeverServesHalfATree(t *testing.T) {
 		start := time.Now()
 		git(t, repo, "checkout", "-q", rev)
 		took := time.Since(start)
-		eventually(t, "version "+want+" after checkout", func() bool { return versions[e.Snapshot().Version] == want })
+		pdptest.Eventually(t, "version "+want+" after checkout", func() bool { return versions[e.Snapshot().Version] == want })
 		t.Logf("checkout of %s took %v", rev, took)
 	}
 	switchTo("b", "b")
@@ -384,14 +376,14 @@ func TestReload_GitCheckoutNeverServesHalfATree(t *testing.T) {
 // nor causes one.
 func TestReload_OnlyPolicyFilesCount(t *testing.T) {
 	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{"p.cedar": permitAll})
+	pdptest.WriteFiles(t, dir, map[string]string{"p.cedar": permitAll})
 	e, _, _ := watched(t, dir)
 	reloads := e.Status().Reloads
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for i := 0; ctx.Err() == nil; i++ {
-			writeFiles(t, dir, map[string]string{"notes.txt": fmt.Sprint(i), ".p.cedar.swp": fmt.Sprint(i), "p.cedar~": fmt.Sprint(i)})
+			pdptest.WriteFiles(t, dir, map[string]string{"notes.txt": fmt.Sprint(i), ".p.cedar.swp": fmt.Sprint(i), "p.cedar~": fmt.Sprint(i)})
 			time.Sleep(5 * time.Millisecond)
 		}
 	})
@@ -400,9 +392,9 @@ func TestReload_OnlyPolicyFilesCount(t *testing.T) {
 	if got := e.Status().Reloads; got != reloads {
 		t.Errorf("%d reloads for files that are not policies", got-reloads)
 	}
-	writeFiles(t, dir, map[string]string{"p.cedar": forbidAll})
+	pdptest.WriteFiles(t, dir, map[string]string{"p.cedar": forbidAll})
 	start := time.Now()
-	eventually(t, "the policy change despite the churn beside it", func() bool { return decideFor(t, e) == pdp.Deny })
+	pdptest.Eventually(t, "the policy change despite the churn beside it", func() bool { return decideFor(t, e) == wire.Deny })
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("reload took %v with other files changing", took)
 	}
@@ -418,12 +410,12 @@ func TestReload_GitWorktreeSwitchedByRename(t *testing.T) {
 	}
 	root := t.TempDir()
 	repo := filepath.Join(root, "repo")
-	writeFiles(t, repo, policyTree("a", 50))
+	pdptest.WriteFiles(t, repo, policyTree("a", 50))
 	git(t, repo, "init", "-q", "-b", "main")
 	git(t, repo, "add", "-A")
 	git(t, repo, "commit", "-q", "-m", "a")
 	git(t, repo, "rm", "-q", "policies/zz_forbid_a.cedar")
-	writeFiles(t, repo, policyTree("b", 50))
+	pdptest.WriteFiles(t, repo, policyTree("b", 50))
 	git(t, repo, "add", "-A")
 	git(t, repo, "commit", "-q", "-m", "b")
 	git(t, repo, "worktree", "add", "-q", "--detach", filepath.Join(root, "rev-a"), "HEAD~1")
@@ -432,7 +424,7 @@ func TestReload_GitWorktreeSwitchedByRename(t *testing.T) {
 	must(t, os.Symlink(filepath.Join("rev-a", "policies"), current))
 	e, _, _ := watched(t, current)
 	before := e.Snapshot().Version
-	if decideFor(t, e) != pdp.Deny || len(e.Snapshot().Policies) != 51 {
+	if decideFor(t, e) != wire.Deny || len(e.Snapshot().Policies) != 51 {
 		t.Fatal("rev-a not served")
 	}
 
@@ -450,7 +442,7 @@ func TestReload_GitWorktreeSwitchedByRename(t *testing.T) {
 	git(t, repo, "worktree", "add", "-q", "--detach", filepath.Join(root, "rev-b"), "main")
 	must(t, os.Symlink(filepath.Join("rev-b", "policies"), filepath.Join(root, "current.next")))
 	must(t, os.Rename(filepath.Join(root, "current.next"), current)) // rename(2): atomic
-	eventually(t, "rev-b after the rename", func() bool { return e.Snapshot().Version != before })
+	pdptest.Eventually(t, "rev-b after the rename", func() bool { return e.Snapshot().Version != before })
 	after := e.Snapshot()
 	if len(after.Policies) != 51 || !strings.Contains(after.Files[0].Path, "aa_forbid_b.cedar") {
 		t.Fatalf("served after the switch: %d policies, first file %s", len(after.Policies), after.Files[0].Path)

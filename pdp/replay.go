@@ -4,16 +4,19 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/agentpdp/agentpdp/pdp/policy"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // SnapshotFromLoad rebuilds the snapshot a policy-load record describes, from
 // the file texts it holds, and checks that they digest to its version: a
 // record whose files were altered does not rebuild.
-func SnapshotFromLoad(rec *PolicyLoadRecord) (*Snapshot, error) {
+func SnapshotFromLoad(rec *PolicyLoadRecord) (*policy.Snapshot, error) {
 	files := slices.Clone(rec.Files)
 	// Validation made no difference to decisions; the load was validated
 	// when it was served. The schema still types the entities.
-	snap, err := compile(files, rec.Root, LoadOptions{Validation: ValidateOff})
+	snap, err := policy.Compile(files, rec.Root, policy.LoadOptions{Validation: policy.ValidateOff})
 	if err != nil {
 		return nil, fmt.Errorf("policy version %s: %w", rec.PolicyVersion, err)
 	}
@@ -28,13 +31,13 @@ func SnapshotFromLoad(rec *PolicyLoadRecord) (*Snapshot, error) {
 // approval it records having used. A request whose approval was refused at
 // the time is refused again: whether an approval was valid depends on what
 // happened before, which the approval rows, not the request, record.
-func Replay(snap *Snapshot, rec *DecisionRecord, at time.Time) (*Decision, error) {
+func Replay(snap *policy.Snapshot, rec *wire.DecisionRecord, at time.Time) (*wire.Decision, error) {
 	if rec.Request == nil {
 		return nil, fmt.Errorf("decision %s: no request recorded", rec.DecisionID)
 	}
 	e := &Engine{opts: Options{OnError: rec.OnError, Prompt: PromptDrop, Now: func() time.Time { return at }}}
 	if e.opts.OnError == "" {
-		e.opts.OnError = OnErrorDeny
+		e.opts.OnError = wire.OnErrorDeny
 	}
 	p, err := e.prepare(rec.Request)
 	if err != nil {
@@ -53,9 +56,9 @@ func Replay(snap *Snapshot, rec *DecisionRecord, at time.Time) (*Decision, error
 	case rec.Request.Approval != "" && rec.Approval == nil:
 		ev = approvalInvalid("refused when decided")
 	case rec.Approval != nil:
-		ev = e.evaluate(snap, p, at, &ApprovalRecord{DecisionID: rec.Approval.ID, Approver: rec.Approval.Approver})
+		ev = e.evaluate(snap, p, at, &wire.ApprovalRecord{DecisionID: rec.Approval.ID, Approver: rec.Approval.Approver})
 	default:
 		ev = e.evaluate(snap, p, at, nil)
 	}
-	return &Decision{DecisionID: rec.DecisionID, Decision: ev.decision, Reasons: nonNil(ev.reasons), Errors: nonNil(ev.errors), PolicyVersion: snap.Version}, nil
+	return &wire.Decision{DecisionID: rec.DecisionID, Decision: ev.decision, Reasons: nonNil(ev.reasons), Errors: nonNil(ev.errors), PolicyVersion: snap.Version}, nil
 }

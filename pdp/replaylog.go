@@ -8,6 +8,9 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/agentpdp/agentpdp/pdp/policy"
+	"github.com/agentpdp/agentpdp/pdp/wire"
+
 	"github.com/agentpdp/agentpdp/decisionlog"
 )
 
@@ -47,13 +50,13 @@ const (
 
 type replayJob struct {
 	entry *decisionlog.Entry
-	rec   *DecisionRecord
-	snap  *Snapshot // nil in impact mode: the candidate is used
+	rec   *wire.DecisionRecord
+	snap  *policy.Snapshot // nil in impact mode: the candidate is used
 }
 
 type replayResult struct {
 	job     replayJob
-	got     *Decision
+	got     *wire.Decision
 	skipWhy string
 }
 
@@ -64,7 +67,7 @@ type replayResult struct {
 // progress, if not nil, is called every 1,000 decisions and at the end with
 // the count so far. Memory is bounded by the number of policy versions, not
 // the length of the log.
-func ReplayLog(ctx context.Context, r *decisionlog.Reader, f decisionlog.Filter, candidate *Snapshot, workers int, progress func(int)) (*ReplayReport, error) {
+func ReplayLog(ctx context.Context, r *decisionlog.Reader, f decisionlog.Filter, candidate *policy.Snapshot, workers int, progress func(int)) (*ReplayReport, error) {
 	rep := &ReplayReport{Mode: "reproduce", Unverifiable: map[string]int{}, Flips: map[string]int{}, ByPolicy: map[string]int{}, Examples: map[string][]ReplayDiff{}}
 	if candidate != nil {
 		rep.Mode, rep.CandidateVersion = "impact", candidate.Version
@@ -108,9 +111,9 @@ func ReplayLog(ctx context.Context, r *decisionlog.Reader, f decisionlog.Filter,
 		}
 	}()
 
-	snaps := map[string]*Snapshot{}
+	snaps := map[string]*policy.Snapshot{}
 	scanErr := r.ScanFilter(ctx, f, func(e *decisionlog.Entry) error {
-		var rec DecisionRecord
+		var rec wire.DecisionRecord
 		if err := json.Unmarshal(e.Body, &rec); err != nil {
 			return fmt.Errorf("seq %d: %w", e.Seq, err)
 		}
@@ -145,7 +148,7 @@ func ReplayLog(ctx context.Context, r *decisionlog.Reader, f decisionlog.Filter,
 }
 
 // loadVersion rebuilds a policy version from its load row, or nil.
-func loadVersion(ctx context.Context, r *decisionlog.Reader, version string) *Snapshot {
+func loadVersion(ctx context.Context, r *decisionlog.Reader, version string) *policy.Snapshot {
 	entry, err := r.PolicyLoad(ctx, version)
 	if err != nil {
 		return nil
@@ -202,7 +205,7 @@ func (rep *ReplayReport) add(res replayResult) {
 	}
 }
 
-func replayReasonIDs(rs []Reason) []string {
+func replayReasonIDs(rs []wire.Reason) []string {
 	out := []string{}
 	for _, r := range rs {
 		out = append(out, r.Policy)

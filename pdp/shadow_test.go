@@ -7,33 +7,35 @@ import (
 	"testing"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/internal/pdptest"
 	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 func TestShadow_RecordedNeverAnswered(t *testing.T) {
 	var shadowDir string
-	d := serveWith(t, map[string]string{"p.cedar": `@id("open") permit (principal, action, resource);`}, decisionlog.DurabilityFull, func(o *pdp.Options) {
+	d := pdptest.ServeWith(t, map[string]string{"p.cedar": `@id("open") permit (principal, action, resource);`}, decisionlog.DurabilityFull, func(o *pdp.Options) {
 		shadowDir = filepath.Join(filepath.Dir(o.Policies), "shadow")
-		writeFiles(t, shadowDir, map[string]string{"p.cedar": `@id("open") permit (principal, action, resource);
+		pdptest.WriteFiles(t, shadowDir, map[string]string{"p.cedar": `@id("open") permit (principal, action, resource);
 @id("freeze-x") forbid (principal, action, resource == Tool::"x");`})
 		o.Shadow = shadowDir
 	})
-	if _, err := loadShadowNow(t.Context(), d.engine, "startup"); err != nil {
+	if _, err := pdptest.LoadShadowNow(t.Context(), d.Engine, "startup"); err != nil {
 		t.Fatal(err)
 	}
-	onX, err := d.agent.Authorize(t.Context(), &pdp.Request{Principal: ref(`Agent::"a"`), Action: ref(`Action::"go"`), Resource: ref(`Tool::"x"`)})
+	onX, err := d.Agent.Authorize(t.Context(), &wire.Request{Principal: pdptest.Ref(`Agent::"a"`), Action: pdptest.Ref(`Action::"go"`), Resource: pdptest.Ref(`Tool::"x"`)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if onX.Decision != pdp.Allow || strings.Contains(toJSON(t, onX), "freeze-x") {
+	if onX.Decision != wire.Allow || strings.Contains(toJSON(t, onX), "freeze-x") {
 		t.Fatalf("the shadow leaked into the answer: %s", toJSON(t, onX))
 	}
-	onY, _ := d.agent.Authorize(t.Context(), &pdp.Request{Principal: ref(`Agent::"a"`), Action: ref(`Action::"go"`), Resource: ref(`Tool::"y"`)})
-	rec := recordOf(t, d.log, onX.DecisionID)
-	if rec.Shadow == nil || rec.Shadow.Decision != pdp.Deny || rec.Shadow.Reasons[0].Policy != "freeze-x" || rec.Shadow.PolicyVersion != d.engine.ShadowSnapshot().Version {
+	onY, _ := d.Agent.Authorize(t.Context(), &wire.Request{Principal: pdptest.Ref(`Agent::"a"`), Action: pdptest.Ref(`Action::"go"`), Resource: pdptest.Ref(`Tool::"y"`)})
+	rec := recordOf(t, d.Log, onX.DecisionID)
+	if rec.Shadow == nil || rec.Shadow.Decision != wire.Deny || rec.Shadow.Reasons[0].Policy != "freeze-x" || rec.Shadow.PolicyVersion != d.Engine.ShadowSnapshot().Version {
 		t.Errorf("shadow in the row: %+v", rec.Shadow)
 	}
-	diff, err := d.log.Query(t.Context(), decisionlog.Filter{ShadowDiff: true})
+	diff, err := d.Log.Query(t.Context(), decisionlog.Filter{ShadowDiff: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,12 +43,12 @@ func TestShadow_RecordedNeverAnswered(t *testing.T) {
 		t.Errorf("shadow diff: want only %s, got %d rows (y was %s)", onX.DecisionID, len(diff), onY.DecisionID)
 	}
 	// A change to the shadow directory is reloaded and logged as a shadow load.
-	writeFiles(t, shadowDir, map[string]string{"p.cedar": `@id("open") permit (principal, action, resource);`})
-	before := d.engine.ShadowSnapshot().Version
-	if changed, err := loadShadowNow(t.Context(), d.engine, "test"); err != nil || !changed {
+	pdptest.WriteFiles(t, shadowDir, map[string]string{"p.cedar": `@id("open") permit (principal, action, resource);`})
+	before := d.Engine.ShadowSnapshot().Version
+	if changed, err := pdptest.LoadShadowNow(t.Context(), d.Engine, "test"); err != nil || !changed {
 		t.Fatalf("shadow reload: %v %v", changed, err)
 	}
-	entry, err := d.log.PolicyLoad(t.Context(), d.engine.ShadowSnapshot().Version)
+	entry, err := d.Log.PolicyLoad(t.Context(), d.Engine.ShadowSnapshot().Version)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +57,7 @@ func TestShadow_RecordedNeverAnswered(t *testing.T) {
 	if !load.Shadow || load.PreviousVersion != before {
 		t.Errorf("shadow load row: %+v", load)
 	}
-	if d.engine.Snapshot().Version == d.engine.ShadowSnapshot().Version {
+	if d.Engine.Snapshot().Version == d.Engine.ShadowSnapshot().Version {
 		t.Error("the live snapshot changed with the shadow")
 	}
 }
@@ -67,9 +69,9 @@ func TestLogOnly_RecordedWithoutEffect(t *testing.T) {
 @id("trial-freeze") @mode("log_only") forbid (principal, action, resource) when { context has freeze };
 @id("trial-broken") @mode("log_only") forbid (principal, action, resource) when { context.missing };
 @id("trial-permit") @mode("log_only") permit (principal, action, resource);
-@id("enforced") @mode("enforce") forbid (principal, action, resource) when { context has hard };`}, pdp.Options{Recorder: log, Key: testKey})
+@id("enforced") @mode("enforce") forbid (principal, action, resource) when { context has hard };`}, pdp.Options{Recorder: log, Key: pdptest.TestKey})
 	d, rec := decideLogged(t, e, log, `{`+okRefs+`,"context":{"freeze":true}}`)
-	if d.Decision != pdp.Allow {
+	if d.Decision != wire.Allow {
 		t.Errorf("a log-only forbid decided (erroring or not): %s %v", d.Decision, reasonIDs(d.Reasons))
 	}
 	if got := reasonIDs(rec.LogOnly); strings.Join(got, ",") != "trial-freeze,trial-permit" {
@@ -78,11 +80,7 @@ func TestLogOnly_RecordedWithoutEffect(t *testing.T) {
 	if got := errorIDs(d.Errors); strings.Join(got, ",") != "trial-broken" {
 		t.Errorf("the log-only policy's error is recorded: %v", got)
 	}
-	if d, _ := decideLogged(t, e, log, `{`+okRefs+`,"context":{"hard":true}}`); d.Decision != pdp.Deny {
+	if d, _ := decideLogged(t, e, log, `{`+okRefs+`,"context":{"hard":true}}`); d.Decision != wire.Deny {
 		t.Errorf("@mode(enforce) does not enforce: %s", d.Decision)
-	}
-	le := loadErr(t, map[string]string{"p.cedar": `@mode("dry-run") permit (principal, action, resource);`})
-	if !strings.Contains(le.Error(), `@mode("dry-run")`) {
-		t.Errorf("unknown mode: %v", le)
 	}
 }

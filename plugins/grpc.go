@@ -9,7 +9,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
-	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 	"github.com/agentpdp/agentpdp/plugins/internal/proto"
 )
 
@@ -97,7 +97,7 @@ type providerServer struct {
 }
 
 func (s *providerServer) Entities(ctx context.Context, req *proto.EntitiesRequest) (*proto.EntitiesResponse, error) {
-	r, err := pdp.DecodeRequest(req.Request)
+	r, err := wire.DecodeRequest(req.Request)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +114,7 @@ func (s *providerServer) Entities(ctx context.Context, req *proto.EntitiesReques
 
 type providerClient struct{ rpc proto.EntityProviderClient }
 
-func (c *providerClient) Entities(ctx context.Context, req *pdp.Request) ([]pdp.Entity, error) {
+func (c *providerClient) Entities(ctx context.Context, req *wire.Request) ([]wire.Entity, error) {
 	b, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
@@ -123,7 +123,7 @@ func (c *providerClient) Entities(ctx context.Context, req *pdp.Request) ([]pdp.
 	if err != nil {
 		return nil, err
 	}
-	var ents []pdp.Entity
+	var ents []wire.Entity
 	if err := json.Unmarshal(resp.Entities, &ents); err != nil {
 		return nil, err
 	}

@@ -1,9 +1,11 @@
 package plugins
 
 import (
+	"context"
+
 	"github.com/hashicorp/go-plugin"
 
-	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // Handshake is what agentpdp and a plugin binary must agree on before they
@@ -22,8 +24,10 @@ const (
 
 // EntityProvider is what an entity-provider plugin implements: extra Cedar
 // entities for a request, such as an agent's owner and team from an
-// inventory. It is pdp.EntityProvider.
-type EntityProvider = pdp.EntityProvider
+// inventory. The engine takes any value with this method as a provider.
+type EntityProvider interface {
+	Entities(ctx context.Context, req *wire.Request) ([]wire.Entity, error)
+}
 
 // ServeSink runs a sink plugin. Call it from the plugin binary's main.
 func ServeSink(s Sink) {

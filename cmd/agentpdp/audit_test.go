@@ -16,8 +16,8 @@ import (
 
 	_ "github.com/mattn/go-sqlite3"
 
-	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/client"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // TestReviewer follows a reviewer: one decision id, and the CLI alone shows
@@ -28,21 +28,21 @@ func TestReviewer(t *testing.T) {
 	d.start()
 	agent, admin := client.New(d.sock()), client.New(d.asock())
 	ctx := t.Context()
-	ref := func(typ, id string) pdp.EntityRef { return pdp.EntityRef{Type: typ, ID: id} }
+	ref := func(typ, id string) wire.EntityRef { return wire.EntityRef{Type: typ, ID: id} }
 	expires := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
-	root, err := agent.Authorize(ctx, &pdp.Request{
+	root, err := agent.Authorize(ctx, &wire.Request{
 		Principal: ref("Agent", "deploy-bot"), Action: ref("Action", "invoke_tool"), Resource: ref("Tool", "web.search"),
 		SessionID: "s-9", TaskID: "t-1", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", OnBehalfOf: "bob@example.com",
 		Prompt:     "roll out web v2",
-		Credential: &pdp.Credential{ID: "jti-77", Issuer: "https://idp.example.com", Subject: "deploy-bot", Scopes: []string{"deploy:write"}, ExpiresAt: &expires},
+		Credential: &wire.Credential{ID: "jti-77", Issuer: "https://idp.example.com", Subject: "deploy-bot", Scopes: []string{"deploy:write"}, ExpiresAt: &expires},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	write := &pdp.Request{Principal: ref("Agent", "deploy-bot"), Action: ref("Action", "invoke_tool"), Resource: ref("Tool", "k8s.apply"),
+	write := &wire.Request{Principal: ref("Agent", "deploy-bot"), Action: ref("Action", "invoke_tool"), Resource: ref("Tool", "k8s.apply"),
 		Context: json.RawMessage(`{"args":{"manifest":"web-v2.yaml"}}`), ParentDecisionID: root.DecisionID, ToolCallID: "call_2"}
 	stepUp, err := agent.Authorize(ctx, write)
-	if err != nil || stepUp.Decision != pdp.StepUp {
+	if err != nil || stepUp.Decision != wire.StepUp {
 		t.Fatalf("step_up: %v %v", stepUp, err)
 	}
 	if err := admin.Do(ctx, http.MethodPost, "/v1/decisions/"+stepUp.DecisionID+"/approval",
@@ -51,15 +51,15 @@ func TestReviewer(t *testing.T) {
 	}
 	write.Approval = stepUp.DecisionID
 	retry, err := agent.Authorize(ctx, write)
-	if err != nil || retry.Decision != pdp.Allow {
+	if err != nil || retry.Decision != wire.Allow {
 		t.Fatalf("approved retry: %v %v", retry, err)
 	}
 	if err := agent.Do(ctx, http.MethodPost, "/v1/decisions/"+retry.DecisionID+"/outcome", map[string]any{"status": "success", "detail": map[string]int{"pods": 3}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	denied, err := agent.Authorize(ctx, &pdp.Request{Principal: ref("Agent", "deploy-bot"), Action: ref("Action", "invoke_tool"),
+	denied, err := agent.Authorize(ctx, &wire.Request{Principal: ref("Agent", "deploy-bot"), Action: ref("Action", "invoke_tool"),
 		Resource: ref("Tool", "invoices.export"), ParentDecisionID: root.DecisionID})
-	if err != nil || denied.Decision != pdp.Deny {
+	if err != nil || denied.Decision != wire.Deny {
 		t.Fatal(denied, err)
 	}
 
@@ -235,8 +235,8 @@ func TestLogTailFollows(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"log", "tail", "-f", "--db", d.db()}, strings.NewReader(""), out, io.Discard)
 	}()
-	dec, err := client.New(d.sock()).Authorize(t.Context(), &pdp.Request{Principal: pdp.EntityRef{Type: "Agent", ID: "billing-bot"},
-		Action: pdp.EntityRef{Type: "Action", ID: "invoke_tool"}, Resource: pdp.EntityRef{Type: "Tool", ID: "sql.query"}})
+	dec, err := client.New(d.sock()).Authorize(t.Context(), &wire.Request{Principal: wire.EntityRef{Type: "Agent", ID: "billing-bot"},
+		Action: wire.EntityRef{Type: "Action", ID: "invoke_tool"}, Resource: wire.EntityRef{Type: "Tool", ID: "sql.query"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,8 +22,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/client"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // benchResult is what agentpdp bench measured.
@@ -118,7 +118,7 @@ func readRequests(path string) ([][]byte, error) {
 		if len(strings.TrimSpace(sc.Text())) == 0 {
 			continue
 		}
-		if _, err := pdp.DecodeRequest(sc.Bytes()); err != nil {
+		if _, err := wire.DecodeRequest(sc.Bytes()); err != nil {
 			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
 		}
 		out = append(out, slices.Clone(sc.Bytes()))
@@ -151,7 +151,7 @@ func agentToolCalls(seed uint64) [][]byte {
 		body := fmt.Sprintf(`{"principal":{"type":"Agent","id":"agent-%d"},"action":{"type":"Action","id":"invoke_tool"},"resource":{"type":"Tool","id":"tool-%d"},
 			"context":{"args":{"query":"select * from t where id = %d","limit":%d}},"entities":[%s,%s],"session_id":"s-%d","trace_id":"%032x"}`,
 			a, t, i, 10+i%90, agent, tool, a, r.Uint64())
-		if _, err := pdp.DecodeRequest([]byte(body)); err != nil {
+		if _, err := wire.DecodeRequest([]byte(body)); err != nil {
 			panic(err) // the generator's own requests are well formed
 		}
 		reqs[i] = []byte(body)
@@ -347,7 +347,7 @@ func runBench(ctx context.Context, socket, admin string, clients int, warmup, d 
 func printBench(w io.Writer, r *benchResult) {
 	fmt.Fprintf(w, "%d clients, %.1fs: %d decisions, %.0f decisions/s\n", r.Clients, r.Seconds, r.Decisions, r.PerSecond)
 	fmt.Fprintf(w, "latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n", r.P50, r.P90, r.P99, r.P999, r.Max)
-	fmt.Fprintf(w, "decisions: allow %d, deny %d, step_up %d\n", r.ByDecision[pdp.Allow], r.ByDecision[pdp.Deny], r.ByDecision[pdp.StepUp])
+	fmt.Fprintf(w, "decisions: allow %d, deny %d, step_up %d\n", r.ByDecision[wire.Allow], r.ByDecision[wire.Deny], r.ByDecision[wire.StepUp])
 	if r.ServerCPU > 0 {
 		fmt.Fprintf(w, "daemon: %.1f µs CPU per decision, peak RSS %.1f MB, log %.0f bytes per decision\n", r.ServerCPU, r.ServerPeakRSS, r.LogBytesPerRow)
 	}

@@ -11,6 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/policy"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // checkCmd is agentpdp check: decisions in-process, nothing logged.
@@ -49,22 +51,22 @@ func (c *checkCmd) Run(ctx context.Context) error {
 	if (c.request == "") == (c.requests == "") {
 		return usagef("check: give exactly one of --request or --requests")
 	}
-	switch pdp.Validation(c.validation) {
-	case pdp.ValidateStrict, pdp.ValidatePermissive, pdp.ValidateOff:
+	switch policy.Validation(c.validation) {
+	case policy.ValidateStrict, policy.ValidatePermissive, policy.ValidateOff:
 	default:
 		return usagef("check: --validation %q: want strict, permissive or off", c.validation)
 	}
-	load := pdp.LoadOptions{SchemaFile: c.schema, EntitiesFile: c.entities, Validation: pdp.Validation(c.validation)}
+	load := policy.LoadOptions{SchemaFile: c.schema, EntitiesFile: c.entities, Validation: policy.Validation(c.validation)}
 	engine, err := pdp.NewEngine(pdp.Options{
 		Policies:       c.policies,
 		Load:           load,
-		OnError:        pdp.OnError(c.onError),
+		OnError:        wire.OnError(c.onError),
 		CedarSemantics: c.cedarSemantics,
 	})
 	if err != nil {
 		return usagef("check: %v", err)
 	}
-	snap, err := pdp.LoadDir(c.policies, load)
+	snap, err := policy.LoadDir(c.policies, load)
 	if err != nil {
 		return exitError{exitFail, err}
 	}
@@ -118,14 +120,14 @@ func (c *checkCmd) Run(ctx context.Context) error {
 	return nil
 }
 
-func decide(engine *pdp.Engine, b []byte) (*pdp.Decision, error) {
-	req, err := pdp.DecodeRequest(b)
+func decide(engine *pdp.Engine, b []byte) (*wire.Decision, error) {
+	req, err := wire.DecodeRequest(b)
 	if err != nil {
 		return nil, fmt.Errorf("bad request: %w", err)
 	}
 	d, err := engine.Evaluate(req)
 	if err != nil {
-		var re *pdp.RequestError
+		var re *wire.RequestError
 		if errors.As(err, &re) {
 			return nil, fmt.Errorf("bad request: %w", err)
 		}

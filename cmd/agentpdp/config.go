@@ -12,7 +12,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 
-	"github.com/agentpdp/agentpdp/plugins"
+	"github.com/agentpdp/agentpdp/plugins/sink"
 )
 
 // Config is agentpdp.yaml. Every key has a default, so that serve with no
@@ -43,7 +43,7 @@ type Config struct {
 		EveryRows int           `yaml:"every_rows"`
 		Every     time.Duration `yaml:"every"`
 	} `yaml:"checkpoints"`
-	Sinks           []plugins.Config `yaml:"sinks"`
+	Sinks           []sink.Config    `yaml:"sinks"`
 	EntityProviders []ProviderConfig `yaml:"entity_providers"`
 	Retention       struct {
 		MaxAge  time.Duration `yaml:"max_age"`  // delete rows older than this; 0 keeps them
@@ -170,15 +170,15 @@ func (c Config) Validate() error {
 	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	oneOf("log.format", c.Log.Format, "text", "json")
 	names := map[string]bool{}
-	for i, sink := range c.Sinks {
+	for i, sc := range c.Sinks {
 		switch {
-		case sink.Name == "":
+		case sc.Name == "":
 			errs = append(errs, fmt.Sprintf("sinks[%d].name: required", i))
-		case names[sink.Name]:
-			errs = append(errs, fmt.Sprintf("sinks[%d].name: %q is used twice", i, sink.Name))
+		case names[sc.Name]:
+			errs = append(errs, fmt.Sprintf("sinks[%d].name: %q is used twice", i, sc.Name))
 		}
-		names[sink.Name] = true
-		if err := plugins.Check(sink); err != nil && sink.Name != "" {
+		names[sc.Name] = true
+		if err := sink.Check(sc); err != nil && sc.Name != "" {
 			errs = append(errs, fmt.Sprintf("sinks[%d]: %v", i, err))
 		}
 	}

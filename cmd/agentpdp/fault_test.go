@@ -9,8 +9,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/client"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // TestServe_DiskFull limits how far the daemon may write its files
@@ -21,9 +21,9 @@ func TestServe_DiskFull(t *testing.T) {
 	d := newDaemonDir(t)
 	d.start()
 	cl := client.New(d.sock())
-	req := &pdp.Request{Principal: pdp.EntityRef{Type: "Agent", ID: "billing-bot"}, Action: pdp.EntityRef{Type: "Action", ID: "invoke_tool"},
-		Resource: pdp.EntityRef{Type: "Tool", ID: "sql.query"}}
-	var answered []*pdp.Decision
+	req := &wire.Request{Principal: wire.EntityRef{Type: "Agent", ID: "billing-bot"}, Action: wire.EntityRef{Type: "Action", ID: "invoke_tool"},
+		Resource: wire.EntityRef{Type: "Tool", ID: "sql.query"}}
+	var answered []*wire.Decision
 	decide := func() (int, error) {
 		dec, err := cl.Authorize(t.Context(), req)
 		if err == nil {

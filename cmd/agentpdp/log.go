@@ -13,6 +13,8 @@ import (
 
 	"github.com/agentpdp/agentpdp/decisionlog"
 	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/server"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // logCmd is agentpdp log: the parent of the commands that read the log.
@@ -68,12 +70,12 @@ func describe(e *decisionlog.Entry) string {
 	head := fmt.Sprintf("%-6d %s  %-11s", e.Seq, at, e.Kind)
 	switch e.Kind {
 	case decisionlog.KindDecision:
-		var r pdp.DecisionRecord
+		var r wire.DecisionRecord
 		if json.Unmarshal(e.Body, &r) == nil {
 			return fmt.Sprintf("%s %-7s %s %s %s [%s] %s", head, r.Decision, r.Principal, r.Action, r.Resource, reasonList(r.Reasons), r.DecisionID)
 		}
 	case pdp.KindOutcome:
-		var r pdp.OutcomeRecord
+		var r wire.OutcomeRecord
 		if json.Unmarshal(e.Body, &r) == nil {
 			flag := ""
 			if r.ActedAgainst {
@@ -82,7 +84,7 @@ func describe(e *decisionlog.Entry) string {
 			return fmt.Sprintf("%s %-7s for %s%s", head, r.Status, r.DecisionID, flag)
 		}
 	case pdp.KindApproval:
-		var r pdp.ApprovalRecord
+		var r wire.ApprovalRecord
 		if json.Unmarshal(e.Body, &r) == nil {
 			verb := "rejected"
 			if r.Approved {
@@ -104,7 +106,7 @@ func describe(e *decisionlog.Entry) string {
 	return head
 }
 
-func reasonList(rs []pdp.Reason) string {
+func reasonList(rs []wire.Reason) string {
 	return strings.Join(reasonIDs(rs), ",")
 }
 
@@ -128,12 +130,12 @@ func printEntries(w io.Writer, entries []*decisionlog.Entry, asJSON bool) error 
 func timeRange(command, since, until string) (lo, hi time.Time, err error) {
 	now := time.Now()
 	if since != "" {
-		if lo, err = pdp.ParseTime(since, now); err != nil {
+		if lo, err = server.ParseTime(since, now); err != nil {
 			return lo, hi, usagef("%s: --since %v", command, err)
 		}
 	}
 	if until != "" {
-		if hi, err = pdp.ParseTime(until, now); err != nil {
+		if hi, err = server.ParseTime(until, now); err != nil {
 			return lo, hi, usagef("%s: --until %v", command, err)
 		}
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
-	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // chainNode is a decision in a chain of tool calls, with what followed it.
@@ -19,7 +19,7 @@ type chainNode struct {
 	Outcomes  []*decisionlog.Entry `json:"outcomes"`
 	Approvals []*decisionlog.Entry `json:"approvals"`
 	Children  []*chainNode         `json:"children"` // calls it led to, and retries its approval allowed
-	record    pdp.DecisionRecord
+	record    wire.DecisionRecord
 }
 
 const maxChain = 10000 // nodes: a bound on what one command reads
@@ -76,7 +76,7 @@ func chainRoot(ctx context.Context, r *decisionlog.Reader, id string) (*decision
 	}
 	seen := map[string]bool{id: true}
 	for range maxChain {
-		var rec pdp.DecisionRecord
+		var rec wire.DecisionRecord
 		if err := json.Unmarshal(entry.Body, &rec); err != nil {
 			return nil, err
 		}
@@ -122,7 +122,7 @@ func buildChain(ctx context.Context, r *decisionlog.Reader, e *decisionlog.Entry
 	}
 	slices.SortFunc(children, func(a, b *decisionlog.Entry) int { return int(a.Seq - b.Seq) })
 	for _, c := range children {
-		var cr pdp.DecisionRecord
+		var cr wire.DecisionRecord
 		if json.Unmarshal(c.Body, &cr) != nil || seen[cr.DecisionID] || len(seen) >= maxChain {
 			continue
 		}

@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
-	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 var csvHeader = []string{"seq", "time", "kind", "decision_id", "decision", "principal", "action", "resource", "classification",
@@ -84,7 +84,7 @@ func (c *logExportCmd) Run(ctx context.Context) error {
 
 func csvRow(e *decisionlog.Entry) []string {
 	var b struct {
-		pdp.DecisionRecord
+		wire.DecisionRecord
 		Status   string `json:"status"`
 		Approver string `json:"approver"`
 	}

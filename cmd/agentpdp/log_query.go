@@ -15,7 +15,8 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
-	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/server"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // filterFlags are the decision filters that log query and replay share.
@@ -58,7 +59,7 @@ func (ff *filterFlags) filter(command string, limit int) (decisionlog.Filter, er
 		}
 	}
 	q.Set("limit", strconv.Itoa(limit))
-	f, err := pdp.FilterFromQuery(q, time.Now())
+	f, err := server.FilterFromQuery(q, time.Now())
 	if err != nil {
 		return f, usagef("%s: --%s", command, strings.Replace(err.Error(), "_id", "", 1))
 	}
@@ -70,7 +71,7 @@ func (ff *filterFlags) filter(command string, limit int) (decisionlog.Filter, er
 	}
 	switch ff.decision {
 	case "":
-	case pdp.Allow, pdp.Deny, pdp.StepUp:
+	case wire.Allow, wire.Deny, wire.StepUp:
 		f.Decision = ff.decision
 	default:
 		f.DecisionID = ff.decision
@@ -135,7 +136,7 @@ func printDecisionTable(w io.Writer, entries []*decisionlog.Entry) error {
 	}
 	fmt.Fprintln(tw, head)
 	for _, e := range entries {
-		var rec pdp.DecisionRecord
+		var rec wire.DecisionRecord
 		if err := json.Unmarshal(e.Body, &rec); err != nil {
 			return fmt.Errorf("seq %d: %w", e.Seq, err)
 		}

@@ -14,12 +14,14 @@ import (
 
 	"github.com/agentpdp/agentpdp/decisionlog"
 	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/policy"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // explained is one decision with everything a reviewer needs around it.
 type explained struct {
 	Entry        *decisionlog.Entry   `json:"decision"`
-	Record       pdp.DecisionRecord   `json:"-"`
+	Record       wire.DecisionRecord  `json:"-"`
 	Outcomes     []*decisionlog.Entry `json:"outcomes"`
 	Approvals    []*decisionlog.Entry `json:"approvals"`     // answers to this decision, if it was step_up
 	ApprovalUsed *decisionlog.Entry   `json:"approval_used"` // the approval this decision was allowed by
@@ -58,7 +60,7 @@ func explain(ctx context.Context, r *decisionlog.Reader, id string) (*explained,
 	if err != nil && !errors.Is(err, decisionlog.ErrNotFound) {
 		return nil, err
 	}
-	var files []pdp.PolicyFile
+	var files []policy.PolicyFile
 	if load != nil {
 		var rec pdp.PolicyLoadRecord
 		if err := json.Unmarshal(load.Body, &rec); err != nil {
@@ -66,11 +68,11 @@ func explain(ctx context.Context, r *decisionlog.Reader, id string) (*explained,
 		}
 		files = rec.Files
 	}
-	for _, rs := range append(append([]pdp.Reason{}, x.Record.Reasons...), errorsAsReasons(x.Record.Errors)...) {
+	for _, rs := range append(append([]wire.Reason{}, x.Record.Reasons...), errorsAsReasons(x.Record.Errors)...) {
 		if rs.Builtin {
 			continue
 		}
-		text, ok := pdp.PolicyText(files, rs.File, rs.Line)
+		text, ok := policy.PolicyText(files, rs.File, rs.Line)
 		if !ok {
 			text = "(text not found: the log holds no load of policy version " + x.Record.PolicyVersion + ")"
 		}
@@ -97,10 +99,10 @@ func afterDecision(ctx context.Context, r *decisionlog.Reader, id string) (outco
 	return outcomes, approvals, nil
 }
 
-func errorsAsReasons(es []pdp.EvalError) []pdp.Reason {
-	var out []pdp.Reason
+func errorsAsReasons(es []wire.EvalError) []wire.Reason {
+	var out []wire.Reason
 	for _, e := range es {
-		out = append(out, pdp.Reason{Policy: e.Policy, Effect: e.Effect, File: e.File, Line: e.Line})
+		out = append(out, wire.Reason{Policy: e.Policy, Effect: e.Effect, File: e.File, Line: e.Line})
 	}
 	return out
 }
@@ -237,7 +239,7 @@ func printExplained(w io.Writer, x *explained) {
 		for _, a := range x.Approvals {
 			fmt.Fprintf(w, "  %s\n", describe(a))
 		}
-	} else if rec.Decision == pdp.StepUp {
+	} else if rec.Decision == wire.StepUp {
 		fmt.Fprintln(w, "\nApprovals of this decision\n  none: no human has answered this step-up")
 	}
 	fmt.Fprintln(w, "\nOutcomes")
@@ -245,7 +247,7 @@ func printExplained(w io.Writer, x *explained) {
 		fmt.Fprintln(w, "  none reported")
 	}
 	for _, o := range x.Outcomes {
-		var r pdp.OutcomeRecord
+		var r wire.OutcomeRecord
 		json.Unmarshal(o.Body, &r)
 		line := describe(o)
 		if len(r.Detail) > 0 {

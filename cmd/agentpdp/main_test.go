@@ -16,14 +16,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/client"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 	"github.com/agentpdp/agentpdp/plugins"
 )
 
 type hangingProvider struct{}
 
-func (hangingProvider) Entities(ctx context.Context, _ *pdp.Request) ([]pdp.Entity, error) {
+func (hangingProvider) Entities(ctx context.Context, _ *wire.Request) ([]wire.Entity, error) {
 	<-ctx.Done()
 	return nil, ctx.Err()
 }
@@ -151,9 +151,9 @@ var agents = []string{"billing-bot", "deploy-bot", "intern-bot", "scraper"}
 
 // load runs clients against the daemon until stop is closed or the daemon
 // stops answering, and returns every decision it was answered.
-func load(t *testing.T, sock string, clients int, stop <-chan struct{}) []*pdp.Decision {
+func load(t *testing.T, sock string, clients int, stop <-chan struct{}) []*wire.Decision {
 	var mu sync.Mutex
-	var answered []*pdp.Decision
+	var answered []*wire.Decision
 	var wg sync.WaitGroup
 	for c := range clients {
 		wg.Go(func() {
@@ -165,10 +165,10 @@ func load(t *testing.T, sock string, clients int, stop <-chan struct{}) []*pdp.D
 					return
 				default:
 				}
-				req := &pdp.Request{
-					Principal: pdp.EntityRef{Type: "Agent", ID: agents[(c+i)%len(agents)]},
-					Action:    pdp.EntityRef{Type: "Action", ID: "invoke_tool"},
-					Resource:  pdp.EntityRef{Type: "Tool", ID: tools[i%len(tools)]},
+				req := &wire.Request{
+					Principal: wire.EntityRef{Type: "Agent", ID: agents[(c+i)%len(agents)]},
+					Action:    wire.EntityRef{Type: "Action", ID: "invoke_tool"},
+					Resource:  wire.EntityRef{Type: "Tool", ID: tools[i%len(tools)]},
 					SessionID: fmt.Sprintf("s-%d", c),
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -189,15 +189,15 @@ func load(t *testing.T, sock string, clients int, stop <-chan struct{}) []*pdp.D
 
 // startLoad runs load in the background; finish stops it and returns what
 // was answered.
-func startLoad(t *testing.T, sock string, clients int) (finish func() []*pdp.Decision) {
+func startLoad(t *testing.T, sock string, clients int) (finish func() []*wire.Decision) {
 	stop := make(chan struct{})
-	var answered []*pdp.Decision
+	var answered []*wire.Decision
 	done := make(chan struct{})
 	go func() {
 		answered = load(t, sock, clients, stop)
 		close(done)
 	}()
-	return func() []*pdp.Decision {
+	return func() []*wire.Decision {
 		close(stop)
 		<-done
 		return answered
@@ -206,7 +206,7 @@ func startLoad(t *testing.T, sock string, clients int) (finish func() []*pdp.Dec
 
 // checkLogged opens the log read-only and checks every answered decision is
 // in it, with the seq and decision it was answered with.
-func checkLogged(t *testing.T, db string, answered []*pdp.Decision) {
+func checkLogged(t *testing.T, db string, answered []*wire.Decision) {
 	t.Helper()
 	code, out, errOut := runCLI(t, "log", "export", "--db", db, "--kind", "decision")
 	if code != 0 {
@@ -250,9 +250,9 @@ func TestServe_KillNineLosesNothingAnswered(t *testing.T) {
 	d.start()
 	checkLogged(t, d.db(), answered)
 	checkChain(t, d.db())
-	after, err := client.New(d.sock()).Authorize(t.Context(), &pdp.Request{
-		Principal: pdp.EntityRef{Type: "Agent", ID: "billing-bot"}, Action: pdp.EntityRef{Type: "Action", ID: "invoke_tool"},
-		Resource: pdp.EntityRef{Type: "Tool", ID: "sql.query"}})
+	after, err := client.New(d.sock()).Authorize(t.Context(), &wire.Request{
+		Principal: wire.EntityRef{Type: "Agent", ID: "billing-bot"}, Action: wire.EntityRef{Type: "Action", ID: "invoke_tool"},
+		Resource: wire.EntityRef{Type: "Tool", ID: "sql.query"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,10 +342,10 @@ func TestServe_RefusesBrokenPolicies(t *testing.T) {
 func TestServe_EditUnderLoad(t *testing.T) {
 	d := newDaemonDir(t)
 	d.start()
-	req := &pdp.Request{
-		Principal: pdp.EntityRef{Type: "Agent", ID: "billing-bot"},
-		Action:    pdp.EntityRef{Type: "Action", ID: "invoke_tool"},
-		Resource:  pdp.EntityRef{Type: "Tool", ID: "sql.query"},
+	req := &wire.Request{
+		Principal: wire.EntityRef{Type: "Agent", ID: "billing-bot"},
+		Action:    wire.EntityRef{Type: "Action", ID: "invoke_tool"},
+		Resource:  wire.EntityRef{Type: "Tool", ID: "sql.query"},
 	}
 	var failures atomic.Int64
 	stop := make(chan struct{})
@@ -368,7 +368,7 @@ func TestServe_EditUnderLoad(t *testing.T) {
 		})
 	}
 	cl := client.New(d.sock())
-	if dec, err := cl.Authorize(t.Context(), req); err != nil || dec.Decision != pdp.Allow {
+	if dec, err := cl.Authorize(t.Context(), req); err != nil || dec.Decision != wire.Allow {
 		t.Fatalf("before the edit: %v %v", dec, err)
 	}
 	// Save the way editors do: write a temporary file, rename it into place.
@@ -386,7 +386,7 @@ func TestServe_EditUnderLoad(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if dec.Decision == pdp.Deny && dec.Reasons[0].Policy == "sql-frozen" {
+		if dec.Decision == wire.Deny && dec.Reasons[0].Policy == "sql-frozen" {
 			break
 		}
 		if time.Since(start) > 10*time.Second {

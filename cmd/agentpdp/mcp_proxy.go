@@ -8,9 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/client"
 	"github.com/agentpdp/agentpdp/pdp/mcpproxy"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // mcpProxyCmd is agentpdp mcp-proxy: an MCP server behind the daemon.
@@ -50,14 +50,14 @@ func (c *mcpProxyCmd) Run(ctx context.Context) error {
 	if c.principal == "" {
 		return usagef("mcp-proxy: --c.principal is required, e.g. 'Agent::\"billing-bot\"'")
 	}
-	who, err := pdp.ParseEntityRef(c.principal)
+	who, err := wire.ParseEntityRef(c.principal)
 	if err != nil {
 		return usagef("mcp-proxy: --principal: %v", err)
 	}
 	if c.server == "" {
 		c.server = fmt.Sprintf("MCPServer::%q", filepath.Base(c.args[0]))
 	}
-	resource, err := pdp.ParseEntityRef(c.server)
+	resource, err := wire.ParseEntityRef(c.server)
 	if err != nil {
 		return usagef("mcp-proxy: --c.server-resource: %v", err)
 	}

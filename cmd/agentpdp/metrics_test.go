@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/client"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 func scrape(t *testing.T, sock string) (int, string) {
@@ -33,12 +33,12 @@ func TestServe_Metrics(t *testing.T) {
 		if tool == "k8s.apply" {
 			agent = "deploy-bot"
 		}
-		if _, err := cl.Authorize(t.Context(), &pdp.Request{Principal: pdp.EntityRef{Type: "Agent", ID: agent},
-			Action: pdp.EntityRef{Type: "Action", ID: "invoke_tool"}, Resource: pdp.EntityRef{Type: "Tool", ID: tool}}); err != nil {
+		if _, err := cl.Authorize(t.Context(), &wire.Request{Principal: wire.EntityRef{Type: "Agent", ID: agent},
+			Action: wire.EntityRef{Type: "Action", ID: "invoke_tool"}, Resource: wire.EntityRef{Type: "Tool", ID: tool}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := cl.Authorize(t.Context(), &pdp.Request{}); !client.IsStatus(err, http.StatusBadRequest) {
+	if _, err := cl.Authorize(t.Context(), &wire.Request{}); !client.IsStatus(err, http.StatusBadRequest) {
 		t.Fatalf("bad request: %v", err)
 	}
 	code, body := scrape(t, d.asock())

@@ -10,6 +10,7 @@ import (
 
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/client"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 func TestServe_EntityProviders(t *testing.T) {
@@ -23,12 +24,12 @@ func TestServe_EntityProviders(t *testing.T) {
 	d.start()
 	cl := client.New(d.sock())
 	// intern-bot claims high trust inline; the inventory says low.
-	req := &pdp.Request{Principal: pdp.EntityRef{Type: "Agent", ID: "intern-bot"}, Action: pdp.EntityRef{Type: "Action", ID: "invoke_tool"},
-		Resource: pdp.EntityRef{Type: "Tool", ID: "web.search"},
-		Entities: []pdp.Entity{{UID: pdp.EntityRef{Type: "Agent", ID: "intern-bot"}, Attrs: []byte(`{"trust":"high","owner":{"__entity":{"type":"User","id":"x"}}}`),
-			Parents: []pdp.EntityRef{{Type: "Team", ID: "finance"}}}}}
+	req := &wire.Request{Principal: wire.EntityRef{Type: "Agent", ID: "intern-bot"}, Action: wire.EntityRef{Type: "Action", ID: "invoke_tool"},
+		Resource: wire.EntityRef{Type: "Tool", ID: "web.search"},
+		Entities: []wire.Entity{{UID: wire.EntityRef{Type: "Agent", ID: "intern-bot"}, Attrs: []byte(`{"trust":"high","owner":{"__entity":{"type":"User","id":"x"}}}`),
+			Parents: []wire.EntityRef{{Type: "Team", ID: "finance"}}}}}
 	dec, err := cl.Authorize(t.Context(), req)
-	if err != nil || dec.Decision != pdp.StepUp || dec.Reasons[0].Policy != "low-trust-agents-need-approval" {
+	if err != nil || dec.Decision != wire.StepUp || dec.Reasons[0].Policy != "low-trust-agents-need-approval" {
 		t.Fatalf("the inventory's trust must win: %v %v", dec, err)
 	}
 	_, out, _ := runCLI(t, "log", "query", "--db", d.db(), "--decision", dec.DecisionID, "--json")
@@ -46,10 +47,10 @@ func TestServe_EntityProviders(t *testing.T) {
 		if err != nil {
 			t.Fatalf("a request failed while the plugin was down: %v", err)
 		}
-		if dec.Decision == pdp.Deny && dec.Reasons[0].Policy == pdp.ReasonProviderFailed {
+		if dec.Decision == wire.Deny && dec.Reasons[0].Policy == pdp.ReasonProviderFailed {
 			sawDenied = true
 		}
-		if dec.Decision == pdp.StepUp {
+		if dec.Decision == wire.StepUp {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -74,13 +75,13 @@ func TestServe_HangingProviderDenies(t *testing.T) {
 	appendConfig(t, d, "entity_providers:\n  - {name: stuck, command: "+exeArgs()+", timeout: 100ms}\n")
 	d.start()
 	start := time.Now()
-	dec, err := client.New(d.sock()).Authorize(t.Context(), &pdp.Request{Principal: pdp.EntityRef{Type: "Agent", ID: "billing-bot"},
-		Action: pdp.EntityRef{Type: "Action", ID: "invoke_tool"}, Resource: pdp.EntityRef{Type: "Tool", ID: "sql.query"}})
+	dec, err := client.New(d.sock()).Authorize(t.Context(), &wire.Request{Principal: wire.EntityRef{Type: "Agent", ID: "billing-bot"},
+		Action: wire.EntityRef{Type: "Action", ID: "invoke_tool"}, Resource: wire.EntityRef{Type: "Tool", ID: "sql.query"}})
 	took := time.Since(start)
 	if err != nil {
 		t.Fatalf("a hanging provider failed the request instead of denying it: %v", err)
 	}
-	if dec.Decision != pdp.Deny || dec.Reasons[0].Policy != pdp.ReasonProviderFailed || !strings.Contains(dec.Reasons[0].Detail, "no answer within the deadline") {
+	if dec.Decision != wire.Deny || dec.Reasons[0].Policy != pdp.ReasonProviderFailed || !strings.Contains(dec.Reasons[0].Detail, "no answer within the deadline") {
 		t.Errorf("want deny %s naming the deadline: %+v", pdp.ReasonProviderFailed, dec.Reasons)
 	}
 	if took > 5*time.Second {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/agentpdp/agentpdp/decisionlog"
 	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/policy"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // replayCmd is agentpdp replay: logged decisions evaluated again.
@@ -50,9 +51,9 @@ func (c *replayCmd) Run(ctx context.Context) error {
 		return err
 	}
 	f.Kinds = []decisionlog.Kind{decisionlog.KindDecision}
-	var candidate *pdp.Snapshot
+	var candidate *policy.Snapshot
 	if c.policies != "" {
-		if candidate, err = pdp.LoadDir(c.policies, pdp.LoadOptions{}); err != nil {
+		if candidate, err = policy.LoadDir(c.policies, policy.LoadOptions{}); err != nil {
 			return exitError{exitFail, err}
 		}
 	}
@@ -94,7 +95,7 @@ func progressTo(w io.Writer, quiet bool) func(done int) {
 	return func(done int) { fmt.Fprintf(f, "\rreplayed %d decisions", done) }
 }
 
-func reasonIDs(rs []pdp.Reason) []string {
+func reasonIDs(rs []wire.Reason) []string {
 	out := []string{}
 	for _, r := range rs {
 		out = append(out, r.Policy)

@@ -12,11 +12,12 @@ import (
 
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/client"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // loggedByDaemon runs the daemon under load for a while and stops it, and
 // returns the decisions it answered.
-func loggedByDaemon(t *testing.T) (*daemon, []*pdp.Decision) {
+func loggedByDaemon(t *testing.T) (*daemon, []*wire.Decision) {
 	t.Helper()
 	d := newDaemonDir(t)
 	d.start()
@@ -47,9 +48,9 @@ func TestReplay_ReproducesTheDaemonsLog(t *testing.T) {
 
 	// Alter one stored decision, as someone covering tracks would.
 	victim := answered[len(answered)/2]
-	flipped := pdp.Allow
-	if victim.Decision == pdp.Allow {
-		flipped = pdp.Deny
+	flipped := wire.Allow
+	if victim.Decision == wire.Allow {
+		flipped = wire.Deny
 	}
 	db, err := sql.Open("sqlite3", "file:"+d.db())
 	if err != nil {
@@ -82,7 +83,7 @@ func TestReplay_Impact(t *testing.T) {
 		}
 		return strings.Count(out, "\n") + 1
 	}
-	allowed, stepUps := count(pdp.Allow), count(pdp.StepUp)
+	allowed, stepUps := count(wire.Allow), count(wire.StepUp)
 	if allowed == 0 || stepUps == 0 {
 		t.Fatalf("the load made %d allowed and %d step_up sql.query decisions", allowed, stepUps)
 	}
@@ -129,9 +130,9 @@ func TestServe_ShadowPolicies(t *testing.T) {
 	d.start()
 	cl := client.New(d.sock())
 	for _, tool := range []string{"sql.query", "web.search"} {
-		dec, err := cl.Authorize(t.Context(), &pdp.Request{Principal: pdp.EntityRef{Type: "Agent", ID: "billing-bot"},
-			Action: pdp.EntityRef{Type: "Action", ID: "invoke_tool"}, Resource: pdp.EntityRef{Type: "Tool", ID: tool}})
-		if err != nil || dec.Decision != pdp.Allow {
+		dec, err := cl.Authorize(t.Context(), &wire.Request{Principal: wire.EntityRef{Type: "Agent", ID: "billing-bot"},
+			Action: wire.EntityRef{Type: "Action", ID: "invoke_tool"}, Resource: wire.EntityRef{Type: "Tool", ID: tool}})
+		if err != nil || dec.Decision != wire.Allow {
 			t.Fatalf("%s: %v %v", tool, dec, err)
 		}
 	}

@@ -23,7 +23,11 @@ import (
 
 	"github.com/agentpdp/agentpdp/decisionlog"
 	"github.com/agentpdp/agentpdp/pdp"
-	"github.com/agentpdp/agentpdp/plugins"
+	"github.com/agentpdp/agentpdp/pdp/mask"
+	"github.com/agentpdp/agentpdp/pdp/server"
+	"github.com/agentpdp/agentpdp/pdp/wire"
+	"github.com/agentpdp/agentpdp/plugins/host"
+	"github.com/agentpdp/agentpdp/plugins/shipper"
 )
 
 // serveCmd is agentpdp serve: the daemon.
@@ -111,14 +115,14 @@ func (s *serveCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	metrics := pdp.NewMetrics()
+	metrics := server.NewMetrics()
 	metrics.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "agentpdp_plugin_restarts_total", Help: "Plugin processes relaunched after they died."},
-		func() float64 { return float64(plugins.Restarts.Load()) }))
+		func() float64 { return float64(host.Restarts.Load()) }))
 	// Plugins are go-plugin managed clients: killed at shutdown, whatever path it takes.
 	defer plugin.CleanupClients()
 	var providers []pdp.ProviderConfig
 	for _, pc := range cfg.EntityProviders {
-		prov, err := plugins.NewPluginProvider(plugins.PluginConfig{Name: pc.Name, Command: pc.Command, Args: pc.Args, Checksum: pc.Checksum}, pc.CacheTTL, logger)
+		prov, err := host.NewPluginProvider(host.PluginConfig{Name: pc.Name, Command: pc.Command, Args: pc.Args, Checksum: pc.Checksum}, pc.CacheTTL, logger)
 		if err != nil {
 			return fmt.Errorf("entity provider %s: %w", pc.Name, err)
 		}
@@ -134,11 +138,11 @@ func (s *serveCmd) Run(ctx context.Context) error {
 		Engine: pdp.Options{
 			Policies:         cfg.Policies,
 			Shadow:           cfg.Shadow,
-			OnError:          pdp.OnError(cfg.OnError),
+			OnError:          wire.OnError(cfg.OnError),
 			Prompt:           pdp.PromptMode(cfg.Prompt),
 			Key:              hmacKey,
 			Mask:             cfg.Mask,
-			MaskAction:       pdp.MaskAction(cfg.MaskAction),
+			MaskAction:       mask.Action(cfg.MaskAction),
 			ApprovalTTL:      cfg.Approvals.TTL,
 			ApprovalReusable: !cfg.Approvals.SingleUse,
 			EntityProviders:  providers,
@@ -178,7 +182,7 @@ func (s *serveCmd) Run(ctx context.Context) error {
 		logger.Info("shadow policies loaded: evaluated and recorded beside every decision, never answered", "dir", cfg.Shadow, "policy_version", shadow.Version)
 	}
 
-	var shipper *plugins.Shipper
+	var shipper *shipper.Shipper
 	if len(cfg.Sinks) > 0 {
 		var closeSinks func()
 		if shipper, closeSinks, err = newShipper(ctx, cfg.DB, cfg.Sinks, logger); err != nil {
@@ -187,7 +191,7 @@ func (s *serveCmd) Run(ctx context.Context) error {
 		defer closeSinks()
 		metrics.Register(shipper.Collectors()...)
 	}
-	opts := pdp.ServerOptions{
+	opts := server.Options{
 		Socket:       cfg.Socket,
 		AdminSocket:  cfg.AdminSocket,
 		MaxBodyBytes: cfg.MaxBodyBytes,
@@ -200,7 +204,7 @@ func (s *serveCmd) Run(ctx context.Context) error {
 	if shipper != nil {
 		opts.Sinks = func(ctx context.Context) any { return shipper.Status(ctx) }
 	}
-	server, err := pdp.NewServer(opts)
+	server, err := server.New(opts)
 	if err != nil {
 		return err
 	}

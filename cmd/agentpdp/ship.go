@@ -10,12 +10,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
-	"github.com/agentpdp/agentpdp/plugins"
+	"github.com/agentpdp/agentpdp/plugins/shipper"
+	"github.com/agentpdp/agentpdp/plugins/sink"
 )
 
 // newShipper builds the configured sinks over a read-only view of the log
 // at db and its cursors. close releases them.
-func newShipper(ctx context.Context, db string, sinks []plugins.Config, logger *slog.Logger) (s *plugins.Shipper, close func(), err error) {
+func newShipper(ctx context.Context, db string, sinks []sink.Config, logger *slog.Logger) (s *shipper.Shipper, close func(), err error) {
 	var closers []func() error
 	close = func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -41,19 +42,19 @@ func newShipper(ctx context.Context, db string, sinks []plugins.Config, logger *
 	if err != nil {
 		return nil, close, err
 	}
-	s = &plugins.Shipper{Reader: r, Cursors: cursors, Origin: origin, Logger: logger.With("component", "ship")}
+	s = &shipper.Shipper{Reader: r, Cursors: cursors, Origin: origin, Logger: logger.With("component", "ship")}
 	for _, c := range sinks {
-		sink, err := plugins.NewWithLogger(c, logger)
+		sk, err := sink.NewWithLogger(c, logger)
 		if err != nil {
 			return nil, close, fmt.Errorf("config: %w", err)
 		}
-		closers = append(closers, sink.Close)
-		s.Targets = append(s.Targets, plugins.Target{Sink: sink, BatchSize: c.BatchSize})
+		closers = append(closers, sk.Close)
+		s.Targets = append(s.Targets, shipper.Target{Sink: sk, BatchSize: c.BatchSize})
 	}
 	return s, close, nil
 }
 
-func sinkNames(sinks []plugins.Config) []string {
+func sinkNames(sinks []sink.Config) []string {
 	names := make([]string, len(sinks))
 	for i, s := range sinks {
 		names[i] = s.Name

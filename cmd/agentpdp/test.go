@@ -12,7 +12,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/policy"
 	"github.com/agentpdp/agentpdp/pdp/policytest"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // testCmd is agentpdp test: policy test suites.
@@ -52,11 +54,11 @@ func (c *testCmd) Run(ctx context.Context) error {
 		}
 		suites = append(suites, s)
 	}
-	engine, err := pdp.NewEngine(pdp.Options{Policies: c.policies, OnError: pdp.OnError(c.onError)})
+	engine, err := pdp.NewEngine(pdp.Options{Policies: c.policies, OnError: wire.OnError(c.onError)})
 	if err != nil {
 		return usagef("test: %v", err)
 	}
-	snap, err := pdp.LoadDir(c.policies, pdp.LoadOptions{})
+	snap, err := policy.LoadDir(c.policies, policy.LoadOptions{})
 	if err != nil {
 		return exitError{exitFail, err}
 	}

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/policy"
 )
 
 // validateCmd is agentpdp validate: policies checked like a compiler would.
@@ -45,21 +45,21 @@ func (c *validateCmd) Run(ctx context.Context) error {
 	if c.format != "text" && c.format != "json" {
 		return usagef("validate: --format %q: want text or json", c.format)
 	}
-	switch pdp.Validation(c.validation) {
-	case pdp.ValidateStrict, pdp.ValidatePermissive:
+	switch policy.Validation(c.validation) {
+	case policy.ValidateStrict, policy.ValidatePermissive:
 	default:
 		return usagef("validate: --validation %q: want strict or permissive", c.validation)
 	}
-	snap, err := pdp.LoadDir(c.policies, pdp.LoadOptions{SchemaFile: c.schema, Validation: pdp.Validation(c.validation)})
-	var le *pdp.LoadError
-	var problems []pdp.Problem
+	snap, err := policy.LoadDir(c.policies, policy.LoadOptions{SchemaFile: c.schema, Validation: policy.Validation(c.validation)})
+	var le *policy.LoadError
+	var problems []policy.Problem
 	switch {
 	case errors.As(err, &le):
 		problems = le.Problems
 	case err != nil:
 		return exitError{exitFail, err}
 	default:
-		problems = pdp.Lint(snap)
+		problems = policy.Lint(snap)
 	}
 	if c.format == "json" {
 		enc := json.NewEncoder(c.stdout)

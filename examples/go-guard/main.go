@@ -11,8 +11,8 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/client"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 func main() {
@@ -25,10 +25,10 @@ func main() {
 	ctx := context.Background()
 
 	call := func(agent, tool string, fn func(context.Context) error) {
-		req := &pdp.Request{
-			Principal: pdp.EntityRef{Type: "Agent", ID: agent},
-			Action:    pdp.EntityRef{Type: "Action", ID: "invoke_tool"},
-			Resource:  pdp.EntityRef{Type: "Tool", ID: tool},
+		req := &wire.Request{
+			Principal: wire.EntityRef{Type: "Agent", ID: agent},
+			Action:    wire.EntityRef{Type: "Action", ID: "invoke_tool"},
+			Resource:  wire.EntityRef{Type: "Tool", ID: tool},
 			SessionID: "go-guard-demo",
 		}
 		err := pdpc.Guard(ctx, req, fn)

@@ -16,7 +16,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 	"github.com/agentpdp/agentpdp/plugins"
 )
 
@@ -57,7 +57,7 @@ func (p *provider) load() (map[string]record, error) {
 	return agents, nil
 }
 
-func (p *provider) Entities(_ context.Context, req *pdp.Request) ([]pdp.Entity, error) {
+func (p *provider) Entities(_ context.Context, req *wire.Request) ([]wire.Entity, error) {
 	if req.Principal.Type != "Agent" {
 		return nil, nil
 	}
@@ -73,10 +73,10 @@ func (p *provider) Entities(_ context.Context, req *pdp.Request) ([]pdp.Entity, 
 		"owner": map[string]any{"__entity": map[string]string{"type": "User", "id": a.Owner}},
 		"trust": a.Trust,
 	})
-	return []pdp.Entity{{
+	return []wire.Entity{{
 		UID:     req.Principal,
 		Attrs:   attrs,
-		Parents: []pdp.EntityRef{{Type: "Team", ID: a.Team}},
+		Parents: []wire.EntityRef{{Type: "Team", ID: a.Team}},
 	}}, nil
 }
 

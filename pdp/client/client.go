@@ -14,7 +14,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // Client is safe for concurrent use and reuses connections.
@@ -50,8 +50,8 @@ func (e *Error) Error() string { return fmt.Sprintf("agentpdp: %d: %s", e.Status
 
 // Authorize asks for one decision. The decision is durable in the log when
 // it returns.
-func (c *Client) Authorize(ctx context.Context, req *pdp.Request) (*pdp.Decision, error) {
-	var d pdp.Decision
+func (c *Client) Authorize(ctx context.Context, req *wire.Request) (*wire.Decision, error) {
+	var d wire.Decision
 	if err := c.Do(ctx, http.MethodPost, "/v1/authorize", req, &d); err != nil {
 		return nil, err
 	}
@@ -60,9 +60,9 @@ func (c *Client) Authorize(ctx context.Context, req *pdp.Request) (*pdp.Decision
 
 // AuthorizeBatch asks for decisions in one round trip and one commit; the
 // answers are in the order of the requests.
-func (c *Client) AuthorizeBatch(ctx context.Context, reqs []*pdp.Request) ([]*pdp.Decision, error) {
+func (c *Client) AuthorizeBatch(ctx context.Context, reqs []*wire.Request) ([]*wire.Decision, error) {
 	var out struct {
-		Decisions []*pdp.Decision `json:"decisions"`
+		Decisions []*wire.Decision `json:"decisions"`
 	}
 	if err := c.Do(ctx, http.MethodPost, "/v1/authorize/batch", map[string]any{"requests": reqs}, &out); err != nil {
 		return nil, err
@@ -173,7 +173,7 @@ func (c *Client) Approve(ctx context.Context, decisionID, approver string, appro
 }
 
 // DeniedError is Guard's error when the decision was deny.
-type DeniedError struct{ Decision *pdp.Decision }
+type DeniedError struct{ Decision *wire.Decision }
 
 func (e *DeniedError) Error() string {
 	return "agentpdp: denied by " + reasonList(e.Decision) + " (decision " + e.Decision.DecisionID + ")"
@@ -181,13 +181,13 @@ func (e *DeniedError) Error() string {
 
 // StepUpError is Guard's error when a human must approve first: approve
 // Decision.DecisionID on the admin socket, then retry with it as Approval.
-type StepUpError struct{ Decision *pdp.Decision }
+type StepUpError struct{ Decision *wire.Decision }
 
 func (e *StepUpError) Error() string {
 	return "agentpdp: approval needed (" + reasonList(e.Decision) + "): approve decision " + e.Decision.DecisionID + " and retry with it"
 }
 
-func reasonList(d *pdp.Decision) string {
+func reasonList(d *wire.Decision) string {
 	if len(d.Reasons) == 0 {
 		return "default deny"
 	}
@@ -204,24 +204,24 @@ func reasonList(d *pdp.Decision) string {
 // *DeniedError or *StepUpError. If the daemon cannot be asked, fn does not
 // run: Guard fails closed. A failure to record the outcome is joined to fn's
 // error: the action has happened either way.
-func (c *Client) Guard(ctx context.Context, req *pdp.Request, fn func(ctx context.Context) error) error {
+func (c *Client) Guard(ctx context.Context, req *wire.Request, fn func(ctx context.Context) error) error {
 	d, err := c.Authorize(ctx, req)
 	if err != nil {
 		return err
 	}
 	switch d.Decision {
-	case pdp.Allow:
-	case pdp.StepUp:
-		_, oerr := c.Outcome(ctx, d.DecisionID, pdp.OutcomeSkipped, nil)
+	case wire.Allow:
+	case wire.StepUp:
+		_, oerr := c.Outcome(ctx, d.DecisionID, wire.OutcomeSkipped, nil)
 		return errors.Join(&StepUpError{Decision: d}, oerr)
 	default:
-		_, oerr := c.Outcome(ctx, d.DecisionID, pdp.OutcomeSkipped, nil)
+		_, oerr := c.Outcome(ctx, d.DecisionID, wire.OutcomeSkipped, nil)
 		return errors.Join(&DeniedError{Decision: d}, oerr)
 	}
 	ferr := fn(ctx)
-	status, detail := pdp.OutcomeSuccess, any(nil)
+	status, detail := wire.OutcomeSuccess, any(nil)
 	if ferr != nil {
-		status, detail = pdp.OutcomeError, map[string]string{"error": ferr.Error()}
+		status, detail = wire.OutcomeError, map[string]string{"error": ferr.Error()}
 	}
 	if _, err := c.Outcome(ctx, d.DecisionID, status, detail); err != nil {
 		return errors.Join(ferr, fmt.Errorf("agentpdp: record outcome of %s: %w", d.DecisionID, err))

@@ -7,21 +7,21 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/client"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 func TestGuard(t *testing.T) {
 	sock, admin, stop := daemon(t.Context())
 	defer stop()
 	agent := client.New(sock)
-	req := func(tool string) *pdp.Request {
-		return &pdp.Request{Principal: pdp.EntityRef{Type: "Agent", ID: "a"}, Action: pdp.EntityRef{Type: "Action", ID: "invoke_tool"}, Resource: pdp.EntityRef{Type: "Tool", ID: tool}}
+	req := func(tool string) *wire.Request {
+		return &wire.Request{Principal: wire.EntityRef{Type: "Agent", ID: "a"}, Action: wire.EntityRef{Type: "Action", ID: "invoke_tool"}, Resource: wire.EntityRef{Type: "Tool", ID: tool}}
 	}
 	t.Run("DeniedNeverRuns", func(t *testing.T) {
 		ran := false
-		err := agent.Guard(t.Context(), &pdp.Request{Principal: pdp.EntityRef{Type: "Agent", ID: "a"},
-			Action: pdp.EntityRef{Type: "Action", ID: "delete"}, Resource: pdp.EntityRef{Type: "Tool", ID: "db"}},
+		err := agent.Guard(t.Context(), &wire.Request{Principal: wire.EntityRef{Type: "Agent", ID: "a"},
+			Action: wire.EntityRef{Type: "Action", ID: "delete"}, Resource: wire.EntityRef{Type: "Tool", ID: "db"}},
 			func(context.Context) error { ran = true; return nil })
 		var denied *client.DeniedError
 		if !errors.As(err, &denied) || ran {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/client"
+	"github.com/agentpdp/agentpdp/pdp/server"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // Guard wraps a tool: it runs only when allowed, and its outcome is logged.
@@ -21,10 +23,10 @@ func ExampleClient_Guard() {
 	defer stop()
 
 	agent := client.New(sock)
-	deploy := &pdp.Request{
-		Principal: pdp.EntityRef{Type: "Agent", ID: "deploy-bot"},
-		Action:    pdp.EntityRef{Type: "Action", ID: "invoke_tool"},
-		Resource:  pdp.EntityRef{Type: "Tool", ID: "k8s.apply"},
+	deploy := &wire.Request{
+		Principal: wire.EntityRef{Type: "Agent", ID: "deploy-bot"},
+		Action:    wire.EntityRef{Type: "Action", ID: "invoke_tool"},
+		Resource:  wire.EntityRef{Type: "Tool", ID: "k8s.apply"},
 	}
 	apply := func(ctx context.Context) error { fmt.Println("applying web.yaml"); return nil }
 
@@ -61,7 +63,7 @@ forbid (principal, action, resource == Tool::"k8s.apply");`), 0o644)
 		panic(err)
 	}
 	sock, admin = filepath.Join(dir, "a.sock"), filepath.Join(dir, "admin.sock")
-	srv, err := pdp.NewServer(pdp.ServerOptions{Socket: sock, AdminSocket: admin, Engine: p.Engine, Log: p.Log})
+	srv, err := server.New(server.Options{Socket: sock, AdminSocket: admin, Engine: p.Engine, Log: p.Log})
 	if err != nil {
 		panic(err)
 	}

@@ -18,8 +18,9 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/client"
+	"github.com/agentpdp/agentpdp/pdp/policy"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // JSON-RPC error codes the proxy answers with, in the implementation-defined
@@ -37,9 +38,9 @@ const MetaApproval = "agentpdp/approval"
 // Proxy authorizes the tool calls of one principal against one MCP server.
 type Proxy struct {
 	Client      *client.Client
-	Principal   pdp.EntityRef
-	Server      pdp.EntityRef // the resource every call is on
-	FilterTools bool          // drop from tools/list the tools the principal is denied
+	Principal   wire.EntityRef
+	Server      wire.EntityRef // the resource every call is on
+	FilterTools bool           // drop from tools/list the tools the principal is denied
 	Logger      *slog.Logger
 
 	// Admin, if set, lets the proxy ask the user to approve a step_up through
@@ -182,7 +183,7 @@ func (p *Proxy) answered(m *message) bool {
 
 // askApproval asks the user, through the client, to approve a step_up. It
 // reports whether the user answered, and the answer.
-func (p *Proxy) askApproval(ctx context.Context, tool, why string, d *pdp.Decision) (answered, approved bool) {
+func (p *Proxy) askApproval(ctx context.Context, tool, why string, d *wire.Decision) (answered, approved bool) {
 	p.mu.Lock()
 	if !p.elicit {
 		p.mu.Unlock()
@@ -271,15 +272,15 @@ type callParams struct {
 // request is the authorization request for a tool call: action
 // Action::"<tool>", resource the server, the arguments as context.args, and
 // the trace and session from _meta where the client sends them.
-func (p *Proxy) request(id json.RawMessage, params *callParams) *pdp.Request {
+func (p *Proxy) request(id json.RawMessage, params *callParams) *wire.Request {
 	args := params.Arguments
 	if len(args) == 0 || string(args) == "null" {
 		args = json.RawMessage("{}")
 	}
 	ctxJSON, _ := json.Marshal(map[string]json.RawMessage{"args": args})
-	req := &pdp.Request{
+	req := &wire.Request{
 		Principal:  p.Principal,
-		Action:     pdp.EntityRef{Type: "Action", ID: params.Name},
+		Action:     wire.EntityRef{Type: "Action", ID: params.Name},
 		Resource:   p.Server,
 		Context:    ctxJSON,
 		ToolCallID: strings.Trim(string(id), `"`),
@@ -318,15 +319,15 @@ func (p *Proxy) authorizeCall(ctx context.Context, m *message) bool {
 	}
 	data := map[string]any{"decision_id": d.DecisionID, "decision": d.Decision, "reasons": d.Reasons}
 	switch d.Decision {
-	case pdp.Allow:
+	case wire.Allow:
 		p.mu.Lock()
 		p.pending[string(m.ID)] = d.DecisionID
 		p.mu.Unlock()
 		return true
-	case pdp.StepUp:
+	case wire.StepUp:
 		why := "approval needed"
 		for _, r := range d.Reasons {
-			if s := r.Annotations[pdp.AnnotationStepUp]; s != "" {
+			if s := r.Annotations[policy.AnnotationStepUp]; s != "" {
 				why = s
 			}
 		}
@@ -337,7 +338,7 @@ func (p *Proxy) authorizeCall(ctx context.Context, m *message) bool {
 	default:
 		p.reply(m.ID, CodeDenied, fmt.Sprintf("tool %s denied by %s (decision %s)", params.Name, policies(d), d.DecisionID), data)
 	}
-	if _, err := p.Client.Outcome(ctx, d.DecisionID, pdp.OutcomeSkipped, nil); err != nil {
+	if _, err := p.Client.Outcome(ctx, d.DecisionID, wire.OutcomeSkipped, nil); err != nil {
 		p.Logger.Warn("record skipped outcome", "decision_id", d.DecisionID, "err", err)
 	}
 	return false
@@ -345,7 +346,7 @@ func (p *Proxy) authorizeCall(ctx context.Context, m *message) bool {
 
 // recordAnswer records the user's answer to a step_up as its approval and,
 // if approved, asks again with it: the approval is checked like any other.
-func (p *Proxy) recordAnswer(ctx context.Context, m *message, params *callParams, d *pdp.Decision, approved bool) bool {
+func (p *Proxy) recordAnswer(ctx context.Context, m *message, params *callParams, d *wire.Decision, approved bool) bool {
 	if _, err := p.Admin.Approve(ctx, d.DecisionID, p.Approver, approved, "answered through the MCP client"); err != nil {
 		p.Logger.Error("record approval; refusing the call", "decision_id", d.DecisionID, "err", err)
 		p.reply(m.ID, CodeUnavailable, "tool call refused: the approval could not be recorded: "+err.Error(), nil)
@@ -354,7 +355,7 @@ func (p *Proxy) recordAnswer(ctx context.Context, m *message, params *callParams
 	if !approved {
 		p.reply(m.ID, CodeDenied, fmt.Sprintf("tool %s: the user declined to approve it (decision %s)", params.Name, d.DecisionID),
 			map[string]any{"decision_id": d.DecisionID, "decision": d.Decision, "reasons": d.Reasons})
-		p.Client.Outcome(ctx, d.DecisionID, pdp.OutcomeSkipped, nil)
+		p.Client.Outcome(ctx, d.DecisionID, wire.OutcomeSkipped, nil)
 		return false
 	}
 	if params.Meta == nil {
@@ -369,7 +370,7 @@ func (p *Proxy) recordAnswer(ctx context.Context, m *message, params *callParams
 	return p.authorizeCall(ctx, m)
 }
 
-func policies(d *pdp.Decision) string {
+func policies(d *wire.Decision) string {
 	if len(d.Reasons) == 0 {
 		return "no policy permitting it"
 	}
@@ -392,15 +393,15 @@ func (p *Proxy) reply(id json.RawMessage, code int, msg string, data any) {
 }
 
 func (p *Proxy) recordOutcome(ctx context.Context, decisionID string, m *message) {
-	status, detail := pdp.OutcomeSuccess, any(nil)
+	status, detail := wire.OutcomeSuccess, any(nil)
 	var result struct {
 		IsError bool `json:"isError"`
 	}
 	switch {
 	case len(m.Error) > 0:
-		status, detail = pdp.OutcomeError, map[string]json.RawMessage{"error": m.Error}
+		status, detail = wire.OutcomeError, map[string]json.RawMessage{"error": m.Error}
 	case json.Unmarshal(m.Result, &result) == nil && result.IsError:
-		status, detail = pdp.OutcomeError, map[string]string{"error": "the tool reported an error (isError)"}
+		status, detail = wire.OutcomeError, map[string]string{"error": "the tool reported an error (isError)"}
 	}
 	if _, err := p.Client.Outcome(ctx, decisionID, status, detail); err != nil {
 		p.Logger.Warn("record outcome", "decision_id", decisionID, "err", err)
@@ -419,7 +420,7 @@ func (p *Proxy) filterTools(ctx context.Context, line []byte, m *message) []byte
 	if json.Unmarshal(result["tools"], &tools) != nil || len(tools) == 0 {
 		return line
 	}
-	reqs := make([]*pdp.Request, len(tools))
+	reqs := make([]*wire.Request, len(tools))
 	for i, t := range tools {
 		name, _ := t["name"].(string)
 		reqs[i] = p.request(json.RawMessage(`"tools/list"`), &callParams{Name: name})
@@ -431,7 +432,7 @@ func (p *Proxy) filterTools(ctx context.Context, line []byte, m *message) []byte
 	}
 	kept := []map[string]any{}
 	for i, t := range tools {
-		if ds != nil && ds[i].Decision != pdp.Deny {
+		if ds != nil && ds[i].Decision != wire.Deny {
 			kept = append(kept, t)
 		}
 	}

@@ -32,6 +32,8 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/policy"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // Suite is one file of cases.
@@ -53,24 +55,24 @@ type Case struct {
 
 // Result is one case's outcome.
 type Result struct {
-	Suite    string        `json:"suite"`
-	File     string        `json:"file"`
-	Case     string        `json:"case"`
-	Passed   bool          `json:"passed"`
-	Problems []string      `json:"problems,omitempty"` // what differs, one line each
-	Got      *pdp.Decision `json:"got,omitempty"`
-	Expect   string        `json:"expect"`
-	Policies []string      `json:"expect_policies,omitempty"`
-	Elapsed  time.Duration `json:"elapsed_ns"`
+	Suite    string         `json:"suite"`
+	File     string         `json:"file"`
+	Case     string         `json:"case"`
+	Passed   bool           `json:"passed"`
+	Problems []string       `json:"problems,omitempty"` // what differs, one line each
+	Got      *wire.Decision `json:"got,omitempty"`
+	Expect   string         `json:"expect"`
+	Policies []string       `json:"expect_policies,omitempty"`
+	Elapsed  time.Duration  `json:"elapsed_ns"`
 }
 
 // Report is a whole run.
 type Report struct {
-	Results   []Result      `json:"results"`
-	Passed    int           `json:"passed"`
-	Failed    int           `json:"failed"`
-	Uncovered []*pdp.Policy `json:"uncovered"` // policies that decided no case
-	Policies  int           `json:"policies"`
+	Results   []Result         `json:"results"`
+	Passed    int              `json:"passed"`
+	Failed    int              `json:"failed"`
+	Uncovered []*policy.Policy `json:"uncovered"` // policies that decided no case
+	Policies  int              `json:"policies"`
 }
 
 // Find lists the suite files under paths (files or directories); with no
@@ -110,7 +112,7 @@ func Find(dir string, paths []string) ([]string, error) {
 }
 
 func isSuite(p string) bool {
-	return strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml") || (strings.HasSuffix(p, ".json") && !strings.HasSuffix(p, pdp.EntitiesSuffix))
+	return strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml") || (strings.HasSuffix(p, ".json") && !strings.HasSuffix(p, policy.EntitiesSuffix))
 }
 
 // Load reads a suite file, checking every field as strictly as the daemon
@@ -146,7 +148,7 @@ func Load(path string) (*Suite, error) {
 		if c.Name == "" {
 			return nil, fmt.Errorf("%s: case %d has no name", path, i+1)
 		}
-		if c.Expect != pdp.Allow && c.Expect != pdp.Deny && c.Expect != pdp.StepUp {
+		if c.Expect != wire.Allow && c.Expect != wire.Deny && c.Expect != wire.StepUp {
 			return nil, fmt.Errorf("%s: case %q: expect %q: want allow, deny or step_up", path, c.Name, c.Expect)
 		}
 		if len(c.Request) == 0 {
@@ -195,7 +197,7 @@ func runCase(engine *pdp.Engine, s *Suite, c Case) Result {
 		res.Problems = []string{err.Error()}
 		return res
 	}
-	req, err := pdp.DecodeRequest(body)
+	req, err := wire.DecodeRequest(body)
 	if err != nil {
 		res.Problems = []string{"bad request: " + err.Error()}
 		return res
@@ -224,7 +226,7 @@ func runCase(engine *pdp.Engine, s *Suite, c Case) Result {
 	if c.StepUp != "" {
 		var reasons []string
 		for _, r := range d.Reasons {
-			if v, ok := r.Annotations[pdp.AnnotationStepUp]; ok {
+			if v, ok := r.Annotations[policy.AnnotationStepUp]; ok {
 				reasons = append(reasons, v)
 			}
 		}
@@ -271,7 +273,7 @@ func withEntities(req json.RawMessage, shared []json.RawMessage) ([]byte, error)
 
 func uidOf(e json.RawMessage) string {
 	var v struct {
-		UID pdp.EntityRef `json:"uid"`
+		UID wire.EntityRef `json:"uid"`
 	}
 	json.Unmarshal(e, &v)
 	return v.UID.String()

@@ -1,0 +1,55 @@
+package layout_test
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// The packages agents and plugins embed must build without cgo and without
+// the daemon: no SQLite (cgo), no fsnotify, no Prometheus (issue 12).
+var light = []string{
+	"github.com/agentpdp/agentpdp/pdp/wire",
+	"github.com/agentpdp/agentpdp/pdp/client",
+	"github.com/agentpdp/agentpdp/pdp/mcpproxy",
+	"github.com/agentpdp/agentpdp/plugins",
+	"github.com/agentpdp/agentpdp/examples/go-guard",
+	"github.com/agentpdp/agentpdp/examples/inventory-plugin",
+	"github.com/agentpdp/agentpdp/examples/sink-plugin",
+}
+
+var heavy = []string{
+	"github.com/mattn/go-sqlite3",
+	"github.com/fsnotify/fsnotify",
+	"github.com/prometheus/",
+	"github.com/agentpdp/agentpdp/decisionlog",
+}
+
+func TestLightPackagesLinkNoDaemon(t *testing.T) {
+	for _, pkg := range light {
+		cmd := exec.Command("go", "list", "-deps", pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list -deps %s with CGO_ENABLED=0: %v\n%s", pkg, err, out)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			for _, h := range heavy {
+				if dep == h || strings.HasPrefix(dep, h) {
+					t.Errorf("%s depends on %s", pkg, dep)
+				}
+			}
+		}
+	}
+}
+
+// TestLightPackagesBuildWithoutCgo builds them with CGO_ENABLED=0: go list
+// reports the graph, the build proves no file needs cgo.
+func TestLightPackagesBuildWithoutCgo(t *testing.T) {
+	cmd := exec.Command("go", append([]string{"build", "-o", os.DevNull}, light...)...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("CGO_ENABLED=0 go build: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,362 @@
+// Package mask keeps secrets out of the decision log: it masks the values
+// an operator names by JSON pointer in the logged copy of a request, and
+// refuses requests that carry a raw token (a JWT or bearer token).
+package mask
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/agentpdp/agentpdp/pdp/wire"
+)
+
+// Action is what masking does to a value.
+type Action string
+
+const (
+	HMAC   Action = "hmac"   // replace with HMAC-SHA256 of its JSON: equal values stay linkable
+	Remove Action = "remove" // drop it
+)
+
+// maskPointer is a compiled JSON pointer (RFC 6901) into a request, with "*"
+// matching every element or key at its level.
+type maskPointer struct {
+	raw  string
+	segs []string
+}
+
+// stringFields are the request's plain string fields that may be masked.
+var stringFields = map[string]bool{"prompt": true, "on_behalf_of": true, "session_id": true, "task_id": true, "tool_call_id": true, "trace_id": true}
+
+// compileMask checks that a pointer names something masking can replace
+// without changing the request's shape: a place in context or in an inline
+// entity's attrs or tags, a string field, or a credential string.
+func compileMask(ptr string) (maskPointer, error) {
+	if !strings.HasPrefix(ptr, "/") {
+		return maskPointer{}, fmt.Errorf("mask %q: a JSON pointer starts with /", ptr)
+	}
+	segs := strings.Split(ptr[1:], "/")
+	for i, s := range segs {
+		segs[i] = strings.NewReplacer("~1", "/", "~0", "~").Replace(s)
+	}
+	ok := false
+	switch segs[0] {
+	case "context":
+		ok = len(segs) >= 2
+	case "entities":
+		ok = len(segs) >= 4 && (segs[1] == "*" || isIndex(segs[1])) && (segs[2] == "attrs" || segs[2] == "tags")
+	case "credential":
+		ok = len(segs) == 2 && (segs[1] == "id" || segs[1] == "issuer" || segs[1] == "subject") ||
+			len(segs) == 3 && segs[1] == "scopes" && (segs[2] == "*" || isIndex(segs[2]))
+	default:
+		ok = len(segs) == 1 && stringFields[segs[0]]
+	}
+	if !ok {
+		return maskPointer{}, fmt.Errorf("mask %q: want a pointer into /context, /entities/N/attrs, /entities/N/tags, a string field (/prompt, /on_behalf_of, …) or /credential/id|issuer|subject|scopes", ptr)
+	}
+	return maskPointer{raw: ptr, segs: segs}, nil
+}
+
+// New compiles the pointers (RFC 6901, "*" matching every element or key)
+// into a masker that applies action, keyed by key for HMAC.
+func New(pointers []string, action Action, key []byte) (*Masker, error) {
+	if action == "" {
+		action = HMAC
+	}
+	if action != HMAC && action != Remove {
+		return nil, fmt.Errorf("mask action %q: want hmac or remove", action)
+	}
+	m := &Masker{action: action, key: key}
+	for _, ptr := range pointers {
+		mp, err := compileMask(ptr)
+		if err != nil {
+			return nil, err
+		}
+		m.pointers = append(m.pointers, mp)
+	}
+	return m, nil
+}
+
+func isIndex(s string) bool {
+	_, err := strconv.Atoi(s)
+	return err == nil
+}
+
+// Masker replaces values in the logged copy of a request.
+type Masker struct {
+	pointers []maskPointer
+	action   Action
+	key      []byte
+}
+
+func (m *Masker) replacement(v any) (any, bool) {
+	if m.action == Remove {
+		return nil, false
+	}
+	b, _ := json.Marshal(v) // decoded JSON always marshals
+	mac := hmac.New(sha256.New, m.key)
+	mac.Write(b)
+	return "hmac-sha256:" + hex.EncodeToString(mac.Sum(nil)), true
+}
+
+// Apply masks req (the logged copy) in place and returns the pointers that
+// matched something.
+func (m *Masker) Apply(req *wire.Request) ([]string, error) {
+	var masked []string
+	for _, p := range m.pointers {
+		hit := false
+		var err error
+		switch p.segs[0] {
+		case "context":
+			req.Context, hit, err = m.inRaw(req.Context, p.segs[1:])
+		case "entities":
+			for i := range req.Entities {
+				if p.segs[1] != "*" && p.segs[1] != strconv.Itoa(i) {
+					continue
+				}
+				e := &req.Entities[i]
+				raw := &e.Attrs
+				if p.segs[2] == "tags" {
+					raw = &e.Tags
+				}
+				var h bool
+				if *raw, h, err = m.inRaw(*raw, p.segs[3:]); err != nil {
+					return nil, err
+				}
+				hit = hit || h
+			}
+		case "credential":
+			if c := req.Credential; c != nil {
+				switch p.segs[1] {
+				case "id":
+					hit = m.inString(&c.ID)
+				case "issuer":
+					hit = m.inString(&c.Issuer)
+				case "subject":
+					hit = m.inString(&c.Subject)
+				case "scopes":
+					var kept []string
+					for i, s := range c.Scopes {
+						if p.segs[2] == "*" || p.segs[2] == strconv.Itoa(i) {
+							hit = true
+							if r, keep := m.replacement(s); keep {
+								kept = append(kept, r.(string))
+							}
+							continue
+						}
+						kept = append(kept, s)
+					}
+					c.Scopes = kept
+				}
+			}
+		default:
+			hit = m.inString(stringField(req, p.segs[0]))
+		}
+		if err != nil {
+			return nil, err
+		}
+		if hit {
+			masked = append(masked, p.raw)
+		}
+	}
+	return masked, nil
+}
+
+func stringField(req *wire.Request, name string) *string {
+	switch name {
+	case "prompt":
+		return &req.Prompt
+	case "on_behalf_of":
+		return &req.OnBehalfOf
+	case "session_id":
+		return &req.SessionID
+	case "task_id":
+		return &req.TaskID
+	case "tool_call_id":
+		return &req.ToolCallID
+	}
+	return &req.TraceID
+}
+
+func (m *Masker) inString(s *string) bool {
+	if *s == "" {
+		return false
+	}
+	r, keep := m.replacement(*s)
+	if keep {
+		*s = r.(string)
+	} else {
+		*s = ""
+	}
+	return true
+}
+
+// inRaw masks inside normalised JSON, re-encoding it canonically.
+func (m *Masker) inRaw(raw json.RawMessage, segs []string) (json.RawMessage, bool, error) {
+	if len(raw) == 0 {
+		return raw, false, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var tree any
+	if err := dec.Decode(&tree); err != nil {
+		return nil, false, fmt.Errorf("mask: %w", err)
+	}
+	tree, hit := m.walk(tree, segs)
+	if !hit {
+		return raw, false, nil
+	}
+	out, err := json.Marshal(tree) // maps marshal with sorted keys: still canonical
+	return out, true, err
+}
+
+func (m *Masker) walk(v any, segs []string) (any, bool) {
+	if len(segs) == 0 {
+		r, _ := m.replacement(v)
+		return r, true
+	}
+	seg, rest := segs[0], segs[1:]
+	switch v := v.(type) {
+	case map[string]any:
+		keys := []string{seg}
+		if seg == "*" {
+			keys = keys[:0]
+			for k := range v {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+		}
+		hit := false
+		for _, k := range keys {
+			child, ok := v[k]
+			if !ok {
+				continue
+			}
+			nv, h := m.walk(child, rest)
+			if !h {
+				continue
+			}
+			hit = true
+			if len(rest) == 0 && m.action == Remove {
+				delete(v, k)
+			} else {
+				v[k] = nv
+			}
+		}
+		return v, hit
+	case []any:
+		hit := false
+		out := v[:0:0]
+		for i, child := range v {
+			if seg != "*" && seg != strconv.Itoa(i) {
+				out = append(out, child)
+				continue
+			}
+			nv, h := m.walk(child, rest)
+			hit = hit || h
+			if h && len(rest) == 0 && m.action == Remove {
+				continue
+			}
+			out = append(out, nv)
+		}
+		return out, hit
+	}
+	return v, false
+}
+
+// rawToken matches what must never be logged: a bearer token or a JWT.
+var rawToken = regexp.MustCompile(`^(?i:bearer\s+\S+|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*)$`)
+
+// ErrRawToken is why a string that looks like a raw token is refused.
+var ErrRawToken = errors.New("looks like a raw token (a JWT or bearer token); send the credential's claims (id, issuer, subject, scopes, expiry), never the token")
+
+// CheckRequest refuses a request that carries a raw token in any string
+// field it names; prefix is the request's place in a batch, or "".
+func CheckRequest(prefix string, r *wire.Request) error {
+	// A raw token must never reach the log, whatever field it is sent in.
+	fields := []struct{ name, value string }{
+		{"principal.id", r.Principal.ID}, {"resource.id", r.Resource.ID},
+		{"session_id", r.SessionID}, {"task_id", r.TaskID}, {"trace_id", r.TraceID},
+		{"parent_decision_id", r.ParentDecisionID}, {"tool_call_id", r.ToolCallID},
+		{"on_behalf_of", r.OnBehalfOf}, {"prompt", r.Prompt}, {"approval", r.Approval},
+	}
+	if c := r.Credential; c != nil {
+		fields = append(fields, struct{ name, value string }{"credential.id", c.ID},
+			struct{ name, value string }{"credential.issuer", c.Issuer}, struct{ name, value string }{"credential.subject", c.Subject})
+		for i, s := range c.Scopes {
+			fields = append(fields, struct{ name, value string }{fmt.Sprintf("credential.scopes[%d]", i), s})
+		}
+	}
+	for _, f := range fields {
+		if err := CheckToken(wire.JoinField(prefix, f.name), f.value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CheckToken refuses s if it looks like a raw token: a *wire.RequestError
+// naming field.
+func CheckToken(field, s string) error {
+	if err := Token(s); err != nil {
+		return wire.BadRequest(field, err)
+	}
+	return nil
+}
+
+// Token returns ErrRawToken if s looks like a raw token (a JWT or a bearer
+// token), else nil.
+func Token(s string) error {
+	if len(s) < 20 {
+		return nil
+	}
+	t := strings.TrimSpace(s)
+	// Most strings start with neither a JWT's "eyJ" nor "bearer" and the
+	// whitespace (\s, as in the regexp) after it; skip the regexp for them.
+	bearer := len(t) > 6 && strings.EqualFold(t[:6], "bearer") && strings.IndexByte("\t\n\f\r ", t[6]) >= 0
+	if !strings.HasPrefix(t, "eyJ") && !bearer {
+		return nil
+	}
+	if rawToken.MatchString(t) {
+		return ErrRawToken
+	}
+	return nil
+}
+
+// CheckJSON refuses raw tokens anywhere in a JSON value.
+func CheckJSON(field string, raw json.RawMessage) error {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return wire.BadRequest(field, fmt.Errorf("malformed JSON: %w", err))
+	}
+	return walkStrings(field, v)
+}
+
+func walkStrings(field string, v any) error {
+	switch v := v.(type) {
+	case string:
+		return CheckToken(field, v)
+	case []any:
+		for i, e := range v {
+			if err := walkStrings(fmt.Sprintf("%s[%d]", field, i), e); err != nil {
+				return err
+			}
+		}
+	case map[string]any:
+		for k, e := range v {
+			if err := walkStrings(field+"."+k, e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,47 @@
+package mask_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/agentpdp/agentpdp/pdp/mask"
+	"github.com/agentpdp/agentpdp/pdp/wire"
+)
+
+const okRefs = `"principal":"Agent::\"a\"","action":"Action::\"go\"","resource":"Tool::\"t\""`
+
+// check decodes a request and checks it for raw tokens, as the engine does
+// before anything else.
+func check(t *testing.T, body string) error {
+	t.Helper()
+	req, err := wire.DecodeRequest([]byte(body))
+	if err != nil {
+		t.Fatalf("decode %s: %v", body, err)
+	}
+	return mask.CheckRequest("", req)
+}
+
+func toJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestRawTokens(t *testing.T) {
+	jwt := "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJib3QifQ.c2lnbmF0dXJl"
+	for _, tok := range []string{jwt, "Bearer " + jwt, "bearer\tabcdefghijklmnopqrstuvwxyz", "BEARER   opaque-token-value-123", "  " + jwt + "  "} {
+		err := check(t, `{`+okRefs+`,"session_id":`+toJSON(t, tok)+`}`)
+		if err == nil || !strings.Contains(err.Error(), "raw token") {
+			t.Errorf("%q accepted", tok)
+		}
+	}
+	for _, ok := range []string{"eyJ-not-a-jwt-at-all-really", "bearer-of-bad-news-and-more", "an ordinary session id, long enough"} {
+		if err := check(t, `{`+okRefs+`,"session_id":`+toJSON(t, ok)+`}`); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+}

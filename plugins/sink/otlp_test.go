@@ -1,0 +1,123 @@
+package sink_test
+
+import (
+	"compress/gzip"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+
+	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/internal/pdptest"
+	"github.com/agentpdp/agentpdp/plugins/sink"
+)
+
+// otlpReceiver decodes OTLP/HTTP log exports as a collector does.
+type otlpReceiver struct {
+	mu      sync.Mutex
+	records []plog.LogRecord
+	origin  []string
+}
+
+func (o *otlpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/v1/logs" || r.Header.Get("Content-Type") != "application/x-protobuf" {
+		http.Error(w, "want POST /v1/logs, protobuf", http.StatusBadRequest)
+		return
+	}
+	var body io.Reader = r.Body
+	if r.Header.Get("Content-Encoding") == "gzip" {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		body = zr
+	}
+	b, _ := io.ReadAll(body)
+	req := plogotlp.NewExportRequest()
+	if err := req.UnmarshalProto(b); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	rls := req.Logs().ResourceLogs()
+	for i := range rls.Len() {
+		origin, _ := rls.At(i).Resource().Attributes().Get("agentpdp.origin")
+		sls := rls.At(i).ScopeLogs()
+		for j := range sls.Len() {
+			recs := sls.At(j).LogRecords()
+			for k := range recs.Len() {
+				o.records = append(o.records, recs.At(k))
+				o.origin = append(o.origin, origin.Str())
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	resp, _ := plogotlp.NewExportResponse().MarshalProto()
+	w.Write(resp)
+}
+
+func TestShip_OTLP(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d.db")
+	l, err := decisionlog.Open(t.Context(), path, decisionlog.Options{Durability: decisionlog.DurabilityNormal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	traceID := "4bf92f3577b34da6a3ce929d0e0e4736"
+	for i := range 12 {
+		body := fmt.Sprintf(`{"decision_id":"d-%d","decision":"deny","principal":"Agent::\"a\"","action":"Action::\"x\"","resource":"Tool::\"t\"","request":{"trace_id":%q,"session_id":"s-1"}}`, i, traceID)
+		l.Append(t.Context(), &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: time.Now(), Body: json.RawMessage(body)})
+	}
+	l.Append(t.Context(), &decisionlog.Entry{Kind: "outcome", Time: time.Now(), Body: json.RawMessage(`{"decision_id":"d-3","status":"success","acted_against_decision":true}`)})
+	origin := l.Origin()
+	l.Close(t.Context())
+
+	rc := &otlpReceiver{}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	sink, err := sink.New(sink.Config{Name: "otel", Type: "otlp", Endpoint: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pdptest.Shipper(t, path, sink).Once(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if len(rc.records) != 13 {
+		t.Fatalf("%d records arrived, want 13", len(rc.records))
+	}
+	first := rc.records[0]
+	attr := func(r plog.LogRecord, k string) string {
+		v, ok := r.Attributes().Get(k)
+		if !ok {
+			return ""
+		}
+		return v.AsString()
+	}
+	if first.EventName() != "agentpdp.decision" || attr(first, "agentpdp.decision") != "deny" || attr(first, "agentpdp.decision_id") != "d-0" ||
+		attr(first, "agentpdp.seq") != "1" || attr(first, "agentpdp.session_id") != "s-1" || attr(first, "agentpdp.origin") != origin ||
+		rc.origin[0] != origin || first.SeverityText() != "WARN" || first.Timestamp() == 0 {
+		t.Errorf("decision record: event %q attrs %v severity %s", first.EventName(), first.Attributes().AsRaw(), first.SeverityText())
+	}
+	if tid := first.TraceID(); hex.EncodeToString(tid[:]) != traceID {
+		got := hex.EncodeToString(tid[:])
+		t.Errorf("trace id: %s, want %s", got, traceID)
+	}
+	if !strings.Contains(first.Body().Str(), `"decision_id":"d-0"`) {
+		t.Errorf("body: %s", first.Body().Str())
+	}
+	last := rc.records[12]
+	if last.EventName() != "agentpdp.outcome" || attr(last, "agentpdp.acted_against_decision") != "true" || attr(last, "agentpdp.seq") != "13" {
+		t.Errorf("outcome record: %q %v", last.EventName(), last.Attributes().AsRaw())
+	}
+}

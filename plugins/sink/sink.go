@@ -1,0 +1,83 @@
+// Package sink holds agentpdp's built-in sinks (a rotated JSONL file, HTTP
+// POST of JSONL, OTLP/HTTP logs) and makes any sink, plugin sinks included,
+// from its configuration.
+package sink
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/agentpdp/agentpdp/plugins"
+	"github.com/agentpdp/agentpdp/plugins/host"
+)
+
+// Config describes one sink, as the daemon's configuration lists it.
+type Config struct {
+	Name      string   `yaml:"name"`
+	Type      string   `yaml:"type"`       // file | http
+	Path      string   `yaml:"path"`       // file: where to append JSONL
+	MaxBytes  int64    `yaml:"max_bytes"`  // file: rotate past this size; 0 never
+	URL       string   `yaml:"url"`        // http: where to POST
+	TokenFile string   `yaml:"token_file"` // http: bearer token, read at start
+	Gzip      *bool    `yaml:"gzip"`       // http: compress bodies; default true
+	BatchSize int      `yaml:"batch_size"` // rows per batch; default 500
+	Endpoint  string   `yaml:"endpoint"`   // otlp: the collector's OTLP/HTTP address, http://host:4318
+	Command   string   `yaml:"command"`    // plugin: the sink plugin binary
+	Args      []string `yaml:"args"`       // plugin: its arguments
+	Checksum  string   `yaml:"checksum"`   // plugin: hex SHA-256 of the binary, checked before it runs
+}
+
+// Check reports what is wrong with a sink's configuration, without opening
+// anything, so that a daemon refuses a bad configuration before it starts.
+func Check(c Config) error {
+	if c.Name == "" {
+		return errors.New("sink: name is required")
+	}
+	switch c.Type {
+	case "file":
+		if c.Path == "" {
+			return fmt.Errorf("sink %s: path is required", c.Name)
+		}
+	case "http":
+		if !strings.HasPrefix(c.URL, "http://") && !strings.HasPrefix(c.URL, "https://") {
+			return fmt.Errorf("sink %s: url %q: want http:// or https://", c.Name, c.URL)
+		}
+	case "otlp":
+		if !strings.HasPrefix(c.Endpoint, "http://") && !strings.HasPrefix(c.Endpoint, "https://") {
+			return fmt.Errorf("sink %s: endpoint %q: want the collector's OTLP/HTTP address, http://host:4318", c.Name, c.Endpoint)
+		}
+	case "plugin":
+		if c.Command == "" {
+			return fmt.Errorf("sink %s: command is required for a plugin sink", c.Name)
+		}
+	default:
+		return fmt.Errorf("sink %s: type %q: want file, http, otlp or plugin", c.Name, c.Type)
+	}
+	if c.BatchSize < 0 || c.MaxBytes < 0 {
+		return fmt.Errorf("sink %s: batch_size and max_bytes must not be negative", c.Name)
+	}
+	return nil
+}
+
+// New makes a sink from its configuration; a plugin sink is launched.
+func New(c Config) (plugins.Sink, error) {
+	return NewWithLogger(c, nil)
+}
+
+// NewWithLogger is New with a logger for plugin processes.
+func NewWithLogger(c Config, logger *slog.Logger) (plugins.Sink, error) {
+	if err := Check(c); err != nil {
+		return nil, err
+	}
+	switch c.Type {
+	case "file":
+		return NewFileSink(c.Name, c.Path, c.MaxBytes)
+	case "otlp":
+		return NewOTLPSink(c)
+	case "plugin":
+		return host.NewPluginSink(host.PluginConfig{Name: c.Name, Command: c.Command, Args: c.Args, Checksum: c.Checksum}, logger)
+	}
+	return NewHTTPSink(c)
+}
