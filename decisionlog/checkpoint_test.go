@@ -3,14 +3,16 @@ package decisionlog_test
 import (
 	"crypto/ed25519"
 	"database/sql"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
 )
@@ -241,7 +243,7 @@ func forge(t *testing.T, path string, key ed25519.PrivateKey) {
 				json.Unmarshal(e.Body, &c)
 				c.HeadHash = hex.EncodeToString(prev)
 				c.KeyID = decisionlog.KeyID(key.Public().(ed25519.PublicKey))
-				c.Signature = signB64(key, c.SignedBytes())
+				c.Note = forgeNote(t, c.Note, c.Origin, key)
 				b, _ := json.Marshal(c)
 				updates = append(updates, fmt.Sprintf(`UPDATE log SET body = '%s' WHERE seq = %d`, b, e.Seq))
 			}
@@ -254,6 +256,26 @@ func forge(t *testing.T, path string, key ed25519.PrivateKey) {
 	rechain(t, path)
 }
 
-func signB64(key ed25519.PrivateKey, msg []byte) string {
-	return base64.StdEncoding.EncodeToString(ed25519.Sign(key, msg))
+// forgeNote signs the text of a checkpoint note again with key, under the
+// same key name, as an attacker with their own key would.
+func forgeNote(t *testing.T, signed, origin string, key ed25519.PrivateKey) string {
+	t.Helper()
+	text, _, _ := strings.Cut(signed, "\n\n")
+	vkey, err := note.NewEd25519VerifierKey(origin, key.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := note.NewVerifier(vkey)
+	b, err := note.Sign(&note.Note{Text: text + "\n"}, edSigner{v, key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
+
+type edSigner struct {
+	note.Verifier
+	key ed25519.PrivateKey
+}
+
+func (s edSigner) Sign(msg []byte) ([]byte, error) { return ed25519.Sign(s.key, msg), nil }

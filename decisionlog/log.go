@@ -1,6 +1,7 @@
 package decisionlog
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"database/sql"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/mattn/go-sqlite3"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // Durability is SQLite's synchronous setting for the log.
@@ -53,6 +55,15 @@ type Options struct {
 	CheckpointEvery    int
 	CheckpointInterval time.Duration
 
+	// Origin names the log in its checkpoints and shipped rows. It is set
+	// when the log is created (default: a random id) and kept in the
+	// database; opening a log with another origin fails.
+	Origin string
+	// AcceptTail lets Open continue a log whose tail this writer did not
+	// leave there (see the tail state file), recording an integrity row
+	// that says what was found. Without it Open refuses such a log.
+	AcceptTail bool
+
 	// OnCommit, if set, is told of every commit the writer attempts: how
 	// many entries, how long it took, and its error. It runs on the writer
 	// goroutine, so it must be quick (a metrics observation).
@@ -78,11 +89,19 @@ type Log struct {
 	reqs   chan *appendReq
 	done   chan struct{}
 
+	lock      *os.File   // the writer's flock, held until Close
+	state     *stateFile // nil without a signing key
+	signer    *signer
+	merkleIns *sql.Stmt
+	startRows []*Entry // integrity rows Open appends once the writer runs
+
 	// Owned by the writer goroutine after Open returns.
-	seq   int64
-	head  []byte
-	since int64 // rows written after the last checkpoint
-	last  int   // entries in the last commit
+	seq      int64
+	head     []byte
+	since    int64 // rows written after the last checkpoint
+	last     int   // entries in the last commit
+	frontier map[int64]tlog.Hash
+	foreign  error // set when the log's tail changed under the writer: it then writes nothing more
 
 	commits, committed, failures atomic.Uint64
 	expected                     atomic.Int64  // entries announced by Expect, not yet appended
@@ -148,10 +167,17 @@ func Open(ctx context.Context, path string, opts Options) (*Log, error) {
 	default:
 		return nil, fmt.Errorf("open decision log: unknown durability %q (want full or normal)", opts.Durability)
 	}
+	// One writer: the lock comes before anything is written, the database
+	// file included.
+	lock, err := lockWriter(path)
+	if err != nil {
+		return nil, err
+	}
 	// Create the file ourselves so that its mode is 0600 from the start;
 	// SQLite gives the -wal and -shm files the same mode.
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
+		lock.Close()
 		return nil, fmt.Errorf("open decision log: %w", err)
 	}
 	f.Close()
@@ -179,12 +205,16 @@ func Open(ctx context.Context, path string, opts Options) (*Log, error) {
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
 
-	l := &Log{path: path, opts: opts, db: db, reqs: make(chan *appendReq, 4096), done: make(chan struct{}), quiet: make(chan struct{}, 1),
+	l := &Log{path: path, opts: opts, db: db, lock: lock, reqs: make(chan *appendReq, 4096), done: make(chan struct{}), quiet: make(chan struct{}, 1),
 		ckptDB: openDB(rw, nil), ckptWake: make(chan struct{}, 1), ckptDone: make(chan struct{})}
 	l.ckptDB.SetMaxOpenConns(1)
 	if err := l.init(ctx); err != nil {
 		db.Close()
 		l.ckptDB.Close()
+		if l.state != nil {
+			l.state.close()
+		}
+		lock.Close()
 		return nil, fmt.Errorf("open decision log %s: %w", path, err)
 	}
 	// The index is derived data: without it decisions are still logged and
@@ -199,8 +229,13 @@ func Open(ctx context.Context, path string, opts Options) (*Log, error) {
 			x.close()
 		}
 		l.insert.Close()
+		l.merkleIns.Close()
 		db.Close()
 		l.ckptDB.Close()
+		if l.state != nil {
+			l.state.close()
+		}
+		lock.Close()
 		return nil, err
 	}
 	l.Reader = r
@@ -215,6 +250,12 @@ func Open(ctx context.Context, path string, opts Options) (*Log, error) {
 	}
 	go l.checkpointer()
 	go l.writer()
+	if len(l.startRows) > 0 {
+		if err := l.Append(ctx, l.startRows...); err != nil {
+			l.Close(context.WithoutCancel(ctx))
+			return nil, fmt.Errorf("open decision log %s: record integrity events: %w", path, err)
+		}
+	}
 	return l, nil
 }
 
@@ -236,17 +277,45 @@ func (l *Log) init(ctx context.Context) error {
 	if err := migrate(ctx, l.db); err != nil {
 		return err
 	}
-	if _, err := l.db.ExecContext(ctx, `INSERT OR IGNORE INTO meta(key, value) VALUES ('origin', ?)`, uuid.NewString()); err != nil {
+	origin := l.opts.Origin
+	if origin == "" {
+		origin = uuid.NewString()
+	}
+	if _, err := l.db.ExecContext(ctx, `INSERT OR IGNORE INTO meta(key, value) VALUES ('origin', ?)`, origin); err != nil {
 		return fmt.Errorf("write origin: %w", err)
 	}
 	if err := l.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'origin'`).Scan(&l.origin); err != nil {
 		return fmt.Errorf("read origin: %w", err)
 	}
+	if l.opts.Origin != "" && l.opts.Origin != l.origin {
+		return fmt.Errorf("the log's origin is %q, not %q as configured: a log's origin never changes (start a new log for a new origin)", l.origin, l.opts.Origin)
+	}
 	if err := l.loadHead(ctx); err != nil {
 		return err
 	}
+	if key := l.opts.SigningKey; key != nil {
+		var err error
+		if l.signer, err = newSigner(l.origin, key); err != nil {
+			return fmt.Errorf("origin %q cannot name a checkpoint key (no spaces or '+'): %w", l.origin, err)
+		}
+		if l.state, err = openState(l.path, key); err != nil {
+			return err
+		}
+		if err := l.checkTail(ctx); err != nil {
+			return err
+		}
+	}
+	if err := l.restoreTriggers(ctx); err != nil {
+		return err
+	}
+	if err := l.syncMerkle(ctx); err != nil {
+		return err
+	}
 	var err error
-	l.insert, err = l.db.PrepareContext(ctx, `INSERT INTO log(seq, kind, time, body, hash) VALUES (?, ?, ?, ?, ?)`)
+	if l.insert, err = l.db.PrepareContext(ctx, `INSERT INTO log(seq, kind, time, body, hash) VALUES (?, ?, ?, ?, ?)`); err != nil {
+		return err
+	}
+	l.merkleIns, err = l.db.PrepareContext(ctx, `INSERT INTO merkle(leaf, hashes) VALUES (?, ?)`)
 	return err
 }
 
@@ -378,13 +447,20 @@ func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq
 	if first != nil {
 		batch = append(batch, first)
 	}
+	if l.foreign != nil {
+		l.failures.Add(1)
+		return batch, 0, l.foreign
+	}
 	tx, err := l.db.BeginTx(ctx, nil)
 	if err != nil {
 		return batch, 0, l.failed(fmt.Errorf("append: begin: %w", err))
 	}
 	stmt := tx.StmtContext(ctx, l.insert)
+	merkleStmt := tx.StmtContext(ctx, l.merkleIns)
 	seq, prev, since := l.seq, l.head, l.since
 	start := seq
+	pending := make(map[int64]tlog.Hash, 8) // stored hashes this commit adds
+	hr := &hashReader{ctx: ctx, q: tx, mem: []map[int64]tlog.Hash{pending, l.frontier}}
 	var written []*Entry
 	write := func(e *Entry) error {
 		seq++
@@ -398,6 +474,17 @@ func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq
 		if _, err := stmt.ExecContext(ctx, e.Seq, string(e.Kind), e.Time.UnixNano(), body, e.Hash); err != nil {
 			tx.Rollback()
 			return l.failed(fmt.Errorf("append seq %d: %w", e.Seq, err))
+		}
+		first, hashes, blob, err := merkleLeaf(e.Seq, e.Hash, hr)
+		if err == nil {
+			_, err = merkleStmt.ExecContext(ctx, e.Seq-1, blob)
+		}
+		if err != nil {
+			tx.Rollback()
+			return l.failed(fmt.Errorf("append seq %d: %w", e.Seq, err))
+		}
+		for i, h := range hashes {
+			pending[first+int64(i)] = h
 		}
 		written = append(written, e)
 		since++
@@ -462,8 +549,17 @@ func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq
 		}
 		l.last = n
 	}
-	if key := l.opts.SigningKey; key != nil && since > 0 && (forceCheckpoint || since >= int64(l.opts.CheckpointEvery)) {
-		body, err := json.Marshal(newCheckpoint(key, l.origin, seq, prev))
+	signed := false
+	if l.signer != nil && since > 0 && (forceCheckpoint || since >= int64(l.opts.CheckpointEvery)) {
+		root, err := tlog.TreeHash(seq, hr)
+		var c *Checkpoint
+		if err == nil {
+			c, err = newCheckpoint(l.signer, l.origin, seq, prev, root)
+		}
+		var body []byte
+		if err == nil {
+			body, err = json.Marshal(c)
+		}
 		if err != nil {
 			tx.Rollback()
 			return batch, 0, l.failed(fmt.Errorf("append checkpoint: %w", err))
@@ -472,6 +568,17 @@ func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq
 			return batch, 0, err
 		}
 		since = 0 // the checkpoint row itself is covered by the next one
+		signed = true
+	}
+	// Say where this commit leaves the log before making it, so that after
+	// a crash at any point the log ends where the state says, or one
+	// commit before.
+	if l.state != nil {
+		st := tailState{Origin: l.origin, Seq: l.seq, Head: hexHead(l.head), NextSeq: seq, NextHead: hexHead(prev)}
+		if err := l.state.write(st, signed); err != nil {
+			tx.Rollback()
+			return batch, 0, l.failed(err)
+		}
 	}
 	begin := time.Now()
 	if err := tx.Commit(); err != nil {
@@ -479,6 +586,10 @@ func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq
 	}
 	took = time.Since(begin)
 	l.seq, l.head, l.since = seq, prev, since
+	for x, h := range pending {
+		l.frontier[x] = h
+	}
+	l.frontier = trimFrontier(l.frontier, seq)
 	l.commits.Add(1)
 	l.committed.Add(uint64(seq - start))
 	if l.index != nil {
@@ -517,10 +628,25 @@ func (l *Log) checkpointer() {
 	}
 }
 
+// failed counts a failed commit and checks that the log still ends where
+// the writer left it. If it does not, something else wrote the log: the
+// writer then refuses every later append rather than chain onto, and
+// sign, rows it did not write.
 func (l *Log) failed(err error) error {
 	l.failures.Add(1)
-	if herr := l.loadHead(context.Background()); herr != nil {
-		return errors.Join(err, herr)
+	var seq int64
+	var head []byte
+	herr := l.db.QueryRow(`SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1`).Scan(&seq, &head)
+	if errors.Is(herr, sql.ErrNoRows) {
+		herr = nil
+	}
+	if herr != nil {
+		return errors.Join(err, fmt.Errorf("read log head: %w", herr))
+	}
+	if seq != l.seq || !bytes.Equal(head, l.head) {
+		l.foreign = fmt.Errorf("the decision log was written by another process: it ends at seq %d, this writer left it at seq %d; refusing to write (restart to check the log)", seq, l.seq)
+		slog.Error("decision log: " + l.foreign.Error())
+		return errors.Join(err, l.foreign)
 	}
 	return err
 }
@@ -554,5 +680,13 @@ func (l *Log) Close(ctx context.Context) error {
 		}
 		indexErr = l.index.close()
 	}
-	return errors.Join(l.insert.Close(), l.Reader.Close(), l.ckptDB.Close(), l.db.Close(), indexErr)
+	var stateErr error
+	if l.state != nil {
+		if l.foreign == nil {
+			stateErr = l.state.write(tailState{Origin: l.origin, Seq: l.seq, Head: hexHead(l.head), NextSeq: l.seq, NextHead: hexHead(l.head)}, true)
+		}
+		stateErr = errors.Join(stateErr, l.state.close())
+	}
+	err := errors.Join(l.insert.Close(), l.merkleIns.Close(), l.Reader.Close(), l.ckptDB.Close(), l.db.Close(), indexErr, stateErr)
+	return errors.Join(err, l.lock.Close()) // the lock goes last: nothing of ours writes after it
 }

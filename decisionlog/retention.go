@@ -2,10 +2,16 @@ package decisionlog
 
 import (
 	"context"
+	"crypto/ed25519"
 	"database/sql"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
 )
 
 // Cursors records how far each sink has shipped. It writes its own small
@@ -78,71 +84,247 @@ func (r *Reader) Cursors(ctx context.Context) (map[string]int64, error) {
 // no signed checkpoint lies within what may be deleted.
 var ErrNoAnchor = errors.New("no signed checkpoint within the rows that may be pruned")
 
+// KindPrune rows are the signed evidence a prune leaves: written, and
+// committed, before the rows they describe are deleted.
+const KindPrune Kind = "prune"
+
+// PruneRecord is the body of a prune row. It says that every row before
+// Anchor is deleted except Kept, under Rule, and is signed, as a signed note
+// over [PruneRecord.Text], with the checkpoint key: rows missing from the
+// start of the log are retention only if such a record, made with the key,
+// says so exactly. Each record describes the whole pruned prefix, so the
+// newest one that matches the log is the one that counts.
+type PruneRecord struct {
+	Anchor int64     `json:"anchor_seq"` // the first row of the chain kept: a checkpoint
+	Kept   []KeptRow `json:"kept,omitempty"`
+	Rule   string    `json:"rule"` // the retention rule, for people: "max_age=720h shipped_by=upstream"
+	Origin string    `json:"log_origin"`
+	KeyID  string    `json:"key_id"`
+	Note   string    `json:"note"`
+}
+
+// KeptRow is a row before the anchor that a prune kept (a policy load a
+// retained decision refers to). With PrevHash, the hash of the row before
+// it, its own hash can be recomputed although its neighbours are gone.
+type KeptRow struct {
+	Seq      int64  `json:"seq"`
+	PrevHash string `json:"prev_hash"`
+	Hash     string `json:"hash"`
+}
+
+// Text is what the record's note signs.
+func (p *PruneRecord) Text() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "agentpdp prune v1\n%s\n%d\n%s\n", p.Origin, p.Anchor, strings.Join(strings.Fields(p.Rule), " "))
+	for _, k := range p.Kept {
+		fmt.Fprintf(&b, "%d %s %s\n", k.Seq, k.PrevHash, k.Hash)
+	}
+	return b.String()
+}
+
+// Open checks the record's signature with pub and that it signs the
+// record's own fields.
+func (p *PruneRecord) Open(pub ed25519.PublicKey) error {
+	v, err := Verifier(p.Origin, pub)
+	if err != nil {
+		return err
+	}
+	n, err := note.Open([]byte(p.Note), note.VerifierList(v))
+	if err != nil {
+		return fmt.Errorf("prune record signature does not verify: %w", err)
+	}
+	if n.Text != p.Text() {
+		return errors.New("prune record: its fields are not what its note signs")
+	}
+	return nil
+}
+
 // PruneResult says what Prune removed.
 type PruneResult struct {
-	Deleted int64 `json:"deleted"`
-	Anchor  int64 `json:"anchor_seq"` // the first row kept: a checkpoint
+	Deleted int64   `json:"deleted"`
+	Anchor  int64   `json:"anchor_seq"` // the first row of the chain kept: a checkpoint
+	Kept    []int64 `json:"kept_seqs,omitempty"`
+	Record  int64   `json:"record_seq"` // the signed prune row
 }
 
 // Prune deletes the oldest rows, all with seq ≤ upTo at most, stopping just
-// before a checkpoint row: that checkpoint signs the hash of the last row
-// deleted, so verification continues from it (the retained anchor) and a
-// forged start cannot be slipped in. Callers decide upTo: old enough, and
-// shipped by every sink. It runs on the writer's connection, between
+// before a checkpoint row: that checkpoint signs the tree of every row
+// before it and the hash of the last one deleted, so verification continues
+// from it (the retained anchor). Policy-load rows that decisions after the
+// anchor refer to are kept, so that every retained decision can still be
+// explained and replayed. First it appends a signed prune row saying
+// exactly that, and waits for its commit; only then does it delete. It
+// needs the signing key (Options.SigningKey). rule says, for people, why
+// (which retention setting). Callers decide upTo: old enough, and shipped by
+// every sink. The deletion runs on the writer's connection, between
 // commits, and lifts the append-only guard only inside its transaction.
-func (l *Log) Prune(ctx context.Context, upTo int64) (PruneResult, error) {
-	return prune(ctx, l.db, upTo)
+func (l *Log) Prune(ctx context.Context, upTo int64, rule string) (PruneResult, error) {
+	var res PruneResult
+	if l.signer == nil {
+		return res, errors.New("prune: needs the signing key: a prune leaves a signed record of what it deleted")
+	}
+	err := l.Reader.db.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM log WHERE kind = 'checkpoint' AND seq - 1 <= ?`, upTo).Scan(&res.Anchor)
+	if err != nil {
+		return res, fmt.Errorf("prune: %w", err)
+	}
+	var first int64
+	if err := l.Reader.db.QueryRowContext(ctx, `SELECT coalesce(min(seq), 0) FROM log WHERE seq >= coalesce((SELECT max(json_extract(body, '$.anchor_seq')) FROM log WHERE kind = 'prune'), 0)`).Scan(&first); err != nil {
+		return res, fmt.Errorf("prune: %w", err)
+	}
+	if res.Anchor == 0 || res.Anchor <= first {
+		return res, fmt.Errorf("prune up to seq %d: %w", upTo, ErrNoAnchor)
+	}
+	rec := &PruneRecord{Anchor: res.Anchor, Rule: rule, Origin: l.origin, KeyID: KeyID(l.signer.key.Public().(ed25519.PublicKey))}
+	if rec.Kept, err = l.Reader.keptLoads(ctx, res.Anchor); err != nil {
+		return res, fmt.Errorf("prune: %w", err)
+	}
+	signed, err := note.Sign(&note.Note{Text: rec.Text()}, l.signer)
+	if err != nil {
+		return res, fmt.Errorf("prune: sign: %w", err)
+	}
+	rec.Note = string(signed)
+	body, err := json.Marshal(rec)
+	if err != nil {
+		return res, fmt.Errorf("prune: %w", err)
+	}
+	e := &Entry{Kind: KindPrune, Time: time.Now(), Body: body, Keys: &Keys{}}
+	if err := l.Append(ctx, e); err != nil {
+		return res, fmt.Errorf("prune: record: %w", err)
+	}
+	res.Record = e.Seq
+	for _, k := range rec.Kept {
+		res.Kept = append(res.Kept, k.Seq)
+	}
+	res.Deleted, err = deletePrefix(ctx, l.db, res.Anchor, res.Kept)
+	return res, err
 }
 
-// PruneFile prunes the log at path from another process than the one
-// writing it, as Log.Prune does; SQLite serialises it with the writer.
-func PruneFile(ctx context.Context, path string, upTo int64) (PruneResult, error) {
-	db, err := sql.Open("sqlite3", dsn(path, "_busy_timeout=10000&_txlock=immediate"))
+// keptLoads lists the policy-load rows before anchor that a decision from
+// anchor on refers to (the newest load of each version it names), with the
+// hashes their proof needs.
+func (r *Reader) keptLoads(ctx context.Context, anchor int64) ([]KeptRow, error) {
+	rows, err := r.db.QueryContext(ctx, `SELECT max(seq) FROM log
+		WHERE kind = 'policy_load' AND seq < ?1 AND policy_version IN (
+			SELECT DISTINCT policy_version FROM log WHERE kind = 'decision' AND seq >= ?1 AND policy_version IS NOT NULL)
+		GROUP BY policy_version ORDER BY 1`, anchor)
+	if err != nil {
+		return nil, fmt.Errorf("policy loads to keep: %w", err)
+	}
+	var seqs []int64
+	for rows.Next() {
+		var s int64
+		if err := rows.Scan(&s); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		seqs = append(seqs, s)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var kept []KeptRow
+	for _, s := range seqs {
+		var hash []byte
+		if err := r.db.QueryRowContext(ctx, `SELECT hash FROM log WHERE seq = ?`, s).Scan(&hash); err != nil {
+			return nil, fmt.Errorf("policy load at seq %d: %w", s, err)
+		}
+		prev, err := r.prevHash(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		kept = append(kept, KeptRow{Seq: s, PrevHash: hex.EncodeToString(prev), Hash: hex.EncodeToString(hash)})
+	}
+	return kept, nil
+}
+
+// prevHash is the chain hash of the row before seq: read from that row, or,
+// if it was pruned, from the prune record that kept seq or from the
+// checkpoint at seq (which signs it).
+func (r *Reader) prevHash(ctx context.Context, seq int64) ([]byte, error) {
+	if seq == 1 {
+		return nil, nil
+	}
+	var h []byte
+	err := r.db.QueryRowContext(ctx, `SELECT hash FROM log WHERE seq = ?`, seq-1).Scan(&h)
+	if err == nil {
+		return h, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("row %d: %w", seq-1, err)
+	}
+	var kind, body string
+	if err := r.db.QueryRowContext(ctx, `SELECT kind, body FROM log WHERE seq = ?`, seq).Scan(&kind, &body); err != nil {
+		return nil, fmt.Errorf("row %d: %w", seq, err)
+	}
+	if kind == string(KindCheckpoint) {
+		var c Checkpoint
+		if err := json.Unmarshal([]byte(body), &c); err == nil {
+			return hex.DecodeString(c.HeadHash)
+		}
+	}
+	rows, err := r.db.QueryContext(ctx, `SELECT body FROM log WHERE kind = 'prune' ORDER BY seq DESC`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var b string
+		if err := rows.Scan(&b); err != nil {
+			return nil, err
+		}
+		var p PruneRecord
+		if json.Unmarshal([]byte(b), &p) != nil {
+			continue
+		}
+		for _, k := range p.Kept {
+			if k.Seq == seq {
+				return hex.DecodeString(k.PrevHash)
+			}
+		}
+	}
+	return nil, fmt.Errorf("row %d: the row before it was pruned and no prune record keeps its hash", seq)
+}
+
+// deletePrefix deletes every row before anchor except keep.
+func deletePrefix(ctx context.Context, db *sql.DB, anchor int64, keep []int64) (int64, error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("prune: %w", err)
+	}
+	defer tx.Rollback()
+	keepJSON, _ := json.Marshal(append([]int64{}, keep...))
+	if _, err := tx.ExecContext(ctx, `DROP TRIGGER log_no_delete`); err != nil {
+		return 0, fmt.Errorf("prune: %w", err)
+	}
+	r, err := tx.ExecContext(ctx, `DELETE FROM log WHERE seq < ? AND seq NOT IN (SELECT value FROM json_each(?))`, anchor, string(keepJSON))
+	if err != nil {
+		return 0, fmt.Errorf("prune: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, appendOnlyTriggers["log_no_delete"]); err != nil {
+		return 0, fmt.Errorf("prune: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("prune: %w", err)
+	}
+	n, _ := r.RowsAffected()
+	return n, nil
+}
+
+// PruneFile prunes the log at path from another process than a daemon: it
+// opens the log as its writer (so it fails while a daemon holds the lock),
+// with the signing key, and closes it, which signs a checkpoint over the
+// prune record.
+func PruneFile(ctx context.Context, path string, upTo int64, rule string, key ed25519.PrivateKey) (PruneResult, error) {
+	if key == nil {
+		return PruneResult{}, errors.New("prune: needs the signing key: a prune leaves a signed record of what it deleted")
+	}
+	l, err := Open(ctx, path, Options{SigningKey: key})
 	if err != nil {
 		return PruneResult{}, fmt.Errorf("prune %s: %w", path, err)
 	}
-	defer db.Close()
-	db.SetMaxOpenConns(1)
-	return prune(ctx, db, upTo)
-}
-
-func prune(ctx context.Context, db *sql.DB, upTo int64) (PruneResult, error) {
-	var res PruneResult
-	err := db.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM log WHERE kind = 'checkpoint' AND seq - 1 <= ?`, upTo).Scan(&res.Anchor)
-	if err != nil {
-		return res, fmt.Errorf("prune: %w", err)
-	}
-	if res.Anchor == 0 {
-		return res, fmt.Errorf("prune up to seq %d: %w", upTo, ErrNoAnchor)
-	}
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return res, fmt.Errorf("prune: %w", err)
-	}
-	defer tx.Rollback()
-	stmts := []string{
-		`DROP TRIGGER log_no_delete`,
-		`DELETE FROM log WHERE seq < ?`,
-		`CREATE TRIGGER log_no_delete BEFORE DELETE ON log BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END`,
-	}
-	for i, s := range stmts {
-		var r sql.Result
-		if i == 1 {
-			r, err = tx.ExecContext(ctx, s, res.Anchor)
-		} else {
-			_, err = tx.ExecContext(ctx, s)
-		}
-		if err != nil {
-			return res, fmt.Errorf("prune: %w", err)
-		}
-		if r != nil {
-			res.Deleted, _ = r.RowsAffected()
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return res, fmt.Errorf("prune: %w", err)
-	}
-	return res, nil
+	res, err := l.Prune(ctx, upTo, rule)
+	return res, errors.Join(err, l.Close(context.WithoutCancel(ctx)))
 }
 
 // PruneBound is the highest seq retention allows deleting: rows older than

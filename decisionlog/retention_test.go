@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,7 +16,7 @@ func TestPrune_KeepsTheChainVerifiable(t *testing.T) {
 	priv, pub := newKey(t)
 	path := signedLog(t, priv, 40) // checkpoints at seq 11, 22, 33, and one at close
 	l := open(t, path, decisionlog.Options{SigningKey: priv, CheckpointEvery: 10})
-	res, err := l.Prune(t.Context(), 25)
+	res, err := l.Prune(t.Context(), 25, "max_rows=15")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,12 +67,26 @@ func TestPrune_StartMustBeACheckpoint(t *testing.T) {
 }
 
 func TestPrune_NeedsAnAnchor(t *testing.T) {
-	l := open(t, filepath.Join(t.TempDir(), "d.db"), decisionlog.Options{}) // unsigned: no checkpoints
+	priv, _ := newKey(t)
+	l := open(t, filepath.Join(t.TempDir(), "d.db"), decisionlog.Options{SigningKey: priv}) // no checkpoint yet
 	for i := range 5 {
 		l.Append(t.Context(), decision(fmt.Sprintf("d-%d", i), "a", "allow"))
 	}
-	if _, err := l.Prune(t.Context(), 3); !errors.Is(err, decisionlog.ErrNoAnchor) {
+	if _, err := l.Prune(t.Context(), 3, "max_rows=2"); !errors.Is(err, decisionlog.ErrNoAnchor) {
 		t.Errorf("pruning without checkpoints: %v", err)
+	}
+}
+
+func TestPrune_NeedsTheSigningKey(t *testing.T) {
+	priv, _ := newKey(t)
+	path := signedLog(t, priv, 25)
+	l := open(t, path, decisionlog.Options{})
+	if _, err := l.Prune(t.Context(), 20, "max_rows=5"); err == nil || !strings.Contains(err.Error(), "signing key") {
+		t.Errorf("pruning without the key: %v", err)
+	}
+	l.Close(t.Context())
+	if _, err := decisionlog.PruneFile(t.Context(), path, 20, "max_rows=5", nil); err == nil || !strings.Contains(err.Error(), "signing key") {
+		t.Errorf("pruning the file without the key: %v", err)
 	}
 }
 

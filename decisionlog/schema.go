@@ -77,6 +77,13 @@ var migrations = []string{
 	DROP INDEX log_on_behalf_of;
 	DROP INDEX log_credential;
 	DROP INDEX log_tool_call;`,
+
+	// 6: the Merkle tree's stored hashes (merkle.go): for each leaf (seq-1),
+	// the hashes adding it completes. Never pruned.
+	`CREATE TABLE merkle (
+		leaf   INTEGER PRIMARY KEY,
+		hashes BLOB NOT NULL
+	);`,
 }
 
 // migrate brings the schema up to date. It runs on the write connection

@@ -9,6 +9,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/transparency-dev/merkle/compact"
+	"github.com/transparency-dev/merkle/rfc6962"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // ChainError is the first row at which the log does not hold: a row changed,
@@ -51,9 +55,11 @@ type VerifyReport struct {
 }
 
 // Verify recomputes every row's hash from the start of the log, one row in
-// memory at a time, checks each checkpoint against the chain and, with a
-// key, its signature, and checks the trusted checkpoint if given. The first
-// failure is a *ChainError naming its row.
+// memory at a time, and the Merkle tree over the rows; checks each
+// checkpoint against both and, with a key, its signature; checks that rows
+// missing from the start are exactly what a signed prune record says; and
+// checks the trusted checkpoint if given, by a consistency proof when the
+// log was pruned past it. The first failure is a *ChainError naming its row.
 func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, error) {
 	rep := &VerifyReport{SignaturesChecked: opts.PublicKey != nil}
 	if err := r.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'origin'`).Scan(&rep.Origin); err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -64,25 +70,40 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport,
 		return nil, fmt.Errorf("verify: %w", err)
 	}
 	rep.LastSeq = last
+	var trustedRoot tlog.Hash
 	if t := opts.Trusted; t != nil {
 		if opts.PublicKey == nil {
 			return nil, errors.New("verify: a trusted checkpoint needs the public key to check it")
 		}
-		if err := t.Verify(opts.PublicKey); err != nil {
-			return nil, fmt.Errorf("verify: trusted checkpoint: %w", err)
-		}
 		if t.Origin != rep.Origin {
 			return nil, fmt.Errorf("verify: the trusted checkpoint is of log %s, not this log (%s)", t.Origin, rep.Origin)
+		}
+		if trustedRoot, err = t.Open(opts.PublicKey); err != nil {
+			return nil, fmt.Errorf("verify: trusted checkpoint: %w", err)
 		}
 		rep.TrustedSeq = t.Seq
 	}
 
-	var prev []byte
-	var n int64
-	if err := r.anchor(ctx, rep, &prev, &n); err != nil {
+	a, err := r.anchor(ctx, rep, opts.PublicKey)
+	if err != nil {
 		return nil, err
 	}
-	err = r.Scan(ctx, 1, func(e *Entry) error {
+	prev, n, tree := a.prev, a.anchor-1, a.tree
+	if a.anchor == 0 {
+		n = 0
+	}
+	if t := opts.Trusted; t != nil && a.anchor > 0 && t.Seq <= a.anchor-1 {
+		// Pruned past the trusted checkpoint: the tree the anchor signs must
+		// extend it.
+		p, err := tlog.ProveTree(a.anchor-1, t.Seq, &hashReader{ctx: ctx, q: r.db})
+		if err == nil {
+			err = tlog.CheckTree(p, a.anchor-1, a.root, t.Seq, trustedRoot)
+		}
+		if err != nil {
+			return nil, &ChainError{Seq: t.Seq, Problem: "the trusted checkpoint is not a prefix of the retained log's tree: the log was rewritten (" + err.Error() + ")"}
+		}
+	}
+	err = r.Scan(ctx, max(a.anchor, 1), func(e *Entry) error {
 		n++
 		switch {
 		case e.Seq > n:
@@ -93,12 +114,20 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport,
 			return &ChainError{Seq: e.Seq, Problem: "hash does not match its content and the previous row: changed, inserted or reordered"}
 		}
 		if e.Kind == KindCheckpoint {
-			if err := checkCheckpoint(e, prev, rep, opts.PublicKey); err != nil {
+			if err := checkCheckpoint(e, prev, tree, rep, opts.PublicKey); err != nil {
 				return err
 			}
 		}
-		if t := opts.Trusted; t != nil && e.Seq == t.Seq && hex.EncodeToString(e.Hash) != t.HeadHash {
+		if t := opts.Trusted; t != nil && e.Seq-1 == t.Seq {
+			if root, err := tree.GetRootHash(nil); err != nil || !bytes.Equal(root, trustedRoot[:]) {
+				return &ChainError{Seq: t.Seq, Problem: "the tree of the rows up to here does not match the trusted checkpoint: the log was rewritten"}
+			}
+		}
+		if t := opts.Trusted; t != nil && e.Seq == t.Seq && t.HeadHash != "" && hex.EncodeToString(e.Hash) != t.HeadHash {
 			return &ChainError{Seq: e.Seq, Problem: "does not match the trusted checkpoint: the log was rewritten"}
+		}
+		if err := tree.Append(rfc6962.DefaultHasher.HashLeaf(e.Hash), nil); err != nil {
+			return fmt.Errorf("verify: merkle tree: %w", err)
 		}
 		prev = e.Hash
 		if opts.Progress != nil && n%10000 == 0 {
@@ -109,15 +138,17 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport,
 	if err != nil {
 		return nil, err
 	}
-	rep.Rows = n - max(rep.Anchor-1, 0)
+	rep.Rows = n - max(a.anchor-1, 0)
 	if opts.Progress != nil {
 		opts.Progress(n, rep.LastSeq)
 	}
-	if t := opts.Trusted; t != nil && t.Seq < rep.Anchor {
-		rep.TrustedSeq = 0 // pruned since: nothing left to check it against
-	}
 	if t := opts.Trusted; t != nil && n < t.Seq {
 		return nil, &ChainError{Seq: n + 1, Problem: fmt.Sprintf("truncated: the trusted checkpoint covers seq %d but the log ends at %d", t.Seq, n)}
+	}
+	if t := opts.Trusted; t != nil && n == t.Seq {
+		if root, err := tree.GetRootHash(nil); err != nil || !bytes.Equal(root, trustedRoot[:]) {
+			return nil, &ChainError{Seq: t.Seq, Problem: "the tree of the rows up to here does not match the trusted checkpoint: the log was rewritten"}
+		}
 	}
 	rep.Unsigned = rep.Rows
 	if rep.Checkpoints > 0 {
@@ -126,9 +157,10 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport,
 	return rep, nil
 }
 
-// checkCheckpoint checks a checkpoint row against the chain before it: it
-// must sign the hash of the row just before it, in this log, with the key.
-func checkCheckpoint(e *Entry, prev []byte, rep *VerifyReport, pub ed25519.PublicKey) error {
+// checkCheckpoint checks a checkpoint row against the chain and the tree
+// before it: it must sign the tree of every row before it, whose last leaf
+// is the row just before it, in this log, with the key.
+func checkCheckpoint(e *Entry, prev []byte, tree *compact.Range, rep *VerifyReport, pub ed25519.PublicKey) error {
 	var c Checkpoint
 	if err := json.Unmarshal(e.Body, &c); err != nil {
 		return &ChainError{Seq: e.Seq, Problem: "checkpoint: " + err.Error()}
@@ -139,42 +171,185 @@ func checkCheckpoint(e *Entry, prev []byte, rep *VerifyReport, pub ed25519.Publi
 	case c.Origin != rep.Origin:
 		return &ChainError{Seq: e.Seq, Problem: fmt.Sprintf("checkpoint is of log %s, not %s", c.Origin, rep.Origin)}
 	}
+	var root tlog.Hash
+	var err error
 	if pub != nil {
-		if err := c.Verify(pub); err != nil {
-			return &ChainError{Seq: e.Seq, Problem: "checkpoint " + err.Error()}
-		}
+		root, err = c.Open(pub)
+	} else {
+		root, err = c.Root()
+	}
+	if err != nil {
+		return &ChainError{Seq: e.Seq, Problem: "checkpoint " + err.Error()}
+	}
+	if have, err := tree.GetRootHash(nil); err != nil || !bytes.Equal(have, root[:]) {
+		return &ChainError{Seq: e.Seq, Problem: fmt.Sprintf("checkpoint signs a Merkle root that is not the tree of rows 1 to %d", c.Seq)}
 	}
 	rep.Checkpoints++
 	rep.LastSigned = c.Seq
 	return nil
 }
 
+// anchored is where the chain and the tree start.
+type anchored struct {
+	anchor int64 // 0: the log starts at seq 1
+	prev   []byte
+	tree   *compact.Range
+	root   tlog.Hash // the anchor's signed root
+}
+
+var treeFactory = &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+
 // anchor sets where the chain starts: seq 1 with no previous hash, or, after
-// pruning, the first row kept, which must be a checkpoint; the chain then
-// continues from the head hash it signs.
-func (r *Reader) anchor(ctx context.Context, rep *VerifyReport, prev *[]byte, n *int64) error {
-	var first int64
-	var kind string
-	var body string
-	err := r.db.QueryRowContext(ctx, `SELECT seq, kind, body FROM log ORDER BY seq LIMIT 1`).Scan(&first, &kind, &body)
-	if errors.Is(err, sql.ErrNoRows) || first == 1 {
-		return nil
+// pruning, the first row kept of the chain, which must be a checkpoint that
+// a prune record (signed, if a key is given) names, with exactly the rows
+// before it that the record kept. The chain then continues from the head
+// hash the checkpoint signs, and the tree from its stored frontier, which
+// must hash to the root it signs.
+func (r *Reader) anchor(ctx context.Context, rep *VerifyReport, pub ed25519.PublicKey) (anchored, error) {
+	none := anchored{tree: treeFactory.NewEmptyRange(0)}
+	var first, count, last int64
+	if err := r.db.QueryRowContext(ctx, `SELECT coalesce(min(seq), 0), count(*), coalesce(max(seq), 0) FROM log`).Scan(&first, &count, &last); err != nil {
+		return none, fmt.Errorf("verify: %w", err)
 	}
+	if count == last {
+		return none, nil // seq 1 to last, all there
+	}
+	recs, err := r.pruneRecords(ctx)
 	if err != nil {
-		return fmt.Errorf("verify: %w", err)
+		return none, err
 	}
-	if kind != string(KindCheckpoint) {
-		return &ChainError{Seq: 1, Problem: fmt.Sprintf("rows 1 to %d are missing, and seq %d is not a checkpoint a pruned log would start at", first-1, first)}
+	problem := ""
+	for _, p := range recs {
+		if msg := r.matchPrune(ctx, p, pub); msg != "" {
+			if problem == "" {
+				problem = msg
+			}
+			continue
+		}
+		a, err := r.anchorAt(ctx, p.Anchor, pub)
+		if err != nil {
+			return none, err
+		}
+		rep.Anchor = p.Anchor
+		return a, nil
+	}
+	if first == 1 && len(recs) == 0 {
+		return none, nil // a gap later on: the scan names it
+	}
+	if problem == "" {
+		problem = fmt.Sprintf("rows 1 to %d are missing, and no signed prune record says they were pruned", first-1)
+	}
+	return none, &ChainError{Seq: 1, Problem: problem} // the first row missing
+}
+
+func (r *Reader) pruneRecords(ctx context.Context) ([]*PruneRecord, error) {
+	rows, err := r.db.QueryContext(ctx, `SELECT seq, body FROM log WHERE kind = 'prune' ORDER BY seq DESC`)
+	if err != nil {
+		return nil, fmt.Errorf("verify: prune records: %w", err)
+	}
+	defer rows.Close()
+	var out []*PruneRecord
+	for rows.Next() {
+		var seq int64
+		var body string
+		if err := rows.Scan(&seq, &body); err != nil {
+			return nil, err
+		}
+		var p PruneRecord
+		if err := json.Unmarshal([]byte(body), &p); err != nil {
+			return nil, &ChainError{Seq: seq, Problem: "prune record: " + err.Error()}
+		}
+		out = append(out, &p)
+	}
+	return out, rows.Err()
+}
+
+// matchPrune says how the rows before p's anchor differ from what p says
+// is left, "" if they do not.
+func (r *Reader) matchPrune(ctx context.Context, p *PruneRecord, pub ed25519.PublicKey) string {
+	if pub != nil {
+		if err := p.Open(pub); err != nil {
+			return fmt.Sprintf("the prune record naming anchor %d: %v", p.Anchor, err)
+		}
+	}
+	rows, err := r.db.QueryContext(ctx, `SELECT seq, kind, time, body, hash FROM log WHERE seq < ? ORDER BY seq`, p.Anchor)
+	if err != nil {
+		return err.Error()
+	}
+	defer rows.Close()
+	i := 0
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return err.Error()
+		}
+		if i >= len(p.Kept) || p.Kept[i].Seq != e.Seq {
+			return fmt.Sprintf("seq %d is before the anchor at seq %d but the prune record does not keep it", e.Seq, p.Anchor)
+		}
+		prev, err := hex.DecodeString(p.Kept[i].PrevHash)
+		if err != nil || hex.EncodeToString(ChainHash(prev, e)) != p.Kept[i].Hash {
+			return fmt.Sprintf("seq %d, kept by the prune record, was changed", e.Seq)
+		}
+		i++
+	}
+	if i < len(p.Kept) {
+		return fmt.Sprintf("seq %d, kept by the prune record, is missing", p.Kept[i].Seq)
+	}
+	var kind string
+	if err := r.db.QueryRowContext(ctx, `SELECT kind FROM log WHERE seq = ?`, p.Anchor).Scan(&kind); err != nil || kind != string(KindCheckpoint) {
+		return fmt.Sprintf("seq %d, the anchor the prune record names, is missing or not a checkpoint", p.Anchor)
+	}
+	return ""
+}
+
+// anchorAt starts the chain and tree at the checkpoint row at seq.
+func (r *Reader) anchorAt(ctx context.Context, seq int64, pub ed25519.PublicKey) (anchored, error) {
+	var body string
+	if err := r.db.QueryRowContext(ctx, `SELECT body FROM log WHERE seq = ?`, seq).Scan(&body); err != nil {
+		return anchored{}, fmt.Errorf("verify: anchor: %w", err)
 	}
 	var c Checkpoint
 	if err := json.Unmarshal([]byte(body), &c); err != nil {
-		return &ChainError{Seq: first, Problem: "checkpoint: " + err.Error()}
+		return anchored{}, &ChainError{Seq: seq, Problem: "checkpoint: " + err.Error()}
 	}
 	head, err := hex.DecodeString(c.HeadHash)
-	if err != nil {
-		return &ChainError{Seq: first, Problem: "checkpoint head hash: " + err.Error()}
+	if err != nil || c.Seq != seq-1 {
+		return anchored{}, &ChainError{Seq: seq, Problem: "the anchor checkpoint does not sign the row before it"}
 	}
-	*prev, *n = head, first-1
-	rep.Anchor = first
-	return nil
+	var root tlog.Hash
+	if pub != nil {
+		root, err = c.Open(pub)
+	} else {
+		root, err = c.Root()
+	}
+	if err != nil {
+		return anchored{}, &ChainError{Seq: seq, Problem: "anchor checkpoint " + err.Error()}
+	}
+	// The frontier of the pruned prefix, from the stored hashes; the
+	// signed root vouches for it, the head hash being its last leaf.
+	idx := frontierIndexes(seq - 1)
+	hs, err := (&hashReader{ctx: ctx, q: r.db}).ReadHashes(idx)
+	if err != nil {
+		return anchored{}, &ChainError{Seq: seq, Problem: "anchor: " + err.Error()}
+	}
+	raw := make([][]byte, len(hs))
+	for i := range hs {
+		raw[i] = hs[i][:]
+	}
+	tree, err := treeFactory.NewRange(0, uint64(seq-1), raw)
+	if err != nil {
+		return anchored{}, fmt.Errorf("verify: anchor: %w", err)
+	}
+	if got, err := tree.GetRootHash(nil); err != nil || !bytes.Equal(got, root[:]) {
+		return anchored{}, &ChainError{Seq: seq, Problem: "the stored Merkle hashes of the pruned rows do not hash to the root the anchor checkpoint signs"}
+	}
+	// The head hash the chain continues from must be the tree's last leaf.
+	p, err := tlog.ProveRecord(seq-1, seq-2, &hashReader{ctx: ctx, q: r.db})
+	if err == nil {
+		err = tlog.CheckRecord(p, seq-1, root, seq-2, tlog.RecordHash(head))
+	}
+	if err != nil {
+		return anchored{}, &ChainError{Seq: seq, Problem: "the anchor checkpoint's head hash is not the last leaf of the tree it signs: " + err.Error()}
+	}
+	return anchored{anchor: seq, prev: head, tree: tree, root: root}, nil
 }

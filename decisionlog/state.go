@@ -1,0 +1,121 @@
+package decisionlog
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// StatePath is the writer's tail state file beside the log.
+func StatePath(path string) string { return path + ".state" }
+
+// KindIntegrity rows record what the writer found and did about the log's
+// integrity at start: append-only triggers restored, a tail it did not
+// write accepted by the operator.
+const KindIntegrity Kind = "integrity"
+
+// IntegrityRecord is the body of an integrity row.
+type IntegrityRecord struct {
+	Event    string   `json:"event"` // "triggers_restored" or "tail_accepted"
+	Triggers []string `json:"triggers,omitempty"`
+	// For tail_accepted: where this writer last left the log, and what it
+	// found there instead.
+	Problem      string `json:"problem,omitempty"`
+	ExpectedSeq  int64  `json:"expected_seq,omitempty"`
+	ExpectedHead string `json:"expected_head,omitempty"`
+	FoundSeq     int64  `json:"found_seq,omitempty"`
+	FoundHead    string `json:"found_head,omitempty"`
+}
+
+// tailState is what the writer knows it wrote: the head before its commit
+// in flight and the head that commit makes. It is written before every
+// COMMIT (so that after a crash the log ends at one or the other) and
+// fsynced with every checkpoint and at close. An HMAC under a key derived
+// from the signing key authenticates it: whoever can write the database
+// but not read the key cannot make the writer adopt rows it never wrote.
+type tailState struct {
+	Origin   string `json:"origin"`
+	Seq      int64  `json:"seq"`
+	Head     string `json:"head"`
+	NextSeq  int64  `json:"next_seq"`
+	NextHead string `json:"next_head"`
+	MAC      string `json:"mac,omitempty"`
+}
+
+// stateSize is the fixed size the state is padded to, so that every write
+// overwrites the whole of the last one in place.
+const stateSize = 512
+
+type stateFile struct {
+	f   *os.File
+	key []byte
+}
+
+func openState(path string, signing ed25519.PrivateKey) (*stateFile, error) {
+	f, err := os.OpenFile(StatePath(path), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("tail state: %w", err)
+	}
+	k := sha256.Sum256(append([]byte("agentpdp tail state v1\x00"), signing.Seed()...))
+	return &stateFile{f: f, key: k[:]}, nil
+}
+
+func (s *stateFile) mac(st tailState) string {
+	st.MAC = ""
+	b, _ := json.Marshal(st)
+	m := hmac.New(sha256.New, s.key)
+	m.Write(b)
+	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// read returns the state, or nil if the file is empty (a new log, or one
+// from before the state file existed).
+func (s *stateFile) read() (*tailState, error) {
+	b, err := io.ReadAll(io.NewSectionReader(s.f, 0, 1<<16))
+	if err != nil {
+		return nil, fmt.Errorf("tail state: %w", err)
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return nil, nil
+	}
+	var st tailState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("tail state %s: %w", s.f.Name(), err)
+	}
+	if !hmac.Equal([]byte(st.MAC), []byte(s.mac(st))) {
+		return nil, fmt.Errorf("tail state %s: its MAC does not verify with this signing key: changed by someone else, or written with another key", s.f.Name())
+	}
+	return &st, nil
+}
+
+func (s *stateFile) write(st tailState, sync bool) error {
+	st.MAC = s.mac(st)
+	b, _ := json.Marshal(st)
+	if len(b) >= stateSize {
+		return errors.New("tail state: too long") // an origin of hundreds of bytes
+	}
+	b = append(b, bytes.Repeat([]byte{' '}, stateSize-1-len(b))...)
+	b = append(b, '\n')
+	if _, err := s.f.WriteAt(b, 0); err != nil {
+		return fmt.Errorf("tail state: %w", err)
+	}
+	if sync {
+		if err := s.f.Sync(); err != nil {
+			return fmt.Errorf("tail state: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *stateFile) close() error { return s.f.Close() }
+
+func hexHead(h []byte) string { return hex.EncodeToString(h) }
