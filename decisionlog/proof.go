@@ -168,8 +168,8 @@ type ProofResult struct {
 	Kind       Kind   `json:"kind,omitempty"`
 	DecisionID string `json:"decision_id,omitempty"`
 	// Consistency proofs:
-	OldSize        int64 `json:"old_size,omitempty"`
-	OldCheckpoint  bool  `json:"old_checkpoint_signed,omitempty"` // the file held the old checkpoint and it verified
+	OldSize       int64 `json:"old_size,omitempty"`
+	OldCheckpoint bool  `json:"old_checkpoint_signed,omitempty"` // the file held the old checkpoint and it verified
 }
 
 // openNote checks a checkpoint note's signature and origin.

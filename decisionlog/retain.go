@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -15,6 +17,21 @@ type Retention struct {
 	MaxRows int64         // 0 sets no row limit
 	Every   time.Duration // how often to prune; must be positive
 	Sinks   []string      // sinks whose cursors hold rows back
+}
+
+// Rule says the policy in the words a prune record keeps.
+func (r Retention) Rule() string {
+	var parts []string
+	if r.MaxAge > 0 {
+		parts = append(parts, "max_age="+r.MaxAge.String())
+	}
+	if r.MaxRows > 0 {
+		parts = append(parts, "max_rows="+strconv.FormatInt(r.MaxRows, 10))
+	}
+	if len(r.Sinks) > 0 {
+		parts = append(parts, "shipped_by="+strings.Join(r.Sinks, ","))
+	}
+	return strings.Join(parts, " ")
 }
 
 // Retain prunes l every r.Every until ctx is done. Errors are logged and
@@ -35,7 +52,7 @@ func (l *Log) Retain(ctx context.Context, r Retention, logger *slog.Logger) {
 			}
 			continue
 		}
-		res, err := l.Prune(ctx, bound)
+		res, err := l.Prune(ctx, bound, r.Rule())
 		switch {
 		case errors.Is(err, ErrNoAnchor):
 			logger.Debug("nothing pruned yet: no signed checkpoint within the rows retention allows deleting", "up_to", bound)

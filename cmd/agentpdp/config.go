@@ -30,6 +30,7 @@ type Config struct {
 	Mask         []string `yaml:"mask"`        // JSON pointers into requests, masked before logging
 	MaskAction   string   `yaml:"mask_action"` // hmac | remove
 	SigningKey   string   `yaml:"signing_key"` // Ed25519 key for checkpoints; created if missing; "" disables signing
+	Origin       string   `yaml:"origin"`      // the log's origin in rows and checkpoints; default a random id, kept in the database
 	MaxBodyBytes int64    `yaml:"max_body_bytes"`
 	// GCPercent is the Go garbage collector's target (GOGC). A decision
 	// allocates its request and record once; collecting less often buys
@@ -195,6 +196,9 @@ func (c Config) Validate() error {
 	}
 	if (c.Retention.MaxAge > 0 || c.Retention.MaxRows > 0) && c.SigningKey == "" {
 		errs = append(errs, "retention: needs signing_key: rows are pruned only up to a signed checkpoint, so the log stays verifiable")
+	}
+	if c.Origin != "" && (strings.ContainsAny(c.Origin, "+") || len(strings.Fields(c.Origin)) != 1 || strings.TrimSpace(c.Origin) != c.Origin) {
+		errs = append(errs, fmt.Sprintf("origin: %q must be one word without spaces or '+' (it names the checkpoint key)", c.Origin))
 	}
 	if c.GCPercent <= 0 {
 		errs = append(errs, "gc_percent: must be positive")

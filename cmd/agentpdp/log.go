@@ -43,11 +43,13 @@ func logCommands() []*cobra.Command {
 		newLogStatsCmd(),
 		newLogVerifyCmd(),
 		newLogPruneCmd(),
+		newLogProveCmd(),
+		newLogVerifyProofCmd(),
 	}
 }
 
 func (c *logCmd) Run(context.Context) error {
-	return usagef("log: missing subcommand (query, tail, show, chain, export, stats, verify, prune)")
+	return usagef("log: missing subcommand (query, tail, show, chain, export, stats, verify, prune, prove, verify-proof)")
 }
 
 func dbFlag(fl *pflag.FlagSet, db *string) {
@@ -96,6 +98,16 @@ func describe(e *decisionlog.Entry) string {
 		var r pdp.PolicyLoadRecord
 		if json.Unmarshal(e.Body, &r) == nil {
 			return fmt.Sprintf("%s %s: %d policies in %d files (%s)", head, r.PolicyVersion, len(r.Policies), len(r.Files), r.Trigger)
+		}
+	case decisionlog.KindPrune:
+		var p decisionlog.PruneRecord
+		if json.Unmarshal(e.Body, &p) == nil {
+			return fmt.Sprintf("%s deletes rows before seq %d (keeping %d policy loads): %s", head, p.Anchor, len(p.Kept), p.Rule)
+		}
+	case decisionlog.KindIntegrity:
+		var r decisionlog.IntegrityRecord
+		if json.Unmarshal(e.Body, &r) == nil {
+			return fmt.Sprintf("%s %s %s%s", head, r.Event, strings.Join(r.Triggers, ","), r.Problem)
 		}
 	case decisionlog.KindCheckpoint:
 		var c decisionlog.Checkpoint

@@ -32,7 +32,7 @@ func newLogVerifyCmd() *cobra.Command {
 	fl := cmd.Flags()
 	dbFlag(fl, &c.db)
 	fl.StringVar(&c.pubkey, "pubkey", "", "public key `file` that checks checkpoint signatures (default ./var/signing.key.pub if present)")
-	fl.StringVar(&c.trusted, "trusted-checkpoint", "", "a checkpoint row (JSON) kept outside the log: catches truncation after it")
+	fl.StringVar(&c.trusted, "trusted-checkpoint", "", "a checkpoint kept outside the log (a checkpoint row as JSON, or its signed note): catches truncation and rewriting, also after pruning")
 	fl.BoolVar(&c.asJSON, "json", false, "one JSON object")
 	return cmd
 }
@@ -100,7 +100,7 @@ func (c *logVerifyCmd) Run(ctx context.Context) error {
 	}
 	out := c.stdout
 	if rep.Anchor > 0 {
-		fmt.Fprintf(out, "ok: %d rows (seq %d to %d), hash chain intact from the retained anchor at seq %d (the rows before it were pruned)\n", rep.Rows, rep.Anchor, rep.LastSeq, rep.Anchor)
+		fmt.Fprintf(out, "ok: %d rows (seq %d to %d), hash chain intact from the retained anchor at seq %d (the rows before it were pruned, as a signed prune record says)\n", rep.Rows, rep.Anchor, rep.LastSeq, rep.Anchor)
 	} else {
 		fmt.Fprintf(out, "ok: %d rows (seq 1 to %d), hash chain intact\n", rep.Rows, rep.LastSeq)
 	}
@@ -108,15 +108,15 @@ func (c *logVerifyCmd) Run(ctx context.Context) error {
 	case rep.Checkpoints == 0:
 		fmt.Fprintln(out, "no signed checkpoints: a truncated or rewritten log cannot be told apart (serve with a signing key)")
 	case rep.SignaturesChecked:
-		fmt.Fprintf(out, "%d checkpoints, every signature verified with key %s; the last signs seq %d\n", rep.Checkpoints, decisionlog.KeyID(opts.PublicKey), rep.LastSigned)
+		fmt.Fprintf(out, "%d checkpoints, every signature verified with key %s, each over the Merkle root of the rows before it; the last signs seq %d\n", rep.Checkpoints, decisionlog.KeyID(opts.PublicKey), rep.LastSigned)
 	default:
-		fmt.Fprintf(out, "%d checkpoints match the chain, but their signatures were NOT checked: give --c.pubkey\n", rep.Checkpoints)
+		fmt.Fprintf(out, "%d checkpoints match the chain, but their signatures were NOT checked: give --pubkey\n", rep.Checkpoints)
 	}
 	if rep.Unsigned > 0 && rep.Checkpoints > 0 {
 		fmt.Fprintf(out, "%d rows after the last checkpoint are not yet signed\n", rep.Unsigned)
 	}
 	if rep.TrustedSeq > 0 {
-		fmt.Fprintf(out, "the c.trusted checkpoint at seq %d matches: nothing before it was removed or rewritten\n", rep.TrustedSeq)
+		fmt.Fprintf(out, "the trusted checkpoint at seq %d matches: nothing before it was removed or rewritten\n", rep.TrustedSeq)
 	}
 	return nil
 }

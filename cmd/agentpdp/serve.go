@@ -35,6 +35,7 @@ type serveCmd struct {
 	streams
 	config                                                  string
 	policies, db, socket, adminSocket, signingKey, logLevel string
+	acceptTail                                              bool
 }
 
 func newServeCmd() *cobra.Command {
@@ -53,6 +54,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&s.adminSocket, "admin-socket", "", "admin socket `path` (default ./var/agentpdp-admin.sock)")
 	f.StringVar(&s.signingKey, "signing-key", "", "Ed25519 checkpoint signing key `file` (default ./var/signing.key)")
 	f.StringVar(&s.logLevel, "log-level", "", "debug, info, warn or error (default info)")
+	f.BoolVar(&s.acceptTail, "accept-tail", false, "start although the log's tail is not what this daemon last wrote (recorded in the log); see log verify first")
 	return cmd
 }
 
@@ -155,6 +157,8 @@ func (s *serveCmd) Run(ctx context.Context) error {
 			GroupWait:          cfg.Commit.GroupWait,
 			GroupMin:           cfg.Commit.GroupMin,
 			SigningKey:         signingKey,
+			Origin:             cfg.Origin,
+			AcceptTail:         s.acceptTail,
 			CheckpointEvery:    cfg.Checkpoints.EveryRows,
 			CheckpointInterval: cfg.Checkpoints.Every,
 		},

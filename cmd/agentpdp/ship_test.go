@@ -147,8 +147,14 @@ func TestShipOnceAndPrune(t *testing.T) {
 		t.Errorf("%d rows shipped for %d decisions", shipped, len(answered))
 	}
 
+	// Pruning needs the signing key: it leaves a signed record.
+	code, _, stderr = runCLI(t, "log", "prune", "--db", d.db(), "--max-rows", "10", "--signing-key", filepath.Join(d.dir, "nokey"))
+	if code == 0 || !strings.Contains(stderr, "signed with the log's key") {
+		t.Errorf("log prune without the key: %d %s", code, stderr)
+	}
 	// Prune what is shipped; the log still verifies from its anchor.
-	code, out, stderr = runCLI(t, "log", "prune", "--db", d.db(), "--max-rows", "10")
+	key := filepath.Join(d.dir, "var", "signing.key")
+	code, out, stderr = runCLI(t, "log", "prune", "--db", d.db(), "--max-rows", "10", "--signing-key", key)
 	if code != 0 || !strings.Contains(out, "the log now starts at the checkpoint") {
 		t.Fatalf("log prune: %d %s %s", code, out, stderr)
 	}
@@ -157,7 +163,7 @@ func TestShipOnceAndPrune(t *testing.T) {
 		t.Errorf("verify after pruning: %d %s %s", code, out, stderr)
 	}
 	// A sink that has shipped nothing holds everything back.
-	code, _, stderr = runCLI(t, "log", "prune", "--db", d.db(), "--max-rows", "5", "--sink", "archive", "--sink", "never-shipped")
+	code, _, stderr = runCLI(t, "log", "prune", "--db", d.db(), "--max-rows", "5", "--sink", "archive", "--sink", "never-shipped", "--signing-key", key)
 	if code != exitFail || !strings.Contains(stderr, "nothing may be pruned yet") {
 		t.Errorf("prune held by an unshipped sink: %d %s", code, stderr)
 	}
