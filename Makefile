@@ -4,7 +4,7 @@ BIN     := bin/agentpdp
 # cgo is required: the decision log uses mattn/go-sqlite3.
 export CGO_ENABLED := 1
 
-.PHONY: all build run test test-short vet fmt bench fuzz soak examples proto clean
+.PHONY: all build run test test-pg test-short vet fmt bench fuzz soak examples proto clean
 
 all: build
 
@@ -20,6 +20,13 @@ run: build
 # tests and the full Cedar integration corpus.
 test: vet
 	$(GO) test -race -count=1 -timeout 8m ./...
+
+# The fleet collector against a real PostgreSQL (Debian's, installed by
+# .ci/setup-postgres.sh when missing): each test runs initdb and pg_ctl on a
+# temporary directory with a Unix socket.
+test-pg:
+	bash .ci/setup-postgres.sh
+	AGENTPDP_PG=1 $(GO) test -race -count=1 -timeout 15m -run 'Collector|Fleet' ./decisionlog/fleet/ ./cmd/agentpdp/
 
 test-short:
 	$(GO) test -short -count=1 ./...

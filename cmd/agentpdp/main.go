@@ -109,6 +109,8 @@ func commands() []*cobra.Command {
 		newMCPProxyCmd(),
 		newBenchCmd(),
 		newShipCmd(),
+		newCollectorCmd(),
+		newFleetCmd(),
 	}
 }
 
