@@ -13,7 +13,7 @@ import (
 
 	"github.com/agentpdp/agentpdp/decisionlog"
 	"github.com/agentpdp/agentpdp/decisionlog/fleet"
-	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 func newFleetCmd() *cobra.Command {
@@ -100,7 +100,7 @@ func (c *fleetQueryCmd) Run(ctx context.Context) error {
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ORIGIN\tSEQ\tTIME\tDECISION\tPRINCIPAL\tACTION\tRESOURCE\tREASONS\tDECISION ID")
 	for _, r := range rows {
-		var rec pdp.DecisionRecord
+		var rec wire.DecisionRecord
 		if err := json.Unmarshal(r.Body, &rec); err != nil {
 			return fmt.Errorf("%s seq %d: %w", r.Origin, r.Seq, err)
 		}

@@ -20,6 +20,8 @@ import (
 	"github.com/agentpdp/agentpdp/decisionlog/fleet"
 	"github.com/agentpdp/agentpdp/internal/pgtest"
 	"github.com/agentpdp/agentpdp/plugins"
+	"github.com/agentpdp/agentpdp/plugins/shipper"
+	"github.com/agentpdp/agentpdp/plugins/sink"
 )
 
 func newKey(t testing.TB) (ed25519.PrivateKey, ed25519.PublicKey) {
@@ -88,7 +90,7 @@ func (s *captureSink) Ship(_ context.Context, b *plugins.Batch) error {
 }
 func (s *captureSink) Close() error { return nil }
 
-func ship(t testing.TB, h *hostLog, sink plugins.Sink) error {
+func ship(t testing.TB, h *hostLog, to plugins.Sink) error {
 	t.Helper()
 	r, err := decisionlog.OpenReader(h.path)
 	if err != nil {
@@ -100,7 +102,7 @@ func ship(t testing.TB, h *hostLog, sink plugins.Sink) error {
 		t.Fatal(err)
 	}
 	defer cur.Close()
-	s := &plugins.Shipper{Reader: r, Cursors: cur, Origin: h.origin, Targets: []plugins.Target{{Sink: sink, BatchSize: 25}}}
+	s := &shipper.Shipper{Reader: r, Cursors: cur, Origin: h.origin, Targets: []shipper.Target{{Sink: to, BatchSize: 25}}}
 	return s.Once(context.Background())
 }
 
@@ -375,11 +377,11 @@ func TestCollector_OTLP(t *testing.T) {
 	tc := startCollector(t, dsn, time.Hour, h)
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(tokenFile, []byte(tc.token+"-0\n"), 0o600)
-	sink, err := plugins.NewOTLPSink(plugins.Config{Name: "otel", Type: "otlp", Endpoint: tc.srv.URL, TokenFile: tokenFile})
+	otlp, err := sink.NewOTLPSink(sink.Config{Name: "otel", Type: "otlp", Endpoint: tc.srv.URL, TokenFile: tokenFile})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ship(t, h, sink); err != nil {
+	if err := ship(t, h, otlp); err != nil {
 		t.Fatal(err)
 	}
 	var verified int64
