@@ -17,6 +17,7 @@ import (
 // logPruneCmd is agentpdp log prune: retention applied outside the daemon.
 type logPruneCmd struct {
 	streams
+	config  string
 	db      string
 	maxAge  time.Duration
 	maxRows int64
@@ -28,17 +29,18 @@ type logPruneCmd struct {
 func newLogPruneCmd() *cobra.Command {
 	c := &logPruneCmd{}
 	cmd := &cobra.Command{
-		Use:   "prune --db FILE --signing-key FILE (--max-age D | --max-rows N) [--sink NAME…]",
-		Short: "Delete the oldest rows, up to a signed checkpoint, and only what every named sink has shipped, leaving a signed record",
+		Use:   "prune --config FILE [--db FILE] [--signing-key FILE] (--max-age D | --max-rows N) [--sink NAME…]",
+		Short: "Delete the oldest rows, up to a signed checkpoint, and only what every configured sink has shipped, leaving a signed record",
 		Args:  noArgs,
 		RunE:  runE(c, nil),
 	}
 	fl := cmd.Flags()
-	dbFlag(fl, &c.db)
+	fl.StringVar(&c.config, "config", "", "the daemon's configuration `file`: every sink it lists holds back what it has not shipped (required)")
+	fl.StringVar(&c.db, "db", "", "decision log `file` (default: the config's db)")
 	fl.DurationVar(&c.maxAge, "max-age", 0, "delete rows older than this")
 	fl.Int64Var(&c.maxRows, "max-rows", 0, "keep about this many rows")
-	fl.StringSliceVar(&c.sinks, "sink", nil, "sinks whose cursors hold rows back (default: every sink that has a cursor)")
-	fl.StringVar(&c.key, "signing-key", "./var/signing.key", "the log's Ed25519 signing key `file`: the prune record is signed with it")
+	fl.StringSliceVar(&c.sinks, "sink", nil, "more sinks whose cursors hold rows back, beside the configured ones")
+	fl.StringVar(&c.key, "signing-key", "", "the log's Ed25519 signing key `file`: the prune record is signed with it (default: the config's signing_key)")
 	fl.BoolVar(&c.asJSON, "json", false, "one JSON object")
 	return cmd
 }
@@ -47,6 +49,22 @@ func (c *logPruneCmd) Run(ctx context.Context) error {
 	if c.maxAge <= 0 && c.maxRows <= 0 {
 		return usagef("log prune: give --max-age or --max-rows")
 	}
+	// Without the daemon's configuration, a sink that never connected has
+	// no cursor here, and its rows would look shipped: refuse.
+	if c.config == "" {
+		return usagef("log prune: --config FILE is required: the sinks it configures hold back every row they have not shipped")
+	}
+	cfg, err := LoadConfig(c.config)
+	if err != nil {
+		return err
+	}
+	if c.db == "" {
+		c.db = cfg.DB
+	}
+	if c.key == "" {
+		c.key = cfg.SigningKey
+	}
+	sinks := append(sinkNames(cfg.Sinks), c.sinks...)
 	b, err := os.ReadFile(c.key)
 	if err != nil {
 		return fmt.Errorf("log prune: a prune leaves a record signed with the log's key: %w", err)
@@ -60,17 +78,7 @@ func (c *logPruneCmd) Run(ctx context.Context) error {
 		return err
 	}
 	defer r.Close()
-	if len(c.sinks) == 0 {
-		// Every sink that ever shipped from this log holds back pruning.
-		cursors, err := r.Cursors(ctx)
-		if err != nil {
-			return err
-		}
-		for name := range cursors {
-			c.sinks = append(c.sinks, name)
-		}
-	}
-	res, err := prune(ctx, r, c.db, decisionlog.Retention{MaxAge: c.maxAge, MaxRows: c.maxRows, Sinks: c.sinks}, key)
+	res, err := prune(ctx, r, c.db, decisionlog.Retention{MaxAge: c.maxAge, MaxRows: c.maxRows, Sinks: sinks}, key)
 	if err != nil {
 		return exitError{exitFail, err}
 	}

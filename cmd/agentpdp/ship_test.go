@@ -148,13 +148,12 @@ func TestShipOnceAndPrune(t *testing.T) {
 	}
 
 	// Pruning needs the signing key: it leaves a signed record.
-	code, _, stderr = runCLI(t, "log", "prune", "--db", d.db(), "--max-rows", "10", "--signing-key", filepath.Join(d.dir, "nokey"))
+	code, _, stderr = runCLI(t, "log", "prune", "--config", d.config, "--max-rows", "10", "--signing-key", filepath.Join(d.dir, "nokey"))
 	if code == 0 || !strings.Contains(stderr, "signed with the log's key") {
 		t.Errorf("log prune without the key: %d %s", code, stderr)
 	}
 	// Prune what is shipped; the log still verifies from its anchor.
-	key := filepath.Join(d.dir, "var", "signing.key")
-	code, out, stderr = runCLI(t, "log", "prune", "--db", d.db(), "--max-rows", "10", "--signing-key", key)
+	code, out, stderr = runCLI(t, "log", "prune", "--config", d.config, "--max-rows", "10")
 	if code != 0 || !strings.Contains(out, "the log now starts at the checkpoint") {
 		t.Fatalf("log prune: %d %s %s", code, out, stderr)
 	}
@@ -163,8 +162,46 @@ func TestShipOnceAndPrune(t *testing.T) {
 		t.Errorf("verify after pruning: %d %s %s", code, out, stderr)
 	}
 	// A sink that has shipped nothing holds everything back.
-	code, _, stderr = runCLI(t, "log", "prune", "--db", d.db(), "--max-rows", "5", "--sink", "archive", "--sink", "never-shipped", "--signing-key", key)
+	code, _, stderr = runCLI(t, "log", "prune", "--config", d.config, "--max-rows", "5", "--sink", "archive", "--sink", "never-shipped")
 	if code != exitFail || !strings.Contains(stderr, "nothing may be pruned yet") {
 		t.Errorf("prune held by an unshipped sink: %d %s", code, stderr)
+	}
+}
+
+// TestLogPrune_NeverConnectedSinkHoldsEverything: an http sink whose
+// receiver was down from the start has no cursor. log prune must still
+// count it (it reads the daemon's config) and delete nothing; without the
+// config it refuses. (It used to count only sinks with a cursor, and
+// deleted 17 rows the receiver never got.)
+func TestLogPrune_NeverConnectedSinkHoldsEverything(t *testing.T) {
+	d := newDaemonDir(t)
+	appendConfig(t, d, "checkpoints: {every_rows: 5}\nsinks:\n  - {name: upstream, type: http, url: \"http://127.0.0.1:1/ingest\"}\n")
+	d.start()
+	finish := startLoad(t, d.sock(), 2)
+	time.Sleep(300 * time.Millisecond)
+	finish()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	<-d.done
+	count := func() int {
+		code, out, stderr := runCLI(t, "log", "export", "--db", d.db())
+		if code != 0 {
+			t.Fatalf("export: %s", stderr)
+		}
+		return strings.Count(out, "\n")
+	}
+	before := count()
+	if before < 20 {
+		t.Fatalf("only %d rows", before)
+	}
+	code, _, stderr := runCLI(t, "log", "prune", "--config", d.config, "--max-rows", "3")
+	if code != exitFail || !strings.Contains(stderr, "nothing may be pruned yet") {
+		t.Errorf("prune with a never-connected sink: exit %d, %s", code, stderr)
+	}
+	code, _, stderr = runCLI(t, "log", "prune", "--db", d.db(), "--max-rows", "3")
+	if code != exitUsage || !strings.Contains(stderr, "--config") {
+		t.Errorf("prune without the config: exit %d, %s", code, stderr)
+	}
+	if after := count(); after != before {
+		t.Errorf("%d rows deleted that the http sink never shipped", before-after)
 	}
 }
