@@ -41,6 +41,21 @@ type PermanentError struct{ Err error }
 func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
 func (e *PermanentError) Unwrap() error { return e.Err }
 
+// TooLargeError is a receiver's "too large" answer: 413, or a 400 whose
+// message says so (an OpenTelemetry Collector with max_request_body_size
+// answers 400 "request body too large"). The shipper splits the batch,
+// and ships a row refused alone as a stub.
+type TooLargeError struct{ Err error }
+
+func (e *TooLargeError) Error() string { return e.Err.Error() }
+func (e *TooLargeError) Unwrap() error { return e.Err }
+
+// IsTooLarge reports whether err is a TooLargeError.
+func IsTooLarge(err error) bool {
+	var te *TooLargeError
+	return errors.As(err, &te)
+}
+
 // Permanent wraps err as a PermanentError.
 func Permanent(err error) error { return &PermanentError{Err: err} }
 

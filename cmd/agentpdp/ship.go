@@ -49,7 +49,7 @@ func newShipper(ctx context.Context, db string, sinks []sink.Config, logger *slo
 			return nil, close, fmt.Errorf("config: %w", err)
 		}
 		closers = append(closers, sk.Close)
-		s.Targets = append(s.Targets, shipper.Target{Sink: sk, BatchSize: c.BatchSize})
+		s.Targets = append(s.Targets, shipper.Target{Sink: sk, BatchSize: c.BatchSize, BatchMaxBytes: c.BatchMaxBytes})
 	}
 	return s, close, nil
 }

@@ -2,6 +2,7 @@ package shipper
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,8 +18,9 @@ import (
 
 // Target is a sink and how big its batches are.
 type Target struct {
-	Sink      plugins.Sink
-	BatchSize int // default 500
+	Sink          plugins.Sink
+	BatchSize     int   // rows; default 500
+	BatchMaxBytes int64 // bytes of rows (before compression); default 4 MiB
 }
 
 // Shipper feeds every sink from its cursor. A sink that is down makes its
@@ -37,7 +39,7 @@ type Shipper struct {
 	mu     sync.Mutex
 	status map[string]*SinkStatus
 
-	rows, failures *prometheus.CounterVec
+	rows, failures, tooLarge *prometheus.CounterVec
 }
 
 // SinkStatus is what GET /v1/status shows of a sink.
@@ -49,7 +51,13 @@ type SinkStatus struct {
 	Failures    int64      `json:"failures"`
 	LastError   string     `json:"last_error,omitempty"`
 	LastErrorAt *time.Time `json:"last_error_at,omitempty"`
-	Stopped     bool       `json:"stopped,omitempty"` // after a permanent error, until restart
+	// Stopped is set while the sink refuses batches for good (a 4xx): its
+	// rows wait, retention keeps them, and the shipper retries once a
+	// minute, so a fixed receiver needs no restart.
+	Stopped bool `json:"stopped,omitempty"`
+	// TooLarge counts rows the receiver refused even alone, shipped as
+	// stubs (origin, seq, kind, time, hash, size, too_large).
+	TooLarge int64 `json:"too_large,omitempty"`
 }
 
 func (s *Shipper) init() {
@@ -69,15 +77,26 @@ func (s *Shipper) init() {
 		}
 		s.rows = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentpdp_ship_rows_total", Help: "Rows acknowledged by each sink."}, []string{"sink"})
 		s.failures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentpdp_ship_failures_total", Help: "Failed attempts to ship a batch, by sink."}, []string{"sink"})
+		s.tooLarge = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "agentpdp_ship_too_large_rows_total", Help: "Rows the sink refused even alone, shipped as stubs."}, []string{"sink"})
 	}
 }
 
 // Collectors are the shipper's Prometheus metrics, each sink's lag included.
 func (s *Shipper) Collectors() []prometheus.Collector {
 	s.init()
-	cs := []prometheus.Collector{s.rows, s.failures}
+	cs := []prometheus.Collector{s.rows, s.failures, s.tooLarge}
 	for _, t := range s.Targets {
 		name := t.Sink.Name()
+		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "agentpdp_sink_stopped", Help: "1 while the sink refuses batches for good (its rows wait), else 0.", ConstLabels: prometheus.Labels{"sink": name},
+		}, func() float64 {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.status[name].Stopped {
+				return 1
+			}
+			return 0
+		}))
 		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "agentpdp_ship_lag_rows", Help: "Rows written but not yet acknowledged by the sink.", ConstLabels: prometheus.Labels{"sink": name},
 		}, func() float64 {
@@ -137,12 +156,24 @@ var errBatchFull = errors.New("batch full")
 
 // runSink ships to one sink. With once, it returns when caught up, or at
 // the first failure.
+//
+// It adapts to the receiver: a batch holds at most BatchSize rows and
+// BatchMaxBytes bytes; a "too large" answer halves the batch and retries at
+// once; a row refused alone is shipped as a stub that keeps the seq and
+// hash (so continuity stays checkable upstream) and is counted. A sink that
+// refuses for good is marked stopped (status, log, metric) and retried
+// once a minute.
 func (s *Shipper) runSink(ctx context.Context, t Target, once bool) error {
 	name := t.Sink.Name()
 	size := t.BatchSize
 	if size <= 0 {
 		size = 500
 	}
+	maxBytes := t.BatchMaxBytes
+	if maxBytes <= 0 {
+		maxBytes = 4 << 20
+	}
+	limit := size // rows per batch now: halved by "too large", regrown on success
 	backoff := s.MinBackoff
 	log := s.Logger.With("sink", name)
 	for ctx.Err() == nil {
@@ -157,17 +188,22 @@ func (s *Shipper) runSink(ctx context.Context, t Target, once bool) error {
 		}
 		s.setCursor(name, cursor)
 		b := &plugins.Batch{Origin: s.Origin}
+		var bytes int64
 		err = s.Reader.ScanFilter(ctx, decisionlog.Filter{FromSeq: cursor + 1}, func(e *decisionlog.Entry) error {
 			row, err := shippedRow(s.Origin, e)
 			if err != nil {
 				return err
+			}
+			if len(b.Rows) > 0 && bytes+int64(len(row)) > maxBytes {
+				return errBatchFull
 			}
 			if b.FirstSeq == 0 {
 				b.FirstSeq = e.Seq
 			}
 			b.LastSeq = e.Seq
 			b.Rows = append(b.Rows, row)
-			if len(b.Rows) >= size {
+			bytes += int64(len(row))
+			if len(b.Rows) >= limit {
 				return errBatchFull
 			}
 			return nil
@@ -188,24 +224,35 @@ func (s *Shipper) runSink(ctx context.Context, t Target, once bool) error {
 			continue
 		}
 		err = t.Sink.Ship(ctx, b)
+		var stubbed bool
+		if plugins.IsTooLarge(err) && len(b.Rows) == 1 {
+			// Refused alone: ship what keeps the chain checkable upstream.
+			log.Warn("the receiver refused a row even alone; shipping a stub with its seq, hash and size", "seq", b.FirstSeq, "size", len(b.Rows[0]), "err", err)
+			stub, serr := stubRow(b.Rows[0])
+			if serr != nil {
+				err = plugins.Permanent(serr)
+			} else {
+				b.Rows[0] = stub
+				err = t.Sink.Ship(ctx, b)
+				stubbed = err == nil
+			}
+		}
 		if err == nil {
 			if err := s.Cursors.Advance(ctx, name, b.LastSeq); err != nil {
 				// Shipped but not recorded: it ships again (at least once).
 				s.failed(name, err)
 				continue
 			}
-			s.shipped(name, b)
+			s.shipped(name, b, stubbed)
 			backoff = s.MinBackoff
+			limit = min(limit*2, size)
 			continue
 		}
 		s.failed(name, err)
-		if plugins.IsPermanent(err) {
-			log.Error("sink refused a batch for good; its rows wait, and retention keeps them, until it is fixed and restarted",
-				"first_seq", b.FirstSeq, "last_seq", b.LastSeq, "err", err)
-			s.mu.Lock()
-			s.status[name].Stopped = true
-			s.mu.Unlock()
-			return fmt.Errorf("sink %s: %w", name, err)
+		if plugins.IsTooLarge(err) && len(b.Rows) > 1 {
+			limit = max(len(b.Rows)/2, 1)
+			log.Info("the receiver refused a batch as too large; splitting it", "rows", len(b.Rows), "bytes", bytes, "next_rows", limit)
+			continue
 		}
 		if once {
 			return fmt.Errorf("sink %s: %w", name, err)
@@ -215,11 +262,36 @@ func (s *Shipper) runSink(ctx context.Context, t Target, once bool) error {
 		if errors.As(err, &ra) && ra.After > wait {
 			wait = ra.After
 		}
-		log.Warn("ship failed; retrying", "err", err, "retry_in", wait)
+		if plugins.IsPermanent(err) {
+			log.Error("sink refuses batches for good; its rows wait, and retention keeps them; retrying in a minute",
+				"first_seq", b.FirstSeq, "last_seq", b.LastSeq, "err", err)
+			s.setStopped(name, true)
+			wait = max(wait, time.Minute)
+		} else {
+			log.Warn("ship failed; retrying", "err", err, "retry_in", wait)
+		}
 		sleep(ctx, wait)
 		backoff = min(backoff*2, time.Minute)
 	}
 	return ctx.Err()
+}
+
+// stubRow is what ships in place of a row the receiver refused alone: its
+// origin, seq, kind, time and chain hash, its size in bytes, and
+// too_large: true.
+func stubRow(row []byte) ([]byte, error) {
+	var r struct {
+		Origin string `json:"origin"`
+		Seq    int64  `json:"seq"`
+		Kind   string `json:"kind"`
+		Time   string `json:"time"`
+		Hash   string `json:"hash"`
+	}
+	if err := json.Unmarshal(row, &r); err != nil {
+		return nil, fmt.Errorf("stub of a refused row: %w", err)
+	}
+	return json.Marshal(map[string]any{"origin": r.Origin, "seq": r.Seq, "kind": r.Kind, "time": r.Time, "hash": r.Hash,
+		"size": len(row), "too_large": true})
 }
 
 // shippedRow is the row as a JSON object with origin first.
@@ -249,13 +321,23 @@ func (s *Shipper) setCursor(name string, seq int64) {
 	s.status[name].Cursor = seq
 }
 
-func (s *Shipper) shipped(name string, b *plugins.Batch) {
+func (s *Shipper) shipped(name string, b *plugins.Batch, stub bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.status[name]
 	st.Cursor, st.Shipped = b.LastSeq, st.Shipped+int64(len(b.Rows))
-	st.LastError, st.LastErrorAt = "", nil
+	st.LastError, st.LastErrorAt, st.Stopped = "", nil, false
 	s.rows.WithLabelValues(name).Add(float64(len(b.Rows)))
+	if stub {
+		st.TooLarge++
+		s.tooLarge.WithLabelValues(name).Inc()
+	}
+}
+
+func (s *Shipper) setStopped(name string, stopped bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.status[name].Stopped = stopped
 }
 
 func (s *Shipper) failed(name string, err error) {

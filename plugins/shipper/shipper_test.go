@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
 	"github.com/agentpdp/agentpdp/internal/pdptest"
@@ -173,7 +177,10 @@ func TestShip_OutageThenBack(t *testing.T) {
 	}
 }
 
-func TestShip_PermanentErrorStops(t *testing.T) {
+// TestShip_PermanentErrorStopsVisibly: a sink refused for good is stopped
+// in its status, its gauge and its log, and keeps its rows; it is not
+// retried at once, but it is not given up either.
+func TestShip_PermanentErrorStopsVisibly(t *testing.T) {
 	path, _ := pdptest.LogWith(t, 10)
 	rc := &receiver{respond: func(int, http.ResponseWriter) bool { return true }}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -183,17 +190,219 @@ func TestShip_PermanentErrorStops(t *testing.T) {
 		http.Error(w, "schema mismatch", http.StatusUnprocessableEntity)
 	}))
 	defer srv.Close()
+	var logs strings.Builder
+	var logMu sync.Mutex
 	s := pdptest.Shipper(t, path, httpSink(t, srv.URL))
+	s.Logger = slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.Collectors()...)
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
-	go func() { s.Run(t.Context()); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("a 422 was retried forever")
+	go func() { s.Run(ctx); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !s.Status(context.Background())[0].Stopped {
+		if time.Now().After(deadline) {
+			t.Fatal("a 422 did not stop the sink")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
+	time.Sleep(200 * time.Millisecond)
 	st := s.Status(context.Background())[0]
-	if !st.Stopped || st.Cursor != 0 || st.Lag != 10 || !strings.Contains(st.LastError, "422") || len(rc.calls) != 1 {
+	if st.Cursor != 0 || st.Lag != 10 || !strings.Contains(st.LastError, "422") || !strings.Contains(st.LastError, "schema mismatch") || len(rc.calls) != 1 {
 		t.Errorf("status after a 422: %+v, %d calls", st, len(rc.calls))
+	}
+	if v := gauge(t, reg, "agentpdp_sink_stopped"); v != 1 {
+		t.Errorf("agentpdp_sink_stopped = %v", v)
+	}
+	logMu.Lock()
+	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "for good") {
+		t.Errorf("no error logged:\n%s", logs.String())
+	}
+	logMu.Unlock()
+	cancel()
+	<-done
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// gauge reads one metric's value from reg.
+func gauge(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+			m := mf.GetMetric()[0]
+			if m.GetGauge() != nil {
+				return m.GetGauge().GetValue()
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// logSized writes decisions whose bodies are about sizes[i] bytes.
+func logSized(t *testing.T, sizes []int) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "d.db")
+	l, err := decisionlog.Open(t.Context(), path, decisionlog.Options{Durability: decisionlog.DurabilityNormal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range sizes {
+		body := fmt.Sprintf(`{"decision_id":"d-%d","decision":"allow","pad":%q}`, i, strings.Repeat("x", n))
+		if err := l.Append(t.Context(), &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: time.Now(), Body: json.RawMessage(body)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// limitedReceiver refuses a body over limit bytes (after gzip) with
+// refuse, as receivers with a body limit do; it keeps what it accepts.
+type limitedReceiver struct {
+	receiver
+	limit  int
+	refuse func(w http.ResponseWriter)
+	sizes  []int
+}
+
+func (lr *limitedReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	zr, err := gzip.NewReader(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	body, err := io.ReadAll(zr)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if len(body) > lr.limit {
+		lr.refuse(w)
+		return
+	}
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	lr.sizes = append(lr.sizes, len(body))
+	for _, line := range strings.Split(strings.TrimSpace(string(body)), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) == nil {
+			lr.rows = append(lr.rows, m)
+		}
+	}
+}
+
+// TestShip_TooLargeSplitsAndStubs: a receiver that answers "too large" (a
+// 413, or a 400 that says so, as an OpenTelemetry Collector with
+// max_request_body_size does) gets smaller batches, and a row it refuses
+// alone arrives as a stub; every seq arrives, in order, and the sink goes
+// on. (The shipper used to stop for good at the first such answer.)
+func TestShip_TooLargeSplitsAndStubs(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		refuse func(w http.ResponseWriter)
+	}{
+		{"413", func(w http.ResponseWriter) { http.Error(w, "payload too large", http.StatusRequestEntityTooLarge) }},
+		{"400", func(w http.ResponseWriter) { http.Error(w, "http: request body too large", http.StatusBadRequest) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sizes := make([]int, 40)
+			for i := range sizes {
+				sizes[i] = 300
+			}
+			sizes[17] = 20000 // one agent request near the limit
+			path := logSized(t, sizes)
+			lr := &limitedReceiver{limit: 8000, refuse: tc.refuse}
+			srv := httptest.NewServer(lr)
+			defer srv.Close()
+			sink, err := sink.New(sink.Config{Name: "upstream", Type: "http", URL: srv.URL})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := pdptest.Shipper(t, path, sink)
+			s.Targets[0].BatchSize = 100
+			s.MinBackoff = 10 * time.Millisecond
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(s.Collectors()...)
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			go s.Run(ctx)
+			for s.Status(context.Background())[0].Cursor != 40 {
+				if ctx.Err() != nil {
+					t.Fatalf("not everything shipped: %+v", s.Status(context.Background())[0])
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			cancel()
+			seqs := lr.seqs()
+			if len(seqs) != 40 || !sort.IntsAreSorted(seqs) {
+				t.Fatalf("received %v", seqs)
+			}
+			lr.mu.Lock()
+			stub := lr.rows[17]
+			lr.mu.Unlock()
+			if stub["too_large"] != true || stub["seq"] != 18.0 || stub["hash"] == nil || stub["kind"] != "decision" || stub["size"].(float64) < 20000 || stub["pad"] != nil {
+				t.Errorf("the refused row's stub: %v", stub)
+			}
+			st := s.Status(context.Background())[0]
+			if st.TooLarge != 1 || st.Stopped {
+				t.Errorf("status: %+v", st)
+			}
+			if v := gauge(t, reg, "agentpdp_ship_too_large_rows_total"); v != 1 {
+				t.Errorf("too-large counter %v", v)
+			}
+		})
+	}
+}
+
+// TestShip_BatchMaxBytes: no batch is larger than batch_max_bytes (a row
+// larger than that goes alone).
+func TestShip_BatchMaxBytes(t *testing.T) {
+	sizes := make([]int, 30)
+	for i := range sizes {
+		sizes[i] = 1000
+	}
+	path := logSized(t, sizes)
+	lr := &limitedReceiver{limit: 1 << 20, refuse: func(w http.ResponseWriter) { w.WriteHeader(http.StatusRequestEntityTooLarge) }}
+	srv := httptest.NewServer(lr)
+	defer srv.Close()
+	sink, err := sink.New(sink.Config{Name: "upstream", Type: "http", URL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := pdptest.Shipper(t, path, sink)
+	s.Targets[0].BatchSize = 500
+	s.Targets[0].BatchMaxBytes = 5000
+	if err := s.Once(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if len(lr.seqs()) != 30 {
+		t.Fatalf("received %v", lr.seqs())
+	}
+	for _, n := range lr.sizes {
+		if n > 5000+30 { // the newline per row
+			t.Errorf("a batch of %d bytes", n)
+		}
+	}
+	if len(lr.sizes) < 6 {
+		t.Errorf("%d batches for 30 rows of 1 KB under 5000 bytes", len(lr.sizes))
 	}
 }
 

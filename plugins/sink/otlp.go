@@ -12,6 +12,8 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/agentpdp/agentpdp/plugins"
 )
@@ -38,7 +40,22 @@ func NewOTLPSink(c Config) (*OTLPSink, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.message = otlpMessage
 	return &OTLPSink{p: p}, nil
+}
+
+// otlpMessage decodes an OTLP/HTTP error answer: a google.rpc.Status, in
+// protobuf (as the request was) or JSON, whose message is what a person
+// needs; anything else is shown as text.
+func otlpMessage(contentType string, body []byte) string {
+	if strings.Contains(contentType, "protobuf") {
+		var st statuspb.Status
+		if err := proto.Unmarshal(body, &st); err == nil && st.GetMessage() != "" {
+			return st.GetMessage()
+		}
+		return fmt.Sprintf("(%d bytes of undecodable protobuf)", len(body))
+	}
+	return plainMessage(contentType, body)
 }
 
 // Name is the sink's name.

@@ -1,6 +1,7 @@
 package sink_test
 
 import (
+	"bytes"
 	"compress/gzip"
 	"encoding/hex"
 	"encoding/json"
@@ -11,11 +12,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
 	"github.com/agentpdp/agentpdp/internal/pdptest"
@@ -120,4 +124,83 @@ func TestShip_OTLP(t *testing.T) {
 	if last.EventName() != "agentpdp.outcome" || attr(last, "agentpdp.acted_against_decision") != "true" || attr(last, "agentpdp.seq") != "13" {
 		t.Errorf("outcome record: %q %v", last.EventName(), last.Attributes().AsRaw())
 	}
+}
+
+// statusAnswer writes an OTLP/HTTP error answer: a google.rpc.Status in
+// protobuf, as a Collector sends.
+func statusAnswer(w http.ResponseWriter, code int, msg string) {
+	b, _ := proto.Marshal(&statuspb.Status{Code: 3, Message: msg})
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	w.WriteHeader(code)
+	w.Write(b)
+}
+
+// TestOTLP_ErrorsDecodedAndTooLargeSplits: a Collector's 400 carries a
+// protobuf google.rpc.Status; the shipper shows its message (not raw
+// bytes), and one that says "too large" splits the batch.
+func TestOTLP_ErrorsDecodedAndTooLargeSplits(t *testing.T) {
+	path, _ := pdptest.LogWith(t, 20)
+	o := &otlpReceiver{}
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		zr, _ := gzip.NewReader(r.Body)
+		b, _ := io.ReadAll(zr)
+		req := plogotlp.NewExportRequest()
+		if err := req.UnmarshalProto(b); err != nil {
+			statusAnswer(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		if req.Logs().LogRecordCount() > 4 {
+			statusAnswer(w, http.StatusBadRequest, "reading request body: http: request body too large")
+			return
+		}
+		// Accept: hand it to the decoding receiver.
+		r.Body = io.NopCloser(bytes.NewReader(gzipped(b)))
+		o.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	sk, err := sink.New(sink.Config{Name: "otel", Type: "otlp", Endpoint: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := pdptest.Shipper(t, path, sk)
+	s.Targets[0].BatchSize = 10
+	if err := s.Once(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	o.mu.Lock()
+	got := len(o.records)
+	o.mu.Unlock()
+	st := s.Status(t.Context())[0]
+	if got != 20 || st.Cursor != 20 {
+		t.Fatalf("%d records arrived, cursor %d", got, st.Cursor)
+	}
+	if st.LastError != "" || st.Failures == 0 {
+		t.Errorf("status: %+v", st)
+	}
+
+	// A refusal for good shows the Status message.
+	path2, _ := pdptest.LogWith(t, 3)
+	srv2 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		statusAnswer(w, http.StatusBadRequest, "log record has an invalid trace id")
+	}))
+	defer srv2.Close()
+	sink2, _ := sink.New(sink.Config{Name: "otel", Type: "otlp", Endpoint: srv2.URL})
+	s2 := pdptest.Shipper(t, path2, sink2)
+	err = s2.Once(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "400 Bad Request: log record has an invalid trace id") {
+		t.Errorf("error: %v", err)
+	}
+	if msg := s2.Status(t.Context())[0].LastError; strings.ContainsAny(msg, "\b\x03\x12") {
+		t.Errorf("raw protobuf in the status: %q", msg)
+	}
+}
+
+func gzipped(b []byte) []byte {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(b)
+	zw.Close()
+	return buf.Bytes()
 }

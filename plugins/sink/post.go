@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,8 +19,9 @@ import (
 )
 
 // poster is what the http and otlp sinks share: a bearer token read from a
-// file, optional gzip, and turning an HTTP answer into ack, retryable
-// (honouring Retry-After) or permanent.
+// file, TLS (a CA file, a client certificate), a timeout, optional gzip,
+// and turning an HTTP answer into ack, too large, retryable (honouring
+// Retry-After) or permanent, with the receiver's message decoded.
 type poster struct {
 	name      string
 	url       string
@@ -25,10 +29,39 @@ type poster struct {
 	gzip      bool
 	client    *http.Client
 	retryable func(status int) bool
+	message   func(contentType string, body []byte) string // the receiver's error message
 }
 
 func newPoster(c Config, url string, retryable func(int) bool) (*poster, error) {
-	p := &poster{name: c.Name, url: url, gzip: c.Gzip == nil || *c.Gzip, client: &http.Client{Timeout: 30 * time.Second}, retryable: retryable}
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if c.CAFile != "" || c.CertFile != "" {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.CAFile != "" {
+			pem, err := os.ReadFile(c.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("sink %s: ca_file: %w", c.Name, err)
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("sink %s: ca_file %s: no PEM certificate in it", c.Name, c.CAFile)
+			}
+		}
+		if c.CertFile != "" {
+			cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("sink %s: cert_file and key_file: %w", c.Name, err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		tr.TLSClientConfig = tc
+	}
+	p := &poster{name: c.Name, url: url, gzip: c.Gzip == nil || *c.Gzip, client: &http.Client{Timeout: timeout, Transport: tr},
+		retryable: retryable, message: plainMessage}
+	// Hook for the fleet collector: token_file is read once at start.
 	if c.TokenFile != "" {
 		b, err := os.ReadFile(c.TokenFile)
 		if err != nil {
@@ -70,11 +103,16 @@ func (p *poster) post(ctx context.Context, contentType string, payload []byte, h
 		return fmt.Errorf("sink %s: %w", p.name, err) // the network: retry
 	}
 	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 == 2 {
 		return nil
 	}
-	err = fmt.Errorf("sink %s: %s: %s", p.name, resp.Status, bytes.TrimSpace(msg))
+	msg := p.message(resp.Header.Get("Content-Type"), answer)
+	err = fmt.Errorf("sink %s: %s: %s", p.name, resp.Status, msg)
+	if resp.StatusCode == http.StatusRequestEntityTooLarge ||
+		(resp.StatusCode == http.StatusBadRequest && strings.Contains(strings.ToLower(msg), "too large")) {
+		return &plugins.TooLargeError{Err: err}
+	}
 	if !p.retryable(resp.StatusCode) {
 		return plugins.Permanent(err)
 	}
@@ -85,6 +123,22 @@ func (p *poster) post(ctx context.Context, contentType string, payload []byte, h
 }
 
 func (p *poster) close() { p.client.CloseIdleConnections() }
+
+// plainMessage is a receiver's answer as text: a JSON {"error"|"message"}
+// member if there is one, else the body, trimmed and cut to 512 bytes.
+func plainMessage(contentType string, body []byte) string {
+	if strings.Contains(contentType, "json") {
+		var m struct{ Error, Message string }
+		if json.Unmarshal(body, &m) == nil && (m.Error != "" || m.Message != "") {
+			return m.Error + m.Message
+		}
+	}
+	s := strings.TrimSpace(string(body))
+	if len(s) > 512 {
+		s = s[:512] + "…"
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
 
 // retryAfter reads Retry-After as seconds or an HTTP date.
 func retryAfter(v string) (time.Duration, bool) {

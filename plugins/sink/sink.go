@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/agentpdp/agentpdp/plugins"
 	"github.com/agentpdp/agentpdp/plugins/host"
@@ -15,18 +16,30 @@ import (
 
 // Config describes one sink, as the daemon's configuration lists it.
 type Config struct {
-	Name      string   `yaml:"name"`
-	Type      string   `yaml:"type"`       // file | http
-	Path      string   `yaml:"path"`       // file: where to append JSONL
-	MaxBytes  int64    `yaml:"max_bytes"`  // file: rotate past this size; 0 never
-	URL       string   `yaml:"url"`        // http: where to POST
-	TokenFile string   `yaml:"token_file"` // http: bearer token, read at start
-	Gzip      *bool    `yaml:"gzip"`       // http: compress bodies; default true
-	BatchSize int      `yaml:"batch_size"` // rows per batch; default 500
-	Endpoint  string   `yaml:"endpoint"`   // otlp: the collector's OTLP/HTTP address, http://host:4318
-	Command   string   `yaml:"command"`    // plugin: the sink plugin binary
-	Args      []string `yaml:"args"`       // plugin: its arguments
-	Checksum  string   `yaml:"checksum"`   // plugin: hex SHA-256 of the binary, checked before it runs
+	Name      string `yaml:"name"`
+	Type      string `yaml:"type"`       // file | http
+	Path      string `yaml:"path"`       // file: where to append JSONL
+	MaxBytes  int64  `yaml:"max_bytes"`  // file: rotate past this size; 0 never
+	URL       string `yaml:"url"`        // http: where to POST
+	TokenFile string `yaml:"token_file"` // http: bearer token, read at start
+	Gzip      *bool  `yaml:"gzip"`       // http: compress bodies; default true
+	BatchSize int    `yaml:"batch_size"` // rows per batch; default 500
+	// BatchMaxBytes bounds a batch's rows in bytes, before compression;
+	// default 4 MiB. A receiver's "too large" splits batches further.
+	BatchMaxBytes int64 `yaml:"batch_max_bytes"`
+	// TLS for the http and otlp sinks: CAFile verifies the receiver (instead
+	// of the system roots); CertFile and KeyFile are the client certificate
+	// for mutual TLS.
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// Timeout bounds one request to the receiver, answer included;
+	// default 30s.
+	Timeout  time.Duration `yaml:"timeout"`
+	Endpoint string        `yaml:"endpoint"` // otlp: the collector's OTLP/HTTP address, http://host:4318
+	Command  string        `yaml:"command"`  // plugin: the sink plugin binary
+	Args     []string      `yaml:"args"`     // plugin: its arguments
+	Checksum string        `yaml:"checksum"` // plugin: hex SHA-256 of the binary, checked before it runs
 }
 
 // Check reports what is wrong with a sink's configuration, without opening
@@ -55,8 +68,14 @@ func Check(c Config) error {
 	default:
 		return fmt.Errorf("sink %s: type %q: want file, http, otlp or plugin", c.Name, c.Type)
 	}
-	if c.BatchSize < 0 || c.MaxBytes < 0 {
-		return fmt.Errorf("sink %s: batch_size and max_bytes must not be negative", c.Name)
+	if c.BatchSize < 0 || c.MaxBytes < 0 || c.BatchMaxBytes < 0 || c.Timeout < 0 {
+		return fmt.Errorf("sink %s: batch_size, batch_max_bytes, max_bytes and timeout must not be negative", c.Name)
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		return fmt.Errorf("sink %s: cert_file and key_file go together (mutual TLS)", c.Name)
+	}
+	if (c.CAFile != "" || c.CertFile != "") && c.Type != "http" && c.Type != "otlp" {
+		return fmt.Errorf("sink %s: ca_file, cert_file and key_file are for http and otlp sinks", c.Name)
 	}
 	return nil
 }
