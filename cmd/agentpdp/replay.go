@@ -78,6 +78,10 @@ func (c *replayCmd) Run(ctx context.Context) error {
 		printReplay(c.stdout, rep)
 	}
 	switch {
+	case len(rep.Unverifiable) > 0:
+		// A decision that cannot be replayed is one nobody can check: the
+		// run did not show what it was asked to.
+		return exitError{exitFail, errSilent}
 	case rep.Mode == "reproduce" && len(rep.Differ) > 0:
 		return exitError{exitFail, errSilent}
 	case rep.Mode == "impact" && c.failChange && rep.Changed > 0:

@@ -142,3 +142,34 @@ func TestServe_ShadowPolicies(t *testing.T) {
 		t.Errorf("shadow diff:\n%s", out)
 	}
 }
+
+// Decisions whose policy load is gone cannot be replayed: replay says so
+// and exits 1, and log prune never causes it (it keeps the loads that
+// retained decisions refer to).
+func TestReplay_UnreplayableExitsOne(t *testing.T) {
+	d := newDaemonDir(t)
+	appendConfig(t, d, "checkpoints: {every_rows: 20}\n")
+	d.start()
+	finish := startLoad(t, d.sock(), 4)
+	time.Sleep(300 * time.Millisecond)
+	finish()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	<-d.done
+	key := filepath.Join(d.dir, "var", "signing.key")
+	code, out, stderr := runCLI(t, "log", "prune", "--db", d.db(), "--max-rows", "5", "--signing-key", key)
+	if code != 0 || !strings.Contains(out, "kept 1 policy loads") {
+		t.Fatalf("log prune: %d %s %s", code, out, stderr)
+	}
+	if code, out, stderr := runCLI(t, "replay", "--db", d.db()); code != 0 {
+		t.Fatalf("replay after pruning: %d %s %s", code, out, stderr)
+	}
+	db, err := sql.Open("sqlite3", "file:"+d.db())
+	must(t, err)
+	_, err = db.Exec(`DROP TRIGGER log_no_delete; DELETE FROM log WHERE kind = 'policy_load'`)
+	db.Close()
+	must(t, err)
+	code, out, _ = runCLI(t, "replay", "--db", d.db())
+	if code != exitFail || !strings.Contains(out, "could not be replayed") {
+		t.Errorf("replay without the policy loads: %d %s", code, out)
+	}
+}
