@@ -43,8 +43,11 @@ func (e *Engine) decisionRecord(ctx context.Context, id string) (*wire.DecisionR
 }
 
 // Outcome records what happened after decision id. An unknown id is
-// decisionlog.ErrNotFound. An outcome other than skipped for a decision that
-// was not allow is recorded and flagged.
+// decisionlog.ErrNotFound, and so is a decision another caller got: only
+// the kernel-attested caller that asked (same uid and executable, from
+// SO_PEERCRED) may report on it, and nobody else learns even that it
+// exists, let alone how it went. An outcome other than skipped for a
+// decision that was not allow is recorded and flagged.
 func (e *Engine) Outcome(ctx context.Context, id string, req *wire.OutcomeRequest, peer *wire.Peer) (*wire.OutcomeRecord, int64, error) {
 	switch req.Status {
 	case wire.OutcomeSuccess, wire.OutcomeError, wire.OutcomeSkipped:
@@ -59,6 +62,9 @@ func (e *Engine) Outcome(ctx context.Context, id string, req *wire.OutcomeReques
 	dec, err := e.decisionRecord(ctx, id)
 	if err != nil {
 		return nil, 0, err
+	}
+	if !sameCaller(dec.Peer, peer) {
+		return nil, 0, fmt.Errorf("decision %s: %w", id, decisionlog.ErrNotFound)
 	}
 	rec := &wire.OutcomeRecord{
 		DecisionID: id, Status: req.Status, Detail: req.Detail, Decision: dec.Decision,
@@ -93,6 +99,16 @@ func (e *Engine) Approve(ctx context.Context, id string, req *wire.ApprovalReque
 	if err := e.approvals.claim(id); err != nil {
 		return nil, 0, err
 	}
+	// The registry holds only approvals still usable; the log holds every
+	// one ever given. A step_up decided once stays decided, however old.
+	if prior, err := e.loggedApproval(ctx, id); err != nil || prior != nil {
+		if err != nil {
+			e.approvals.unclaim(id)
+			return nil, 0, err
+		}
+		e.approvals.add(prior)
+		return nil, 0, e.approvals.claim(id)
+	}
 	seq, err := e.append(ctx, KindApproval, rec, &decisionlog.Keys{Principal: rec.Principal})
 	if err != nil {
 		e.approvals.unclaim(id)
@@ -100,6 +116,33 @@ func (e *Engine) Approve(ctx context.Context, id string, req *wire.ApprovalReque
 	}
 	e.approvals.add(rec)
 	return rec, seq, nil
+}
+
+// sameCaller reports whether the peer reporting on a decision is the one
+// that asked for it. Both are kernel-attested (SO_PEERCRED); a decision
+// asked without a socket (in-process) can only be reported on that way.
+func sameCaller(asked, reporting *wire.Peer) bool {
+	if asked == nil || reporting == nil {
+		return asked == nil && reporting == nil
+	}
+	return asked.UID == reporting.UID && asked.Exe == reporting.Exe
+}
+
+// loggedApproval is the approval or rejection the log holds for decision
+// id, nil if none.
+func (e *Engine) loggedApproval(ctx context.Context, id string) (*wire.ApprovalRecord, error) {
+	es, err := e.opts.Log.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{KindApproval}, DecisionID: id, Limit: 1})
+	if err != nil {
+		return nil, fmt.Errorf("approval of %s: %w", id, err)
+	}
+	if len(es) == 0 {
+		return nil, nil
+	}
+	var rec wire.ApprovalRecord
+	if err := json.Unmarshal(es[0].Body, &rec); err != nil {
+		return nil, fmt.Errorf("approval of %s: seq %d: %w", id, es[0].Seq, err)
+	}
+	return &rec, nil
 }
 
 // append records one entry and returns its seq.
