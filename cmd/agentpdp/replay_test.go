@@ -156,7 +156,7 @@ func TestReplay_UnreplayableExitsOne(t *testing.T) {
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	<-d.done
 	key := filepath.Join(d.dir, "var", "signing.key")
-	code, out, stderr := runCLI(t, "log", "prune", "--db", d.db(), "--max-rows", "5", "--signing-key", key)
+	code, out, stderr := runCLI(t, "log", "prune", "--config", d.config, "--max-rows", "5", "--signing-key", key)
 	if code != 0 || !strings.Contains(out, "kept 1 policy loads") {
 		t.Fatalf("log prune: %d %s %s", code, out, stderr)
 	}
