@@ -4,7 +4,7 @@ BIN     := bin/agentpdp
 # cgo is required: the decision log uses mattn/go-sqlite3.
 export CGO_ENABLED := 1
 
-.PHONY: all build run test test-pg test-short vet fmt bench fuzz soak examples proto clean
+.PHONY: all build run test test-pg test-short vet fmt bench fuzz soak examples proto clean test-browser screenshots
 
 all: build
 
@@ -27,6 +27,18 @@ test: vet
 test-pg:
 	bash .ci/setup-postgres.sh
 	AGENTPDP_PG=1 $(GO) test -race -count=1 -timeout 15m -run 'Collector|Fleet' ./decisionlog/fleet/ ./cmd/agentpdp/
+
+# The review console in a real browser: headless Chromium from Debian
+# (installed by .ci/setup-browser.sh when missing) driven by chromedp,
+# against a real daemon and console.
+test-browser:
+	bash .ci/setup-browser.sh
+	$(GO) test -tags browser -count=1 -timeout 10m -run 'Browser' ./cmd/agentpdp
+
+# Rewrite the README's console pictures (docs/console/*.png) with that test.
+screenshots:
+	bash .ci/setup-browser.sh
+	AGENTPDP_SCREENSHOTS=$(CURDIR)/docs/console $(GO) test -tags browser -count=1 -timeout 10m -run 'TestConsole_Browser' ./cmd/agentpdp
 
 test-short:
 	$(GO) test -short -count=1 ./...

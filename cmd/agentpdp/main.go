@@ -111,6 +111,7 @@ func commands() []*cobra.Command {
 		newShipCmd(),
 		newCollectorCmd(),
 		newFleetCmd(),
+		newConsoleCmd(),
 	}
 }
 
