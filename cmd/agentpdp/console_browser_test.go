@@ -171,6 +171,7 @@ func (s shots) take(ctx context.Context, name string) {
 
 func TestConsole_Browser(t *testing.T) {
 	d := newDaemonDir(t)
+	appendConfig(t, d, "checkpoints: {every_rows: 4, every: 1m}\n") // so that the integrity page has some
 	d.start()
 	users := filepath.Join(d.dir, "users")
 	var out, errb strings.Builder
@@ -365,6 +366,10 @@ func TestConsole_Browser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`form[action="/integrity/verify"] button`)),
 		chromedp.WaitVisible(chromedp.CSS("#verify-h + p.ok")),
 	)
+	verified := runIn(t, ctx, "checkpoint signatures", chromedp.Evaluate[int](`document.querySelectorAll("#cp-h ~ table tbody td .ok").length`))
+	if verified == 0 {
+		t.Error("the integrity page shows no checkpoint whose signature verified")
+	}
 	sh.take(ctx, "integrity")
 
 	// Overview, with some denials to show.

@@ -529,7 +529,26 @@ type checkpointRow struct {
 	Entry        *decisionlog.Entry
 	Checkpoint   *decisionlog.Checkpoint
 	SigOK        *bool
-	Cosignatures string // witness cosignatures, when the row carries them
+	Signers      []string // the key names that signed the note (C2SP signature lines)
+	Cosignatures string   // witness cosignatures: signature lines by others than the log, or a row's own list
+}
+
+// noteSigners returns the key names on a signed note's signature lines
+// ("— name base64"), in order.
+func noteSigners(n string) []string {
+	_, sigs, ok := strings.Cut(n, "\n\n")
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, line := range strings.Split(sigs, "\n") {
+		if name, ok := strings.CutPrefix(line, "\u2014 "); ok {
+			if i := strings.IndexByte(name, ' '); i > 0 {
+				out = append(out, name[:i])
+			}
+		}
+	}
+	return out
 }
 
 func (s *Server) integrity(w http.ResponseWriter, r *http.Request, sess *session) {
@@ -554,6 +573,14 @@ func (s *Server) integrity(w http.ResponseWriter, r *http.Request, sess *session
 				ok := c.Verify(s.cfg.PublicKey) == nil
 				row.SigOK = &ok
 			}
+			row.Signers = noteSigners(c.Note)
+			var witnesses []string
+			for _, name := range row.Signers {
+				if name != c.Origin {
+					witnesses = append(witnesses, name)
+				}
+			}
+			row.Cosignatures = strings.Join(witnesses, "\n")
 		}
 		var m map[string]json.RawMessage
 		if json.Unmarshal(e.Body, &m) == nil {
