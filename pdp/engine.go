@@ -321,6 +321,7 @@ type prepared struct {
 
 	provided        []wire.Entity // from entity providers, normalised
 	providerFailure string        // why a provider failed; the decision is deny
+	refusal         *wire.Reason  // set by Refuse: the decision is deny, Cedar is not asked
 }
 
 // layered looks entities up in the request first, then in the snapshot, so
@@ -447,6 +448,9 @@ func approvalInvalid(problem string) evaluation {
 // evaluate runs the guards, then Cedar. approval is the request's valid,
 // reserved approval, if it named one; a step_up it answers becomes allow.
 func (e *Engine) evaluate(snap *policy.Snapshot, p *prepared, now time.Time, approval *wire.ApprovalRecord) evaluation {
+	if p.refusal != nil {
+		return evaluation{decision: wire.Deny, reasons: []wire.Reason{*p.refusal}}
+	}
 	if ev := guardExpired(p.logged, now); ev != nil {
 		return *ev
 	}
@@ -523,6 +527,11 @@ func (e *Engine) Decide(ctx context.Context, req *wire.Request, peer *wire.Peer)
 // request is a *RequestError and nothing is recorded; a failure to record
 // wraps ErrLogUnavailable and no decision is returned.
 func (e *Engine) DecideBatch(ctx context.Context, reqs []*wire.Request, peer *wire.Peer) ([]*wire.Decision, error) {
+	return e.decideBatch(ctx, reqs, peer, nil)
+}
+
+// decideBatch is DecideBatch; a refusal makes every decision deny with it.
+func (e *Engine) decideBatch(ctx context.Context, reqs []*wire.Request, peer *wire.Peer, refusal *wire.Reason) ([]*wire.Decision, error) {
 	if e.opts.Recorder == nil {
 		return nil, fmt.Errorf("%w: no recorder configured", ErrLogUnavailable)
 	}
@@ -550,7 +559,9 @@ func (e *Engine) DecideBatch(ctx context.Context, reqs []*wire.Request, peer *wi
 			}
 			return nil, err
 		}
-		e.provide(ctx, req, p)
+		if p.refusal = refusal; refusal == nil {
+			e.provide(ctx, req, p)
+		}
 		ps[i] = p
 	}
 	decisions := make([]*wire.Decision, len(reqs))
@@ -574,7 +585,7 @@ func (e *Engine) DecideBatch(ctx context.Context, reqs []*wire.Request, peer *wi
 		var ev evaluation
 		var approval *wire.ApprovalRecord
 		refused := false // the request named an approval that is not valid
-		if id := p.logged.Approval; id != "" {
+		if id := p.logged.Approval; id != "" && p.refusal == nil {
 			st, problem := e.approvals.reserve(id, p, now)
 			if st == nil {
 				ev, refused = approvalInvalid(problem), true

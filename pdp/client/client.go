@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/agentpdp/agentpdp/pdp/wire"
@@ -88,6 +89,31 @@ func (c *Client) Health(ctx context.Context) (string, error) {
 // Do sends in (JSON, unless nil) to path and decodes a 200 answer into out.
 // Other answers are *Error. It serves the admin endpoints too.
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	return c.do(ctx, method, path, nil, in, out)
+}
+
+// Refuse records req as a decision deny with a built-in reason, without
+// asking Cedar: reason is wire.ReasonRequestRefused (the caller will not
+// carry it out, for example a proxy that will not forward what it read) or
+// wire.ReasonRequestTooLarge; detail says why. The decision is durable when
+// it returns.
+func (c *Client) Refuse(ctx context.Context, req *wire.Request, reason, detail string) (*wire.Decision, error) {
+	h := http.Header{}
+	h.Set(wire.HeaderRefuse, reason)
+	h.Set(wire.HeaderRefuseDetail, strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' ' // a header value holds no control characters
+		}
+		return r
+	}, detail))
+	var d wire.Decision
+	if err := c.do(ctx, http.MethodPost, "/v1/authorize", h, req, &d); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+func (c *Client) do(ctx context.Context, method, path string, header http.Header, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -99,6 +125,9 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	req, err := http.NewRequestWithContext(ctx, method, "http://agentpdp"+path, body)
 	if err != nil {
 		return err
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")

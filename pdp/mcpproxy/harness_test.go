@@ -19,11 +19,11 @@ import (
 // both on in-memory pipes. The server records every line it receives, so a
 // test can compare what the proxy authorized with what the server got.
 type session struct {
-	t      testing.TB
-	d      *daemon
-	proxy  *mcpproxy.Proxy
+	t       testing.TB
+	d       *daemon
+	proxy   *mcpproxy.Proxy
 	toProxy *io.PipeWriter // the client's output
-	answers chan []byte   // lines the proxy sent the client
+	answers chan []byte    // lines the proxy sent the client
 	server  *standIn
 	done    chan error
 }

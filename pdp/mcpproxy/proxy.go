@@ -1,34 +1,39 @@
 // Package mcpproxy enforces agentpdp decisions on Model Context Protocol tool
 // calls. It sits between an MCP client and an MCP server on the stdio
-// transport (newline-delimited JSON-RPC 2.0) and passes every message through
-// unchanged except tools/call, which is authorized first: a deny or step_up
-// is answered with a JSON-RPC error and never reaches the server, and the
-// outcome of an allowed call is recorded when the server answers it.
+// transport (newline-delimited JSON-RPC 2.0). Every message is read once,
+// strictly (see docs/mcp-proxy.md), and what is forwarded is the re-encoded
+// message that was read, never the line as received. tools/call is
+// authorized first: a deny or step_up is answered with a JSON-RPC error and
+// never reaches the server, and the outcome of an allowed call is recorded
+// when it ends (answered, cancelled, its task finished, or its server gone).
 package mcpproxy
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 
-	"github.com/agentpdp/agentpdp/pdp/client"
-	"github.com/agentpdp/agentpdp/pdp/policy"
+	"github.com/go-json-experiment/json/jsontext"
+
 	"github.com/agentpdp/agentpdp/pdp/wire"
+	"github.com/agentpdp/agentpdp/pdp/client"
 )
 
-// JSON-RPC error codes the proxy answers with, in the implementation-defined
-// server error range.
+// JSON-RPC error codes the proxy answers with: JSON-RPC's own for messages
+// it cannot read, and the implementation-defined server error range for
+// decisions.
 const (
-	CodeDenied      = -32001
-	CodeStepUp      = -32002
-	CodeUnavailable = -32003
+	CodeParseError     = -32700
+	CodeInvalidRequest = -32600
+	CodeInvalidParams  = -32602
+	CodeInternal       = -32603
+	CodeDenied         = -32001
+	CodeStepUp         = -32002
+	CodeUnavailable    = -32003
 )
 
 // MetaApproval is the _meta key of a tools/call that retries a step_up with
@@ -36,11 +41,12 @@ const (
 const MetaApproval = "agentpdp/approval"
 
 // Proxy authorizes the tool calls of one principal against one MCP server.
+// Set the exported fields, then call Run once.
 type Proxy struct {
 	Client      *client.Client
 	Principal   wire.EntityRef
 	Server      wire.EntityRef // the resource every call is on
-	FilterTools bool           // drop from tools/list the tools the principal is denied
+	FilterTools bool          // drop from tools/list the tools the principal is denied
 	Logger      *slog.Logger
 
 	// Admin, if set, lets the proxy ask the user to approve a step_up through
@@ -50,39 +56,61 @@ type Proxy struct {
 	Admin    *client.Client
 	Approver string
 
+	MaxLineBytes int // longest message relayed; default DefaultMaxLineBytes
+	MaxDepth     int // deepest nesting read; default DefaultMaxDepth
+
 	outMu    sync.Mutex // one writer of the client's stream at a time
 	out      io.Writer
 	serverMu sync.Mutex // one writer of the server's stream at a time
+	server   io.Writer
+
 	mu       sync.Mutex
-	pending  map[string]string // JSON-RPC id → decision id, of allowed calls in flight
-	lists    map[string]bool   // JSON-RPC ids of tools/list requests
+	calls    map[string]*call  // tools/call in flight, by id key
+	tasks    map[string]*call  // task-augmented calls whose task runs, by taskId
+	taskReqs map[string]string // id key of a client's tasks/* request → taskId
+	lists    map[string]bool   // id keys of tools/list requests to filter
 	elicit   bool              // the client declared the elicitation capability
-	asked    map[string]chan message
+	asked    map[string]chan *message
 	nextAsk  int
-	calls    sync.WaitGroup // tools/call handlers in flight
+	gone     bool          // the server's output ended: nothing more is forwarded
+	goneCh   chan struct{} // closed when gone is set
+	work     sync.WaitGroup
 }
 
-type message struct {
-	JSONRPC string          `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id,omitempty"`
-	Method  string          `json:"method,omitempty"`
-	Params  json.RawMessage `json:"params,omitempty"`
-	Result  json.RawMessage `json:"result,omitempty"`
-	Error   json.RawMessage `json:"error,omitempty"`
+// call is one tools/call from the time it is read until its outcome.
+type call struct {
+	key        string
+	id         jsontext.Value
+	tool       string
+	task       bool // asked for task augmentation
+	decisionID string
+	authorized chan struct{} // closed once it was forwarded or refused
+	forwarded  bool
+	recorded   bool // its outcome is logged (or it never ran)
 }
 
 // Run relays until the server's output ends. clientIn/clientOut face the
 // MCP client; serverIn/serverOut face the server. When the client's input
-// ends, serverIn is closed, and the server's last answers still go through.
+// ends, serverIn is closed once the calls being authorized are settled, and
+// the server's last answers still go through. When the server's output ends,
+// every call still open gets an error and an outcome.
 func (p *Proxy) Run(ctx context.Context, clientIn io.Reader, clientOut io.Writer, serverIn io.WriteCloser, serverOut io.Reader) error {
 	if p.Logger == nil {
 		p.Logger = slog.New(slog.DiscardHandler)
 	}
-	p.out, p.pending, p.lists, p.asked = clientOut, map[string]string{}, map[string]bool{}, map[string]chan message{}
+	if p.MaxLineBytes <= 0 {
+		p.MaxLineBytes = DefaultMaxLineBytes
+	}
+	if p.MaxDepth <= 0 {
+		p.MaxDepth = DefaultMaxDepth
+	}
+	p.out, p.server = clientOut, serverIn
+	p.calls, p.tasks, p.taskReqs, p.lists, p.asked = map[string]*call{}, map[string]*call{}, map[string]string{}, map[string]bool{}, map[string]chan *message{}
+	p.goneCh = make(chan struct{})
 	fromClient := make(chan error, 1)
 	go func() {
-		err := p.fromClient(ctx, clientIn, serverIn)
-		p.calls.Wait() // calls being authorized still go to the server
+		err := p.fromClient(ctx, clientIn)
+		p.settle()
 		serverIn.Close()
 		fromClient <- err
 	}()
@@ -90,6 +118,7 @@ func (p *Proxy) Run(ctx context.Context, clientIn io.Reader, clientOut io.Writer
 	if errors.Is(err, io.EOF) {
 		err = nil
 	}
+	p.serverEnded(ctx)
 	select {
 	case cerr := <-fromClient:
 		if !errors.Is(cerr, io.EOF) {
@@ -100,158 +129,132 @@ func (p *Proxy) Run(ctx context.Context, clientIn io.Reader, clientOut io.Writer
 	return err
 }
 
-func lines(r io.Reader) *bufio.Scanner {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 64<<20)
-	return sc
+// settle waits for the calls being authorized to be forwarded or refused.
+func (p *Proxy) settle() { p.work.Wait() }
+
+// goAsync runs fn as owned work unless the server is gone; it reports
+// whether fn will run.
+func (p *Proxy) goAsync(fn func()) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.gone {
+		return false
+	}
+	p.work.Go(fn)
+	return true
 }
 
-func (p *Proxy) fromClient(ctx context.Context, in io.Reader, server io.Writer) error {
-	sc := lines(in)
-	for sc.Scan() {
-		line := bytes.Clone(sc.Bytes())
-		var m message
-		if json.Unmarshal(line, &m) == nil && len(m.ID) > 0 {
-			if m.Method == "" && p.answered(&m) {
-				continue // the client's answer to our elicitation, not for the server
+func (p *Proxy) fromClient(ctx context.Context, in io.Reader) error {
+	lr := newLineReader(in, p.MaxLineBytes)
+	for {
+		line, over, err := lr.next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return io.EOF
 			}
-			switch m.Method {
-			case "initialize":
-				p.noteCapabilities(&m)
-			case "tools/call":
-				// Authorizing may wait for a human (elicitation), whose answer
-				// arrives on this stream: decide in a goroutine of our own.
-				p.calls.Add(1)
-				go func() {
-					defer p.calls.Done()
-					if p.authorizeCall(ctx, &m) {
-						p.toServer(server, line)
-					}
-				}()
-				continue
-			case "tools/list":
-				if p.FilterTools {
-					p.mu.Lock()
-					p.lists[string(m.ID)] = true
-					p.mu.Unlock()
-				}
-			}
+			return fmt.Errorf("read from client: %w", err)
 		}
-		if err := p.toServer(server, line); err != nil {
-			return err
+		if over != nil {
+			p.clientOversize(ctx, over)
+			continue
 		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		raw, err := canonical(line, p.MaxDepth)
+		if err != nil {
+			p.reply(nil, CodeParseError, "parse error: "+err.Error(), nil)
+			continue
+		}
+		switch raw[0] {
+		case '[':
+			p.clientBatch(ctx, raw)
+			continue
+		case '{':
+		default:
+			p.reply(nil, CodeInvalidRequest, "invalid request: a JSON-RPC message must be a JSON object", nil)
+			continue
+		}
+		m, err := parseMessage(raw)
+		if err != nil {
+			p.invalid(ctx, raw, err)
+			continue
+		}
+		p.fromClientMessage(ctx, m)
 	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read from client: %w", err)
-	}
-	return io.EOF
 }
 
-func (p *Proxy) toServer(server io.Writer, line []byte) error {
+// invalid answers a client's object that is not a valid JSON-RPC message;
+// if it reads as a tools/call, the refusal is logged as a deny.
+func (p *Proxy) invalid(ctx context.Context, raw []byte, why error) {
+	id := member(raw, "id")
+	if id.Kind() != '"' && id.Kind() != '0' {
+		id = nil
+	}
+	p.reply(id, CodeInvalidRequest, "invalid request: "+why.Error(), nil)
+	if method := member(raw, "method"); method.Kind() == '"' && unquote(method) == "tools/call" {
+		p.refuseCall(ctx, id, member(raw, "params"), wire.ReasonRequestRefused, "invalid request: "+why.Error())
+	}
+}
+
+func (p *Proxy) fromClientMessage(ctx context.Context, m *message) {
+	if m.isResponse() {
+		if p.answered(m) {
+			return // the client's answer to our elicitation, not for the server
+		}
+		p.forward(m)
+		return
+	}
+	switch m.method {
+	case "initialize":
+		p.noteCapabilities(m)
+	case "tools/call":
+		p.startCall(ctx, m)
+		return
+	case "tools/list":
+		if p.FilterTools && m.id != nil {
+			if key, err := idKey(m.id); err == nil {
+				p.mu.Lock()
+				p.lists[key] = true
+				p.mu.Unlock()
+			}
+		}
+	case "notifications/cancelled":
+		p.cancel(ctx, m)
+		return
+	case "tasks/get", "tasks/result", "tasks/cancel":
+		p.noteTaskRequest(m)
+	}
+	p.forward(m)
+}
+
+// forward sends a client's message to the server; a request that cannot be
+// sent is answered with an error.
+func (p *Proxy) forward(m *message) bool {
+	if err := p.toServer(m.raw); err != nil {
+		if m.isRequest() {
+			p.reply(m.id, CodeInternal, "the MCP server is not reachable: "+err.Error(), nil)
+		}
+		return false
+	}
+	return true
+}
+
+var errGone = errors.New("the MCP server has exited")
+
+func (p *Proxy) toServer(raw []byte) error {
 	p.serverMu.Lock()
 	defer p.serverMu.Unlock()
-	if _, err := server.Write(append(line, '\n')); err != nil {
+	p.mu.Lock()
+	gone := p.gone
+	p.mu.Unlock()
+	if gone {
+		return errGone
+	}
+	if _, err := p.server.Write(append(raw, '\n')); err != nil {
 		return fmt.Errorf("write to server: %w", err)
 	}
 	return nil
-}
-
-// noteCapabilities remembers whether the client can be asked questions.
-func (p *Proxy) noteCapabilities(m *message) {
-	var params struct {
-		Capabilities map[string]json.RawMessage `json:"capabilities"`
-	}
-	if json.Unmarshal(m.Params, &params) == nil {
-		_, ok := params.Capabilities["elicitation"]
-		p.mu.Lock()
-		p.elicit = ok && p.Admin != nil
-		p.mu.Unlock()
-	}
-}
-
-// answered delivers a response to a request the proxy sent the client.
-func (p *Proxy) answered(m *message) bool {
-	p.mu.Lock()
-	ch, ok := p.asked[string(m.ID)]
-	delete(p.asked, string(m.ID))
-	p.mu.Unlock()
-	if ok {
-		ch <- *m
-	}
-	return ok
-}
-
-// askApproval asks the user, through the client, to approve a step_up. It
-// reports whether the user answered, and the answer.
-func (p *Proxy) askApproval(ctx context.Context, tool, why string, d *wire.Decision) (answered, approved bool) {
-	p.mu.Lock()
-	if !p.elicit {
-		p.mu.Unlock()
-		return false, false
-	}
-	p.nextAsk++
-	id := fmt.Sprintf(`"agentpdp-approval-%d"`, p.nextAsk)
-	ch := make(chan message, 1)
-	p.asked[id] = ch
-	p.mu.Unlock()
-	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": json.RawMessage(id), "method": "elicitation/create", "params": map[string]any{
-		"message": fmt.Sprintf("%s wants to call %s on %s, which needs a human's approval: %s. Approve?", p.Principal, tool, p.Server, why),
-		"requestedSchema": map[string]any{"type": "object", "required": []string{"approve"},
-			"properties": map[string]any{"approve": map[string]any{"type": "boolean", "title": "Approve this call", "description": "decision " + d.DecisionID}}},
-	}})
-	if err := p.send(b); err != nil {
-		return false, false
-	}
-	select {
-	case answer := <-ch:
-		var r struct {
-			Action  string `json:"action"`
-			Content struct {
-				Approve bool `json:"approve"`
-			} `json:"content"`
-		}
-		if len(answer.Error) > 0 || json.Unmarshal(answer.Result, &r) != nil {
-			return false, false
-		}
-		switch r.Action {
-		case "accept":
-			return true, r.Content.Approve
-		case "decline":
-			return true, false
-		}
-		return false, false // cancel: no answer
-	case <-ctx.Done():
-		return false, false
-	}
-}
-
-func (p *Proxy) fromServer(ctx context.Context, in io.Reader) error {
-	sc := lines(in)
-	for sc.Scan() {
-		line := bytes.Clone(sc.Bytes())
-		var m message
-		if json.Unmarshal(line, &m) == nil && len(m.ID) > 0 && m.Method == "" {
-			p.mu.Lock()
-			decisionID, called := p.pending[string(m.ID)]
-			delete(p.pending, string(m.ID))
-			listing := p.lists[string(m.ID)]
-			delete(p.lists, string(m.ID))
-			p.mu.Unlock()
-			if called {
-				p.recordOutcome(ctx, decisionID, &m)
-			}
-			if listing {
-				line = p.filterTools(ctx, line, &m)
-			}
-		}
-		if err := p.send(line); err != nil {
-			return err
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read from server: %w", err)
-	}
-	return io.EOF
 }
 
 func (p *Proxy) send(line []byte) error {
@@ -263,184 +266,125 @@ func (p *Proxy) send(line []byte) error {
 	return nil
 }
 
-type callParams struct {
-	Name      string          `json:"name"`
-	Arguments json.RawMessage `json:"arguments"`
-	Meta      map[string]any  `json:"_meta"`
-}
-
-// request is the authorization request for a tool call: action
-// Action::"<tool>", resource the server, the arguments as context.args, and
-// the trace and session from _meta where the client sends them.
-func (p *Proxy) request(id json.RawMessage, params *callParams) *wire.Request {
-	args := params.Arguments
-	if len(args) == 0 || string(args) == "null" {
-		args = json.RawMessage("{}")
-	}
-	ctxJSON, _ := json.Marshal(map[string]json.RawMessage{"args": args})
-	req := &wire.Request{
-		Principal:  p.Principal,
-		Action:     wire.EntityRef{Type: "Action", ID: params.Name},
-		Resource:   p.Server,
-		Context:    ctxJSON,
-		ToolCallID: strings.Trim(string(id), `"`),
-	}
-	meta := params.Meta
-	if tp, ok := meta["traceparent"].(string); ok {
-		if parts := strings.Split(tp, "-"); len(parts) == 4 {
-			req.TraceID = parts[1]
-		}
-	}
-	if s, ok := meta["trace_id"].(string); ok {
-		req.TraceID = s
-	}
-	if s, ok := meta["session_id"].(string); ok {
-		req.SessionID = s
-	}
-	if s, ok := meta[MetaApproval].(string); ok {
-		req.Approval = s
-	}
-	return req
-}
-
-// authorizeCall asks agentpdp about a tools/call and reports whether to
-// forward it. Anything but allow is answered here, failing closed.
-func (p *Proxy) authorizeCall(ctx context.Context, m *message) bool {
-	var params callParams
-	if err := json.Unmarshal(m.Params, &params); err != nil || params.Name == "" {
-		p.reply(m.ID, -32602, "tools/call needs params.name", nil)
-		return false
-	}
-	d, err := p.Client.Authorize(ctx, p.request(m.ID, &params))
-	if err != nil {
-		p.Logger.Error("authorize tool call; refusing it", "tool", params.Name, "err", err)
-		p.reply(m.ID, CodeUnavailable, "tool call refused: agentpdp could not decide: "+err.Error(), nil)
-		return false
-	}
-	data := map[string]any{"decision_id": d.DecisionID, "decision": d.Decision, "reasons": d.Reasons}
-	switch d.Decision {
-	case wire.Allow:
-		p.mu.Lock()
-		p.pending[string(m.ID)] = d.DecisionID
-		p.mu.Unlock()
-		return true
-	case wire.StepUp:
-		why := "approval needed"
-		for _, r := range d.Reasons {
-			if s := r.Annotations[policy.AnnotationStepUp]; s != "" {
-				why = s
-			}
-		}
-		if answered, approved := p.askApproval(ctx, params.Name, why, d); answered {
-			return p.recordAnswer(ctx, m, &params, d, approved)
-		}
-		p.reply(m.ID, CodeStepUp, fmt.Sprintf("tool %s needs a human's approval (%s): approve decision %s on agentpdp's admin socket, then retry with _meta %q", params.Name, why, d.DecisionID, MetaApproval), data)
-	default:
-		p.reply(m.ID, CodeDenied, fmt.Sprintf("tool %s denied by %s (decision %s)", params.Name, policies(d), d.DecisionID), data)
-	}
-	if _, err := p.Client.Outcome(ctx, d.DecisionID, wire.OutcomeSkipped, nil); err != nil {
-		p.Logger.Warn("record skipped outcome", "decision_id", d.DecisionID, "err", err)
-	}
-	return false
-}
-
-// recordAnswer records the user's answer to a step_up as its approval and,
-// if approved, asks again with it: the approval is checked like any other.
-func (p *Proxy) recordAnswer(ctx context.Context, m *message, params *callParams, d *wire.Decision, approved bool) bool {
-	if _, err := p.Admin.Approve(ctx, d.DecisionID, p.Approver, approved, "answered through the MCP client"); err != nil {
-		p.Logger.Error("record approval; refusing the call", "decision_id", d.DecisionID, "err", err)
-		p.reply(m.ID, CodeUnavailable, "tool call refused: the approval could not be recorded: "+err.Error(), nil)
-		return false
-	}
-	if !approved {
-		p.reply(m.ID, CodeDenied, fmt.Sprintf("tool %s: the user declined to approve it (decision %s)", params.Name, d.DecisionID),
-			map[string]any{"decision_id": d.DecisionID, "decision": d.Decision, "reasons": d.Reasons})
-		p.Client.Outcome(ctx, d.DecisionID, wire.OutcomeSkipped, nil)
-		return false
-	}
-	if params.Meta == nil {
-		params.Meta = map[string]any{}
-	}
-	params.Meta[MetaApproval] = d.DecisionID
-	b, err := json.Marshal(params)
-	if err != nil {
-		return false
-	}
-	m.Params = b
-	return p.authorizeCall(ctx, m)
-}
-
-func policies(d *wire.Decision) string {
-	if len(d.Reasons) == 0 {
-		return "no policy permitting it"
-	}
-	ids := make([]string, len(d.Reasons))
-	for i, r := range d.Reasons {
-		ids[i] = r.Policy
-	}
-	return "policy " + strings.Join(ids, ", ")
-}
-
-func (p *Proxy) reply(id json.RawMessage, code int, msg string, data any) {
-	e := map[string]any{"code": code, "message": msg}
-	if data != nil {
-		e["data"] = data
-	}
-	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "error": e})
-	if err := p.send(b); err != nil {
+// reply sends the client a JSON-RPC error; a nil id is sent as null.
+func (p *Proxy) reply(id jsontext.Value, code int, msg string, data map[string]any) {
+	if err := p.send(errorMessage(id, code, msg, data)); err != nil {
 		p.Logger.Error("answer client", "err", err)
 	}
 }
 
-func (p *Proxy) recordOutcome(ctx context.Context, decisionID string, m *message) {
-	status, detail := wire.OutcomeSuccess, any(nil)
-	var result struct {
-		IsError bool `json:"isError"`
+func errorMessage(id jsontext.Value, code int, msg string, data map[string]any) []byte {
+	if id == nil {
+		id = jsontext.Value("null")
 	}
-	switch {
-	case len(m.Error) > 0:
-		status, detail = wire.OutcomeError, map[string]json.RawMessage{"error": m.Error}
-	case json.Unmarshal(m.Result, &result) == nil && result.IsError:
-		status, detail = wire.OutcomeError, map[string]string{"error": "the tool reported an error (isError)"}
+	e := map[string]any{"code": code, "message": msg}
+	if data != nil {
+		e["data"] = data
 	}
-	if _, err := p.Client.Outcome(ctx, decisionID, status, detail); err != nil {
-		p.Logger.Warn("record outcome", "decision_id", decisionID, "err", err)
+	b, err := marshal(map[string]any{"jsonrpc": "2.0", "id": id, "error": e})
+	if err != nil { // only our own values are here
+		panic(err)
+	}
+	return b
+}
+
+func (p *Proxy) fromServer(ctx context.Context, in io.Reader) error {
+	lr := newLineReader(in, p.MaxLineBytes)
+	for {
+		line, over, err := lr.next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return io.EOF
+			}
+			return fmt.Errorf("read from server: %w", err)
+		}
+		if over != nil {
+			p.serverUnreadable(ctx, over.id, over.method, fmt.Sprintf("the server's message of %d bytes exceeds the proxy's limit of %d bytes", over.size, p.MaxLineBytes))
+			continue
+		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		raw, err := canonical(line, p.MaxDepth)
+		if err != nil {
+			o := scanOversize(bytes.NewReader(line), int64(len(line)), p.MaxLineBytes)
+			p.serverUnreadable(ctx, o.id, o.method, "the server sent a message that is not valid JSON: "+err.Error())
+			continue
+		}
+		out := raw
+		if raw[0] == '[' { // a batch of answers: no MCP server sends one, but read each
+			for _, el := range elements(raw) {
+				if m, err := parseMessage(el); err == nil {
+					p.fromServerMessage(ctx, m)
+				}
+			}
+		} else if m, err := parseMessage(raw); err != nil {
+			p.serverUnreadable(ctx, member(raw, "id"), unquote(member(raw, "method")), "the server sent an invalid JSON-RPC message: "+err.Error())
+			continue
+		} else {
+			out = p.fromServerMessage(ctx, m)
+		}
+		if err := p.send(out); err != nil {
+			return err
+		}
 	}
 }
 
-// filterTools drops from a tools/list result the tools the principal is
-// denied when calling them with no arguments: the tools it may ever call.
-// Each check is a logged decision, like any other.
-func (p *Proxy) filterTools(ctx context.Context, line []byte, m *message) []byte {
-	var result map[string]json.RawMessage
-	if json.Unmarshal(m.Result, &result) != nil {
-		return line
+// serverUnreadable handles a server message the proxy will not relay: if it
+// answered a request, the client gets an error for it instead, and a call's
+// outcome is an error.
+func (p *Proxy) serverUnreadable(ctx context.Context, id jsontext.Value, method, why string) {
+	p.Logger.Warn("dropping a message from the server", "why", why)
+	if method != "" || (id.Kind() != '"' && id.Kind() != '0') {
+		return // a request or notification of the server's: nobody waits on it
 	}
-	var tools []map[string]any
-	if json.Unmarshal(result["tools"], &tools) != nil || len(tools) == 0 {
-		return line
-	}
-	reqs := make([]*wire.Request, len(tools))
-	for i, t := range tools {
-		name, _ := t["name"].(string)
-		reqs[i] = p.request(json.RawMessage(`"tools/list"`), &callParams{Name: name})
-	}
-	ds, err := p.Client.AuthorizeBatch(ctx, reqs)
+	key, err := idKey(id)
 	if err != nil {
-		p.Logger.Error("filter tools/list; hiding every tool", "err", err)
-		ds = nil
+		return
 	}
-	kept := []map[string]any{}
-	for i, t := range tools {
-		if ds != nil && ds[i].Decision != wire.Deny {
-			kept = append(kept, t)
+	p.mu.Lock()
+	c := p.calls[key]
+	p.mu.Unlock()
+	if c != nil {
+		p.finish(ctx, c, wire.OutcomeError, map[string]any{"error": why})
+	}
+	p.reply(id, CodeInternal, why, nil)
+}
+
+// serverEnded fails whatever still waits on the server.
+func (p *Proxy) serverEnded(ctx context.Context) {
+	p.serverMu.Lock() // no write is half done when gone is set
+	p.mu.Lock()
+	p.gone = true
+	close(p.goneCh)
+	var open []*call
+	for _, c := range p.calls {
+		if c.forwarded && !c.recorded {
+			open = append(open, c)
 		}
 	}
-	result["tools"], _ = json.Marshal(kept)
-	m.Result, _ = json.Marshal(result)
-	out, err := json.Marshal(m)
-	if err != nil {
-		return line
+	var tasks []*call
+	for _, c := range p.tasks {
+		if !c.recorded {
+			tasks = append(tasks, c)
+		}
 	}
-	return out
+	p.mu.Unlock()
+	p.serverMu.Unlock()
+	for _, c := range open {
+		p.reply(c.id, CodeInternal, "the MCP server exited before answering", nil)
+		p.finish(ctx, c, wire.OutcomeError, map[string]any{"error": "the MCP server exited before answering"})
+	}
+	for _, c := range tasks {
+		p.finish(ctx, c, wire.OutcomeError, map[string]any{"error": "the MCP server exited before the task finished"})
+	}
+	p.settle()
+}
+
+// noteCapabilities remembers whether the client can be asked questions.
+func (p *Proxy) noteCapabilities(m *message) {
+	caps := member(member(m.params, "capabilities"), "elicitation")
+	p.mu.Lock()
+	p.elicit = caps != nil && p.Admin != nil
+	p.mu.Unlock()
 }

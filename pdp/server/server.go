@@ -299,7 +299,7 @@ func peerFrom(r *http.Request) *wire.Peer {
 
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	body, ok := s.readBody(w, r)
+	body, ok := s.readRequestBody(w, r)
 	if !ok {
 		return
 	}
@@ -308,7 +308,12 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	d, err := s.opts.Engine.Decide(r.Context(), req, peerFrom(r))
+	var d *wire.Decision
+	if reason := r.Header.Get(wire.HeaderRefuse); reason != "" {
+		d, err = s.opts.Engine.Refuse(r.Context(), req, peerFrom(r), reason, r.Header.Get(wire.HeaderRefuseDetail))
+	} else {
+		d, err = s.opts.Engine.Decide(r.Context(), req, peerFrom(r))
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
