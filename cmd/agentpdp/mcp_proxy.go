@@ -18,6 +18,7 @@ type mcpProxyCmd struct {
 	streams
 	principal, socket, adminSocket, approver, config, server, logLevel string
 	filter                                                             bool
+	maxLine, maxDepth                                                  int
 	args                                                               []string // the MCP server's command and its arguments
 }
 
@@ -43,23 +44,28 @@ func newMCPProxyCmd() *cobra.Command {
 	fl.StringVar(&c.server, "server-resource", "", `the resource every call is on (default MCPServer::"<command name>")`)
 	fl.BoolVar(&c.filter, "filter-tools", false, "hide from tools/list the tools the principal is denied")
 	fl.StringVar(&c.logLevel, "log-level", "warn", "debug, info, warn or error")
+	fl.IntVar(&c.maxLine, "max-line-bytes", mcpproxy.DefaultMaxLineBytes, "longest message relayed either way; a longer one gets a JSON-RPC error for its id")
+	fl.IntVar(&c.maxDepth, "max-depth", mcpproxy.DefaultMaxDepth, "deepest nesting of a message's JSON")
 	return cmd
 }
 
 func (c *mcpProxyCmd) Run(ctx context.Context) error {
 	if c.principal == "" {
-		return usagef("mcp-proxy: --c.principal is required, e.g. 'Agent::\"billing-bot\"'")
+		return usagef("mcp-proxy: --principal is required, e.g. 'Agent::\"billing-bot\"'")
 	}
 	who, err := wire.ParseEntityRef(c.principal)
 	if err != nil {
 		return usagef("mcp-proxy: --principal: %v", err)
+	}
+	if c.maxLine <= 0 || c.maxDepth <= 0 {
+		return usagef("mcp-proxy: --max-line-bytes and --max-depth must be positive")
 	}
 	if c.server == "" {
 		c.server = fmt.Sprintf("MCPServer::%q", filepath.Base(c.args[0]))
 	}
 	resource, err := wire.ParseEntityRef(c.server)
 	if err != nil {
-		return usagef("mcp-proxy: --c.server-resource: %v", err)
+		return usagef("mcp-proxy: --server-resource: %v", err)
 	}
 	if c.socket == "" {
 		cfg := DefaultConfig()
@@ -71,10 +77,12 @@ func (c *mcpProxyCmd) Run(ctx context.Context) error {
 		c.socket = cfg.Socket
 	}
 	proxy := &mcpproxy.Proxy{
-		Client:      client.New(c.socket),
-		Principal:   who,
-		Server:      resource,
-		FilterTools: c.filter,
+		Client:       client.New(c.socket),
+		Principal:    who,
+		Server:       resource,
+		FilterTools:  c.filter,
+		MaxLineBytes: c.maxLine,
+		MaxDepth:     c.maxDepth,
 		// stdout is the MCP stream; the proxy's own log goes to stderr.
 		Logger: newLogger(c.stderr, c.logLevel, "text").With("component", "mcp-proxy"),
 	}

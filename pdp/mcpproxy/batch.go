@@ -112,7 +112,7 @@ func (p *Proxy) clientBatch(ctx context.Context, raw []byte) {
 		if decided == nil && unquote(member(el, "method")) == "tools/call" {
 			p.refuseCall(ctx, id, member(el, "params"), wire.ReasonRequestRefused, "JSON-RPC batch refused: "+why)
 		}
-		if id != nil && (m == nil || !m.isResponse()) {
+		if m == nil || m.isRequest() { // an invalid element is answered with its id or null
 			answers = append(answers, errorMessage(id, CodeInvalidRequest, "JSON-RPC batch refused (MCP has no batches; one is forwarded only if every call in it is allowed): "+why, nil))
 		}
 	}

@@ -361,8 +361,11 @@ func (p *Proxy) fromServerMessage(ctx context.Context, m *message) []byte {
 	p.mu.Unlock()
 	switch {
 	case c != nil && c.forwarded:
-		task := member(m.result, "task")
-		if c.task && m.err == nil && task.Kind() == '{' {
+		var task jsontext.Value
+		if c.task && m.err == nil {
+			task = member(m.result, "task")
+		}
+		if task.Kind() == '{' {
 			// CreateTaskResult: the call runs on as a task; its outcome is
 			// recorded when the task reaches a terminal state.
 			id := unquote(member(task, "taskId"))
@@ -487,7 +490,7 @@ func (p *Proxy) filterTools(ctx context.Context, m *message) []byte {
 func replaceMember(obj jsontext.Value, name string, v []byte) []byte {
 	var out bytes.Buffer
 	enc := jsontext.NewEncoder(&out)
-	dec := jsontext.NewDecoder(bytes.NewReader(obj))
+	dec := jsontext.NewDecoder(bytes.NewBuffer(obj))
 	dec.ReadToken()
 	enc.WriteToken(jsontext.BeginObject)
 	for dec.PeekKind() != '}' {

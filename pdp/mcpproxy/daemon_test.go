@@ -12,6 +12,7 @@ import (
 	"github.com/agentpdp/agentpdp/decisionlog"
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/client"
+	"github.com/agentpdp/agentpdp/pdp/server"
 )
 
 // daemon is a real agentpdp (engine, SQLite log, socket server) in this
@@ -28,6 +29,7 @@ const testPolicies = `
 @id("echo") permit (principal, action == Action::"echo", resource);
 @id("slow") permit (principal, action == Action::"slow", resource);
 @id("big") permit (principal, action == Action::"big", resource);
+@id("crash") permit (principal, action == Action::"crash", resource);
 @id("no-prod") forbid (principal, action == Action::"echo", resource) when { context.args has env && context.args.env == "prod" };
 @id("deploy") @step_up("deploys need a human") permit (principal, action == Action::"deploy", resource);`
 
@@ -43,19 +45,17 @@ func startDaemon(t testing.TB, maxBody int64, durability decisionlog.Durability)
 	if err := os.WriteFile(filepath.Join(pol, "mcp.cedar"), []byte(testPolicies), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	log, err := decisionlog.Open(context.Background(), filepath.Join(dir, "d.db"), decisionlog.Options{Durability: durability})
+	pd, err := pdp.Open(context.Background(), pdp.Config{
+		Engine: pdp.Options{Policies: pol, Key: []byte("0123456789abcdef0123456789abcdef"), Prompt: pdp.PromptDrop},
+		DB:     filepath.Join(dir, "d.db"),
+		Log:    decisionlog.Options{Durability: durability},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := pdp.NewEngine(pdp.Options{Policies: pol, Recorder: log, Log: log, Key: []byte("0123456789abcdef0123456789abcdef"), Prompt: pdp.PromptDrop})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.Reload(context.Background(), "startup"); err != nil {
-		t.Fatal(err)
-	}
+	log := pd.Log
 	sock, asock := filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock")
-	srv, err := pdp.NewServer(pdp.ServerOptions{Socket: sock, AdminSocket: asock, Engine: e, Log: log, MaxBodyBytes: maxBody})
+	srv, err := server.New(server.Options{Socket: sock, AdminSocket: asock, Engine: pd.Engine, Log: log, MaxBodyBytes: maxBody})
 	if err != nil {
 		t.Fatal(err)
 	}

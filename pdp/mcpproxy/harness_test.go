@@ -5,13 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
-	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 	"github.com/agentpdp/agentpdp/pdp/mcpproxy"
 )
 
@@ -89,7 +91,10 @@ func newSession(t testing.TB, d *daemon, handle func(*standIn, []byte), tune fun
 	fromProxy, clientOut := io.Pipe()
 	serverIn, proxyToServer := io.Pipe()
 	serverToProxy, serverOut := io.Pipe()
-	p := &mcpproxy.Proxy{Client: d.client, Principal: pdp.EntityRef{Type: "Agent", ID: "bot"}, Server: pdp.EntityRef{Type: "MCPServer", ID: "stand-in"}}
+	p := &mcpproxy.Proxy{Client: d.client, Principal: wire.EntityRef{Type: "Agent", ID: "bot"}, Server: wire.EntityRef{Type: "MCPServer", ID: "stand-in"}}
+	if testing.Verbose() {
+		p.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	if tune != nil {
 		tune(p)
 	}
@@ -162,7 +167,7 @@ func (s *session) next() []byte {
 			s.t.Fatal("the proxy closed the client's stream")
 		}
 		return b
-	case <-time.After(20 * time.Second):
+	case <-time.After(120 * time.Second):
 		s.t.Fatal("no answer from the proxy")
 	}
 	return nil
@@ -174,7 +179,7 @@ func (s *session) received() []byte {
 	select {
 	case b := <-s.server.got:
 		return b
-	case <-time.After(20 * time.Second):
+	case <-time.After(120 * time.Second):
 		s.t.Fatal("the server received nothing")
 	}
 	return nil

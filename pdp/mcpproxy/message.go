@@ -28,7 +28,7 @@ var strictDecoding = []jsontext.Options{jsontext.AllowDuplicateNames(false), jso
 // what the proxy reads its decision from and what it forwards, so the other
 // side cannot parse something the proxy did not.
 func canonical(line []byte, maxDepth int) ([]byte, error) {
-	dec := jsontext.NewDecoder(bytes.NewReader(line), strictDecoding...)
+	dec := jsontext.NewDecoder(bytes.NewBuffer(line), strictDecoding...)
 	var out bytes.Buffer
 	out.Grow(len(line))
 	enc := jsontext.NewEncoder(&out)
@@ -77,7 +77,7 @@ func parseMessage(raw []byte) (*message, error) {
 		return nil, errors.New("a JSON-RPC message must be a JSON object")
 	}
 	m := &message{raw: raw}
-	dec := jsontext.NewDecoder(bytes.NewReader(raw))
+	dec := jsontext.NewDecoder(bytes.NewBuffer(raw))
 	if _, err := dec.ReadToken(); err != nil {
 		return nil, err
 	}
@@ -87,11 +87,12 @@ func parseMessage(raw []byte) (*message, error) {
 		if err != nil {
 			return nil, err
 		}
+		n := name.String() // before the token is voided by the next read
 		v, err := dec.ReadValue()
 		if err != nil {
 			return nil, err
 		}
-		switch n := name.String(); n {
+		switch n {
 		case "jsonrpc":
 			version = v.Clone()
 		case "id":
@@ -134,7 +135,7 @@ func parseMessage(raw []byte) (*message, error) {
 }
 
 func unquote(v jsontext.Value) string {
-	tok, err := jsontext.NewDecoder(bytes.NewReader(v)).ReadToken()
+	tok, err := jsontext.NewDecoder(bytes.NewBuffer(v)).ReadToken()
 	if err != nil {
 		return ""
 	}
@@ -189,18 +190,19 @@ func parseCallParams(params jsontext.Value) (*callParams, error) {
 	}
 	cp := &callParams{args: jsontext.Value("{}"), meta: map[string]string{}}
 	hasName := false
-	dec := jsontext.NewDecoder(bytes.NewReader(params))
+	dec := jsontext.NewDecoder(bytes.NewBuffer(params))
 	dec.ReadToken()
 	for dec.PeekKind() != '}' {
 		name, err := dec.ReadToken()
 		if err != nil {
 			return nil, err
 		}
+		n := name.String() // before the token is voided by the next read
 		v, err := dec.ReadValue()
 		if err != nil {
 			return nil, err
 		}
-		switch n := name.String(); n {
+		switch n {
 		case "name":
 			if v.Kind() != '"' {
 				return nil, errors.New("params.name must be a string")
@@ -234,7 +236,7 @@ func parseCallParams(params jsontext.Value) (*callParams, error) {
 // stringMembers are an object's members whose values are strings.
 func stringMembers(obj jsontext.Value) map[string]string {
 	out := map[string]string{}
-	dec := jsontext.NewDecoder(bytes.NewReader(obj))
+	dec := jsontext.NewDecoder(bytes.NewBuffer(obj))
 	dec.ReadToken()
 	for dec.PeekKind() != '}' {
 		name, err := dec.ReadToken()
@@ -258,7 +260,7 @@ func member(obj jsontext.Value, name string) jsontext.Value {
 	if obj.Kind() != '{' {
 		return nil
 	}
-	dec := jsontext.NewDecoder(bytes.NewReader(obj))
+	dec := jsontext.NewDecoder(bytes.NewBuffer(obj))
 	dec.ReadToken()
 	for dec.PeekKind() != '}' {
 		tok, err := dec.ReadToken()
@@ -282,7 +284,7 @@ func member(obj jsontext.Value, name string) jsontext.Value {
 // elements are a canonical array's elements.
 func elements(arr jsontext.Value) []jsontext.Value {
 	var out []jsontext.Value
-	dec := jsontext.NewDecoder(bytes.NewReader(arr))
+	dec := jsontext.NewDecoder(bytes.NewBuffer(arr))
 	dec.ReadToken()
 	for dec.PeekKind() != ']' {
 		v, err := dec.ReadValue()

@@ -19,8 +19,8 @@ import (
 
 	"github.com/go-json-experiment/json/jsontext"
 
-	"github.com/agentpdp/agentpdp/pdp/wire"
 	"github.com/agentpdp/agentpdp/pdp/client"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // JSON-RPC error codes the proxy answers with: JSON-RPC's own for messages
@@ -46,7 +46,7 @@ type Proxy struct {
 	Client      *client.Client
 	Principal   wire.EntityRef
 	Server      wire.EntityRef // the resource every call is on
-	FilterTools bool          // drop from tools/list the tools the principal is denied
+	FilterTools bool           // drop from tools/list the tools the principal is denied
 	Logger      *slog.Logger
 
 	// Admin, if set, lets the proxy ask the user to approve a step_up through
@@ -163,7 +163,7 @@ func (p *Proxy) fromClient(ctx context.Context, in io.Reader) error {
 		}
 		raw, err := canonical(line, p.MaxDepth)
 		if err != nil {
-			p.reply(nil, CodeParseError, "parse error: "+err.Error(), nil)
+			p.unparsable(ctx, line, err)
 			continue
 		}
 		switch raw[0] {
@@ -181,6 +181,22 @@ func (p *Proxy) fromClient(ctx context.Context, in io.Reader) error {
 			continue
 		}
 		p.fromClientMessage(ctx, m)
+	}
+}
+
+// unparsable answers a client's line that is not strict JSON, with its id
+// if one can be read before the fault; if it reads as a tools/call, the
+// refusal is logged as a deny.
+func (p *Proxy) unparsable(ctx context.Context, line []byte, why error) {
+	o := scanOversize(bytes.NewReader(line), int64(len(line)), p.MaxLineBytes)
+	id := o.id
+	if id.Kind() != '"' && id.Kind() != '0' {
+		id = nil
+	}
+	p.reply(id, CodeParseError, "parse error: "+why.Error(), nil)
+	if o.method == "tools/call" {
+		params, _ := marshal(map[string]any{"name": o.tool})
+		p.refuseCall(ctx, id, jsontext.Value(params), wire.ReasonRequestRefused, "parse error: "+why.Error())
 	}
 }
 
