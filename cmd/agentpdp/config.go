@@ -95,7 +95,7 @@ func DefaultConfig() Config {
 	c.Checkpoints.EveryRows = 1000
 	c.Checkpoints.Every = time.Minute
 	c.Retention.Every = 10 * time.Minute
-	c.MaxBodyBytes = 1 << 20
+	c.MaxBodyBytes = 16 << 20 // MCP tool arguments of up to 10 MiB, with room for the rest of the request
 	c.GCPercent = 800
 	c.Reload.Debounce = 100 * time.Millisecond
 	c.Reload.MaxWait = 30 * time.Second

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
-	"github.com/agentpdp/agentpdp/pdp/wire"
 	"github.com/agentpdp/agentpdp/pdp/mcpproxy"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // session is one proxy between a test's client and a stand-in MCP server,

@@ -37,7 +37,7 @@ type Reloader interface {
 type Options struct {
 	Socket          string // decision socket, mode 0660
 	AdminSocket     string // admin socket, mode 0600
-	MaxBodyBytes    int64  // default 1 MiB
+	MaxBodyBytes    int64  // default 16 MiB; a larger authorize body is a logged deny, request_too_large
 	MaxBatch        int    // most requests in one batch; default 1000
 	ShutdownTimeout time.Duration
 	// ReadHeaderTimeout closes a connection that has not sent its request
@@ -69,7 +69,7 @@ func New(opts Options) (*Server, error) {
 		return nil, errors.New("server: both socket paths are required")
 	}
 	if opts.MaxBodyBytes <= 0 {
-		opts.MaxBodyBytes = 1 << 20
+		opts.MaxBodyBytes = 16 << 20
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 1000

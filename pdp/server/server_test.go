@@ -193,7 +193,7 @@ func TestServer_BadInput(t *testing.T) {
 		{"Malformed", `{"principal":`, "malformed"},
 		{"WrongType", `{"principal":"Agent::\"a\"","action":"Action::\"x\"","resource":"Tool::\"t\"","task_id":7}`, "task_id"},
 		{"BadEntityRef", `{"principal":"Agent::a","action":"Action::\"x\"","resource":"Tool::\"t\""}`, "principal"},
-		{"Oversize", `{"principal":"Agent::\"a\"","action":"Action::\"x\"","resource":"Tool::\"t\"","context":{"pad":"` + strings.Repeat("x", 70<<10) + `"}}`, "exceeds"},
+		{"OversizeWithoutPrincipal", `{"action":"Action::\"x\"","resource":"Tool::\"t\"","context":{"pad":"` + strings.Repeat("x", 70<<10) + `"}}`, "exceeds"},
 		{"BadEscape", `{"principal":"Agent::\"a\"","action":"Action::\"x\"","resource":"Tool::\"t\"","context":{"ip":{"__extn":{"fn":"ip","arg":"nope"}}}}`, "context.ip"},
 	}
 	before, _ := d.Log.Stats(t.Context())
@@ -212,6 +212,68 @@ func TestServer_BadInput(t *testing.T) {
 	// Floats and nulls in context are normalised, not refused.
 	if code, msg := post(`{"principal":"Agent::\"a\"","action":"Action::\"x\"","resource":"Tool::\"t\"","context":{"f":0.5,"n":null}}`); code != http.StatusOK {
 		t.Errorf("floats and nulls refused: %d %s", code, msg)
+	}
+}
+
+// TestServer_OversizeIsALoggedDeny: a body over the limit is not an
+// unlogged 400 but a decision deny, request_too_large, with the principal,
+// action and resource read as the body streams past (issue 11); and a
+// caller's own refusal (header Agentpdp-Refuse) is a logged deny too.
+func TestServer_OversizeIsALoggedDeny(t *testing.T) {
+	d := pdptest.Serve(t, map[string]string{"p.cedar": `permit (principal, action, resource);`})
+	post := func(body string, header map[string]string) (int, map[string]any) {
+		hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", d.Sock)
+		}}}
+		req, _ := http.NewRequest(http.MethodPost, "http://x/v1/authorize", strings.NewReader(body))
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	pad := strings.Repeat("x", 200<<10) // the test daemon's limit is 64 KiB
+	for name, body := range map[string]string{
+		"PrincipalFirst": `{"principal":"Agent::\"a\"","action":"Action::\"x\"","resource":"Tool::\"t\"","context":{"pad":"` + pad + `"},"tool_call_id":"7"}`,
+		"PrincipalLast":  `{"context":{"pad":"` + pad + `","deep":[[{"a":"` + pad + `"}]]},"tool_call_id":"7","resource":{"type":"Tool","id":"t"},"action":"Action::\"x\"","principal":"Agent::\"a\""}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			code, out := post(body, nil)
+			if code != http.StatusOK || out["decision"] != "deny" {
+				t.Fatalf("got %d %v, want a deny", code, out)
+			}
+			reasons, _ := out["reasons"].([]any)
+			if len(reasons) != 1 || reasons[0].(map[string]any)["policy"] != wire.ReasonRequestTooLarge {
+				t.Errorf("reasons %v", reasons)
+			}
+			e, err := d.Log.Decision(t.Context(), out["decision_id"].(string))
+			if err != nil {
+				t.Fatalf("the deny is not in the log: %v", err)
+			}
+			row := string(e.Body)
+			for _, want := range []string{`"principal":"Agent::\"a\""`, `"action":"Action::\"x\""`, `"tool_call_id":"7"`, `exceeds the limit of 65536 bytes`} {
+				if !strings.Contains(row, want) {
+					t.Errorf("row lacks %s: %.400s", want, row)
+				}
+			}
+			if strings.Contains(row, "xxxx") {
+				t.Errorf("the oversize context was logged")
+			}
+		})
+	}
+	code, out := post(`{"principal":"Agent::\"a\"","action":"Action::\"x\"","resource":"Tool::\"t\""}`,
+		map[string]string{wire.HeaderRefuse: wire.ReasonRequestRefused, wire.HeaderRefuseDetail: "not forwarded"})
+	if code != http.StatusOK || out["decision"] != "deny" || !strings.Contains(fmt.Sprint(out["reasons"]), "request_refused") {
+		t.Errorf("a caller's refusal: %d %v", code, out)
+	}
+	if code, out := post(`{"principal":"Agent::\"a\"","action":"Action::\"x\"","resource":"Tool::\"t\""}`, map[string]string{wire.HeaderRefuse: "allow_please"}); code != http.StatusBadRequest {
+		t.Errorf("a refusal with a reason that is not one: %d %v", code, out)
 	}
 }
 
