@@ -145,11 +145,29 @@ func TestCLI_Config(t *testing.T) {
 		{"retention: {max_age: 24h}\nsigning_key: \"\"\n", "retention: needs signing_key"},
 		{"socket: ./s\nadmin_socket: ./s\n", "admin_socket"},
 		{"reload: {debounce: soon}\n", "debounce"},
+		// Type errors in the file's terms, not Go's (issue 17).
+		{"approvals:\n  ttl: 5\n", "approvals.ttl: want a duration such as 15m, 2s or 100ms, got 5"},
+		{"approvals: {ttl: 5m, tll: 5m}\n", `unknown key "approvals.tll"; did you mean "approvals.ttl"?`},
+		{"approvals: 15m\n", "approvals: want a mapping of keys (single_use, ttl), got \"15m\""},
+		{"approvals: {single_use: sometimes}\n", `approvals.single_use: want true or false, got "sometimes"`},
+		{"commit: {max_batch: many}\n", `commit.max_batch: want a whole number, got "many"`},
+		{"commit: {max_batch: 1.5}\n", `commit.max_batch: want a whole number, got 1.5`},
+		{"policies: 5\n", `policies: want text, got 5`},
+		{"mask: /a\n", `mask: want a list, got "/a"`},
+		{"sinks:\n  - {name: a, type: file, path: x, batch_size: ten}\n", `sinks[0].batch_size: want a whole number, got "ten"`},
+		{"sinks:\n  - {name: a, type: file, paht: x}\n", `unknown key "sinks[0].paht"; did you mean "sinks[0].path"?`},
+		{"entity_providers:\n  - {name: a, command: x, timeout: 50}\n", `entity_providers[0].timeout: want a duration`},
+		{"[1, 2]\n", "mapping is expected"},
 	}
 	for _, tt := range tests {
 		code, _, stderr := runCLI(t, "serve", "--config", write(tt.yaml))
 		if code != exitFail || !strings.Contains(stderr, tt.says) {
 			t.Errorf("%q: got exit %d %q, want 1 naming %s", tt.yaml, code, stderr, tt.says)
+		}
+		for _, goTerm := range []string{"Go struct", "time.Duration", "uint64", "unmarshal"} {
+			if strings.Contains(stderr, goTerm) {
+				t.Errorf("%q: the message speaks Go (%s): %q", tt.yaml, goTerm, stderr)
+			}
 		}
 	}
 	c, err := LoadConfig(write("policies: /etc/p\nreload: {debounce: 250ms}\ncommit: {max_batch: 64}\n"))

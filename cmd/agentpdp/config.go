@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -117,16 +118,12 @@ func LoadConfig(path string) (Config, error) {
 	}
 	var top map[string]any
 	if err := yaml.Unmarshal(b, &top); err != nil {
-		return c, fmt.Errorf("config %s: %w", path, err)
+		return c, fmt.Errorf("config %s: %s", path, yaml.FormatError(err, false, true))
 	}
-	// The YAML library reports a bad duration without its key; name it.
-	for _, d := range [][2]string{{"reload", "debounce"}, {"reload", "max_wait"}, {"commit", "max_wait"}, {"approvals", "ttl"}, {"checkpoints", "every"}, {"retention", "max_age"}, {"retention", "every"}} {
-		section, _ := top[d[0]].(map[string]any)
-		if v, ok := section[d[1]].(string); ok {
-			if _, err := time.ParseDuration(v); err != nil {
-				return c, fmt.Errorf("config %s: %s.%s: %q is not a duration (want e.g. 100ms, 2s)", path, d[0], d[1], v)
-			}
-		}
+	// The YAML library's type errors name Go types; check the file's shape
+	// first, in its own terms.
+	if errs := checkShape("", top, reflect.TypeFor[Config]()); len(errs) > 0 {
+		return c, fmt.Errorf("config %s: %s", path, strings.Join(errs, "; "))
 	}
 	if err := yaml.NewDecoder(bytes.NewReader(b), yaml.DisallowUnknownField()).Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return c, fmt.Errorf("config %s: %s", path, yaml.FormatError(err, false, true))
