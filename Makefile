@@ -8,8 +8,9 @@ export CGO_ENABLED := 1
 
 all: build
 
+# -buildvcs=auto: agentpdp version shows the commit when built from a checkout.
 build:
-	$(GO) build -o $(BIN) ./cmd/agentpdp
+	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/agentpdp
 
 # Serve the default policy pack on ./var/agentpdp.sock (decisions) and
 # ./var/agentpdp-admin.sock (admin), logging to ./var/decisions.db.

@@ -75,7 +75,7 @@ func newBenchCmd() *cobra.Command {
 
 func (c *benchCmd) Run(ctx context.Context) error {
 	if c.clients < 1 || c.duration <= 0 || c.warmup < 0 {
-		return usagef("bench: -c and -d must be positive, --c.warmup not negative")
+		return usagef("bench: -c and -d must be positive, --warmup not negative")
 	}
 	reqs := agentToolCalls(1)
 	if c.requests != "" {

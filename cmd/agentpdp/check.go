@@ -27,13 +27,13 @@ type checkCmd struct {
 func newCheckCmd() *cobra.Command {
 	c := &checkCmd{}
 	cmd := &cobra.Command{
-		Use:   "check --policies DIR (--request JSON | --requests FILE|-)",
+		Use:   "check [--policies DIR] (--request JSON | --requests FILE|-)",
 		Short: "Evaluate requests in-process and print one decision per line (nothing is logged)",
 		Args:  noArgs,
 		RunE:  runE(c, nil),
 	}
 	f := cmd.Flags()
-	f.StringVar(&c.policies, "policies", "", "policy `directory` (required)")
+	f.StringVar(&c.policies, "policies", DefaultConfig().Policies, "policy `directory`")
 	f.StringVar(&c.entities, "entities", "", "extra entities `file` in Cedar JSON")
 	f.StringVar(&c.schema, "schema", "", "schema `file`; policies are validated against it")
 	f.BoolVar(&c.cedarSemantics, "cedar-semantics", false, "plain Cedar: no step-up, erroring policies skipped")
@@ -45,8 +45,8 @@ func newCheckCmd() *cobra.Command {
 }
 
 func (c *checkCmd) Run(ctx context.Context) error {
-	if c.policies == "" {
-		return usagef("check: --policies is required")
+	if err := needDir("check", "policies", c.policies); err != nil {
+		return err
 	}
 	if (c.request == "") == (c.requests == "") {
 		return usagef("check: give exactly one of --request or --requests")

@@ -37,7 +37,7 @@ func newKeygenCmd() *cobra.Command {
 
 func (c *keygenCmd) Run(ctx context.Context) error {
 	if c.out == "" {
-		return usagef("keygen: --c.out is required")
+		return usagef("keygen: --out is required")
 	}
 	if err := writeKeyPair(c.out, c.force); err != nil {
 		return err

@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"strings"
 	"time"
 
@@ -24,7 +27,7 @@ func newLogCmd() *cobra.Command {
 	c := &logCmd{}
 	cmd := &cobra.Command{
 		Use:   "log",
-		Short: "Read and verify the decision log (opens it read-only)",
+		Short: "Read, verify and prune the decision log (read-only, except prune)",
 		Args:  noArgs,
 		RunE:  runE(c, nil),
 	}
@@ -53,7 +56,18 @@ func (c *logCmd) Run(context.Context) error {
 }
 
 func dbFlag(fl *pflag.FlagSet, db *string) {
-	fl.StringVar(db, "db", "./var/decisions.db", "decision log `file`")
+	fl.StringVar(db, "db", DefaultConfig().DB, "decision log `file`")
+}
+
+// logKinds are the kinds of row the log holds, for flags that take one.
+var logKinds = []decisionlog.Kind{decisionlog.KindDecision, pdp.KindOutcome, pdp.KindApproval, decisionlog.KindPolicyLoad, decisionlog.KindCheckpoint}
+
+func kindList() string {
+	names := make([]string, len(logKinds))
+	for i, k := range logKinds {
+		names[i] = string(k)
+	}
+	return strings.Join(names, ", ")
 }
 
 // oneArg takes exactly one positional argument, named in the usage error.
@@ -152,4 +166,47 @@ func timeRange(command, since, until string) (lo, hi time.Time, err error) {
 		}
 	}
 	return lo, hi, nil
+}
+
+// readFlagFile reads the file a flag names. A file that is not there is a
+// usage error (exit 2), not a failed check: the command line is wrong.
+func readFlagFile(command, flag, path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, usagef("%s: --%s %s: no such file", command, flag, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: --%s: %w", command, flag, err)
+	}
+	return b, nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// openLog opens the log at db read-only. A file that is not there is a
+// usage error that says where the log normally is: SQLite would otherwise
+// answer "unable to open database file".
+func openLog(command, db string) (*decisionlog.Reader, error) {
+	if _, err := os.Stat(db); errors.Is(err, fs.ErrNotExist) {
+		return nil, usagef("%s: --db %s: no such file; give the decision log serve writes (the config's db, default %s)", command, db, DefaultConfig().DB)
+	}
+	return decisionlog.OpenReader(db)
+}
+
+// needDir checks that the directory a flag names is there, before a command
+// loads from it.
+func needDir(command, flag, path string) error {
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return usagef("%s: --%s %s: no such directory; give --%s DIR", command, flag, path, flag)
+	case err != nil:
+		return fmt.Errorf("%s: --%s: %w", command, flag, err)
+	case !st.IsDir():
+		return usagef("%s: --%s %s: not a directory", command, flag, path)
+	}
+	return nil
 }

@@ -46,7 +46,7 @@ func newLogChainCmd() *cobra.Command {
 }
 
 func (c *logChainCmd) Run(ctx context.Context) error {
-	r, err := decisionlog.OpenReader(c.db)
+	r, err := openLog("log chain", c.db)
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -45,7 +46,7 @@ func newLogExportCmd() *cobra.Command {
 
 func (c *logExportCmd) Run(ctx context.Context) error {
 	if c.format != "jsonl" && c.format != "csv" {
-		return usagef("log export: --c.format %q: want jsonl or csv", c.format)
+		return usagef("log export: --format %q: want jsonl or csv", c.format)
 	}
 	lo, hi, err := timeRange("log export", c.since, c.until)
 	if err != nil {
@@ -53,9 +54,12 @@ func (c *logExportCmd) Run(ctx context.Context) error {
 	}
 	want := map[decisionlog.Kind]bool{}
 	for _, k := range c.kinds {
+		if !slices.Contains(logKinds, decisionlog.Kind(k)) {
+			return usagef("log export: --kind %q: want one of %s", k, kindList())
+		}
 		want[decisionlog.Kind(k)] = true
 	}
-	r, err := decisionlog.OpenReader(c.db)
+	r, err := openLog("log export", c.db)
 	if err != nil {
 		return err
 	}

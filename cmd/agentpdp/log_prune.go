@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -65,15 +64,15 @@ func (c *logPruneCmd) Run(ctx context.Context) error {
 		c.key = cfg.SigningKey
 	}
 	sinks := append(sinkNames(cfg.Sinks), c.sinks...)
-	b, err := os.ReadFile(c.key)
+	b, err := readFlagFile("log prune", "signing-key", c.key)
 	if err != nil {
-		return fmt.Errorf("log prune: a prune leaves a record signed with the log's key: %w", err)
+		return fmt.Errorf("%w (a prune leaves a record signed with the log's key)", err)
 	}
 	key, err := decisionlog.ParsePrivateKey(b)
 	if err != nil {
 		return fmt.Errorf("log prune: %s: %w", c.key, err)
 	}
-	r, err := decisionlog.OpenReader(c.db)
+	r, err := openLog("log prune", c.db)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -74,6 +75,12 @@ func (ff *filterFlags) filter(command string, limit int) (decisionlog.Filter, er
 	case wire.Allow, wire.Deny, wire.StepUp:
 		f.Decision = ff.decision
 	default:
+		// Decision ids are UUIDs; anything else is a mistyped decision
+		// ("permit" is Cedar's word, not agentpdp's), which must not
+		// silently match nothing.
+		if _, err := uuid.Parse(ff.decision); err != nil {
+			return f, usagef("%s: --decision %q: want allow, deny or step_up, or a decision id (a UUID)", command, ff.decision)
+		}
 		f.DecisionID = ff.decision
 	}
 	return f, nil
@@ -109,7 +116,7 @@ func (c *logQueryCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := decisionlog.OpenReader(c.db)
+	r, err := openLog("log query", c.db)
 	if err != nil {
 		return err
 	}

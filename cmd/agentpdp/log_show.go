@@ -129,7 +129,7 @@ func newLogShowCmd() *cobra.Command {
 }
 
 func (c *logShowCmd) Run(ctx context.Context) error {
-	r, err := decisionlog.OpenReader(c.db)
+	r, err := openLog("log show", c.db)
 	if err != nil {
 		return err
 	}

@@ -40,7 +40,7 @@ func (c *logStatsCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r, err := decisionlog.OpenReader(c.db)
+	r, err := openLog("log stats", c.db)
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,7 @@ func newLogTailCmd() *cobra.Command {
 }
 
 func (c *logTailCmd) Run(ctx context.Context) error {
-	r, err := decisionlog.OpenReader(c.db)
+	r, err := openLog("log tail", c.db)
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -41,12 +40,12 @@ func (c *logVerifyCmd) Run(ctx context.Context) error {
 	opts := decisionlog.VerifyOptions{}
 	if c.pubkey == "" {
 		// The key serve creates by default, if it is here.
-		if _, err := os.Stat("./var/signing.key.pub"); err == nil {
-			c.pubkey = "./var/signing.key.pub"
+		if def := DefaultConfig().SigningKey + ".pub"; fileExists(def) {
+			c.pubkey = def
 		}
 	}
 	if c.pubkey != "" {
-		b, err := os.ReadFile(c.pubkey)
+		b, err := readFlagFile("log verify", "pubkey", c.pubkey)
 		if err != nil {
 			return err
 		}
@@ -55,7 +54,7 @@ func (c *logVerifyCmd) Run(ctx context.Context) error {
 		}
 	}
 	if c.trusted != "" {
-		b, err := os.ReadFile(c.trusted)
+		b, err := readFlagFile("log verify", "trusted-checkpoint", c.trusted)
 		if err != nil {
 			return err
 		}
@@ -63,10 +62,7 @@ func (c *logVerifyCmd) Run(ctx context.Context) error {
 			return fmt.Errorf("%s: %w", c.trusted, err)
 		}
 	}
-	if _, err := os.Stat(c.db); errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("log verify: %s does not exist", c.db)
-	}
-	r, err := decisionlog.OpenReader(c.db)
+	r, err := openLog("log verify", c.db)
 	if err != nil {
 		return err
 	}

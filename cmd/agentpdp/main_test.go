@@ -46,7 +46,26 @@ func TestMain(m *testing.M) {
 		testMCPServer()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	before := dirNames(".")
+	code := m.Run()
+	// Tests write only to temporary directories: a test that left a file
+	// here (a ./var from a default path, say) fails the package.
+	for name := range dirNames(".") {
+		if !before[name] {
+			fmt.Fprintf(os.Stderr, "FAIL: the tests left %s in the package directory; write to t.TempDir()\n", name)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func dirNames(dir string) map[string]bool {
+	names := map[string]bool{}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		names[e.Name()] = true
+	}
+	return names
 }
 
 // runCLI runs the command in-process.

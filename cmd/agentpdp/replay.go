@@ -53,11 +53,14 @@ func (c *replayCmd) Run(ctx context.Context) error {
 	f.Kinds = []decisionlog.Kind{decisionlog.KindDecision}
 	var candidate *policy.Snapshot
 	if c.policies != "" {
+		if err := needDir("replay", "policies", c.policies); err != nil {
+			return err
+		}
 		if candidate, err = policy.LoadDir(c.policies, policy.LoadOptions{}); err != nil {
 			return exitError{exitFail, err}
 		}
 	}
-	r, err := decisionlog.OpenReader(c.db)
+	r, err := openLog("replay", c.db)
 	if err != nil {
 		return err
 	}

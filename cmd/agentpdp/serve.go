@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 	"github.com/agentpdp/agentpdp/decisionlog"
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/mask"
+	"github.com/agentpdp/agentpdp/pdp/policy"
 	"github.com/agentpdp/agentpdp/pdp/server"
 	"github.com/agentpdp/agentpdp/pdp/wire"
 	"github.com/agentpdp/agentpdp/plugins/host"
@@ -102,6 +104,15 @@ func (s *serveCmd) Run(ctx context.Context) error {
 		debug.SetGCPercent(cfg.GCPercent)
 	}
 
+	// A start that fails must leave nothing behind: check what can fail
+	// before the first file (the log's directory, a key, the database) is
+	// made.
+	if err := checkPolicies(cfg); err != nil {
+		return err
+	}
+	if err := checkSockets(cfg); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(filepath.Dir(cfg.DB), 0o750); err != nil {
 		return fmt.Errorf("create log directory: %w", err)
 	}
@@ -234,6 +245,53 @@ func (s *serveCmd) Run(ctx context.Context) error {
 	wg.Wait()
 	logger.Info("agentpdp stopped")
 	return err
+}
+
+// checkPolicies loads the policy (and shadow) directories once, as the
+// engine will, so that a tree that does not load stops serve before it
+// creates anything.
+func checkPolicies(cfg Config) error {
+	for _, d := range []struct{ key, dir string }{{"policies", cfg.Policies}, {"shadow_policies", cfg.Shadow}} {
+		if d.dir == "" {
+			continue
+		}
+		st, err := os.Stat(d.dir)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return usagef("serve: %s %s: no such directory; give --policies DIR, or set %s in the --config file", d.key, d.dir, d.key)
+		case err != nil:
+			return fmt.Errorf("serve: %s: %w", d.key, err)
+		case !st.IsDir():
+			return usagef("serve: %s %s: not a directory", d.key, d.dir)
+		}
+		if _, err := policy.LoadDir(d.dir, policy.LoadOptions{}); err != nil {
+			var le *policy.LoadError
+			if errors.As(err, &le) {
+				return fmt.Errorf("serve: %s %s does not load; nothing was started:\n%w\nfix these, then check with: agentpdp validate --policies %s", d.key, d.dir, err, d.dir)
+			}
+			return fmt.Errorf("serve: %s: %w", d.key, err)
+		}
+	}
+	return nil
+}
+
+// checkSockets refuses sockets another daemon is serving on, before serve
+// creates anything; the server checks again when it binds them.
+func checkSockets(cfg Config) error {
+	for _, sock := range []struct{ key, path string }{{"socket", cfg.Socket}, {"admin_socket", cfg.AdminSocket}} {
+		st, err := os.Lstat(sock.path)
+		if err != nil {
+			continue // absent: serve creates it
+		}
+		if st.Mode()&os.ModeSocket == 0 {
+			return fmt.Errorf("serve: %s %s: exists and is not a socket; remove it or choose another path", sock.key, sock.path)
+		}
+		if c, err := net.DialTimeout("unix", sock.path, time.Second); err == nil {
+			c.Close()
+			return fmt.Errorf("serve: %s %s: another agentpdp is serving on it; stop it, or give this one its own --socket, --admin-socket and --db", sock.key, sock.path)
+		}
+	}
+	return nil
 }
 
 // loadOrCreateSigningKey reads the checkpoint signing key, creating a pair

@@ -87,7 +87,7 @@ func newShipCmd() *cobra.Command {
 
 func (c *shipCmd) Run(ctx context.Context) error {
 	if c.config == "" {
-		return usagef("ship: --c.config is required (it lists the sinks)")
+		return usagef("ship: --config is required (it lists the sinks)")
 	}
 	cfg, err := LoadConfig(c.config)
 	if err != nil {
@@ -110,7 +110,8 @@ func (c *shipCmd) Run(ctx context.Context) error {
 	defer closeAll()
 	if c.once {
 		if err := s.Once(ctx); err != nil {
-			return exitError{exitFail, err}
+			// Nothing is lost: the cursor stays where the sink last acknowledged.
+			return exitError{exitFail, fmt.Errorf("%w; the rows not shipped stay in the log and ship on the next run", err)}
 		}
 		enc := json.NewEncoder(c.stdout)
 		for _, st := range s.Status(ctx) {

@@ -33,7 +33,7 @@ func newTestCmd() *cobra.Command {
 		RunE:  runE(c, &c.paths),
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&c.policies, "policies", "./policies", "policy `directory`")
+	fl.StringVar(&c.policies, "policies", DefaultConfig().Policies, "policy `directory`")
 	fl.StringVar(&c.junit, "junit", "", "also write a JUnit XML report to `FILE`, for CI")
 	fl.StringVar(&c.onError, "on-error", "deny", "what an erroring forbid does: deny or skip")
 	fl.BoolVar(&c.asJSON, "json", false, "one JSON object per case, then a summary")
@@ -42,6 +42,9 @@ func newTestCmd() *cobra.Command {
 }
 
 func (c *testCmd) Run(ctx context.Context) error {
+	if err := needDir("test", "policies", c.policies); err != nil {
+		return err
+	}
 	files, err := policytest.Find(c.policies, c.paths)
 	if err != nil {
 		return exitError{exitFail, err}

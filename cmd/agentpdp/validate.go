@@ -21,13 +21,13 @@ type validateCmd struct {
 func newValidateCmd() *cobra.Command {
 	c := &validateCmd{}
 	cmd := &cobra.Command{
-		Use:   "validate --policies DIR [--schema FILE]",
+		Use:   "validate [--policies DIR] [--schema FILE]",
 		Short: "Parse and validate policies like a compiler: errors exit 1, warnings do not; file:line:col messages",
 		Args:  noArgs,
 		RunE:  runE(c, nil),
 	}
 	f := cmd.Flags()
-	f.StringVar(&c.policies, "policies", "", "policy `directory` (required)")
+	f.StringVar(&c.policies, "policies", DefaultConfig().Policies, "policy `directory`")
 	f.StringVar(&c.schema, "schema", "", "schema `file`, if not in the directory")
 	f.StringVar(&c.validation, "validation", "strict", "schema validation mode: strict or permissive")
 	f.StringVar(&c.format, "format", "text", "text (file:line:col: messages on stderr) or json (one object per line)")
@@ -36,9 +36,6 @@ func newValidateCmd() *cobra.Command {
 }
 
 func (c *validateCmd) Run(ctx context.Context) error {
-	if c.policies == "" {
-		return usagef("validate: --policies is required")
-	}
 	if c.asJSON {
 		c.format = "json"
 	}
@@ -49,6 +46,9 @@ func (c *validateCmd) Run(ctx context.Context) error {
 	case policy.ValidateStrict, policy.ValidatePermissive:
 	default:
 		return usagef("validate: --validation %q: want strict or permissive", c.validation)
+	}
+	if err := needDir("validate", "policies", c.policies); err != nil {
+		return err
 	}
 	snap, err := policy.LoadDir(c.policies, policy.LoadOptions{SchemaFile: c.schema, Validation: policy.Validation(c.validation)})
 	var le *policy.LoadError

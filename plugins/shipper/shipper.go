@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -255,7 +256,7 @@ func (s *Shipper) runSink(ctx context.Context, t Target, once bool) error {
 			continue
 		}
 		if once {
-			return fmt.Errorf("sink %s: %w", name, err)
+			return sinkError(name, err)
 		}
 		wait := backoff/2 + rand.N(backoff/2+1) // jitter, so many daemons do not retry in step
 		var ra *plugins.RetryAfterError
@@ -348,4 +349,13 @@ func (s *Shipper) failed(name string, err error) {
 	st.Failures++
 	st.LastError, st.LastErrorAt = err.Error(), &now
 	s.failures.WithLabelValues(name).Inc()
+}
+
+// sinkError names the sink in err once: the built-in sinks' errors already
+// begin with "sink NAME: ".
+func sinkError(name string, err error) error {
+	if strings.HasPrefix(err.Error(), "sink "+name+": ") {
+		return err
+	}
+	return fmt.Errorf("sink %s: %w", name, err)
 }
