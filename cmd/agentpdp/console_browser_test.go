@@ -163,6 +163,7 @@ type shots struct {
 
 func (s shots) take(ctx context.Context, name string) {
 	s.t.Helper()
+	checkLabels(s.t, ctx, name)
 	png := runIn(s.t, ctx, "screenshot "+name, chromedp.CaptureScreenshot())
 	if err := os.WriteFile(filepath.Join(s.dir, name+".png"), png, 0o644); err != nil {
 		s.t.Fatal(err)
@@ -330,9 +331,20 @@ func TestConsole_Browser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.ID("f-principal")),
 		chromedp.SendKeys(chromedp.ID("f-principal"), "deploy-bot"),
 		chromedp.SetValue(chromedp.ID("f-decision"), "step_up"),
-		chromedp.Click(chromedp.CSS(`form.search button[type="submit"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`table.results a[href="/decisions/`+step.DecisionID+`"]`)),
 	)
+	// The page before the click lists every decision: wait for the
+	// search's own page to load before reading results.
+	submitted := runIn(t, ctx, "search submitted", func(ctx context.Context, tg *chromedp.Target) (int64, error) {
+		resp, err := chromedp.RunResponse(ctx, chromedp.Click(chromedp.CSS(`form.search button[type="submit"]`)))
+		if err != nil {
+			return 0, err
+		}
+		return resp.Status, nil
+	})
+	if submitted != http.StatusOK {
+		t.Errorf("search: HTTP %d", submitted)
+	}
+	within(t, ctx, "search results", chromedp.WaitVisible(chromedp.CSS(`table.results a[href="/decisions/`+step.DecisionID+`"]`)))
 	if loc := runIn(t, ctx, "search URL", chromedp.Location()); !strings.Contains(loc, "principal=deploy-bot") || !strings.Contains(loc, "decision=step_up") {
 		t.Errorf("the search's URL %s does not hold its filters", loc)
 	}
@@ -421,6 +433,21 @@ func TestConsole_Browser(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("the link used a second time: %d, want 403", resp.StatusCode)
+	}
+}
+
+// checkLabels fails the test for a form control a screen reader could not
+// name, or a page without a main landmark and one h1.
+func checkLabels(t *testing.T, ctx context.Context, page string) {
+	t.Helper()
+	bad := runIn(t, ctx, "labels on "+page, chromedp.Evaluate[[]string](`
+		Array.from(document.querySelectorAll("input:not([type=hidden]), textarea, select, button"))
+			.filter(el => el.tagName === "BUTTON" ? !el.textContent.trim() && !el.getAttribute("aria-label") : el.labels.length === 0 && !el.getAttribute("aria-label"))
+			.map(el => el.outerHTML.slice(0, 80))
+			.concat(document.querySelectorAll("main").length === 1 ? [] : ["no single main landmark"])
+			.concat(document.querySelectorAll("h1").length === 1 ? [] : ["not one h1"])`))
+	for _, b := range bad {
+		t.Errorf("%s: not named for a screen reader: %s", page, b)
 	}
 }
 
