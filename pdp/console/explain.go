@@ -269,7 +269,46 @@ func facts(rec *wire.DecisionRecord) []fact {
 	} else {
 		add("caller", "not a Unix socket peer", "none")
 	}
-	add("principal", rec.Principal, "claimed (request)")
+	// context.identity and context.caller are the daemon's to set (a request
+	// may set neither): a verified token, and the caller as bound by the
+	// kernel's view and the callers rules.
+	var ctxFacts struct {
+		Identity *struct {
+			Verified bool     `json:"verified"`
+			Issuer   string   `json:"issuer"`
+			Subject  string   `json:"subject"`
+			SPIFFEID string   `json:"spiffe_id"`
+			Scopes   []string `json:"scopes"`
+			Actors   []string `json:"actors"`
+		} `json:"identity"`
+		Caller json.RawMessage `json:"caller"`
+	}
+	if rec.Request != nil && len(rec.Request.Context) > 0 {
+		json.Unmarshal(rec.Request.Context, &ctxFacts)
+	}
+	principalSource := "claimed (request)"
+	if id := ctxFacts.Identity; id != nil {
+		v := strings.TrimSpace(strings.Join([]string{id.Subject, id.SPIFFEID}, " "))
+		if id.Issuer != "" {
+			v += ", issued by " + id.Issuer
+		}
+		if len(id.Scopes) > 0 {
+			v += ", scopes " + strings.Join(id.Scopes, " ")
+		}
+		if len(id.Actors) > 0 {
+			v += ", acting: " + strings.Join(id.Actors, " → ")
+		}
+		source := "not verified"
+		if id.Verified {
+			source = "verified (token checked by the daemon)"
+			principalSource = "verified (bound to the token)"
+		}
+		add("identity", v, source)
+	}
+	if len(ctxFacts.Caller) > 0 {
+		add("caller binding", string(ctxFacts.Caller), "attested (kernel, callers rules)")
+	}
+	add("principal", rec.Principal, principalSource)
 	if req := rec.Request; req != nil {
 		add("on behalf of", req.OnBehalfOf, "claimed (request)")
 		if c := req.Credential; c != nil {
