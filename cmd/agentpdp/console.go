@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -37,7 +38,11 @@ type consoleConfig struct {
 	PendingWindow time.Duration `yaml:"pending_window"` // how long a step_up waits for an answer in the console
 	SessionMaxAge time.Duration `yaml:"session_max_age"`
 	SessionIdle   time.Duration `yaml:"session_idle"`
-	Log           struct {
+	// TLSCert and TLSKey, both or neither, serve HTTPS (session cookies are
+	// then Secure): needed on any address but loopback.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	Log               struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
 	} `yaml:"log"`
@@ -104,6 +109,9 @@ func (c consoleConfig) validate() error {
 	if c.Users == "" && c.Operator == "" {
 		return errors.New("users: required unless operator is set: nobody could sign in")
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("tls_cert and tls_key: give both or neither")
+	}
 	if c.Operator != "" {
 		if err := console.ValidUserName(c.Operator); err != nil {
 			return fmt.Errorf("operator: %w", err)
@@ -145,6 +153,8 @@ signed-in account. At start it prints a one-time sign-in link for the local oper
 	fl.StringVar(&c.cfg.Users, "users", c.cfg.Users, "accounts `file` (agentpdp console add-user)")
 	fl.StringVar(&c.cfg.Pubkey, "pubkey", c.cfg.Pubkey, "checkpoint public key `file`, to check signatures")
 	fl.StringVar(&c.cfg.Operator, "operator", c.cfg.Operator, "the account the one-time sign-in link signs in as (\"\" for no link)")
+	fl.StringVar(&c.cfg.TLSCert, "tls-cert", "", "serve HTTPS with this certificate `file` (PEM)")
+	fl.StringVar(&c.cfg.TLSKey, "tls-key", "", "the certificate's private key `file` (PEM)")
 	fl.DurationVar(&c.cfg.PendingWindow, "pending-window", c.cfg.PendingWindow, "how long a step-up waits for an answer")
 	cmd.AddCommand(newConsoleAddUserCmd())
 	return cmd
@@ -161,7 +171,7 @@ func (c *consoleCmd) resolve() (consoleConfig, error) {
 		return cfg, err
 	}
 	for name, dst := range map[string]*string{"listen": &cfg.Listen, "db": &cfg.DB, "admin-socket": &cfg.AdminSocket,
-		"users": &cfg.Users, "pubkey": &cfg.Pubkey, "operator": &cfg.Operator} {
+		"users": &cfg.Users, "pubkey": &cfg.Pubkey, "operator": &cfg.Operator, "tls-cert": &cfg.TLSCert, "tls-key": &cfg.TLSKey} {
 		if c.flags.Changed(name) {
 			*dst, _ = c.flags.GetString(name)
 		}
@@ -216,6 +226,17 @@ func (c *consoleCmd) Run(ctx context.Context) error {
 		return fmt.Errorf("console: %w", err)
 	}
 	base := "http://" + ln.Addr().String()
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("console: tls: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		base = "https://" + ln.Addr().String()
+	} else if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+		logger.Warn("the console serves plain HTTP on a network address: passwords and session cookies cross the network in clear; give it tls_cert and tls_key", "addr", tcp.String())
+	}
 	fmt.Fprintf(c.stdout, "agentpdp console: %s\n", base)
 	if link := srv.SignInLink(cfg.LinkTTL); link != "" {
 		fmt.Fprintf(c.stdout, "one-time sign-in as %s (valid once, for %s): %s%s\n", cfg.Operator, cfg.LinkTTL, base, link)

@@ -2,7 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -64,19 +73,34 @@ func TestConsole_ConfigFile(t *testing.T) {
 
 	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("listen: 127.0.0.1:1\ndb: %s\nadmin_socket: %s\nusers: %s\noperator: ops\npending_window: 5m\n",
 		d.db(), d.asock(), filepath.Join(dir, "users"))), 0o644))
+	// --listen on the command line wins over the file's.
+	base, stop := runConsole(t, `one-time sign-in as ops \(valid once, for 15m0s\): (http://127\.0\.0\.1:\d+)/login/link/`,
+		"console", "--config", cfg, "--listen", "127.0.0.1:0")
+	resp, err := http.Get(base + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /login: %d", resp.StatusCode)
+	}
+	stop()
+}
+
+// runConsole runs a console in-process until stop, and returns the first
+// group of the first output line that matches re.
+func runConsole(t *testing.T, re string, args ...string) (string, func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	out := &lockedWriter{w: &strings.Builder{}}
 	errb := &lockedWriter{w: &strings.Builder{}}
 	done := make(chan int, 1)
-	// --listen on the command line wins over the file's.
-	go func() {
-		done <- run(ctx, []string{"console", "--config", cfg, "--listen", "127.0.0.1:0"}, strings.NewReader(""), out, errb)
-	}()
-	re := regexp.MustCompile(`one-time sign-in as ops \(valid once, for 15m0s\): (http://127\.0\.0\.1:\d+)/login/link/\S+`)
+	go func() { done <- run(ctx, args, strings.NewReader(""), out, errb) }()
+	rx := regexp.MustCompile(re)
 	deadline := time.Now().Add(30 * time.Second)
 	var m []string
 	for m == nil {
-		if m = re.FindStringSubmatch(out.String()); m != nil {
+		if m = rx.FindStringSubmatch(out.String()); m != nil {
 			break
 		}
 		select {
@@ -85,25 +109,65 @@ func TestConsole_ConfigFile(t *testing.T) {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("console printed no link: %s %s", out, errb)
+			t.Fatalf("console printed nothing matching %s: %s %s", re, out, errb)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	resp, err := http.Get(m[1] + "/login")
+	stopped := false
+	stop := func() {
+		t.Helper()
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("console exited %d after its context ended: %s", code, errb)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("console did not stop")
+		}
+	}
+	t.Cleanup(stop)
+	return m[1], stop
+}
+
+func TestConsole_TLS(t *testing.T) {
+	d := newDaemonDir(t)
+	d.start()
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	must(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	must(t, err)
+	kder, err := x509.MarshalECPrivateKey(key)
+	must(t, err)
+	certFile, keyFile := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	must(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
+	must(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600))
+
+	if code, _, stderr := runCLI(t, "console", "--db", d.db(), "--tls-cert", certFile); code != exitUsage || !strings.Contains(stderr, "tls_key") {
+		t.Errorf("a certificate without its key: exit %d %s", code, stderr)
+	}
+	base, _ := runConsole(t, `agentpdp console: (https://\S+)`, "console", "--listen", "127.0.0.1:0", "--db", d.db(), "--admin-socket", d.asock(),
+		"--users", filepath.Join(dir, "users"), "--tls-cert", certFile, "--tls-key", keyFile)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := c.Get(base + "/login")
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("GET /login: %d", resp.StatusCode)
+	var secure bool
+	for _, ck := range resp.Cookies() {
+		secure = secure || ck.Name == "agentpdp_login" && ck.Secure
 	}
-	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Errorf("console exited %d after its context ended: %s", code, errb)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("console did not stop")
+	if resp.StatusCode != http.StatusOK || !secure {
+		t.Errorf("GET /login over TLS: %d, Secure cookie %v", resp.StatusCode, secure)
 	}
 }
