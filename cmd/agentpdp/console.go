@@ -42,7 +42,7 @@ type consoleConfig struct {
 	// then Secure): needed on any address but loopback.
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
-	Log               struct {
+	Log     struct {
 		Level  string `yaml:"level"`
 		Format string `yaml:"format"`
 	} `yaml:"log"`
