@@ -487,7 +487,9 @@ func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq
 			pending[first+int64(i)] = h
 		}
 		written = append(written, e)
-		since++
+		if e.Kind != KindCosignature {
+			since++
+		}
 		return nil
 	}
 	add := func(r *appendReq) error {

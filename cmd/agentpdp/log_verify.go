@@ -5,25 +5,29 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/decisionlog/fleet"
 )
 
 // logVerifyCmd is agentpdp log verify: the hash chain and checkpoints checked.
 type logVerifyCmd struct {
 	streams
 	db, pubkey, trusted string
+	witness, witnessKey string
 	asJSON              bool
 }
 
 func newLogVerifyCmd() *cobra.Command {
 	c := &logVerifyCmd{}
 	cmd := &cobra.Command{
-		Use:   "verify --db FILE [--pubkey FILE] [--trusted-checkpoint FILE]",
+		Use:   "verify --db FILE [--pubkey FILE] [--trusted-checkpoint FILE] [--witness URL --witness-key FILE]",
 		Short: "Recompute the hash chain and check every checkpoint; exit 0 only if nothing was changed, removed or reordered",
 		Args:  noArgs,
 		RunE:  runE(c, nil),
@@ -32,6 +36,8 @@ func newLogVerifyCmd() *cobra.Command {
 	dbFlag(fl, &c.db)
 	fl.StringVar(&c.pubkey, "pubkey", "", "public key `file` that checks checkpoint signatures (default ./var/signing.key.pub if present)")
 	fl.StringVar(&c.trusted, "trusted-checkpoint", "", "a checkpoint kept outside the log (a checkpoint row as JSON, or its signed note): catches truncation and rewriting, also after pruning")
+	fl.StringVar(&c.witness, "witness", "", "the collector's `URL` (https://collector:8443): its newest checkpoint cosigned for this log's origin must match the log")
+	fl.StringVar(&c.witnessKey, "witness-key", "", "the collector's public key `file` (witness_key's .pub), which checks the cosignature")
 	fl.BoolVar(&c.asJSON, "json", false, "one JSON object")
 	return cmd
 }
@@ -67,6 +73,19 @@ func (c *logVerifyCmd) Run(ctx context.Context) error {
 		return err
 	}
 	defer r.Close()
+	var witnessed *fleet.Cosigned
+	if c.witness != "" || c.witnessKey != "" {
+		if c.witness == "" || c.witnessKey == "" || c.trusted != "" || opts.PublicKey == nil {
+			return usagef("log verify: --witness and --witness-key go together, need --pubkey, and replace --trusted-checkpoint")
+		}
+		if witnessed, opts.Trusted, err = c.fetchWitnessed(ctx, r); err != nil {
+			if c.asJSON {
+				json.NewEncoder(c.stdout).Encode(map[string]any{"ok": false, "problem": err.Error()})
+				return exitError{exitFail, errSilent}
+			}
+			return exitError{exitFail, fmt.Errorf("log verify FAILED: %w", err)}
+		}
+	}
 	stderr := c.stderr
 	if f, ok := stderr.(*os.File); ok && isTerminal(f) && !c.asJSON {
 		opts.Progress = func(seq, last int64) {
@@ -111,10 +130,48 @@ func (c *logVerifyCmd) Run(ctx context.Context) error {
 	if rep.Unsigned > 0 && rep.Checkpoints > 0 {
 		fmt.Fprintf(out, "%d rows after the last checkpoint are not yet signed\n", rep.Unsigned)
 	}
-	if rep.TrustedSeq > 0 {
+	switch {
+	case witnessed != nil:
+		fmt.Fprintf(out, "the checkpoint witness %s cosigned at %s (tree size %d) matches: nothing before it was removed or rewritten\n",
+			witnessed.Witness, witnessed.CosignAt.UTC().Format(time.RFC3339), witnessed.Size)
+	case rep.TrustedSeq > 0:
 		fmt.Fprintf(out, "the trusted checkpoint at seq %d matches: nothing before it was removed or rewritten\n", rep.TrustedSeq)
 	}
 	return nil
+}
+
+// fetchWitnessed asks the collector for the newest checkpoint it cosigned
+// for this log's origin and checks the cosignature with the witness key;
+// the checkpoint then serves as the trusted one, which the log must hold.
+func (c *logVerifyCmd) fetchWitnessed(ctx context.Context, r *decisionlog.Reader) (*fleet.Cosigned, *decisionlog.Checkpoint, error) {
+	b, err := os.ReadFile(c.witnessKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	wpub, err := decisionlog.ParsePublicKey(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", c.witnessKey, err)
+	}
+	origin, err := r.Origin(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	text, err := fleet.FetchWitnessed(ctx, http.DefaultClient, c.witness, origin)
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := fleet.VerifyCosigned(text, wpub)
+	if err != nil {
+		return nil, nil, fmt.Errorf("witness %s: %w", c.witness, err)
+	}
+	if w.Origin != origin {
+		return nil, nil, fmt.Errorf("witness %s: the cosigned checkpoint is of origin %q, not this log's %q", c.witness, w.Origin, origin)
+	}
+	cp, err := decisionlog.ParseCheckpoint(text)
+	if err != nil {
+		return nil, nil, fmt.Errorf("witness %s: %w", c.witness, err)
+	}
+	return w, cp, nil
 }
 
 // isTerminal reports whether f is a terminal, for the progress line.

@@ -205,6 +205,9 @@ func (s *serveCmd) Run(ctx context.Context) error {
 		}
 		defer closeSinks()
 		metrics.Register(shipper.Collectors()...)
+		if err := keepCosignatures(ctx, shipper, p.Log, logger.With("component", "witness")); err != nil {
+			return err
+		}
 	}
 	opts := server.Options{
 		Socket:       cfg.Socket,

@@ -341,7 +341,13 @@ func (c *Collector) sortOut(ctx context.Context, tx pgx.Tx, o *Origin, st *origi
 		case bytes.Equal(h, r.Hash):
 			res.Duplicates++
 		default:
-			evs = append(evs, c.forkEvent(o.Name, st, r, h, fmt.Sprintf("seq %d differs from the row stored for it", r.Seq)))
+			e := c.forkEvent(o.Name, st, r, h, fmt.Sprintf("seq %d differs from the row stored for it", r.Seq))
+			if st.halted == nil {
+				// The host's log has parted from what it shipped before:
+				// nothing it sends from now on is verified or witnessed.
+				c.halt(st, r.Seq, e.Problem)
+			}
+			evs = append(evs, e)
 		}
 	}
 	return fresh, evs, nil

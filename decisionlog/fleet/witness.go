@@ -2,12 +2,16 @@ package fleet
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -145,4 +149,28 @@ func validKeyName(name string) bool {
 // (Ed25519, algorithm 0x01) under key name, with the origin's public key.
 func hostNoteVerifier(name string, pub ed25519.PublicKey) (note.Verifier, error) {
 	return note.NewVerifier(fmt.Sprintf("%s+%08x+%s", name, keyHash(name, algEd25519, pub), base64.StdEncoding.EncodeToString(append([]byte{algEd25519}, pub...))))
+}
+
+// FetchWitnessed asks a collector at base (https://collector:8443; a URL
+// ending in /v1/ingest is taken as its base) for the newest checkpoint it
+// cosigned for origin. The caller checks the cosignature.
+func FetchWitnessed(ctx context.Context, client *http.Client, base, origin string) ([]byte, error) {
+	base = strings.TrimSuffix(strings.TrimSuffix(base, "/"), "/v1/ingest")
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/witness/"+url.PathEscape(origin), nil)
+	if err != nil {
+		return nil, fmt.Errorf("witness: %w", err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("witness: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return nil, fmt.Errorf("witness: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("witness %s: %s: %s", base, resp.Status, bytes.TrimSpace(b))
+	}
+	return b, nil
 }

@@ -30,6 +30,8 @@ type poster struct {
 	client    *http.Client
 	retryable func(status int) bool
 	message   func(contentType string, body []byte) string // the receiver's error message
+	// answer, if set, is given a 2xx answer's body (up to 1 MiB).
+	answer func(ctx context.Context, body []byte)
 }
 
 func newPoster(c Config, url string, retryable func(int) bool) (*poster, error) {
@@ -103,6 +105,11 @@ func (p *poster) post(ctx context.Context, contentType string, payload []byte, h
 		return fmt.Errorf("sink %s: %w", p.name, err) // the network: retry
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode/100 == 2 && p.answer != nil {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		p.answer(ctx, b)
+		return nil
+	}
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode/100 == 2 {
 		return nil

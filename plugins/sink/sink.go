@@ -22,6 +22,7 @@ type Config struct {
 	MaxBytes  int64  `yaml:"max_bytes"`  // file: rotate past this size; 0 never
 	URL       string `yaml:"url"`        // http: where to POST
 	TokenFile string `yaml:"token_file"` // http: bearer token, read at start
+	Witness   bool   `yaml:"witness"`    // http: keep the collector's cosignatures in the log (see HTTPSink.OnWitness)
 	Gzip      *bool  `yaml:"gzip"`       // http: compress bodies; default true
 	BatchSize int    `yaml:"batch_size"` // rows per batch; default 500
 	// BatchMaxBytes bounds a batch's rows in bytes, before compression;
@@ -67,6 +68,9 @@ func Check(c Config) error {
 		}
 	default:
 		return fmt.Errorf("sink %s: type %q: want file, http, otlp or plugin", c.Name, c.Type)
+	}
+	if c.Witness && c.Type != "http" {
+		return fmt.Errorf("sink %s: witness: only an http sink to an agentpdp collector gets cosignatures back", c.Name)
 	}
 	if c.BatchSize < 0 || c.MaxBytes < 0 || c.BatchMaxBytes < 0 || c.Timeout < 0 {
 		return fmt.Errorf("sink %s: batch_size, batch_max_bytes, max_bytes and timeout must not be negative", c.Name)
