@@ -62,8 +62,7 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./pdp -run '^$$' -fuzz FuzzDecideRequest -fuzztime $(FUZZTIME)
 	$(GO) test ./pdp -run '^$$' -fuzz FuzzParseEntityRef -fuzztime $(FUZZTIME)
-	$(GO) test ./pdp/wire -run '^$$' -fuzz FuzzDecodeFast -fuzztime $(FUZZTIME)
-	$(GO) test ./pdp/wire -run '^$$' -fuzz FuzzAppendRecord -fuzztime $(FUZZTIME)
+	$(GO) test ./pdp/wire -run '^$$' -fuzz FuzzRead -fuzztime $(FUZZTIME)
 	$(GO) test ./pdp -run '^$$' -fuzz FuzzLoadPolicies -fuzztime $(FUZZTIME)
 	$(GO) test ./decisionlog -run '^$$' -fuzz FuzzEntryCodec -fuzztime $(FUZZTIME)
 

@@ -135,6 +135,27 @@ func (l *Log) WriterStats() WriterStats {
 type appendReq struct {
 	entries []*Entry
 	result  chan error // buffered: the writer never blocks on a caller that gave up
+	refused error      // why SQLite refused one of its rows; the commit went on without it
+}
+
+// ErrRowRefused wraps SQLite's refusal of one row for its content (a body
+// its JSON functions cannot read, say): the entries of that Append are not
+// written, and those that shared its commit are.
+var ErrRowRefused = errors.New("decision log refused the row")
+
+// rowError reports whether err is SQLite refusing one row for what it
+// holds, rather than the database failing: only then can the commit go on
+// without it.
+func rowError(err error) bool {
+	var se sqlite3.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code {
+	case sqlite3.ErrError, sqlite3.ErrConstraint, sqlite3.ErrTooBig, sqlite3.ErrMismatch, sqlite3.ErrRange:
+		return true
+	}
+	return false
 }
 
 // Open opens or creates the log at path (created mode 0600), applies
@@ -422,7 +443,11 @@ func (l *Log) writer() {
 				l.opts.OnCommit(n, took, err)
 			}
 			for _, r := range batch {
-				r.result <- err
+				if r.refused != nil {
+					r.result <- r.refused
+				} else {
+					r.result <- err
+				}
 			}
 		case <-tick:
 			if l.since > 0 {
@@ -439,9 +464,12 @@ func (l *Log) writer() {
 // waits: up to MaxWait always, and up to GroupWait after a large group (see
 // Options). Entries are inserted as they arrive, so the wait overlaps the
 // work. It returns the requests it took and how long the COMMIT itself
-// took. On any failure nothing is committed, the head is re-read so the
-// next commit chains from what is on disk, and every request taken shares
-// the error.
+// took. A row SQLite refuses for its content (see rowError) fails its own
+// request alone, with ErrRowRefused: the transaction starts over without
+// it, so one bad row never costs the requests it shared a commit with. On
+// any other failure nothing is committed, the head is re-read so the next
+// commit chains from what is on disk, and every request taken shares the
+// error.
 func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq, took time.Duration, err error) {
 	ctx := context.Background() // a commit is never abandoned half way for one caller
 	if first != nil {
@@ -451,17 +479,32 @@ func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq
 		l.failures.Add(1)
 		return batch, 0, l.foreign
 	}
-	tx, err := l.db.BeginTx(ctx, nil)
-	if err != nil {
-		return batch, 0, l.failed(fmt.Errorf("append: begin: %w", err))
+	var (
+		tx               *sql.Tx
+		stmt, merkleStmt *sql.Stmt
+		seq, since       int64
+		start            int64
+		prev             []byte
+		pending          map[int64]tlog.Hash // stored hashes this commit adds
+		hr               *hashReader
+		written          []*Entry
+	)
+	// begin starts the transaction, over again after a refused row, from
+	// the head the last commit left.
+	begin := func() error {
+		var err error
+		if tx, err = l.db.BeginTx(ctx, nil); err != nil {
+			return l.failed(fmt.Errorf("append: begin: %w", err))
+		}
+		stmt, merkleStmt = tx.StmtContext(ctx, l.insert), tx.StmtContext(ctx, l.merkleIns)
+		seq, prev, since = l.seq, l.head, l.since
+		start, written = seq, written[:0]
+		pending = make(map[int64]tlog.Hash, 8)
+		hr = &hashReader{ctx: ctx, q: tx, mem: []map[int64]tlog.Hash{pending, l.frontier}}
+		return nil
 	}
-	stmt := tx.StmtContext(ctx, l.insert)
-	merkleStmt := tx.StmtContext(ctx, l.merkleIns)
-	seq, prev, since := l.seq, l.head, l.since
-	start := seq
-	pending := make(map[int64]tlog.Hash, 8) // stored hashes this commit adds
-	hr := &hashReader{ctx: ctx, q: tx, mem: []map[int64]tlog.Hash{pending, l.frontier}}
-	var written []*Entry
+	// write inserts one row and its Merkle leaf. A row SQLite refuses for
+	// its content is a rowError; the caller rolls back.
 	write := func(e *Entry) error {
 		seq++
 		e.Seq = seq
@@ -472,16 +515,14 @@ func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq
 		// an appended entry's body is never modified.
 		body := unsafe.String(unsafe.SliceData(e.Body), len(e.Body))
 		if _, err := stmt.ExecContext(ctx, e.Seq, string(e.Kind), e.Time.UnixNano(), body, e.Hash); err != nil {
-			tx.Rollback()
-			return l.failed(fmt.Errorf("append seq %d: %w", e.Seq, err))
+			return fmt.Errorf("append seq %d: %w", e.Seq, err)
 		}
 		first, hashes, blob, err := merkleLeaf(e.Seq, e.Hash, hr)
 		if err == nil {
 			_, err = merkleStmt.ExecContext(ctx, e.Seq-1, blob)
 		}
 		if err != nil {
-			tx.Rollback()
-			return l.failed(fmt.Errorf("append seq %d: %w", e.Seq, err))
+			return fmt.Errorf("append seq %d: merkle: %w", e.Seq, err)
 		}
 		for i, h := range hashes {
 			pending[first+int64(i)] = h
@@ -492,13 +533,40 @@ func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq
 		}
 		return nil
 	}
-	add := func(r *appendReq) error {
+	// add writes one request's entries. A row SQLite refuses for its
+	// content fails that request alone: the transaction starts over with
+	// the other requests taken so far. Any other failure fails the commit.
+	var add func(r *appendReq) error
+	add = func(r *appendReq) error {
 		for _, e := range r.entries {
-			if err := write(e); err != nil {
+			err := write(e)
+			if err == nil {
+				continue
+			}
+			tx.Rollback()
+			if !rowError(err) {
+				return l.failed(err)
+			}
+			r.refused = fmt.Errorf("%w: %w", ErrRowRefused, err)
+			for _, e := range r.entries {
+				e.Seq, e.Hash = 0, nil
+			}
+			if err := begin(); err != nil {
 				return err
 			}
+			for _, taken := range batch {
+				if taken.refused == nil {
+					if err := add(taken); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
 		}
 		return nil
+	}
+	if err := begin(); err != nil {
+		return batch, 0, err
 	}
 	if first != nil {
 		if err := add(first); err != nil {
@@ -567,7 +635,8 @@ func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq
 			return batch, 0, l.failed(fmt.Errorf("append checkpoint: %w", err))
 		}
 		if err := write(&Entry{Kind: KindCheckpoint, Time: time.Now(), Body: body, Keys: &Keys{}}); err != nil {
-			return batch, 0, err
+			tx.Rollback()
+			return batch, 0, l.failed(err)
 		}
 		since = 0 // the checkpoint row itself is covered by the next one
 		signed = true
@@ -582,11 +651,11 @@ func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq
 			return batch, 0, l.failed(err)
 		}
 	}
-	begin := time.Now()
+	committing := time.Now()
 	if err := tx.Commit(); err != nil {
-		return batch, time.Since(begin), l.failed(fmt.Errorf("append: commit: %w", err))
+		return batch, time.Since(committing), l.failed(fmt.Errorf("append: commit: %w", err))
 	}
-	took = time.Since(begin)
+	took = time.Since(committing)
 	l.seq, l.head, l.since = seq, prev, since
 	for x, h := range pending {
 		l.frontier[x] = h

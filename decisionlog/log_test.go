@@ -290,7 +290,7 @@ func TestLog_FailedCommitKeepsChain(t *testing.T) {
 	if err := l.Append(t.Context(), decision("d-1", "a", "allow")); err != nil {
 		t.Fatal(err)
 	}
-	// A body SQLite refuses fails the whole batch: nothing of it is written.
+	// A body SQLite refuses fails its whole Append: nothing of it is written.
 	bad := &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: time.Now(), Body: json.RawMessage(`{"decision_id": not json`)}
 	good := decision("d-2", "a", "allow")
 	if err := l.Append(t.Context(), good, bad); err == nil {
@@ -390,5 +390,66 @@ func TestChainHash_IsOverCanonicalBytes(t *testing.T) {
 	want := sha256.Sum256(append(append([]byte{}, prev...), e.CanonicalBytes()...))
 	if got := decisionlog.ChainHash(prev, e); !bytes.Equal(got, want[:]) {
 		t.Errorf("ChainHash differs from SHA-256(prev || CanonicalBytes)")
+	}
+}
+
+// Issue 11: a body SQLite's JSON functions refuse (nested deeper than its
+// limit of 1,000, or malformed) rolled back its whole group commit, and
+// every honest request that shared it failed too. It fails alone now.
+func TestLog_BadRowFailsAlone(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d.db")
+	// MaxWait holds every commit open long enough for all the appends
+	// below to join it.
+	l := open(t, path, decisionlog.Options{MaxWait: 300 * time.Millisecond, MaxBatch: 64})
+	deep := strings.Repeat(`{"a":`, 2000) + `1` + strings.Repeat(`}`, 2000)
+	bodies := map[string]string{
+		"deep":      `{"decision_id":"deep","request":{"context":` + deep + `}}`,
+		"malformed": `{"decision_id": not json`,
+	}
+	var wg sync.WaitGroup
+	errs := map[string]error{}
+	var mu sync.Mutex
+	appendOne := func(name string, entries ...*decisionlog.Entry) {
+		defer wg.Done()
+		err := l.Append(t.Context(), entries...)
+		mu.Lock()
+		errs[name] = err
+		mu.Unlock()
+	}
+	for i := range 6 {
+		wg.Add(1)
+		go appendOne(fmt.Sprintf("good-%d", i), decision(fmt.Sprintf("good-%d", i), "a", "allow"))
+		if i == 2 {
+			for name, body := range bodies {
+				wg.Add(1)
+				go appendOne(name, decision("with-"+name, "a", "allow"),
+					&decisionlog.Entry{Kind: decisionlog.KindDecision, Time: time.Now(), Body: json.RawMessage(body)})
+			}
+		}
+	}
+	wg.Wait()
+	for name := range bodies {
+		if !errors.Is(errs[name], decisionlog.ErrRowRefused) {
+			t.Errorf("%s: got %v, want ErrRowRefused", name, errs[name])
+		}
+		// The request's entries are one unit: its good entry went too.
+		if _, err := l.Decision(t.Context(), "with-"+name); !errors.Is(err, decisionlog.ErrNotFound) {
+			t.Errorf("half of the refused request %s was written: %v", name, err)
+		}
+	}
+	for i := range 6 {
+		name := fmt.Sprintf("good-%d", i)
+		if errs[name] != nil {
+			t.Errorf("%s failed with its neighbour: %v", name, errs[name])
+		}
+		if _, err := l.Decision(t.Context(), name); err != nil {
+			t.Errorf("%s not written: %v", name, err)
+		}
+	}
+	if st := l.WriterStats(); st.Commits > 3 {
+		t.Logf("commits: %d (the appends did not all share one)", st.Commits)
+	}
+	if n := verifyChain(t, path); n != 6 {
+		t.Errorf("chain holds %d rows, want 6", n)
 	}
 }

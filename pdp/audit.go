@@ -52,10 +52,10 @@ func (e *Engine) Outcome(ctx context.Context, id string, req *wire.OutcomeReques
 	switch req.Status {
 	case wire.OutcomeSuccess, wire.OutcomeError, wire.OutcomeSkipped:
 	default:
-		return nil, 0, wire.BadRequest("status", fmt.Errorf("%q: want success, error or skipped", req.Status))
+		return nil, 0, wire.BadRequest("/status", fmt.Errorf("%q: want success, error or skipped", req.Status))
 	}
 	if len(req.Detail) > 0 {
-		if err := mask.CheckJSON("detail", req.Detail); err != nil {
+		if err := mask.CheckJSON("/detail", req.Detail); err != nil {
 			return nil, 0, err
 		}
 	}
@@ -82,7 +82,7 @@ func (e *Engine) Outcome(ctx context.Context, id string, req *wire.OutcomeReques
 // Only a step_up decision can be approved, and only once.
 func (e *Engine) Approve(ctx context.Context, id string, req *wire.ApprovalRequest, peer *wire.Peer) (*wire.ApprovalRecord, int64, error) {
 	if strings.TrimSpace(req.Approver) == "" {
-		return nil, 0, wire.BadRequest("approver", errors.New("required: who approves"))
+		return nil, 0, wire.BadRequest("/approver", errors.New("required: who approves"))
 	}
 	dec, err := e.decisionRecord(ctx, id)
 	if err != nil {

@@ -347,14 +347,14 @@ func TestProvenance_TokensRefusedAndClassification(t *testing.T) {
 		"e.entities.json": `[{"uid":{"type":"Tool","id":"vault"},"attrs":{"classification":"restricted"},"parents":[]}]`,
 	})
 	jwt := "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJiaWxsaW5nLWJvdCJ9.c2lnbmF0dXJlLWJ5dGVz"
-	for _, c := range []struct{ field string }{{"credential.subject"}, {"context.headers.authorization"}, {"on_behalf_of"}} {
+	for _, c := range []struct{ field string }{{"/credential/subject"}, {"/context/headers/authorization"}, {"/on_behalf_of"}} {
 		req := &wire.Request{Principal: pdptest.Ref(`Agent::"a"`), Action: pdptest.Ref(`Action::"x"`), Resource: pdptest.Ref(`Tool::"vault"`)}
 		switch c.field {
-		case "credential.subject":
+		case "/credential/subject":
 			req.Credential = &wire.Credential{ID: "jti-1", Subject: jwt}
-		case "context.headers.authorization":
+		case "/context/headers/authorization":
 			req.Context = json.RawMessage(`{"headers":{"authorization":"Bearer ` + jwt + `"}}`)
-		case "on_behalf_of":
+		case "/on_behalf_of":
 			req.OnBehalfOf = jwt
 		}
 		_, err := d.Agent.Authorize(t.Context(), req)

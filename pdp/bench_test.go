@@ -71,6 +71,7 @@ func BenchmarkEngine_Evaluate(b *testing.B) {
 				name = fmt.Sprintf("policies=%d/entities=inline", n)
 			}
 			b.Run(name, func(b *testing.B) {
+				defer reportCPU(b)()
 				for b.Loop() {
 					d, err := e.Evaluate(req)
 					if err != nil {
@@ -113,6 +114,7 @@ func BenchmarkCedarAuthorize(b *testing.B) {
 }
 
 func BenchmarkDecodeRequest(b *testing.B) {
+	defer reportCPU(b)()
 	for b.Loop() {
 		if _, err := wire.DecodeRequest([]byte(benchRequest)); err != nil {
 			b.Fatal(err)
@@ -129,6 +131,7 @@ func BenchmarkServer_Authorize(b *testing.B) {
 			req, _ := wire.DecodeRequest([]byte(benchRequest))
 			b.SetParallelism(32) // 64 concurrent clients on 2 cores
 			b.ResetTimer()
+			defer reportCPU(b)()
 			b.RunParallel(func(pb *testing.PB) {
 				cl := client.New(d.Sock)
 				defer cl.Close()

@@ -341,7 +341,7 @@ func (e *Engine) prepare(req *wire.Request) (*prepared, error) {
 	if err := mask.CheckRequest("", req); err != nil {
 		return nil, err
 	}
-	ctxRec, ctxJSON, err := wire.NormalizeRecord(req.Context, "context", mask.Token)
+	ctxRec, ctxJSON, err := wire.NormalizeRecord(req.Context, "/context", mask.Token)
 	if err != nil {
 		return nil, err
 	}
@@ -360,10 +360,10 @@ func (e *Engine) prepare(req *wire.Request) (*prepared, error) {
 		p.entities = make(types.EntityMap, len(req.Entities))
 		logged.Entities = make([]wire.Entity, len(req.Entities))
 		for i, in := range req.Entities {
-			field := fmt.Sprintf("entities[%d]", i)
+			field := fmt.Sprintf("/entities/%d", i)
 			uid := in.UID.UID()
 			if _, dup := p.entities[uid]; dup {
-				return nil, wire.BadRequest(field+".uid", fmt.Errorf("entity %s appears twice", uid))
+				return nil, wire.BadRequest(field+"/uid", fmt.Errorf("entity %s appears twice", uid))
 			}
 			ent, out, err := normalizeEntity(in, field)
 			if err != nil {
@@ -554,7 +554,7 @@ func (e *Engine) decideBatch(ctx context.Context, reqs []*wire.Request, peer *wi
 			if len(reqs) > 1 {
 				var re *wire.RequestError
 				if errors.As(err, &re) {
-					re.Field = wire.JoinField(fmt.Sprintf("requests[%d]", i), re.Field)
+					re.Field = wire.JoinField(fmt.Sprintf("/requests/%d", i), re.Field)
 				}
 			}
 			return nil, err
@@ -652,6 +652,11 @@ func (e *Engine) decideBatch(ctx context.Context, reqs []*wire.Request, peer *wi
 	}
 	arrived()
 	if err := e.opts.Recorder.Append(ctx, entries...); err != nil {
+		if errors.Is(err, decisionlog.ErrRowRefused) {
+			// This request's row, not the log, is at fault: a 400, and the
+			// requests that shared its commit were written and answered.
+			return nil, wire.BadRequest("", fmt.Errorf("the decision log cannot store this request: %w", err))
+		}
 		return nil, fmt.Errorf("%w: %w", ErrLogUnavailable, err)
 	}
 	for i, d := range decisions {
@@ -711,7 +716,7 @@ func (p *prepared) addProvided(ents []wire.Entity, source string) error {
 		p.entities = types.EntityMap{}
 	}
 	for i, in := range ents {
-		ent, out, err := normalizeEntity(in, fmt.Sprintf("%s[%d]", source, i))
+		ent, out, err := normalizeEntity(in, fmt.Sprintf("%s/%d", source, i))
 		if err != nil {
 			return err
 		}
@@ -724,11 +729,11 @@ func (p *prepared) addProvided(ents []wire.Entity, source string) error {
 // normalizeEntity converts an entity for Cedar and for the log, normalising
 // its attributes and tags as a request's context is.
 func normalizeEntity(in wire.Entity, field string) (types.Entity, wire.Entity, error) {
-	attrs, attrsJSON, err := wire.NormalizeRecord(in.Attrs, field+".attrs", mask.Token)
+	attrs, attrsJSON, err := wire.NormalizeRecord(in.Attrs, field+"/attrs", mask.Token)
 	if err != nil {
 		return types.Entity{}, wire.Entity{}, err
 	}
-	tags, tagsJSON, err := wire.NormalizeRecord(in.Tags, field+".tags", mask.Token)
+	tags, tagsJSON, err := wire.NormalizeRecord(in.Tags, field+"/tags", mask.Token)
 	if err != nil {
 		return types.Entity{}, wire.Entity{}, err
 	}

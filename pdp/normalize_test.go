@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	jsonv2 "github.com/go-json-experiment/json"
+
 	"github.com/agentpdp/agentpdp/decisionlog"
 	"github.com/agentpdp/agentpdp/internal/pdptest"
 	"github.com/agentpdp/agentpdp/pdp"
@@ -127,7 +129,9 @@ func TestDecide_RecordHoldsTheAuditFields(t *testing.T) {
 	}
 }
 
-func TestNormalize_StringsAsEncodingJSON(t *testing.T) {
+// The logged context is canonical JSON: sorted keys, no space, and strings
+// escaped only where JSON requires it, as the JSON library writes them.
+func TestNormalize_StringsAsTheLibraryWritesThem(t *testing.T) {
 	log := openLog(t)
 	e := newEngine(t, map[string]string{"p.cedar": `permit (principal, action, resource);`}, pdp.Options{Recorder: log, Key: pdptest.TestKey, Prompt: pdp.PromptDrop})
 	strs := []string{"plain", `q"uote`, `back\slash`, "<html>&", "tab\there", "é ü 😀", "\u2028", ""}
@@ -136,7 +140,24 @@ func TestNormalize_StringsAsEncodingJSON(t *testing.T) {
 		ctx[fmt.Sprintf("k%d", i)] = s
 	}
 	_, rec := decideLogged(t, e, log, `{`+okRefs+`,"context":`+toJSON(t, ctx)+`}`)
-	if got, want := string(rec.Request.Context), toJSON(t, ctx); got != want {
-		t.Errorf("logged context differs from encoding/json:\n got %s\nwant %s", got, want)
+	want, err := jsonv2.Marshal(ctx, jsonv2.Deterministic(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(rec.Request.Context); got != string(want) {
+		t.Errorf("logged context differs from the library's:\n got %s\nwant %s", got, want)
+	}
+}
+
+// Issue 11: -922337203685477.5808, the smallest Cedar decimal, became a
+// string, so a policy comparing it as a decimal errored.
+func TestNormalize_SmallestDecimalDecides(t *testing.T) {
+	e := newEngine(t, map[string]string{"p.cedar": `permit (principal, action, resource) when { context.n == decimal("-922337203685477.5808") && context.m == decimal("922337203685477.5807") };`}, pdp.Options{})
+	d, err := e.Evaluate(mustRequest(t, `{`+okRefs+`,"context":{"n":-922337203685477.5808,"m":922337203685477.5807}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Decision != wire.Allow || len(d.Errors) > 0 {
+		t.Errorf("got %s %+v, want allow without errors", d.Decision, d.Errors)
 	}
 }

@@ -43,7 +43,7 @@ func Replay(snap *policy.Snapshot, rec *wire.DecisionRecord, at time.Time) (*wir
 	if err != nil {
 		return nil, fmt.Errorf("decision %s: %w", rec.DecisionID, err)
 	}
-	if err := p.addProvided(rec.Provided, "provided_entities"); err != nil {
+	if err := p.addProvided(rec.Provided, "/provided_entities"); err != nil {
 		return nil, fmt.Errorf("decision %s: %w", rec.DecisionID, err)
 	}
 	for _, r := range rec.Reasons {

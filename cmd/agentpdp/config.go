@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 	"io"
 	"os"
 	"reflect"
@@ -33,6 +34,10 @@ type Config struct {
 	SigningKey   string   `yaml:"signing_key"` // Ed25519 key for checkpoints; created if missing; "" disables signing
 	Origin       string   `yaml:"origin"`      // the log's origin in rows and checkpoints; default a random id, kept in the database
 	MaxBodyBytes int64    `yaml:"max_body_bytes"`
+	// MaxJSONDepth is how deep a request's objects and arrays may nest,
+	// counted from the request object; deeper input is refused while it is
+	// decoded.
+	MaxJSONDepth int `yaml:"max_json_depth"`
 	// GCPercent is the Go garbage collector's target (GOGC). A decision
 	// allocates its request and record once; collecting less often buys
 	// about a quarter more decisions per CPU for a few tens of MB.
@@ -97,6 +102,7 @@ func DefaultConfig() Config {
 	c.Checkpoints.Every = time.Minute
 	c.Retention.Every = 10 * time.Minute
 	c.MaxBodyBytes = 16 << 20 // MCP tool arguments of up to 10 MiB, with room for the rest of the request
+	c.MaxJSONDepth = wire.DefaultMaxDepth
 	c.GCPercent = 800
 	c.Reload.Debounce = 100 * time.Millisecond
 	c.Reload.MaxWait = 30 * time.Second
@@ -202,6 +208,11 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBodyBytes <= 0 {
 		errs = append(errs, "max_body_bytes: must be positive")
+	}
+	if c.MaxJSONDepth <= 0 || c.MaxJSONDepth > 512 {
+		// SQLite's JSON functions stop at 1,000 levels; a stored row nests
+		// the request two levels down.
+		errs = append(errs, "max_json_depth: want 1 to 512")
 	}
 	if c.Reload.Debounce < 0 || c.Reload.MaxWait < 0 || c.Commit.MaxWait < 0 {
 		errs = append(errs, "reload.debounce, reload.max_wait and commit.max_wait: must not be negative")

@@ -213,6 +213,7 @@ func (s *serveCmd) Run(ctx context.Context) error {
 		Socket:       cfg.Socket,
 		AdminSocket:  cfg.AdminSocket,
 		MaxBodyBytes: cfg.MaxBodyBytes,
+		MaxJSONDepth: cfg.MaxJSONDepth,
 		Engine:       p.Engine,
 		Log:          p.Log,
 		Reloader:     p,

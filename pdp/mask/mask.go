@@ -284,16 +284,16 @@ var ErrRawToken = errors.New("looks like a raw token (a JWT or bearer token); se
 func CheckRequest(prefix string, r *wire.Request) error {
 	// A raw token must never reach the log, whatever field it is sent in.
 	fields := []struct{ name, value string }{
-		{"principal.id", r.Principal.ID}, {"resource.id", r.Resource.ID},
-		{"session_id", r.SessionID}, {"task_id", r.TaskID}, {"trace_id", r.TraceID},
-		{"parent_decision_id", r.ParentDecisionID}, {"tool_call_id", r.ToolCallID},
-		{"on_behalf_of", r.OnBehalfOf}, {"prompt", r.Prompt}, {"approval", r.Approval},
+		{"/principal/id", r.Principal.ID}, {"/resource/id", r.Resource.ID},
+		{"/session_id", r.SessionID}, {"/task_id", r.TaskID}, {"/trace_id", r.TraceID},
+		{"/parent_decision_id", r.ParentDecisionID}, {"/tool_call_id", r.ToolCallID},
+		{"/on_behalf_of", r.OnBehalfOf}, {"/prompt", r.Prompt}, {"/approval", r.Approval},
 	}
 	if c := r.Credential; c != nil {
-		fields = append(fields, struct{ name, value string }{"credential.id", c.ID},
-			struct{ name, value string }{"credential.issuer", c.Issuer}, struct{ name, value string }{"credential.subject", c.Subject})
+		fields = append(fields, struct{ name, value string }{"/credential/id", c.ID},
+			struct{ name, value string }{"/credential/issuer", c.Issuer}, struct{ name, value string }{"/credential/subject", c.Subject})
 		for i, s := range c.Scopes {
-			fields = append(fields, struct{ name, value string }{fmt.Sprintf("credential.scopes[%d]", i), s})
+			fields = append(fields, struct{ name, value string }{fmt.Sprintf("/credential/scopes/%d", i), s})
 		}
 	}
 	for _, f := range fields {
@@ -347,13 +347,13 @@ func walkStrings(field string, v any) error {
 		return CheckToken(field, v)
 	case []any:
 		for i, e := range v {
-			if err := walkStrings(fmt.Sprintf("%s[%d]", field, i), e); err != nil {
+			if err := walkStrings(fmt.Sprintf("%s/%d", field, i), e); err != nil {
 				return err
 			}
 		}
 	case map[string]any:
 		for k, e := range v {
-			if err := walkStrings(field+"."+k, e); err != nil {
+			if err := walkStrings(field+"/"+wire.PointerToken(k), e); err != nil {
 				return err
 			}
 		}

@@ -35,10 +35,13 @@ type Reloader interface {
 
 // Options configure a Server.
 type Options struct {
-	Socket          string // decision socket, mode 0660
-	AdminSocket     string // admin socket, mode 0600
-	MaxBodyBytes    int64  // default 16 MiB; a larger authorize body is a logged deny, request_too_large
-	MaxBatch        int    // most requests in one batch; default 1000
+	Socket       string // decision socket, mode 0660
+	AdminSocket  string // admin socket, mode 0600
+	MaxBodyBytes int64  // default 16 MiB; a larger authorize body is a logged deny, request_too_large
+	MaxBatch     int    // most requests in one batch; default 1000
+	// MaxJSONDepth limits how deep a request's objects and arrays nest
+	// (max_json_depth); default wire.DefaultMaxDepth.
+	MaxJSONDepth    int
 	ShutdownTimeout time.Duration
 	// ReadHeaderTimeout closes a connection that has not sent its request
 	// headers in time (slow-loris clients); default 5s.
@@ -57,6 +60,7 @@ type Options struct {
 // for decisions and nothing else.
 type Server struct {
 	opts   Options
+	reader wire.Reader
 	logger *slog.Logger
 }
 
@@ -83,7 +87,7 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{opts: opts, logger: opts.Logger}, nil
+	return &Server{opts: opts, reader: wire.Reader{MaxDepth: opts.MaxJSONDepth}, logger: opts.Logger}, nil
 }
 
 type peerKey struct{}
@@ -230,12 +234,12 @@ func (s *Server) outcome(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var req wire.OutcomeRequest
-	if err := wire.DecodeStrict(body, &req); err != nil {
+	req, err := s.reader.DecodeOutcome(body)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	rec, seq, err := s.opts.Engine.Outcome(r.Context(), r.PathValue("id"), &req, peerFrom(r))
+	rec, seq, err := s.opts.Engine.Outcome(r.Context(), r.PathValue("id"), req, peerFrom(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -253,24 +257,12 @@ func (s *Server) approval(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var req struct {
-		Approver *string `json:"approver"`
-		Approved *bool   `json:"approved"`
-		Comment  string  `json:"comment"`
-	}
-	if err := wire.DecodeStrict(body, &req); err != nil {
+	req, err := s.reader.DecodeApproval(body)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if req.Approved == nil {
-		s.fail(w, r, wire.BadRequest("approved", errors.New("required: true or false")))
-		return
-	}
-	if req.Approver == nil {
-		s.fail(w, r, wire.BadRequest("approver", errors.New("required")))
-		return
-	}
-	rec, seq, err := s.opts.Engine.Approve(r.Context(), r.PathValue("id"), &wire.ApprovalRequest{Approver: *req.Approver, Approved: *req.Approved, Comment: req.Comment}, peerFrom(r))
+	rec, seq, err := s.opts.Engine.Approve(r.Context(), r.PathValue("id"), req, peerFrom(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -303,7 +295,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	req, err := wire.DecodeRequest(body)
+	req, err := s.reader.DecodeRequest(body)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -333,7 +325,7 @@ func (s *Server) authorizeBatch(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	reqs, err := wire.DecodeBatch(body)
+	reqs, err := s.reader.DecodeBatch(body)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -194,7 +194,12 @@ func TestServer_BadInput(t *testing.T) {
 		{"WrongType", `{"principal":"Agent::\"a\"","action":"Action::\"x\"","resource":"Tool::\"t\"","task_id":7}`, "task_id"},
 		{"BadEntityRef", `{"principal":"Agent::a","action":"Action::\"x\"","resource":"Tool::\"t\""}`, "principal"},
 		{"OversizeWithoutPrincipal", `{"action":"Action::\"x\"","resource":"Tool::\"t\"","context":{"pad":"` + strings.Repeat("x", 70<<10) + `"}}`, "exceeds"},
-		{"BadEscape", `{"principal":"Agent::\"a\"","action":"Action::\"x\"","resource":"Tool::\"t\"","context":{"ip":{"__extn":{"fn":"ip","arg":"nope"}}}}`, "context.ip"},
+		{"BadEscape", `{"principal":"Agent::\"a\"","action":"Action::\"x\"","resource":"Tool::\"t\"","context":{"ip":{"__extn":{"fn":"ip","arg":"nope"}}}}`, "/context/ip"},
+		// Issue 11: one strict reading.
+		{"NameCase", `{"principal":"Agent::\"mallory\"","PRINCIPAL":"Agent::\"a\"","action":"Action::\"x\"","resource":"Tool::\"t\""}`, "/PRINCIPAL: unknown field"},
+		{"DuplicateName", `{"principal":"Agent::\"a\"","action":"Action::\"x\"","resource":"Tool::\"t\"","context":{"ticket":"nope","ticket":"INC-42"}}`, "/context/ticket: duplicate name"},
+		{"InvalidUTF8", `{"principal":"Agent::\"a\"","action":"Action::\"x\"","resource":"Tool::\"t\"","context":{"env":"staging` + "\xff" + `"}}`, "/context/env: invalid UTF-8"},
+		{"TooDeep", `{"principal":"Agent::\"a\"","action":"Action::\"x\"","resource":"Tool::\"t\"","context":` + strings.Repeat(`{"a":`, 1000) + `1` + strings.Repeat(`}`, 1000) + `}`, "nested deeper than 64"},
 	}
 	before, _ := d.Log.Stats(t.Context())
 	for _, tt := range tests {
@@ -274,6 +279,35 @@ func TestServer_OversizeIsALoggedDeny(t *testing.T) {
 	}
 	if code, out := post(`{"principal":"Agent::\"a\"","action":"Action::\"x\"","resource":"Tool::\"t\""}`, map[string]string{wire.HeaderRefuse: "allow_please"}); code != http.StatusBadRequest {
 		t.Errorf("a refusal with a reason that is not one: %d %v", code, out)
+	}
+}
+
+// Issue 11: a context nested past SQLite's JSON depth passed the decoder,
+// rolled back its group commit, and every concurrent honest request got
+// 503. It is refused at decoding now, and the honest requests are answered.
+func TestServer_DeepRequestsFailAlone(t *testing.T) {
+	d := pdptest.Serve(t, map[string]string{"p.cedar": pdptest.AgentPolicies})
+	deep := &wire.Request{Principal: pdptest.Ref(`Agent::"a"`), Action: pdptest.Ref(`Action::"x"`), Resource: pdptest.Ref(`Tool::"t"`),
+		Context: json.RawMessage(strings.Repeat(`{"a":`, 1500) + `1` + strings.Repeat(`}`, 1500))}
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 48 {
+		wg.Go(func() {
+			if i%4 == 0 {
+				if _, err := d.Agent.Authorize(t.Context(), deep); !client.IsStatus(err, http.StatusBadRequest) {
+					errs <- fmt.Errorf("deep request: got %v, want 400", err)
+				}
+				return
+			}
+			if _, err := d.Agent.Authorize(t.Context(), pdptest.Request(fmt.Sprintf("honest-%d", i))); err != nil {
+				errs <- fmt.Errorf("honest request %d: %w", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
 

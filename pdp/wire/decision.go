@@ -14,7 +14,7 @@ type Decision struct {
 	Reasons       []Reason    `json:"reasons"`
 	Errors        []EvalError `json:"errors"`
 	PolicyVersion string      `json:"policy_version"`
-	Seq           int64       `json:"seq,omitempty"` // position in the log; durable once returned
+	Seq           int64       `json:"seq,omitzero"` // position in the log; durable once returned
 }
 
 // Reason is a policy (or built-in guard) that decided.
@@ -22,9 +22,9 @@ type Reason struct {
 	Policy      string            `json:"policy"`
 	Effect      string            `json:"effect"`
 	File        string            `json:"file,omitempty"`
-	Line        int               `json:"line,omitempty"`
+	Line        int               `json:"line,omitzero"`
 	Annotations map[string]string `json:"annotations,omitempty"`
-	Builtin     bool              `json:"builtin,omitempty"` // a guard, not a Cedar policy
+	Builtin     bool              `json:"builtin,omitzero"` // a guard, not a Cedar policy
 	Detail      string            `json:"detail,omitempty"`
 }
 
@@ -34,7 +34,7 @@ type EvalError struct {
 	Policy  string `json:"policy"`
 	Effect  string `json:"effect,omitempty"`
 	File    string `json:"file,omitempty"`
-	Line    int    `json:"line,omitempty"`
+	Line    int    `json:"line,omitzero"`
 	Message string `json:"message"`
 }
 

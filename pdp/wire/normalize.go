@@ -5,13 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
+	"io"
 	"math/big"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/cedar-policy/cedar-go/types"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Agents send whatever JSON their tool calls carry. Cedar's JSON has no
@@ -20,205 +22,260 @@ import (
 // logged request sees exactly what the policies saw:
 //
 //   - a number written with a fraction or exponent becomes a Cedar decimal
-//     when it has at most four fractional digits and is in decimal's range,
-//     else the string of its JSON text;
+//     when it has at most four fractional digits and is in decimal's range
+//     (-922337203685477.5808 to 922337203685477.5807), else the string of
+//     its JSON text;
 //   - an integer outside Cedar's 64-bit Long becomes the string of its text;
 //   - null drops the key from an object, or the element from an array;
-//   - {"__entity":…} and {"__extn":…} keep their Cedar JSON meaning.
+//   - {"__entity":…} and {"__extn":…} alone in an object keep their Cedar
+//     JSON meaning.
+//
+// The canonical JSON that is logged has sorted keys and no insignificant
+// space; it is read with the same rules as every input (no duplicate
+// names, valid UTF-8).
 
-// normalized is one normalised JSON value: the Cedar value the policies see
-// and the canonical JSON (sorted keys, no insignificant space) that is logged.
-type normalized struct {
-	value types.Value
-	json  []byte
-}
-
-// NormalizeRecord normalises a JSON object. An absent or null object is the
-// empty record. field names the object in errors.
+// NormalizeRecord normalises a JSON object into a Cedar record and its
+// canonical JSON. An absent or null object is the empty record. field is
+// the object's JSON pointer, for errors; check refuses a string the log
+// must not hold (a raw token), and its error is wrapped with the string's
+// pointer.
 func NormalizeRecord(raw json.RawMessage, field string, check func(string) error) (types.Record, json.RawMessage, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		return types.Record{}, json.RawMessage("{}"), nil
 	}
-	if rec, canonical, ok := normalizeFast(raw, check); ok {
-		return rec, canonical, nil
-	}
-	return normalizeRecordStrict(raw, field, check)
-}
-
-// normalizeRecordStrict is normalizeRecord through encoding/json's tree:
-// every input, every error.
-func normalizeRecordStrict(raw json.RawMessage, field string, check func(string) error) (types.Record, json.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var tree any
-	if err := dec.Decode(&tree); err != nil {
-		return types.Record{}, nil, BadRequest(field, fmt.Errorf("malformed JSON: %w", err))
-	}
-	obj, ok := tree.(map[string]any)
-	if !ok {
+	if raw[0] != '{' {
 		return types.Record{}, nil, BadRequest(field, errors.New("want a JSON object"))
 	}
-	var buf bytes.Buffer
-	v, err := normalizeValue(obj, field, &buf, check)
+	n := normalizers.Get().(*normalizer)
+	defer normalizers.Put(n)
+	n.dec.Reset(bytes.NewReader(raw), readOptions)
+	n.field, n.check = field, check
+	out := make([]byte, 0, len(raw)+16)
+	v, out, err := n.value(out)
 	if err != nil {
 		return types.Record{}, nil, err
+	}
+	if _, err := n.dec.ReadToken(); err != nil && !errors.Is(err, io.EOF) {
+		return types.Record{}, nil, n.fail(err)
+	} else if err == nil {
+		return types.Record{}, nil, BadRequest(field, errors.New("unexpected data after the JSON object"))
 	}
 	rec, ok := v.(types.Record)
 	if !ok {
 		// An object that is a Cedar escape ({"__entity":…}) is not a record.
 		return types.Record{}, nil, BadRequest(field, errors.New("want a record, got an escaped Cedar value"))
 	}
-	return rec, buf.Bytes(), nil
+	return rec, out, nil
 }
 
-// normalizeValue converts one decoded JSON value to Cedar, writing its
-// canonical JSON to buf. It returns nil for a value that is dropped (null).
-func normalizeValue(v any, field string, buf *bytes.Buffer, check func(string) error) (types.Value, error) {
-	switch v := v.(type) {
-	case nil:
-		return nil, nil
-	case bool:
-		if v {
-			buf.WriteString("true")
-		} else {
-			buf.WriteString("false")
-		}
-		return types.Boolean(v), nil
-	case string:
-		if err := check(v); err != nil {
-			return nil, BadRequest(field, err)
-		}
-		writeJSONString(buf, v)
-		return types.String(v), nil
-	case json.Number:
-		return normalizeNumber(v, buf), nil
-	case []any:
-		vals := make([]types.Value, 0, len(v))
-		buf.WriteByte('[')
-		first := true
-		for i, e := range v {
-			if e == nil {
-				continue
-			}
-			if !first {
-				buf.WriteByte(',')
-			}
-			first = false
-			cv, err := normalizeValue(e, fmt.Sprintf("%s[%d]", field, i), buf, check)
-			if err != nil {
-				return nil, err
-			}
-			vals = append(vals, cv)
-		}
-		buf.WriteByte(']')
-		return types.NewSet(vals...), nil
-	case map[string]any:
-		if len(v) == 1 {
-			if e, ok := v["__entity"]; ok {
-				if uid, ok := plainEntity(e); ok {
-					// The common escape, without a round trip through cedar-go's
-					// decoder; written as cedar-go writes it.
-					buf.WriteString(`{"__entity":{"type":`)
-					writeJSONString(buf, string(uid.Type))
-					buf.WriteString(`,"id":`)
-					writeJSONString(buf, string(uid.ID))
-					buf.WriteString(`}}`)
-					return uid, nil
-				}
-				return escapedValue(v, field, buf)
-			}
-			if _, ok := v["__extn"]; ok {
-				return escapedValue(v, field, buf)
-			}
-		}
-		keys := make([]string, 0, len(v))
-		for k, e := range v {
-			if e != nil {
-				keys = append(keys, k)
-			}
-		}
-		sort.Strings(keys)
-		m := make(types.RecordMap, len(keys))
-		buf.WriteByte('{')
-		for i, k := range keys {
-			if i > 0 {
-				buf.WriteByte(',')
-			}
-			writeJSONString(buf, k)
-			buf.WriteByte(':')
-			cv, err := normalizeValue(v[k], field+"."+k, buf, check)
-			if err != nil {
-				return nil, err
-			}
-			m[types.String(k)] = cv
-		}
-		buf.WriteByte('}')
-		return types.NewRecord(m), nil
-	}
-	return nil, BadRequest(field, fmt.Errorf("unsupported JSON value %T", v))
+var normalizers = sync.Pool{New: func() any { return &normalizer{dec: jsontext.NewDecoder(bytes.NewReader(nil))} }}
+
+// normalizer reads one JSON value token by token, building the Cedar value
+// and appending its canonical JSON.
+type normalizer struct {
+	dec   *jsontext.Decoder
+	field string
+	check func(string) error
 }
 
-// plainEntity reads {"type":"T","id":"x"} with a valid type, the body of
-// an __entity escape; anything else goes to cedar-go.
-func plainEntity(v any) (types.EntityUID, bool) {
-	m, ok := v.(map[string]any)
-	if !ok || len(m) != 2 {
-		return types.EntityUID{}, false
+// fail names where the decoder is, under the record's own pointer.
+func (n *normalizer) fail(err error) error {
+	var re *RequestError
+	if errors.As(readError(err), &re) {
+		ptr := re.Field
+		if ptr == "" {
+			ptr = string(n.dec.StackPointer())
+		}
+		return BadRequest(n.field+ptr, re.Err)
 	}
-	typ, ok1 := m["type"].(string)
-	id, ok2 := m["id"].(string)
-	if !ok1 || !ok2 {
-		return types.EntityUID{}, false
-	}
-	if _, err := types.NewEntityType(typ); err != nil {
-		return types.EntityUID{}, false
-	}
-	return types.NewEntityUID(types.EntityType(typ), types.String(id)), true
+	return BadRequest(n.field, err)
 }
 
-// escapedValue hands Cedar's own escapes to cedar-go, so that they mean in a
-// request exactly what they mean in a Cedar JSON file.
-func escapedValue(v map[string]any, field string, buf *bytes.Buffer) (types.Value, error) {
-	raw, err := json.Marshal(v)
+// value normalises the next value, appending its canonical JSON to out. A
+// null gives a nil value and appends nothing: its key or element is
+// dropped.
+func (n *normalizer) value(out []byte) (types.Value, []byte, error) {
+	switch n.dec.PeekKind() {
+	case '{':
+		return n.object(out)
+	case '[':
+		return n.array(out)
+	}
+	tok, err := n.dec.ReadToken()
 	if err != nil {
-		return nil, BadRequest(field, err)
+		return nil, out, n.fail(err)
 	}
-	var cv types.Value
-	if err := types.UnmarshalJSON(raw, &cv); err != nil {
-		return nil, BadRequest(field, fmt.Errorf("invalid Cedar escape %s: %w", truncate(raw, 80), err))
+	switch tok.Kind() {
+	case 'n':
+		return nil, out, nil
+	case 't':
+		return types.True, append(out, "true"...), nil
+	case 'f':
+		return types.False, append(out, "false"...), nil
+	case '"':
+		s := tok.String()
+		if err := n.check(s); err != nil {
+			return nil, out, BadRequest(n.field+string(n.dec.StackPointer()), err)
+		}
+		out, _ = jsontext.AppendQuote(out, s) // valid UTF-8: the decoder checked
+		return types.String(s), out, nil
+	case '0':
+		v, out := normalizeNumber(tok.String(), out)
+		return v, out, nil
 	}
-	out, err := json.Marshal(cv)
+	return nil, out, n.fail(fmt.Errorf("unexpected %v", tok.Kind()))
+}
+
+func (n *normalizer) array(out []byte) (types.Value, []byte, error) {
+	if _, err := n.dec.ReadToken(); err != nil {
+		return nil, out, n.fail(err)
+	}
+	var vals []types.Value
+	out = append(out, '[')
+	for n.dec.PeekKind() != ']' {
+		mark := len(out)
+		if len(vals) > 0 {
+			out = append(out, ',')
+		}
+		v, o, err := n.value(out)
+		if err != nil {
+			return nil, out, err
+		}
+		if v == nil {
+			out = out[:mark] // a null element is dropped, with its comma
+			continue
+		}
+		out = o
+		vals = append(vals, v)
+	}
+	if _, err := n.dec.ReadToken(); err != nil {
+		return nil, out, n.fail(err)
+	}
+	return types.NewSet(vals...), append(out, ']'), nil
+}
+
+// member is one kept member of an object: its name, its Cedar value and its
+// canonical JSON's span in the object's scratch buffer.
+type member struct {
+	name       string
+	value      types.Value
+	start, end int
+}
+
+func (n *normalizer) object(out []byte) (types.Value, []byte, error) {
+	if _, err := n.dec.ReadToken(); err != nil {
+		return nil, out, n.fail(err)
+	}
+	var members []member
+	var scratch []byte // the members' canonical JSON, in arrival order
+	for first := true; n.dec.PeekKind() != '}'; first = false {
+		tok, err := n.dec.ReadToken()
+		if err != nil {
+			return nil, out, n.fail(err)
+		}
+		name := tok.String()
+		if first && (name == "__entity" || name == "__extn") {
+			v, o, done, err := n.escape(name, out)
+			if err != nil || done {
+				return v, o, err
+			}
+			// More members follow: an ordinary record with a member of
+			// that name, whose value was read already.
+			members = append(members, member{name: name, value: v, start: len(scratch)})
+			scratch = append(scratch, o[len(out):]...)
+			members[len(members)-1].end = len(scratch)
+			if v == nil {
+				members = members[:len(members)-1]
+			}
+			continue
+		}
+		start := len(scratch)
+		v, s, err := n.value(scratch)
+		if err != nil {
+			return nil, out, err
+		}
+		scratch = s
+		if v != nil {
+			members = append(members, member{name: name, value: v, start: start, end: len(scratch)})
+		}
+	}
+	if _, err := n.dec.ReadToken(); err != nil {
+		return nil, out, n.fail(err)
+	}
+	slices.SortFunc(members, func(a, b member) int { return strings.Compare(a.name, b.name) })
+	rm := make(types.RecordMap, len(members))
+	out = append(out, '{')
+	for i, m := range members {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out, _ = jsontext.AppendQuote(out, m.name)
+		out = append(out, ':')
+		out = append(out, scratch[m.start:m.end]...)
+		rm[types.String(m.name)] = m.value
+	}
+	return types.NewRecord(rm), append(out, '}'), nil
+}
+
+// escape reads the value of an object's first member named __entity or
+// __extn. If the object ends there it is Cedar's escape, handed to
+// cedar-go so that it means in a request exactly what it means in a Cedar
+// JSON file (done is true). Otherwise the value is normalised as any other
+// member's, and its canonical JSON appended to out.
+func (n *normalizer) escape(name string, out []byte) (v types.Value, o []byte, done bool, err error) {
+	raw, err := n.dec.ReadValue()
 	if err != nil {
-		return nil, BadRequest(field, err)
+		return nil, out, false, n.fail(err)
 	}
-	buf.Write(out)
-	return cv, nil
+	raw = bytes.Clone(raw) // the decoder reuses its buffer
+	if n.dec.PeekKind() == '}' {
+		if _, err := n.dec.ReadToken(); err != nil {
+			return nil, out, false, n.fail(err)
+		}
+		field := n.field + string(n.dec.StackPointer())
+		obj := append(append(append([]byte(`{"`), name...), `":`...), raw...)
+		obj = append(obj, '}')
+		var cv types.Value
+		if err := types.UnmarshalJSON(obj, &cv); err != nil {
+			return nil, out, false, BadRequest(field, fmt.Errorf("invalid Cedar escape %s: %w", truncate(obj, 80), err))
+		}
+		b, err := json.Marshal(cv)
+		if err != nil {
+			return nil, out, false, BadRequest(field, err)
+		}
+		return cv, append(out, b...), true, nil
+	}
+	sub := &normalizer{dec: jsontext.NewDecoder(bytes.NewReader(raw), readOptions),
+		field: n.field + string(n.dec.StackPointer()), check: n.check}
+	v, o, err = sub.value(out)
+	return v, o, false, err
 }
 
 var decimalScale = big.NewInt(10000)
 
-func normalizeNumber(n json.Number, buf *bytes.Buffer) types.Value {
-	s := n.String()
+// normalizeNumber converts the text of a JSON number: a Long if it is an
+// integer that fits, a decimal if it is exactly one, else the string of
+// its text.
+func normalizeNumber(s string, out []byte) (types.Value, []byte) {
 	if !strings.ContainsAny(s, ".eE") {
 		if i, err := strconv.ParseInt(s, 10, 64); err == nil {
-			buf.WriteString(s)
-			return types.Long(i)
+			return types.Long(i), append(out, s...)
 		}
-		writeJSONString(buf, s)
-		return types.String(s)
+		out, _ = jsontext.AppendQuote(out, s)
+		return types.String(s), out
 	}
 	if d, ok := toDecimal(s); ok {
-		out, _ := d.MarshalJSON() // cannot fail: a decimal always marshals
-		buf.Write(out)
-		return d
+		b, _ := d.MarshalJSON() // cannot fail: a decimal always marshals
+		return d, append(out, b...)
 	}
-	writeJSONString(buf, s)
-	return types.String(s)
+	out, _ = jsontext.AppendQuote(out, s)
+	return types.String(s), out
 }
 
 // toDecimal converts the text of a JSON number to a Cedar decimal when it is
-// exactly representable: at most four fractional digits, within int64/10⁴.
+// exactly representable: at most four fractional digits, within the range
+// of an int64 count of ten-thousandths (both ends included).
 func toDecimal(s string) (types.Decimal, bool) {
 	if len(s) > 64 {
 		return types.Decimal{}, false // refuses exponents that would make huge rationals
@@ -228,21 +285,12 @@ func toDecimal(s string) (types.Decimal, bool) {
 		return types.Decimal{}, false
 	}
 	r.Mul(r, new(big.Rat).SetInt(decimalScale))
-	if !r.IsInt() {
+	if !r.IsInt() || !r.Num().IsInt64() {
 		return types.Decimal{}, false
 	}
-	i := r.Num()
-	if !i.IsInt64() || i.Int64() == math.MinInt64 {
-		return types.Decimal{}, false
-	}
-	d, err := types.NewDecimal(i.Int64(), -4)
+	d, err := types.NewDecimal(r.Num().Int64(), -4)
 	if err != nil {
 		return types.Decimal{}, false
 	}
 	return d, true
-}
-
-// writeJSONString writes s exactly as encoding/json would.
-func writeJSONString(buf *bytes.Buffer, s string) {
-	buf.Write(appendJSONString(buf.AvailableBuffer(), s))
 }

@@ -73,7 +73,7 @@ type OutcomeRecord struct {
 	Decision   string          `json:"decision"` // what the decision was
 	// ActedAgainst is set when the caller reports having acted although the
 	// decision was not allow: evidence of an agent ignoring its PDP.
-	ActedAgainst bool   `json:"acted_against_decision,omitempty"`
+	ActedAgainst bool   `json:"acted_against_decision,omitzero"`
 	Principal    string `json:"principal"`
 	Action       string `json:"action"`
 	Resource     string `json:"resource"`
