@@ -152,8 +152,12 @@ func rowError(err error) bool {
 		return false
 	}
 	switch se.Code {
-	case sqlite3.ErrError, sqlite3.ErrConstraint, sqlite3.ErrTooBig, sqlite3.ErrMismatch, sqlite3.ErrRange:
+	case sqlite3.ErrError, sqlite3.ErrTooBig, sqlite3.ErrMismatch, sqlite3.ErrRange:
 		return true
+	case sqlite3.ErrConstraint:
+		// A CHECK on the row's content; a UNIQUE seq means another writer,
+		// which the commit's failure handling catches.
+		return se.ExtendedCode == sqlite3.ErrConstraintCheck
 	}
 	return false
 }

@@ -49,8 +49,10 @@ func NormalizeRecord(raw json.RawMessage, field string, check func(string) error
 	}
 	n := normalizers.Get().(*normalizer)
 	defer normalizers.Put(n)
-	n.dec.Reset(bytes.NewReader(raw), readOptions)
-	n.field, n.check = field, check
+	n.src.Reset(raw)
+	n.dec.Reset(&n.src, readOptions)
+	n.field, n.check, n.depth = field, check, 0
+	defer func() { n.check = nil }()
 	out := make([]byte, 0, len(raw)+16)
 	v, out, err := n.value(out)
 	if err != nil {
@@ -69,14 +71,28 @@ func NormalizeRecord(raw json.RawMessage, field string, check func(string) error
 	return rec, out, nil
 }
 
-var normalizers = sync.Pool{New: func() any { return &normalizer{dec: jsontext.NewDecoder(bytes.NewReader(nil))} }}
+var normalizers = sync.Pool{New: func() any {
+	n := &normalizer{}
+	n.dec = jsontext.NewDecoder(&n.src)
+	return n
+}}
 
 // normalizer reads one JSON value token by token, building the Cedar value
-// and appending its canonical JSON.
+// and appending its canonical JSON. It is pooled with its buffers.
 type normalizer struct {
-	dec   *jsontext.Decoder
-	field string
-	check func(string) error
+	src    bytes.Reader
+	dec    *jsontext.Decoder
+	field  string
+	check  func(string) error
+	depth  int
+	levels []level // the objects being read, by depth: reused, not reallocated
+}
+
+// level is an object's members and their canonical JSON while its keys are
+// sorted.
+type level struct {
+	members []member
+	scratch []byte
 }
 
 // fail names where the decoder is, under the record's own pointer.
@@ -167,8 +183,16 @@ func (n *normalizer) object(out []byte) (types.Value, []byte, error) {
 	if _, err := n.dec.ReadToken(); err != nil {
 		return nil, out, n.fail(err)
 	}
-	var members []member
-	var scratch []byte // the members' canonical JSON, in arrival order
+	d := n.depth
+	if d == len(n.levels) {
+		n.levels = append(n.levels, level{})
+	}
+	n.depth++
+	defer func() { n.depth-- }()
+	// members and scratch (their canonical JSON, in arrival order) are
+	// this depth's; deeper objects use the next level.
+	members, scratch := n.levels[d].members[:0], n.levels[d].scratch[:0]
+	defer func() { n.levels[d].members, n.levels[d].scratch = members[:0], scratch[:0] }()
 	for first := true; n.dec.PeekKind() != '}'; first = false {
 		tok, err := n.dec.ReadToken()
 		if err != nil {
@@ -182,11 +206,10 @@ func (n *normalizer) object(out []byte) (types.Value, []byte, error) {
 			}
 			// More members follow: an ordinary record with a member of
 			// that name, whose value was read already.
-			members = append(members, member{name: name, value: v, start: len(scratch)})
-			scratch = append(scratch, o[len(out):]...)
-			members[len(members)-1].end = len(scratch)
-			if v == nil {
-				members = members[:len(members)-1]
+			if v != nil {
+				start := len(scratch)
+				scratch = append(scratch, o[len(out):]...)
+				members = append(members, member{name: name, value: v, start: start, end: len(scratch)})
 			}
 			continue
 		}

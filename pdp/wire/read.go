@@ -194,6 +194,9 @@ func readError(err error) error {
 	case errors.As(err, &me):
 		ptr := string(me.JSONPointer)
 		if errors.As(me.Err, &re) {
+			if re.Field == ptr || strings.HasPrefix(re.Field, ptr+"/") {
+				return re // named by the decoder's own pointer already
+			}
 			return BadRequest(ptr+re.Field, re.Err)
 		}
 		switch {

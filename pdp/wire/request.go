@@ -19,7 +19,6 @@ import (
 	"strings"
 	"time"
 
-	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/cedar-policy/cedar-go/types"
@@ -42,13 +41,6 @@ func ParseEntityRef(s string) (EntityRef, error) {
 	return EntityRef{Type: string(uid.Type), ID: string(uid.ID)}, nil
 }
 
-// refObject is the object form, and the body of Cedar's {"__entity":…}.
-type refObject struct {
-	Type   *string    `json:"type"`
-	ID     *string    `json:"id"`
-	Entity *refObject `json:"__entity"`
-}
-
 // UnmarshalJSONFrom reads both wire forms, and Cedar's {"__entity":{…}}
 // escape, under the reading's rules (it is called by [Reader]'s decoder).
 func (r *EntityRef) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
@@ -69,30 +61,76 @@ func (r *EntityRef) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 		*r = ref
 		return nil
 	case '{':
-		var obj refObject
-		if err := jsonv2.UnmarshalDecode(dec, &obj); err != nil {
-			return err
-		}
-		if obj.Entity != nil {
-			if obj.Type != nil || obj.ID != nil || obj.Entity.Entity != nil {
-				return errors.New(`want {"type":…,"id":…} or {"__entity":{"type":…,"id":…}}`)
-			}
-			obj = *obj.Entity
-		}
-		if obj.Type == nil || obj.ID == nil {
-			return errors.New(`want {"type":…,"id":…}: both are required`)
-		}
-		if _, err := types.NewEntityType(*obj.Type); err != nil {
-			return BadRequest("/type", fmt.Errorf("%q is not a Cedar entity type", *obj.Type))
-		}
-		*r = EntityRef{Type: *obj.Type, ID: *obj.ID}
-		return nil
+		return r.readObject(dec, true)
 	}
 	v, err := dec.ReadValue()
 	if err != nil {
 		return err
 	}
 	return fmt.Errorf(`want {"type":…,"id":…} or Type::"id", got %s`, truncate(v, 40))
+}
+
+// readObject reads {"type":…,"id":…}, or (if escape) Cedar's
+// {"__entity":{"type":…,"id":…}}, token by token: the decoder holds the
+// reading's rules (no duplicate names, valid UTF-8), this the members.
+// Its errors name the decoder's own JSON pointer.
+func (r *EntityRef) readObject(dec *jsontext.Decoder, escape bool) error {
+	if _, err := dec.ReadToken(); err != nil {
+		return err
+	}
+	var typ, id *string
+	for first := true; dec.PeekKind() != '}'; first = false {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return err
+		}
+		name := tok.String()
+		if name == "__entity" && escape && first {
+			if dec.PeekKind() != '{' {
+				return BadRequest(string(dec.StackPointer()), errors.New(`want {"type":…,"id":…}`))
+			}
+			if err := r.readObject(dec, false); err != nil {
+				return err
+			}
+			if dec.PeekKind() != '}' {
+				return errors.New(`want {"__entity":{"type":…,"id":…}} alone`)
+			}
+			_, err := dec.ReadToken()
+			return err
+		}
+		var dst **string
+		switch name {
+		case "type":
+			dst = &typ
+		case "id":
+			dst = &id
+		default:
+			return BadRequest(string(dec.StackPointer()), errors.New("unknown field (names are case-sensitive)"))
+		}
+		if k := dec.PeekKind(); k != '"' {
+			if _, err := dec.ReadValue(); err != nil {
+				return err
+			}
+			return BadRequest(string(dec.StackPointer()), fmt.Errorf("want a string, got %s", kindName(k)))
+		}
+		v, err := dec.ReadToken()
+		if err != nil {
+			return err
+		}
+		s := v.String()
+		*dst = &s
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return err
+	}
+	if typ == nil || id == nil {
+		return errors.New(`want {"type":…,"id":…}: both are required`)
+	}
+	if _, err := types.NewEntityType(*typ); err != nil {
+		return BadRequest(string(dec.StackPointer())+"/type", fmt.Errorf("%q is not a Cedar entity type", *typ))
+	}
+	*r = EntityRef{Type: *typ, ID: *id}
+	return nil
 }
 
 // UnmarshalJSON reads one reference with the reading's rules, for callers
