@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 
 	"github.com/cedar-policy/cedar-go/types"
 	xast "github.com/cedar-policy/cedar-go/x/exp/ast"
@@ -29,6 +30,11 @@ func Lint(s *Snapshot) []Problem {
 			}
 			warn(permit, "permit %s can never allow: forbid %s (%s:%d) denies everything it permits", permit.ID, forbid.ID, forbid.File, forbid.Line)
 			break
+		}
+	}
+	for _, f := range s.Files {
+		if strings.HasSuffix(f.Path, ".cedar") {
+			out = append(out, lintText(f)...)
 		}
 	}
 	if s.schema != nil {
