@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -136,26 +138,35 @@ func printReport(w io.Writer, rep *policytest.Report, verbose bool) {
 	fmt.Fprintf(w, "%s\n%d passed, %d failed\n", status, rep.Passed, rep.Failed)
 }
 
-// writeJUnit writes the report in the JUnit XML that CI systems read.
+// writeJUnit writes the report in the JUnit XML that CI systems read. Times
+// are plain decimals in seconds (xs:decimal: Jenkins' xUnit and Bazel
+// reject exponents such as 3.7751e-05). A case that could not be evaluated
+// (a bad request) is an error, not a failure, and counted in errors.
 func writeJUnit(path string, rep *policytest.Report) error {
-	type failure struct {
+	type problem struct {
 		Message string `xml:"message,attr"`
 		Text    string `xml:",chardata"`
 	}
 	type testcase struct {
 		Name      string   `xml:"name,attr"`
 		Classname string   `xml:"classname,attr"`
-		Time      float64  `xml:"time,attr"`
-		Failure   *failure `xml:"failure,omitempty"`
+		Time      string   `xml:"time,attr"`
+		Failure   *problem `xml:"failure,omitempty"`
+		Error     *problem `xml:"error,omitempty"`
 	}
 	type testsuite struct {
 		Name     string     `xml:"name,attr"`
 		Tests    int        `xml:"tests,attr"`
 		Failures int        `xml:"failures,attr"`
+		Errors   int        `xml:"errors,attr"`
+		Time     string     `xml:"time,attr"`
 		Cases    []testcase `xml:"testcase"`
+		elapsed  time.Duration
 	}
 	var suites []*testsuite
 	byName := map[string]*testsuite{}
+	var total time.Duration
+	tests, failures, errs := 0, 0, 0
 	for _, r := range rep.Results {
 		s, ok := byName[r.Suite]
 		if !ok {
@@ -163,23 +174,46 @@ func writeJUnit(path string, rep *policytest.Report) error {
 			byName[r.Suite] = s
 			suites = append(suites, s)
 		}
-		tc := testcase{Name: r.Case, Classname: r.Suite, Time: r.Elapsed.Seconds()}
+		tc := testcase{Name: r.Case, Classname: r.Suite, Time: seconds(r.Elapsed)}
 		s.Tests++
+		tests++
+		s.elapsed += r.Elapsed
+		total += r.Elapsed
 		if !r.Passed {
-			s.Failures++
-			tc.Failure = &failure{Message: r.Problems[0], Text: strings.Join(r.Problems, "\n")}
+			p := &problem{Message: r.Problems[0], Text: strings.Join(r.Problems, "\n")}
+			if r.Got == nil {
+				tc.Error = p
+				s.Errors++
+				errs++
+			} else {
+				tc.Failure = p
+				s.Failures++
+				failures++
+			}
 		}
 		s.Cases = append(s.Cases, tc)
 	}
+	for _, s := range suites {
+		s.Time = seconds(s.elapsed)
+	}
 	b, err := xml.MarshalIndent(struct {
-		XMLName xml.Name     `xml:"testsuites"`
-		Suites  []*testsuite `xml:"testsuite"`
-	}{Suites: suites}, "", "  ")
+		XMLName  xml.Name     `xml:"testsuites"`
+		Tests    int          `xml:"tests,attr"`
+		Failures int          `xml:"failures,attr"`
+		Errors   int          `xml:"errors,attr"`
+		Time     string       `xml:"time,attr"`
+		Suites   []*testsuite `xml:"testsuite"`
+	}{Tests: tests, Failures: failures, Errors: errs, Time: seconds(total), Suites: suites}, "", "  ")
 	if err != nil {
 		return err
 	}
 	if err := os.WriteFile(path, append([]byte(xml.Header), append(b, '\n')...), 0o644); err != nil {
-		return fmt.Errorf("junit: %w", err)
+		return fmt.Errorf("test: --junit: %w", err)
 	}
 	return nil
+}
+
+// seconds is d as a plain decimal number of seconds, to the microsecond.
+func seconds(d time.Duration) string {
+	return strconv.FormatFloat(d.Seconds(), 'f', 6, 64)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -105,5 +106,86 @@ func writeFile(t *testing.T, path, content string) {
 	}
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// JUnit as CI tools read it: time a plain xs:decimal, an errors count, and
+// a case that could not run reported as an error (issue 18).
+func TestCLI_TestJUnitAttributes(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "p.cedar"), `@id("open") permit (principal, action, resource);`)
+	writeFile(t, filepath.Join(dir, "tests", "s.yaml"), `name: suite
+cases:
+  - name: passes
+    request: {principal: 'Agent::"a"', action: 'Action::"x"', resource: 'R::"r"'}
+    expect: allow
+  - name: fails
+    request: {principal: 'Agent::"a"', action: 'Action::"x"', resource: 'R::"r"'}
+    expect: deny
+  - name: cannot run
+    request: {principal: 'Agent::"a"', action: 'Action::"x"'}
+    expect: allow
+`)
+	junit := filepath.Join(t.TempDir(), "junit.xml")
+	if code, out, stderr := runCLI(t, "test", "--policies", dir, "--junit", junit); code != exitFail {
+		t.Fatalf("exit %d %s %s", code, out, stderr)
+	}
+	b, err := os.ReadFile(junit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var x struct {
+		Tests, Failures, Errors int    `xml:",attr"`
+		Time                    string `xml:"time,attr"`
+		Suites                  []struct {
+			Tests    int    `xml:"tests,attr"`
+			Failures int    `xml:"failures,attr"`
+			Errors   *int   `xml:"errors,attr"`
+			Time     string `xml:"time,attr"`
+			Cases    []struct {
+				Name    string    `xml:"name,attr"`
+				Time    string    `xml:"time,attr"`
+				Failure *struct{} `xml:"failure"`
+				Error   *struct{} `xml:"error"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	if err := xml.Unmarshal(b, &x); err != nil || len(x.Suites) != 1 {
+		t.Fatalf("junit: %v %s", err, b)
+	}
+	s := x.Suites[0]
+	if s.Tests != 3 || s.Failures != 1 || s.Errors == nil || *s.Errors != 1 || s.Cases[1].Failure == nil || s.Cases[2].Error == nil {
+		t.Errorf("counts: %s", b)
+	}
+	decimal := regexp.MustCompile(`^[0-9]+\.[0-9]+$`)
+	times := []string{x.Time, s.Time}
+	for _, c := range s.Cases {
+		times = append(times, c.Time)
+	}
+	for _, tm := range times {
+		if !decimal.MatchString(tm) {
+			t.Errorf("time %q is not a plain decimal: %s", tm, b)
+		}
+	}
+}
+
+// Two cases of the same name: an error naming both places, in one file
+// and across files whose suites share a name.
+func TestCLI_TestDuplicateNames(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "p.cedar"), `permit (principal, action, resource);`)
+	req := "    request: {principal: 'A::\"a\"', action: 'A::\"a\"', resource: 'A::\"a\"'}\n    expect: allow\n"
+	writeFile(t, filepath.Join(dir, "tests", "s.yaml"), "name: s\ncases:\n  - name: one\n"+req+"  - name: two\n"+req+"  - name: one\n"+req)
+	code, _, stderr := runCLI(t, "test", "--policies", dir)
+	s := filepath.Join(dir, "tests", "s.yaml")
+	if want := "test s/one is defined twice: at " + s + ":3 and at " + s + ":9"; code != exitFail || !strings.Contains(stderr, want) {
+		t.Errorf("in one file: exit %d %q, want %q", code, stderr, want)
+	}
+	os.WriteFile(s, []byte("name: s\ncases:\n  - name: one\n"+req), 0o644)
+	writeFile(t, filepath.Join(dir, "tests", "more", "s.json"), `{"name": "s", "cases": [
+  {"name": "one", "request": {"principal": "A::\"a\"", "action": "A::\"a\"", "resource": "A::\"a\""}, "expect": "allow"}]}`)
+	code, _, stderr = runCLI(t, "test", "--policies", dir)
+	if want := filepath.Join(dir, "tests", "more", "s.json") + ":2 and at " + s + ":3"; code != exitFail || !strings.Contains(stderr, want) {
+		t.Errorf("across files: exit %d %q, want %q", code, stderr, want)
 	}
 }

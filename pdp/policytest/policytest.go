@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/parser"
 
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/policy"
@@ -46,6 +47,7 @@ type Suite struct {
 
 // Case is one request and what it must get.
 type Case struct {
+	Line     int             `json:"-"` // where the case's name is in its file; 0 if unknown
 	Name     string          `json:"name"`
 	Request  json.RawMessage `json:"request"`
 	Expect   string          `json:"expect"`
@@ -122,6 +124,7 @@ func Load(path string) (*Suite, error) {
 	if err != nil {
 		return nil, err
 	}
+	lines := caseLines(b)
 	if !strings.HasSuffix(path, ".json") {
 		if b, err = yaml.YAMLToJSON(b); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
@@ -144,6 +147,11 @@ func Load(path string) (*Suite, error) {
 	if len(s.Cases) == 0 {
 		return nil, fmt.Errorf("%s: no cases", path)
 	}
+	for i := range s.Cases {
+		if i < len(lines) {
+			s.Cases[i].Line = lines[i]
+		}
+	}
 	for i, c := range s.Cases {
 		if c.Name == "" {
 			return nil, fmt.Errorf("%s: case %d has no name", path, i+1)
@@ -158,8 +166,57 @@ func Load(path string) (*Suite, error) {
 	return s, nil
 }
 
-// Run evaluates every case of the suites with engine.
+// caseLines are the lines of each case's name in a suite's text (YAML, or
+// JSON, which YAML parses too); nil if the text does not parse here (Load
+// then reports why).
+func caseLines(b []byte) []int {
+	f, err := parser.ParseBytes(b, 0)
+	if err != nil {
+		return nil
+	}
+	var lines []int
+	for i := 0; ; i++ {
+		p, err := yaml.PathString(fmt.Sprintf("$.cases[%d].name", i))
+		if err != nil {
+			return lines
+		}
+		n, err := p.FilterFile(f)
+		if err != nil || n == nil || n.GetToken() == nil {
+			return lines
+		}
+		lines = append(lines, n.GetToken().Position.Line)
+	}
+}
+
+// CheckNames refuses two cases with the same suite and case name: reports
+// (and JUnit) identify a case by them, so a duplicate would hide one
+// result behind the other. The error names both places.
+func CheckNames(suites []*Suite) error {
+	seen := map[[2]string]string{}
+	var errs []error
+	for _, s := range suites {
+		for i, c := range s.Cases {
+			where := fmt.Sprintf("%s:%d", s.File, c.Line)
+			if c.Line == 0 {
+				where = fmt.Sprintf("%s (case %d)", s.File, i+1)
+			}
+			key := [2]string{s.Name, c.Name}
+			if first, ok := seen[key]; ok {
+				errs = append(errs, fmt.Errorf("test %s/%s is defined twice: at %s and at %s; rename one", s.Name, c.Name, first, where))
+				continue
+			}
+			seen[key] = where
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Run evaluates every case of the suites with engine. Duplicate names are
+// an error (see CheckNames).
 func Run(engine *pdp.Engine, suites []*Suite) (*Report, error) {
+	if err := CheckNames(suites); err != nil {
+		return nil, err
+	}
 	snap := engine.Snapshot()
 	if snap == nil {
 		return nil, errors.New("no policies loaded")
