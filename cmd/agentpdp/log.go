@@ -81,8 +81,8 @@ func oneArg(name string) cobra.PositionalArgs {
 }
 
 // describe is a row as one line for people: what it is and its gist.
-func describe(e *decisionlog.Entry) string {
-	at := e.Time.Local().Format("2006-01-02 15:04:05.000")
+func describe(e *decisionlog.Entry, loc *time.Location) string {
+	at := showTime(e.Time, loc)
 	head := fmt.Sprintf("%-6d %s  %-11s", e.Seq, at, e.Kind)
 	switch e.Kind {
 	case decisionlog.KindDecision:
@@ -106,7 +106,7 @@ func describe(e *decisionlog.Entry) string {
 			if r.Approved {
 				verb = "approved"
 			}
-			return fmt.Sprintf("%s %s by %s for %s, until %s", head, verb, r.Approver, r.DecisionID, r.ExpiresAt.Local().Format("15:04:05"))
+			return fmt.Sprintf("%s %s by %s for %s, until %s", head, verb, r.Approver, r.DecisionID, showTime(r.ExpiresAt, loc))
 		}
 	case decisionlog.KindPolicyLoad:
 		var r pdp.PolicyLoadRecord
@@ -137,7 +137,7 @@ func reasonList(rs []wire.Reason) string {
 }
 
 // printEntries writes entries as JSON lines or as described lines.
-func printEntries(w io.Writer, entries []*decisionlog.Entry, asJSON bool) error {
+func printEntries(w io.Writer, entries []*decisionlog.Entry, asJSON bool, loc *time.Location) error {
 	enc := json.NewEncoder(w)
 	for _, e := range entries {
 		if asJSON {
@@ -146,9 +146,32 @@ func printEntries(w io.Writer, entries []*decisionlog.Entry, asJSON bool) error 
 			}
 			continue
 		}
-		fmt.Fprintln(w, describe(e))
+		fmt.Fprintln(w, describe(e, loc))
 	}
 	return nil
+}
+
+// timeLayout is how commands show times: RFC 3339 with milliseconds and
+// the zone's offset, unambiguous across a DST change and accepted back by
+// --since and --until as written.
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// showTime formats t in loc (UTC unless --local).
+func showTime(t time.Time, loc *time.Location) string {
+	return t.In(loc).Format(timeLayout)
+}
+
+// localFlag registers --local: times in the machine's zone instead of UTC.
+func localFlag(fl *pflag.FlagSet, local *bool) {
+	fl.BoolVar(local, "local", false, "show times in this machine's time zone (with its offset) instead of UTC")
+}
+
+// zone is the location times are shown in.
+func zone(local bool) *time.Location {
+	if local {
+		return time.Local
+	}
+	return time.UTC
 }
 
 // timeRange reads --since and --until: durations ago or RFC 3339 times;

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -27,6 +28,7 @@ const maxChain = 10000 // nodes: a bound on what one command reads
 // logChainCmd is agentpdp log chain: the tree of calls around a decision.
 type logChainCmd struct {
 	streams
+	local  bool // --local
 	db     string
 	asJSON bool
 	args   []string // the decision id
@@ -42,6 +44,7 @@ func newLogChainCmd() *cobra.Command {
 	}
 	dbFlag(cmd.Flags(), &c.db)
 	cmd.Flags().BoolVar(&c.asJSON, "json", false, "one JSON object, nested")
+	localFlag(cmd.Flags(), &c.local)
 	return cmd
 }
 
@@ -63,7 +66,7 @@ func (c *logChainCmd) Run(ctx context.Context) error {
 	if c.asJSON {
 		return json.NewEncoder(c.stdout).Encode(tree)
 	}
-	printChain(c.stdout, tree, c.args[0], "", "")
+	printChain(c.stdout, tree, c.args[0], "", "", zone(c.local))
 	return nil
 }
 
@@ -135,12 +138,12 @@ func buildChain(ctx context.Context, r *decisionlog.Reader, e *decisionlog.Entry
 	return n, nil
 }
 
-func printChain(w io.Writer, n *chainNode, focus, indent, branch string) {
+func printChain(w io.Writer, n *chainNode, focus, indent, branch string, loc *time.Location) {
 	mark := "  "
 	if n.record.DecisionID == focus {
 		mark = "* "
 	}
-	fmt.Fprintf(w, "%s%s%s%s\n", indent, branch, mark, describe(n.Decision))
+	fmt.Fprintf(w, "%s%s%s%s\n", indent, branch, mark, describe(n.Decision, loc))
 	next := indent
 	switch branch {
 	case "├─ ":
@@ -150,13 +153,13 @@ func printChain(w io.Writer, n *chainNode, focus, indent, branch string) {
 	}
 	var lines []func(last bool)
 	for _, a := range n.Approvals {
-		lines = append(lines, func(last bool) { fmt.Fprintf(w, "%s%s  %s\n", next, pick(last), describe(a)) })
+		lines = append(lines, func(last bool) { fmt.Fprintf(w, "%s%s  %s\n", next, pick(last), describe(a, loc)) })
 	}
 	for _, o := range n.Outcomes {
-		lines = append(lines, func(last bool) { fmt.Fprintf(w, "%s%s  %s\n", next, pick(last), describe(o)) })
+		lines = append(lines, func(last bool) { fmt.Fprintf(w, "%s%s  %s\n", next, pick(last), describe(o, loc)) })
 	}
 	for _, c := range n.Children {
-		lines = append(lines, func(last bool) { printChain(w, c, focus, next, pick(last)) })
+		lines = append(lines, func(last bool) { printChain(w, c, focus, next, pick(last), loc) })
 	}
 	for i, line := range lines {
 		line(i == len(lines)-1)

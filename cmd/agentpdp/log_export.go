@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -94,7 +95,7 @@ func csvRow(e *decisionlog.Entry) []string {
 	}
 	json.Unmarshal(e.Body, &b) // fields absent from a kind stay empty
 	row := map[string]string{
-		"seq": strconv.FormatInt(e.Seq, 10), "time": e.Time.Format(time.RFC3339Nano), "kind": string(e.Kind),
+		"seq": strconv.FormatInt(e.Seq, 10), "time": e.Time.UTC().Format(time.RFC3339Nano), "kind": string(e.Kind),
 		"decision_id": b.DecisionID, "decision": b.Decision, "principal": b.Principal, "action": b.Action, "resource": b.Resource,
 		"classification": b.Classification, "reasons": reasonList(b.Reasons), "policy_version": b.PolicyVersion,
 		"status": b.Status, "approver": b.Approver, "hash": hex.EncodeToString(e.Hash),
@@ -111,7 +112,19 @@ func csvRow(e *decisionlog.Entry) []string {
 	}
 	out := make([]string, len(csvHeader))
 	for i, h := range csvHeader {
-		out[i] = row[h]
+		out[i] = csvCell(row[h])
 	}
 	return out
+}
+
+// csvCell defuses a cell a spreadsheet would run as a formula (CSV
+// injection): one that begins with =, +, -, @, a tab or a carriage return
+// gets a leading single quote, as OWASP advises. Agents choose most of
+// these values (session ids, tool call ids, resource ids), and a reviewer
+// opens the export in a spreadsheet. The quote shows; nothing is lost.
+func csvCell(v string) string {
+	if v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) {
+		return "'" + v
+	}
+	return v
 }

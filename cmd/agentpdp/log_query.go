@@ -89,6 +89,7 @@ func (ff *filterFlags) filter(command string, limit int) (decisionlog.Filter, er
 // logQueryCmd is agentpdp log query: decisions that match filters.
 type logQueryCmd struct {
 	streams
+	local  bool // --local
 	db     string
 	ff     filterFlags
 	limit  int
@@ -108,6 +109,7 @@ func newLogQueryCmd() *cobra.Command {
 	c.ff.register(fl)
 	fl.IntVar(&c.limit, "limit", 100, "at most `N` decisions")
 	fl.BoolVar(&c.asJSON, "json", false, "one JSON object per line, with every logged field")
+	localFlag(fl, &c.local)
 	return cmd
 }
 
@@ -126,12 +128,12 @@ func (c *logQueryCmd) Run(ctx context.Context) error {
 		return err
 	}
 	if c.asJSON {
-		return printEntries(c.stdout, entries, true)
+		return printEntries(c.stdout, entries, true, time.UTC)
 	}
-	return printDecisionTable(c.stdout, entries)
+	return printDecisionTable(c.stdout, entries, zone(c.local))
 }
 
-func printDecisionTable(w io.Writer, entries []*decisionlog.Entry) error {
+func printDecisionTable(w io.Writer, entries []*decisionlog.Entry, loc *time.Location) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	withShadow := false
 	for _, e := range entries {
@@ -147,7 +149,7 @@ func printDecisionTable(w io.Writer, entries []*decisionlog.Entry) error {
 		if err := json.Unmarshal(e.Body, &rec); err != nil {
 			return fmt.Errorf("seq %d: %w", e.Seq, err)
 		}
-		at := e.Time.Local().Format("2006-01-02 15:04:05.000")
+		at := showTime(e.Time, loc)
 		if !withShadow {
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, at, rec.Decision, rec.Principal, rec.Action, rec.Resource, orDash(reasonList(rec.Reasons)), rec.DecisionID)
 			continue

@@ -110,6 +110,7 @@ func errorsAsReasons(es []wire.EvalError) []wire.Reason {
 // logShowCmd is agentpdp log show: one decision explained.
 type logShowCmd struct {
 	streams
+	local  bool // --local
 	db     string
 	asJSON bool
 	args   []string // the decision id
@@ -125,6 +126,7 @@ func newLogShowCmd() *cobra.Command {
 	}
 	dbFlag(cmd.Flags(), &c.db)
 	cmd.Flags().BoolVar(&c.asJSON, "json", false, "one JSON object")
+	localFlag(cmd.Flags(), &c.local)
 	return cmd
 }
 
@@ -141,13 +143,13 @@ func (c *logShowCmd) Run(ctx context.Context) error {
 	if c.asJSON {
 		return json.NewEncoder(c.stdout).Encode(x)
 	}
-	printExplained(c.stdout, x)
+	printExplained(c.stdout, x, zone(c.local))
 	return nil
 }
 
-func printExplained(w io.Writer, x *explained) {
+func printExplained(w io.Writer, x *explained, loc *time.Location) {
 	rec, req := x.Record, x.Record.Request
-	fmt.Fprintf(w, "Decision %s (seq %d, %s)\n\n", rec.DecisionID, x.Entry.Seq, x.Entry.Time.Format(time.RFC3339Nano))
+	fmt.Fprintf(w, "Decision %s (seq %d, %s)\n\n", rec.DecisionID, x.Entry.Seq, showTime(x.Entry.Time, loc))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k, v string) {
 		if v != "" {
@@ -178,7 +180,7 @@ func printExplained(w io.Writer, x *explained) {
 				cred += ", scopes " + strings.Join(c.Scopes, " ")
 			}
 			if c.ExpiresAt != nil {
-				cred += ", expires " + c.ExpiresAt.Format(time.RFC3339)
+				cred += ", expires " + showTime(*c.ExpiresAt, loc)
 			}
 			row("credential", cred)
 		}
@@ -232,12 +234,12 @@ func printExplained(w io.Writer, x *explained) {
 	}
 	if x.ApprovalUsed != nil {
 		fmt.Fprintln(w, "\nAllowed by approval")
-		fmt.Fprintf(w, "  %s\n", describe(x.ApprovalUsed))
+		fmt.Fprintf(w, "  %s\n", describe(x.ApprovalUsed, loc))
 	}
 	if len(x.Approvals) > 0 {
 		fmt.Fprintln(w, "\nApprovals of this decision")
 		for _, a := range x.Approvals {
-			fmt.Fprintf(w, "  %s\n", describe(a))
+			fmt.Fprintf(w, "  %s\n", describe(a, loc))
 		}
 	} else if rec.Decision == wire.StepUp {
 		fmt.Fprintln(w, "\nApprovals of this decision\n  none: no human has answered this step-up")
@@ -249,7 +251,7 @@ func printExplained(w io.Writer, x *explained) {
 	for _, o := range x.Outcomes {
 		var r wire.OutcomeRecord
 		json.Unmarshal(o.Body, &r)
-		line := describe(o)
+		line := describe(o, loc)
 		if len(r.Detail) > 0 {
 			line += " " + string(r.Detail)
 		}

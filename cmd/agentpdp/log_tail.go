@@ -13,6 +13,7 @@ import (
 // logTailCmd is agentpdp log tail: the newest rows, and then new ones.
 type logTailCmd struct {
 	streams
+	local          bool // --local
 	db             string
 	n              int
 	follow, asJSON bool
@@ -31,6 +32,7 @@ func newLogTailCmd() *cobra.Command {
 	fl.IntVarP(&c.n, "lines", "n", 20, "how many rows to print first")
 	fl.BoolVarP(&c.follow, "follow", "f", false, "keep printing rows as they are written")
 	fl.BoolVar(&c.asJSON, "json", false, "one JSON object per line")
+	localFlag(fl, &c.local)
 	return cmd
 }
 
@@ -45,7 +47,7 @@ func (c *logTailCmd) Run(ctx context.Context) error {
 		return err
 	}
 	slices.Reverse(last)
-	if err := printEntries(c.stdout, last, c.asJSON); err != nil {
+	if err := printEntries(c.stdout, last, c.asJSON, zone(c.local)); err != nil {
 		return err
 	}
 	if !c.follow {
@@ -73,7 +75,7 @@ func (c *logTailCmd) Run(ctx context.Context) error {
 		}); err != nil {
 			return err
 		}
-		if err := printEntries(c.stdout, batch, c.asJSON); err != nil {
+		if err := printEntries(c.stdout, batch, c.asJSON, zone(c.local)); err != nil {
 			return err
 		}
 	}
