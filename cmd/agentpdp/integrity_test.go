@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/pdp/client"
 )
 
 func TestCLI_ProveAndVerifyProof(t *testing.T) {
@@ -121,5 +123,53 @@ func TestServe_SecondDaemonOnOneLogExits(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if got := finish(); len(got) == 0 {
 		t.Error("the first daemon stopped answering")
+	}
+}
+
+// A FIFO named x.cedar neither wedges reload nor shutdown, and a *.cedar
+// link to a secret file is refused without its content reaching
+// /v1/status or the daemon's log.
+func TestServe_HostilePolicyFiles(t *testing.T) {
+	const secret = "hunter2-correct-horse-battery"
+	d := newDaemonDir(t)
+	d.start()
+	polDir := filepath.Join(d.dir, "policies")
+	must(t, syscall.Mkfifo(filepath.Join(polDir, "x.cedar"), 0o644))
+	secretFile := filepath.Join(d.dir, "secret.txt")
+	must(t, os.WriteFile(secretFile, []byte(secret+" staple\n"), 0o600))
+	must(t, os.Symlink(secretFile, filepath.Join(polDir, "y.cedar")))
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	var status map[string]any
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		status = nil
+		err := client.New(d.asock()).Do(t.Context(), http.MethodGet, "/v1/status", nil, &status)
+		b, _ := json.Marshal(status)
+		if err == nil && strings.Contains(string(b), "x.cedar") {
+			if strings.Contains(string(b), "hunter2") {
+				t.Errorf("the secret reached /v1/status: %s", b)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload error on /v1/status: %v %s", err, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Remove the FIFO: the secret link is the next refusal.
+	os.Remove(filepath.Join(polDir, "x.cedar"))
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(300 * time.Millisecond)
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("SIGTERM did not stop the daemon")
+	}
+	if strings.Contains(d.stderr.String(), "hunter2") {
+		t.Error("the secret reached the daemon's log")
+	}
+	if !strings.Contains(d.stderr.String(), "symlink out of the policy directory") {
+		t.Errorf("the link's refusal is not logged:\n%s", d.stderr)
 	}
 }

@@ -213,11 +213,21 @@ func LoadDir(dir string, opts LoadOptions) (*Snapshot, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("load policies: %s is not a directory", dir)
 	}
-	return LoadFS(os.DirFS(resolved), filepath.ToSlash(filepath.Clean(dir)), opts)
+	root := filepath.ToSlash(filepath.Clean(dir))
+	var files []PolicyFile
+	err = ReadTree(resolved, func(rel string, b []byte) error {
+		files = append(files, PolicyFile{Path: path.Join(root, rel), Content: string(b)})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load policies: %w", err)
+	}
+	return compileWithExtras(files, root, opts)
 }
 
 // LoadFS loads a policy directory from fsys; root prefixes the file names
-// shown in positions.
+// shown in positions. Files that are not regular are refused. LoadDir is
+// the loader for a directory on disk: it also keeps symlinks inside it.
 func LoadFS(fsys fs.FS, root string, opts LoadOptions) (*Snapshot, error) {
 	var files []PolicyFile
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
@@ -234,16 +244,13 @@ func LoadFS(fsys fs.FS, root string, opts LoadOptions) (*Snapshot, error) {
 		if d.IsDir() || !isPolicyDirFile(name) {
 			return nil
 		}
-		if d.Type()&fs.ModeSymlink != 0 {
-			// A symlinked file (a Kubernetes ConfigMap mount) is read through
-			// its link; a symlinked directory is not followed.
-			st, err := fs.Stat(fsys, p)
-			if err != nil {
-				return err
-			}
-			if !st.Mode().IsRegular() {
-				return nil
-			}
+		// Regular files only, checked before opening (see ReadTree).
+		st, err := fs.Stat(fsys, p)
+		if err != nil {
+			return err
+		}
+		if !st.Mode().IsRegular() {
+			return fmt.Errorf("%s: not a regular file (%s): refused without reading it", p, kind(st.Mode()))
 		}
 		b, err := fs.ReadFile(fsys, p)
 		if err != nil {
@@ -255,6 +262,10 @@ func LoadFS(fsys fs.FS, root string, opts LoadOptions) (*Snapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load policies: %w", err)
 	}
+	return compileWithExtras(files, root, opts)
+}
+
+func compileWithExtras(files []PolicyFile, root string, opts LoadOptions) (*Snapshot, error) {
 	for _, extra := range []string{opts.SchemaFile, opts.EntitiesFile} {
 		if extra == "" {
 			continue
@@ -331,7 +342,7 @@ func Compile(files []PolicyFile, root string, opts LoadOptions) (*Snapshot, erro
 			err = m.UnmarshalJSON([]byte(f.Content))
 		}
 		if err != nil {
-			problems = append(problems, Problem{File: f.Path, Message: "entities: " + err.Error()})
+			problems = append(problems, Problem{File: f.Path, Message: "entities: " + redactParse(err.Error())})
 			continue
 		}
 		for uid, e := range m {
@@ -398,7 +409,7 @@ func parsePolicies(f *PolicyFile, root string) ([]*Policy, []Problem) {
 			p.Column, _ = strconv.Atoi(p.Message[m[4]:m[5]])
 			p.Message = p.Message[:m[0]] + p.Message[m[1]:]
 		}
-		p.Message = strings.TrimSpace(p.Message)
+		p.Message = redactParse(p.Message)
 		return nil, []Problem{p}
 	}
 	rel := strings.TrimPrefix(strings.TrimPrefix(f.Path, root), "/")
@@ -461,6 +472,9 @@ func loadSchema(f *PolicyFile) (*resolved.Schema, *Problem) {
 		err = s.UnmarshalJSON([]byte(f.Content))
 	} else {
 		err = s.UnmarshalCedar([]byte(f.Content))
+	}
+	if err != nil {
+		return nil, &Problem{File: f.Path, Message: "schema: " + redactParse(err.Error())}
 	}
 	if err == nil {
 		var rs *resolved.Schema

@@ -19,7 +19,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -27,6 +26,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/agentpdp/agentpdp/pdp/policy"
 )
 
 // Policy file suffixes: only files with these count as changes. They are
@@ -338,7 +339,8 @@ func IsPolicyFile(name string) bool {
 
 // Digest is a SHA-256 over the names and contents of the policy files a
 // load of dir reads (the same walk: the directory resolved once, hidden
-// entries below the root skipped, symlinked files read through their link),
+// entries below the root skipped, symlinked files read through their link
+// while it stays in the tree, by policy.ReadTree),
 // hex encoded. Two equal digests around a load mean the tree did not change
 // while it was read.
 func Digest(dir string) (string, error) {
@@ -347,28 +349,9 @@ func Digest(dir string) (string, error) {
 		return "", err
 	}
 	h := sha256.New()
-	fsys := os.DirFS(root)
-	err = fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if p != "." && strings.HasPrefix(d.Name(), ".") {
-			if d.IsDir() {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if d.IsDir() || !IsPolicyFile(d.Name()) {
-			return nil
-		}
-		b, err := fs.ReadFile(fsys, p)
-		if err != nil {
-			if d.Type()&fs.ModeSymlink != 0 && errors.Is(err, fs.ErrNotExist) {
-				b = nil // a dangling link: the loader fails on it too
-			} else {
-				return err
-			}
-		}
+	// The loader's own reader: regular files only, links kept inside the
+	// tree, so a FIFO named x.cedar cannot block the digest either.
+	err = policy.ReadTree(root, func(p string, b []byte) error {
 		var n [8]byte
 		binary.BigEndian.PutUint64(n[:], uint64(len(p)))
 		h.Write(n[:])

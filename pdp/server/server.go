@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
@@ -169,6 +170,25 @@ func (s *Server) Serve(ctx context.Context) error {
 	return serveErr
 }
 
+// umaskMu serialises the process-wide umask changes of listenWithMode.
+var umaskMu sync.Mutex
+
+// afterListen, if set (by tests), runs between bind and chmod.
+var afterListen func(path string)
+
+// listenWithMode binds path under a umask that gives the socket no more
+// than mode from the moment it exists: a chmod after bind leaves a window
+// in which, under a loose umask in a shared directory, anyone can connect.
+// The umask is the process's, so it is held only for the bind, and only
+// ever narrows what other files created meanwhile get.
+func listenWithMode(path string, mode os.FileMode) (net.Listener, error) {
+	umaskMu.Lock()
+	defer umaskMu.Unlock()
+	old := syscall.Umask(int(^mode & 0o777))
+	defer syscall.Umask(old)
+	return net.Listen("unix", path)
+}
+
 // listenUnix binds path with mode, replacing a socket file left by a daemon
 // that died, but never one that another daemon still serves on.
 func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
@@ -187,9 +207,12 @@ func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
 			return nil, fmt.Errorf("listen %s: remove stale socket: %w", path, err)
 		}
 	}
-	ln, err := net.Listen("unix", path)
+	ln, err := listenWithMode(path, mode)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", path, err)
+	}
+	if afterListen != nil {
+		afterListen(path)
 	}
 	if err := os.Chmod(path, mode); err != nil {
 		ln.Close()
