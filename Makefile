@@ -4,7 +4,7 @@ BIN     := bin/agentpdp
 # cgo is required: the decision log uses mattn/go-sqlite3.
 export CGO_ENABLED := 1
 
-.PHONY: all build run test test-pg test-short vet fmt bench fuzz soak examples proto clean test-browser screenshots
+.PHONY: all build run test test-pg bench-fleet test-short vet fmt bench fuzz soak examples proto clean test-browser screenshots
 
 all: build
 
@@ -40,6 +40,12 @@ test-browser:
 screenshots:
 	bash .ci/setup-browser.sh
 	AGENTPDP_SCREENSHOTS=$(CURDIR)/docs/console $(GO) test -tags browser -count=1 -timeout 10m -run 'TestConsole_Browser' ./cmd/agentpdp
+
+# Rows/s into one and two collectors, bytes per row in PostgreSQL and
+# fleet verify's rows/s (figures in docs/fleet.md).
+bench-fleet:
+	bash .ci/setup-postgres.sh
+	AGENTPDP_PG=1 AGENTPDP_FLEET_MEASURE=1 $(GO) test -count=1 -timeout 20m -run TestFleet_Measure -v ./decisionlog/fleet/
 
 test-short:
 	$(GO) test -short -count=1 ./...

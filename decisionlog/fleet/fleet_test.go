@@ -76,8 +76,9 @@ func (h *hostLog) append(t testing.TB, n int) {
 func (h *hostLog) rows(t testing.TB) [][]byte {
 	t.Helper()
 	var out [][]byte
-	sink := &captureSink{rows: &out}
-	ship(t, h, sink)
+	if err := ship(t, h, &captureSink{rows: &out}); err != nil {
+		t.Fatal(err)
+	}
 	return out
 }
 
