@@ -97,10 +97,8 @@ type peerKey struct{}
 // lets in-flight requests finish (each has been logged before it is
 // answered), and removes the sockets.
 func (s *Server) Serve(ctx context.Context) error {
-	decisionMux := http.NewServeMux()
-	s.routes(decisionMux, false)
-	adminMux := http.NewServeMux()
-	s.routes(adminMux, true)
+	decisionMux := s.routes(false)
+	adminMux := s.routes(true)
 
 	type bound struct {
 		srv *http.Server
@@ -221,20 +219,21 @@ func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
 	return ln, nil
 }
 
-func (s *Server) routes(mux *http.ServeMux, admin bool) {
+// routes is the handler of one socket: the decision socket's routes, or with
+// admin the admin socket's too. A path served with another method is a 405
+// with an Allow header; an unknown path a 404 naming the paths there are.
+func (s *Server) routes(admin bool) http.Handler {
+	socket := "the decision socket (reads, reloads and approvals are on the admin socket)"
+	if admin {
+		socket = "the admin socket"
+	}
+	mux := newRouteMux(socket)
 	mux.HandleFunc("POST /v1/authorize", s.authorize)
 	mux.HandleFunc("POST /v1/authorize/batch", s.authorizeBatch)
 	mux.HandleFunc("POST /v1/decisions/{id}/outcome", s.outcome)
 	mux.HandleFunc("GET /v1/health", s.health)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		where := "this socket"
-		if !admin {
-			where = "the decision socket (reads, reloads and approvals are on the admin socket)"
-		}
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("%s %s is not served on %s", r.Method, r.URL.Path, where)})
-	})
 	if !admin {
-		return
+		return mux
 	}
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("GET /v1/decisions", s.listDecisions)
@@ -250,6 +249,7 @@ func (s *Server) routes(mux *http.ServeMux, admin bool) {
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 func (s *Server) outcome(w http.ResponseWriter, r *http.Request) {
