@@ -4,7 +4,7 @@ BIN     := bin/agentpdp
 # cgo is required: the decision log uses mattn/go-sqlite3.
 export CGO_ENABLED := 1
 
-.PHONY: all build run test test-pg bench-fleet test-short vet fmt bench fuzz soak examples proto clean test-browser screenshots
+.PHONY: all build run test test-pg test-otel bench-fleet test-short vet fmt bench fuzz soak examples proto clean test-browser screenshots
 
 all: build
 
@@ -46,6 +46,13 @@ screenshots:
 bench-fleet:
 	bash .ci/setup-postgres.sh
 	AGENTPDP_PG=1 AGENTPDP_FLEET_MEASURE=1 $(GO) test -count=1 -timeout 20m -run TestFleet_Measure -v ./decisionlog/fleet/
+
+# The OTLP sink against a real OpenTelemetry Collector, built from the
+# collector's Go modules by .ci/setup-otel.sh into var/otelcol (once): mutual
+# TLS, a body limit that refuses a row, typed attributes as they come out.
+test-otel:
+	AGENTPDP_OTELCOL="$(CURDIR)/$$(bash .ci/setup-otel.sh | tail -n 1)" \
+		$(GO) test -tags otel -race -count=1 -timeout 10m -run 'RealCollector' -v ./plugins/sink/
 
 test-short:
 	$(GO) test -short -count=1 ./...

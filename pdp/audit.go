@@ -69,7 +69,7 @@ func (e *Engine) Outcome(ctx context.Context, id string, req *wire.OutcomeReques
 	rec := &wire.OutcomeRecord{
 		DecisionID: id, Status: req.Status, Detail: req.Detail, Decision: dec.Decision,
 		ActedAgainst: dec.Decision != wire.Allow && req.Status != wire.OutcomeSkipped,
-		Principal:    dec.Principal, Action: dec.Action, Resource: dec.Resource, Peer: peer,
+		Principal:    dec.Principal, Action: dec.Action, Resource: dec.Resource, TraceID: traceID(dec), Peer: peer,
 	}
 	seq, err := e.append(ctx, KindOutcome, rec, &decisionlog.Keys{Principal: rec.Principal})
 	if err != nil {
@@ -94,7 +94,8 @@ func (e *Engine) Approve(ctx context.Context, id string, req *wire.ApprovalReque
 	rec := &wire.ApprovalRecord{
 		DecisionID: id, Approver: req.Approver, Approved: req.Approved, Comment: req.Comment,
 		ExpiresAt: e.opts.Now().Add(e.opts.ApprovalTTL).UTC(), SingleUse: !e.opts.ApprovalReusable,
-		Principal: dec.Principal, Action: dec.Action, Resource: dec.Resource, ContextDigest: dec.ContextDigest, Peer: peer,
+		Principal: dec.Principal, Action: dec.Action, Resource: dec.Resource, ContextDigest: dec.ContextDigest,
+		TraceID: traceID(dec), Peer: peer,
 	}
 	if err := e.approvals.claim(id); err != nil {
 		return nil, 0, err
@@ -116,6 +117,14 @@ func (e *Engine) Approve(ctx context.Context, id string, req *wire.ApprovalReque
 	}
 	e.approvals.add(rec)
 	return rec, seq, nil
+}
+
+// traceID is the trace a decision's request named, "" if none.
+func traceID(dec *wire.DecisionRecord) string {
+	if dec.Request == nil {
+		return ""
+	}
+	return dec.Request.TraceID
 }
 
 // sameCaller reports whether the peer reporting on a decision is the one

@@ -398,12 +398,22 @@ permit (principal, action, resource) unless { principal == Agent::"careful" };
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := e.Outcome(t.Context(), d.DecisionID, &wire.OutcomeRequest{Status: "success"}, nil); err != nil {
+		out, _, err := e.Outcome(t.Context(), d.DecisionID, &wire.OutcomeRequest{Status: "success"}, nil)
+		if err != nil {
 			t.Fatal(err)
 		}
+		// Outcomes and approvals carry their decision's trace.
+		req := mustRequest(t, s)
+		if out.TraceID != req.TraceID {
+			t.Errorf("outcome trace_id %q, decision's %q", out.TraceID, req.TraceID)
+		}
 		if d.Decision == wire.StepUp {
-			if _, _, err := e.Approve(t.Context(), d.DecisionID, &wire.ApprovalRequest{Approver: "bob", Approved: true}, nil); err != nil {
+			ap, _, err := e.Approve(t.Context(), d.DecisionID, &wire.ApprovalRequest{Approver: "bob", Approved: true}, nil)
+			if err != nil {
 				t.Fatal(err)
+			}
+			if ap.TraceID != req.TraceID || ap.TraceID == "" {
+				t.Errorf("approval trace_id %q, decision's %q", ap.TraceID, req.TraceID)
 			}
 		}
 	}

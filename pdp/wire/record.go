@@ -77,7 +77,10 @@ type OutcomeRecord struct {
 	Principal    string `json:"principal"`
 	Action       string `json:"action"`
 	Resource     string `json:"resource"`
-	Peer         *Peer  `json:"peer,omitempty"`
+	// TraceID is the decision's request trace_id, so the outcome sits in
+	// the same trace as its decision.
+	TraceID string `json:"trace_id,omitempty"`
+	Peer    *Peer  `json:"peer,omitempty"`
 }
 
 // ApprovalRequest is a human's answer to a step_up decision.
@@ -101,6 +104,7 @@ type ApprovalRecord struct {
 	Action        string    `json:"action"`
 	Resource      string    `json:"resource"`
 	ContextDigest string    `json:"context_digest"`
+	TraceID       string    `json:"trace_id,omitempty"` // the decision's, as in OutcomeRecord
 	Peer          *Peer     `json:"peer,omitempty"`
 }
 

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
@@ -23,14 +24,16 @@ import (
 
 	"github.com/agentpdp/agentpdp/decisionlog"
 	"github.com/agentpdp/agentpdp/internal/pdptest"
+	"github.com/agentpdp/agentpdp/plugins"
 	"github.com/agentpdp/agentpdp/plugins/sink"
 )
 
 // otlpReceiver decodes OTLP/HTTP log exports as a collector does.
 type otlpReceiver struct {
-	mu      sync.Mutex
-	records []plog.LogRecord
-	origin  []string
+	mu        sync.Mutex
+	records   []plog.LogRecord
+	origin    []string
+	resources []pcommon.Map // each record's resource attributes
 }
 
 func (o *otlpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -64,6 +67,7 @@ func (o *otlpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			for k := range recs.Len() {
 				o.records = append(o.records, recs.At(k))
 				o.origin = append(o.origin, origin.Str())
+				o.resources = append(o.resources, rls.At(i).Resource().Attributes())
 			}
 		}
 	}
@@ -203,4 +207,101 @@ func gzipped(b []byte) []byte {
 	zw.Write(b)
 	zw.Close()
 	return buf.Bytes()
+}
+
+// wantAttributes checks what a Collector user filters on in one decision
+// record and its outcome; shared with the real Collector's test.
+func wantAttributes(t *testing.T, dec, out plog.LogRecord, res pcommon.Map) {
+	t.Helper()
+	get := func(r plog.LogRecord, k string) pcommon.Value {
+		v, ok := r.Attributes().Get(k)
+		if !ok {
+			t.Errorf("%s: no attribute %s in %v", r.EventName(), k, r.Attributes().AsRaw())
+		}
+		return v
+	}
+	for k, want := range map[string]string{
+		"gen_ai.agent.id": "billing-bot", "gen_ai.tool.name": "sql.query", "gen_ai.tool.call.id": "call_1",
+		"gen_ai.operation.name": "execute_tool", "session.id": "s-42", "enduser.id": "alice@example.com",
+		"agentpdp.decision": "deny", "agentpdp.session_id": "s-42",
+	} {
+		if got := get(dec, k).AsString(); got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	if v := get(dec, "agentpdp.seq"); v.Type() != pcommon.ValueTypeInt {
+		t.Errorf("agentpdp.seq is %s", v.Type())
+	}
+	if v := get(dec, "agentpdp.eval_ns"); v.Type() != pcommon.ValueTypeInt || v.Int() != 1234 {
+		t.Errorf("agentpdp.eval_ns: %s %v", v.Type(), v.AsRaw())
+	}
+	req := get(dec, "agentpdp.request")
+	if req.Type() != pcommon.ValueTypeMap {
+		t.Fatalf("agentpdp.request is %s, want a map", req.Type())
+	}
+	if ctx, ok := req.Map().Get("context"); !ok || ctx.Type() != pcommon.ValueTypeMap {
+		t.Errorf("request.context: %v", req.Map().AsRaw())
+	} else if n, _ := ctx.Map().Get("rows"); n.Type() != pcommon.ValueTypeInt || n.Int() != 3 {
+		t.Errorf("request.context.rows: %v", n.AsRaw())
+	} else if f, _ := ctx.Map().Get("score"); f.Type() != pcommon.ValueTypeDouble {
+		t.Errorf("request.context.score: %v", f.AsRaw())
+	}
+	ids := get(dec, "agentpdp.policy_ids")
+	if ids.Type() != pcommon.ValueTypeSlice || ids.Slice().Len() != 2 || ids.Slice().At(0).Str() != "no-prod-writes" {
+		t.Errorf("agentpdp.policy_ids: %v", ids.AsRaw())
+	}
+	const traceID, spanID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	if tid, sid := dec.TraceID(), dec.SpanID(); hex.EncodeToString(tid[:]) != traceID || hex.EncodeToString(sid[:]) != spanID {
+		t.Errorf("decision trace %x span %x, from a traceparent", tid, sid)
+	}
+	if tid := out.TraceID(); hex.EncodeToString(tid[:]) != traceID {
+		t.Errorf("the outcome's trace id %x, want its decision's", tid)
+	}
+	for _, k := range []string{"service.name", "service.version", "service.instance.id", "host.name"} {
+		if v, ok := res.Get(k); !ok || v.Str() == "" {
+			t.Errorf("resource attribute %s missing: %v", k, res.AsRaw())
+		}
+	}
+}
+
+// decisionAndOutcome are a decision row (its trace_id a W3C traceparent)
+// and its outcome's row as the engine writes them.
+const (
+	decisionBody = `{"decision_id":"d-1","decision":"deny","principal":"Agent::\"billing-bot\"","action":"Action::\"invoke_tool\"","resource":"Tool::\"sql.query\"",` +
+		`"reasons":[{"policy":"no-prod-writes","effect":"forbid"},{"policy":"tools","effect":"permit"}],"errors":[],"policy_version":"sha256:ab","eval_ns":1234,` +
+		`"request":{"principal":"Agent::\"billing-bot\"","context":{"rows":3,"score":0.5,"args":{"query":"select 1"}},"session_id":"s-42","tool_call_id":"call_1",` +
+		`"on_behalf_of":"alice@example.com","trace_id":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}`
+	outcomeBody = `{"decision_id":"d-1","status":"skipped","decision":"deny","principal":"Agent::\"billing-bot\"","action":"Action::\"invoke_tool\"","resource":"Tool::\"sql.query\"","trace_id":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}`
+)
+
+func TestLogs_TypedAttributesAndOTelNames(t *testing.T) {
+	b := &plugins.Batch{Origin: "host-a", FirstSeq: 1, LastSeq: 2, Rows: [][]byte{
+		[]byte(`{"origin":"host-a","seq":1,"kind":"decision","time":"2026-11-30T04:00:00Z","hash":"aa",` + decisionBody[1:]),
+		[]byte(`{"origin":"host-a","seq":2,"kind":"outcome","time":"2026-11-30T04:00:01Z","hash":"bb",` + outcomeBody[1:]),
+	}}
+	logs, err := sink.Logs(b, sink.DefaultResource())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl := logs.ResourceLogs().At(0)
+	recs := rl.ScopeLogs().At(0).LogRecords()
+	wantAttributes(t, recs.At(0), recs.At(1), rl.Resource().Attributes())
+	if v, _ := rl.Resource().Attributes().Get("service.instance.id"); v.Str() != "host-a" {
+		t.Errorf("service.instance.id %q, want the origin", v.Str())
+	}
+}
+
+func TestParseTraceID(t *testing.T) {
+	for in, ok := range map[string]bool{
+		"4bf92f3577b34da6a3ce929d0e0e4736":                        true,
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01": true,
+		"00000000000000000000000000000000":                        false,
+		"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01": false,
+		"00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01":  false,
+		"trace-1": false,
+	} {
+		if _, _, got := sink.ParseTraceID(in); got != ok {
+			t.Errorf("ParseTraceID(%q) = %v", in, got)
+		}
+	}
 }
