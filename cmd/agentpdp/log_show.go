@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -12,100 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/agentpdp/agentpdp/decisionlog"
 	"github.com/agentpdp/agentpdp/pdp"
-	"github.com/agentpdp/agentpdp/pdp/policy"
 	"github.com/agentpdp/agentpdp/pdp/wire"
 )
-
-// explained is one decision with everything a reviewer needs around it.
-type explained struct {
-	Entry        *decisionlog.Entry   `json:"decision"`
-	Record       wire.DecisionRecord  `json:"-"`
-	Outcomes     []*decisionlog.Entry `json:"outcomes"`
-	Approvals    []*decisionlog.Entry `json:"approvals"`     // answers to this decision, if it was step_up
-	ApprovalUsed *decisionlog.Entry   `json:"approval_used"` // the approval this decision was allowed by
-	Policies     []policyText         `json:"policies"`      // the deciding policies, from the version recorded
-}
-
-type policyText struct {
-	ID   string `json:"id"`
-	File string `json:"file"`
-	Line int    `json:"line"`
-	Text string `json:"text"`
-}
-
-func explain(ctx context.Context, r *decisionlog.Reader, id string) (*explained, error) {
-	entry, err := r.Decision(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	x := &explained{Entry: entry, Policies: []policyText{}}
-	if err := json.Unmarshal(entry.Body, &x.Record); err != nil {
-		return nil, fmt.Errorf("decision %s: %w", id, err)
-	}
-	if x.Outcomes, x.Approvals, err = afterDecision(ctx, r, id); err != nil {
-		return nil, err
-	}
-	if used := x.Record.Approval; used != nil {
-		as, err := r.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{pdp.KindApproval}, DecisionID: used.ID, Limit: 1})
-		if err != nil {
-			return nil, err
-		}
-		if len(as) > 0 {
-			x.ApprovalUsed = as[0]
-		}
-	}
-	load, err := r.PolicyLoad(ctx, x.Record.PolicyVersion)
-	if err != nil && !errors.Is(err, decisionlog.ErrNotFound) {
-		return nil, err
-	}
-	var files []policy.PolicyFile
-	if load != nil {
-		var rec pdp.PolicyLoadRecord
-		if err := json.Unmarshal(load.Body, &rec); err != nil {
-			return nil, fmt.Errorf("policy load seq %d: %w", load.Seq, err)
-		}
-		files = rec.Files
-	}
-	for _, rs := range append(append([]wire.Reason{}, x.Record.Reasons...), errorsAsReasons(x.Record.Errors)...) {
-		if rs.Builtin {
-			continue
-		}
-		text, ok := policy.PolicyText(files, rs.File, rs.Line)
-		if !ok {
-			text = "(text not found: the log holds no load of policy version " + x.Record.PolicyVersion + ")"
-		}
-		x.Policies = append(x.Policies, policyText{ID: rs.Policy, File: rs.File, Line: rs.Line, Text: text})
-	}
-	return x, nil
-}
-
-// afterDecision returns the outcomes and approvals recorded for decision
-// id, oldest first (never nil, so JSON shows empty lists).
-func afterDecision(ctx context.Context, r *decisionlog.Reader, id string) (outcomes, approvals []*decisionlog.Entry, err error) {
-	related, err := r.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{pdp.KindOutcome, pdp.KindApproval}, DecisionID: id, Limit: 1000})
-	if err != nil {
-		return nil, nil, err
-	}
-	outcomes, approvals = []*decisionlog.Entry{}, []*decisionlog.Entry{}
-	for i := len(related) - 1; i >= 0; i-- { // Query returns newest first
-		if related[i].Kind == pdp.KindOutcome {
-			outcomes = append(outcomes, related[i])
-		} else {
-			approvals = append(approvals, related[i])
-		}
-	}
-	return outcomes, approvals, nil
-}
-
-func errorsAsReasons(es []wire.EvalError) []wire.Reason {
-	var out []wire.Reason
-	for _, e := range es {
-		out = append(out, wire.Reason{Policy: e.Policy, Effect: e.Effect, File: e.File, Line: e.Line})
-	}
-	return out
-}
 
 // logShowCmd is agentpdp log show: one decision explained.
 type logShowCmd struct {
@@ -136,7 +44,7 @@ func (c *logShowCmd) Run(ctx context.Context) error {
 		return err
 	}
 	defer r.Close()
-	x, err := explain(ctx, r, c.args[0])
+	x, err := pdp.Explain(ctx, r, c.args[0])
 	if err != nil {
 		return exitError{exitFail, err}
 	}
@@ -147,7 +55,7 @@ func (c *logShowCmd) Run(ctx context.Context) error {
 	return nil
 }
 
-func printExplained(w io.Writer, x *explained, loc *time.Location) {
+func printExplained(w io.Writer, x *pdp.Explanation, loc *time.Location) {
 	rec, req := x.Record, x.Record.Request
 	fmt.Fprintf(w, "Decision %s (seq %d, %s)\n\n", rec.DecisionID, x.Entry.Seq, showTime(x.Entry.Time, loc))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -88,101 +87,78 @@ var knownFields = map[string]bool{
 }
 
 func explain(ctx context.Context, r *decisionlog.Reader, id string) (*explained, error) {
-	entry, err := r.Decision(ctx, id)
+	x, err := pdp.Explain(ctx, r, id)
 	if err != nil {
 		return nil, err
 	}
-	return explainEntry(ctx, r, entry)
+	return viewOf(x), nil
 }
 
 func explainEntry(ctx context.Context, r *decisionlog.Reader, entry *decisionlog.Entry) (*explained, error) {
-	x := &explained{Entry: entry}
-	if err := json.Unmarshal(entry.Body, &x.Record); err != nil {
-		return nil, fmt.Errorf("decision at seq %d: %w", entry.Seq, err)
+	x, err := pdp.ExplainEntry(ctx, r, entry)
+	if err != nil {
+		return nil, err
 	}
-	id := x.Record.DecisionID
+	return viewOf(x), nil
+}
+
+// viewOf adds to an explanation what the pages show: the rows decoded, the
+// files with the deciding lines marked, each fact's source.
+func viewOf(px *pdp.Explanation) *explained {
+	x := &explained{Entry: px.Entry, Record: px.Record, NoLoad: px.Files == nil}
 	if x.Record.Request != nil {
 		x.RequestJSON = indentJSON(mustJSON(x.Record.Request))
 	}
-	var err error
-	if x.Outcomes, x.Approvals, err = afterDecision(ctx, r, id); err != nil {
-		return nil, err
-	}
-	if used := x.Record.Approval; used != nil {
-		as, err := r.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{pdp.KindApproval}, DecisionID: used.ID, Limit: 1})
-		if err != nil {
-			return nil, err
+	x.Outcomes, x.Approvals = outcomeViews(px.Outcomes), approvalViews(px.Approvals)
+	if px.ApprovalUsed != nil {
+		if as := approvalViews([]*decisionlog.Entry{px.ApprovalUsed}); len(as) == 1 {
+			x.ApprovalUsed = &as[0]
 		}
-		if len(as) > 0 {
-			var a approvalView
-			a.Entry = as[0]
-			if json.Unmarshal(as[0].Body, &a.Record) == nil {
-				x.ApprovalUsed = &a
-			}
-		}
-	}
-	load, err := r.PolicyLoad(ctx, x.Record.PolicyVersion)
-	if err != nil && !errors.Is(err, decisionlog.ErrNotFound) {
-		return nil, err
-	}
-	var files []policy.PolicyFile
-	if load != nil {
-		var rec pdp.PolicyLoadRecord
-		if err := json.Unmarshal(load.Body, &rec); err != nil {
-			return nil, fmt.Errorf("policy load seq %d: %w", load.Seq, err)
-		}
-		files = rec.Files
-	} else {
-		x.NoLoad = true
 	}
 	for _, rs := range x.Record.Reasons {
 		if rs.Builtin {
 			x.Deciding = append(x.Deciding, decidingPolicy{ID: rs.Policy, Builtin: true, Detail: rs.Detail})
-			continue
 		}
-		text, _ := policy.PolicyText(files, rs.File, rs.Line)
-		x.Deciding = append(x.Deciding, decidingPolicy{ID: rs.Policy, Effect: rs.Effect, File: rs.File, Line: rs.Line, Text: text})
 		if why := rs.Annotations["step_up"]; why != "" {
 			x.StepUpWhy = append(x.StepUpWhy, why)
 		}
 	}
-	for _, e := range x.Record.Errors {
-		text, _ := policy.PolicyText(files, e.File, e.Line)
-		x.Deciding = append(x.Deciding, decidingPolicy{ID: e.Policy, Effect: e.Effect, File: e.File, Line: e.Line, Text: text, Error: e.Message})
+	for _, p := range px.Policies {
+		d := decidingPolicy{ID: p.ID, Effect: p.Effect, File: p.File, Line: p.Line, Error: p.Error}
+		if p.Found {
+			d.Text = p.Text
+		}
+		x.Deciding = append(x.Deciding, d)
 	}
-	x.Files = markedFiles(files, x.Deciding)
+	x.Files = markedFiles(px.Files, x.Deciding)
 	x.Facts = facts(&x.Record)
-	x.Extra = extraFields(entry.Body)
-	return x, nil
+	x.Extra = extraFields(px.Entry.Body)
+	return x
 }
 
-// afterDecision returns the outcomes and approvals recorded for decision
-// id, oldest first.
-func afterDecision(ctx context.Context, r *decisionlog.Reader, id string) ([]outcomeView, []approvalView, error) {
-	related, err := r.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{pdp.KindOutcome, pdp.KindApproval}, DecisionID: id, Limit: 1000})
-	if err != nil {
-		return nil, nil, err
-	}
-	var outcomes []outcomeView
-	var approvals []approvalView
-	for i := len(related) - 1; i >= 0; i-- { // Query returns newest first
-		e := related[i]
-		if e.Kind == pdp.KindOutcome {
-			o := outcomeView{Entry: e}
-			if json.Unmarshal(e.Body, &o.Record) == nil {
-				if len(o.Record.Detail) > 0 {
-					o.Detail = string(o.Record.Detail)
-				}
-				outcomes = append(outcomes, o)
+func outcomeViews(es []*decisionlog.Entry) []outcomeView {
+	var out []outcomeView
+	for _, e := range es {
+		o := outcomeView{Entry: e}
+		if json.Unmarshal(e.Body, &o.Record) == nil {
+			if len(o.Record.Detail) > 0 {
+				o.Detail = string(o.Record.Detail)
 			}
-			continue
+			out = append(out, o)
 		}
+	}
+	return out
+}
+
+func approvalViews(es []*decisionlog.Entry) []approvalView {
+	var out []approvalView
+	for _, e := range es {
 		a := approvalView{Entry: e}
 		if json.Unmarshal(e.Body, &a.Record) == nil {
-			approvals = append(approvals, a)
+			out = append(out, a)
 		}
 	}
-	return outcomes, approvals, nil
+	return out
 }
 
 // markedFiles returns the files that hold deciding policies, every line
@@ -387,75 +363,23 @@ type chainNode struct {
 	Focus     bool
 }
 
-const maxChain = 2000 // nodes: a bound on what one page reads
-
-// chain returns the tree around decision id: up by parent_decision_id (and
-// the approval a retry used) to the first decision, then everything below.
+// chain returns the tree around decision id (see [pdp.Chain]) and how
+// many decisions it holds.
 func chain(ctx context.Context, r *decisionlog.Reader, id string) (*chainNode, int, error) {
-	entry, err := r.Decision(ctx, id)
+	root, err := pdp.Chain(ctx, r, id)
 	if err != nil {
 		return nil, 0, err
 	}
-	seen := map[string]bool{id: true}
-	for range maxChain {
-		var rec wire.DecisionRecord
-		if err := json.Unmarshal(entry.Body, &rec); err != nil {
-			return nil, 0, err
+	n := 0
+	var conv func(*pdp.ChainNode) *chainNode
+	conv = func(p *pdp.ChainNode) *chainNode {
+		n++
+		c := &chainNode{Entry: p.Decision, Record: p.Record, Outcomes: outcomeViews(p.Outcomes), Approvals: approvalViews(p.Approvals),
+			Focus: p.Record.DecisionID == id}
+		for _, ch := range p.Children {
+			c.Children = append(c.Children, conv(ch))
 		}
-		up := ""
-		if rec.Request != nil {
-			up = rec.Request.ParentDecisionID
-			if up == "" {
-				up = rec.Request.Approval
-			}
-		}
-		if up == "" || seen[up] {
-			break
-		}
-		parent, err := r.Decision(ctx, up)
-		if err != nil {
-			break // the parent is outside this log (another host, or pruned)
-		}
-		seen[up] = true
-		entry = parent
+		return c
 	}
-	seen = map[string]bool{}
-	root, err := buildChain(ctx, r, entry, id, seen)
-	return root, len(seen), err
-}
-
-func buildChain(ctx context.Context, r *decisionlog.Reader, e *decisionlog.Entry, focus string, seen map[string]bool) (*chainNode, error) {
-	n := &chainNode{Entry: e}
-	if err := json.Unmarshal(e.Body, &n.Record); err != nil {
-		return nil, err
-	}
-	id := n.Record.DecisionID
-	n.Focus = id == focus
-	seen[id] = true
-	var err error
-	if n.Outcomes, n.Approvals, err = afterDecision(ctx, r, id); err != nil {
-		return nil, err
-	}
-	var children []*decisionlog.Entry
-	for _, f := range []decisionlog.Filter{{ParentDecisionID: id}, {ApprovalID: id}} {
-		f.Kinds, f.Limit = []decisionlog.Kind{decisionlog.KindDecision}, 1000
-		cs, err := r.Query(ctx, f)
-		if err != nil {
-			return nil, err
-		}
-		children = append(children, cs...)
-	}
-	slices.SortFunc(children, func(a, b *decisionlog.Entry) int { return int(a.Seq - b.Seq) })
-	for _, c := range children {
-		var cr wire.DecisionRecord
-		if json.Unmarshal(c.Body, &cr) != nil || seen[cr.DecisionID] || len(seen) >= maxChain {
-			continue
-		}
-		child, err := buildChain(ctx, r, c, focus, seen)
-		if err != nil {
-			return nil, err
-		}
-		n.Children = append(n.Children, child)
-	}
-	return n, nil
+	return conv(root), n, nil
 }
