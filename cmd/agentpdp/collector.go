@@ -135,6 +135,9 @@ func (c *collectorCmd) Run(ctx context.Context) error {
 	if c.config == "" {
 		return usagef("collector: --config is required")
 	}
+	if _, err := readFlagFile("collector", "config", c.config); err != nil {
+		return err
+	}
 	cfg, err := loadCollectorConfig(c.config)
 	if err != nil {
 		return err

@@ -79,6 +79,9 @@ func (c *logVerifyCmd) Run(ctx context.Context) error {
 			return usagef("log verify: --witness and --witness-key go together, need --pubkey, and replace --trusted-checkpoint")
 		}
 		if witnessed, opts.Trusted, err = c.fetchWitnessed(ctx, r); err != nil {
+			if errors.As(err, new(usageError)) {
+				return err
+			}
 			if c.asJSON {
 				json.NewEncoder(c.stdout).Encode(map[string]any{"ok": false, "problem": err.Error()})
 				return exitError{exitFail, errSilent}
@@ -144,7 +147,7 @@ func (c *logVerifyCmd) Run(ctx context.Context) error {
 // for this log's origin and checks the cosignature with the witness key;
 // the checkpoint then serves as the trusted one, which the log must hold.
 func (c *logVerifyCmd) fetchWitnessed(ctx context.Context, r *decisionlog.Reader) (*fleet.Cosigned, *decisionlog.Checkpoint, error) {
-	b, err := os.ReadFile(c.witnessKey)
+	b, err := readFlagFile("log verify", "witness-key", c.witnessKey)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -3,11 +3,18 @@ package fleet_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -395,3 +402,82 @@ func TestCollector_OTLP(t *testing.T) {
 }
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// tlsPair is a CA and a client certificate it signed for name.
+func tlsPair(t *testing.T, name string) (pool *x509.CertPool, client tls.Certificate) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hosts CA"}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(ca)
+	return pool, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// An origin authenticates by a client certificate instead of a token; a
+// certificate of no configured origin, or rows of another origin than the
+// credential's, are refused.
+func TestCollector_MutualTLS(t *testing.T) {
+	dsn := startPG(t)
+	a, b := newHostLog(t, 12), newHostLog(t, 3)
+	wpriv, _ := newKey(t)
+	w, _ := fleet.NewWitness("w", wpriv)
+	c, err := fleet.Open(context.Background(), fleet.Options{Postgres: dsn, Witness: w, Origins: []fleet.Origin{
+		{Name: a.origin, PublicKey: a.pub, CertName: "host-a.example.org"},
+		{Name: b.origin, PublicKey: b.pub, Token: "b-token"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pool, clientCert := tlsPair(t, "host-a.example.org")
+	_, stranger := tlsPair(t, "host-z.example.org")
+	srv := httptest.NewUnstartedServer(c.Handler())
+	srv.TLS = &tls.Config{ClientCAs: pool, ClientAuth: tls.VerifyClientCertIfGiven}
+	srv.StartTLS()
+	defer srv.Close()
+	post := func(cert *tls.Certificate, token string, rows [][]byte) int {
+		tr := srv.Client().Transport.(*http.Transport).Clone()
+		if cert != nil {
+			tr.TLSClientConfig.Certificates = []tls.Certificate{*cert}
+		}
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/ingest", bytes.NewReader(bytes.Join(rows, []byte("\n"))))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := (&http.Client{Transport: tr}).Do(req)
+		if err != nil {
+			return 0 // a certificate the CA did not sign fails the handshake
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	rowsA, rowsB := a.rows(t), b.rows(t)
+	if got := post(&clientCert, "", rowsA); got != http.StatusOK {
+		t.Fatalf("client certificate: %d, want 200", got)
+	}
+	if got := post(nil, "", rowsA); got != http.StatusUnauthorized {
+		t.Fatalf("no credential: %d, want 401", got)
+	}
+	if got := post(&stranger, "", rowsA); got == http.StatusOK {
+		t.Fatalf("a certificate of another CA: %d", got)
+	}
+	if got := post(nil, "b-token", rowsA); got != http.StatusForbidden {
+		t.Fatalf("b's token with a's rows: %d, want 403", got)
+	}
+	if got := post(nil, "b-token", rowsB); got != http.StatusOK {
+		t.Fatalf("b's token with b's rows: %d, want 200", got)
+	}
+}
