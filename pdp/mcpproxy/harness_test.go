@@ -211,3 +211,21 @@ func newLinePipe() (*bufio.Reader, *io.PipeWriter) {
 	r, w := io.Pipe()
 	return bufio.NewReader(r), w
 }
+
+// close ends the client's stream and waits for the proxy to finish: every
+// call read has been forwarded or refused, and every answer relayed.
+func (s *session) close() {
+	s.t.Helper()
+	s.toProxy.Close()
+	select {
+	case err := <-s.done:
+		if err != nil {
+			s.t.Errorf("proxy: %v", err)
+		}
+		s.done <- err // for the cleanup
+	case <-time.After(60 * time.Second):
+		s.t.Fatal("the proxy did not stop after its client closed")
+	}
+	for range s.answers { // drain
+	}
+}
