@@ -4,7 +4,7 @@ BIN     := bin/agentpdp
 # cgo is required: the decision log uses mattn/go-sqlite3.
 export CGO_ENABLED := 1
 
-.PHONY: all build run test test-pg test-otel bench-fleet test-short vet fmt bench fuzz soak examples proto clean test-browser screenshots
+.PHONY: all build run test test-mcp test-pg test-otel bench-fleet test-short vet fmt bench fuzz soak examples proto clean test-browser screenshots
 
 all: build
 
@@ -21,6 +21,17 @@ run: build
 # tests and the full Cedar integration corpus.
 test: vet
 	$(GO) test -race -count=1 -timeout 8m ./...
+	$(MAKE) test-mcp
+
+# The MCP proxy against real MCP servers (@modelcontextprotocol/server-everything
+# and server-filesystem) driven by the official TypeScript SDK client, all from
+# npm at the versions pinned in pdp/mcpproxy/testdata/npm (installed by
+# .ci/setup-mcp.sh, which fails rather than skips); and the proxy's 100 MiB
+# tests, too slow under -race.
+test-mcp:
+	bash .ci/setup-mcp.sh
+	AGENTPDP_MCP_NPM=$(CURDIR)/pdp/mcpproxy/testdata/npm $(GO) test -count=1 -timeout 5m -run 'TestMCPProxy_RealServers' ./cmd/agentpdp
+	$(GO) test -count=1 -timeout 5m -run 'TestLargeMessages' ./pdp/mcpproxy
 
 # The fleet collector against a real PostgreSQL (Debian's, installed by
 # .ci/setup-postgres.sh when missing): each test runs initdb and pg_ctl on a
@@ -74,6 +85,7 @@ bench:
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./pdp -run '^$$' -fuzz FuzzDecideRequest -fuzztime $(FUZZTIME)
+	$(GO) test ./pdp/mcpproxy -run '^$$' -fuzz FuzzForwardedIsAuthorized -fuzztime $(FUZZTIME)
 	$(GO) test ./pdp -run '^$$' -fuzz FuzzParseEntityRef -fuzztime $(FUZZTIME)
 	$(GO) test ./pdp/wire -run '^$$' -fuzz FuzzRead -fuzztime $(FUZZTIME)
 	$(GO) test ./pdp -run '^$$' -fuzz FuzzLoadPolicies -fuzztime $(FUZZTIME)
