@@ -68,7 +68,7 @@ func (c *checkCmd) Run(ctx context.Context) error {
 	}
 	snap, err := policy.LoadDir(c.policies, load)
 	if err != nil {
-		return exitError{exitFail, err}
+		return exitError{exitFail, loadFailed(c.policies, err)}
 	}
 	if _, err := engine.Use(ctx, snap, "check"); err != nil {
 		return exitError{exitFail, err}

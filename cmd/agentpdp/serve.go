@@ -271,7 +271,7 @@ func checkPolicies(cfg Config) error {
 		if _, err := policy.LoadDir(d.dir, policy.LoadOptions{}); err != nil {
 			var le *policy.LoadError
 			if errors.As(err, &le) {
-				return fmt.Errorf("serve: %s %s does not load; nothing was started:\n%w\nfix these, then check with: agentpdp validate --policies %s", d.key, d.dir, err, d.dir)
+				return fmt.Errorf("serve: %s %s does not load; nothing was started:\n%w", d.key, d.dir, loadFailed(d.dir, err))
 			}
 			return fmt.Errorf("serve: %s: %w", d.key, err)
 		}

@@ -65,7 +65,7 @@ func (c *testCmd) Run(ctx context.Context) error {
 	}
 	snap, err := policy.LoadDir(c.policies, policy.LoadOptions{})
 	if err != nil {
-		return exitError{exitFail, err}
+		return exitError{exitFail, loadFailed(c.policies, err)}
 	}
 	if _, err := engine.Use(ctx, snap, "test"); err != nil {
 		return exitError{exitFail, err}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -69,10 +70,13 @@ func (c *validateCmd) Run(ctx context.Context) error {
 	} else {
 		for _, p := range problems {
 			fmt.Fprintln(c.stderr, p)
+			if p.Source != "" {
+				fmt.Fprintln(c.stderr, p.Source)
+			}
 		}
 	}
 	if le != nil {
-		return exitError{exitFail, fmt.Errorf("%d error(s) in %s", len(le.Problems), c.policies)}
+		return exitError{exitFail, fmt.Errorf("%d error(s) in %s; fix them, then run agentpdp validate again", len(le.Problems), c.policies)}
 	}
 	if c.format == "json" {
 		return json.NewEncoder(c.stdout).Encode(map[string]any{
@@ -87,4 +91,25 @@ func (c *validateCmd) Run(ctx context.Context) error {
 	fmt.Fprintf(c.stdout, "ok: %d policies in %d files, %s, %d warnings; version %s\n",
 		len(snap.Policies), len(snap.Files), validated, len(problems), snap.Version)
 	return nil
+}
+
+// loadFailed is a policy load error as the CLI shows it: each problem with
+// its source lines and caret, and what to run next.
+func loadFailed(dir string, err error) error {
+	var le *policy.LoadError
+	if !errors.As(err, &le) {
+		return err
+	}
+	var b strings.Builder
+	for i, p := range le.Problems {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(p.String())
+		if p.Source != "" {
+			b.WriteString("\n" + p.Source)
+		}
+	}
+	fmt.Fprintf(&b, "\nfix these, then check with: agentpdp validate --policies %s", dir)
+	return errors.New(b.String())
 }

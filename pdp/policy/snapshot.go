@@ -138,6 +138,10 @@ type Problem struct {
 	Column   int    `json:"column,omitempty"`
 	Severity string `json:"severity"` // error, or warning (from Lint)
 	Message  string `json:"message"`
+	// Source is the file's lines around the problem with a caret, for a
+	// person at a terminal (the CLI prints it). It holds the file's text,
+	// so it is never serialized: problems reach /v1/status.
+	Source string `json:"-"`
 }
 
 func (p Problem) String() string {
@@ -409,7 +413,7 @@ func parsePolicies(f *PolicyFile, root string) ([]*Policy, []Problem) {
 			p.Column, _ = strconv.Atoi(p.Message[m[4]:m[5]])
 			p.Message = p.Message[:m[0]] + p.Message[m[1]:]
 		}
-		p.Message = redactParse(p.Message)
+		p.Message, p.Line, p.Column, p.Source = explainParse(f.Content, strings.TrimSpace(p.Message), p.Line, p.Column)
 		return nil, []Problem{p}
 	}
 	rel := strings.TrimPrefix(strings.TrimPrefix(f.Path, root), "/")
