@@ -151,6 +151,13 @@ func TestVerify_TrustedCheckpointBeforeThePrunedHead(t *testing.T) {
 	if err != nil || rep.TrustedSeq != 10 {
 		t.Fatalf("a trusted checkpoint the pruned log extends: %+v %v", rep, err)
 	}
+	// A bare signed note (as a witness keeps it) past the anchor is checked
+	// against the tree recomputed from the rows.
+	bare, err := decisionlog.ParseCheckpoint([]byte(checkpointAt(t, path, 33).Note))
+	must(t, err)
+	if rep, err := verify(t, path, decisionlog.VerifyOptions{PublicKey: pub, Trusted: bare}); err != nil || rep.TrustedSeq != 32 {
+		t.Fatalf("a bare note: %+v %v", rep, err)
+	}
 	// Rewrite the stored tree of the pruned part: the consistency proof fails.
 	tamper(t, path, `UPDATE merkle SET hashes = zeroblob(length(hashes)) WHERE leaf < 20`)
 	if _, err := verify(t, path, decisionlog.VerifyOptions{PublicKey: pub, Trusted: trusted}); err == nil {
