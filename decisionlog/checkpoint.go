@@ -15,9 +15,6 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
-// KindCheckpoint rows sign the head of the log.
-const KindCheckpoint Kind = "checkpoint"
-
 // Checkpoint is the body of a checkpoint row. Its Note is a C2SP checkpoint
 // (https://c2sp.org/tlog-checkpoint), a signed note
 // (golang.org/x/mod/sumdb/note, Ed25519) whose text is

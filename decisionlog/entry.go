@@ -14,12 +14,31 @@ import (
 // Kind is the type of a log entry.
 type Kind string
 
-// The kinds of entries. Kinds are part of the hashed bytes of a row, so they
-// are never renamed.
+// The kinds of entries, every one the log holds, declared here only. Kinds
+// are part of the hashed bytes of a row, so they are never renamed.
 const (
-	KindDecision   Kind = "decision"
-	KindPolicyLoad Kind = "policy_load"
+	KindDecision   Kind = "decision"    // a decision: wire.DecisionRecord
+	KindOutcome    Kind = "outcome"     // what the caller reports happened: wire.OutcomeRecord
+	KindApproval   Kind = "approval"    // a human's answer to a step_up: wire.ApprovalRecord
+	KindPolicyLoad Kind = "policy_load" // the full text of a policy set, before it serves
+	KindCheckpoint Kind = "checkpoint"  // signs the head of the log
+	// KindCosignature rows hold a witness's cosignature of a checkpoint,
+	// fetched by the http sink (witness: true). They are evidence from off
+	// the host, so a cosignature row alone does not make a checkpoint due:
+	// an idle log would otherwise sign, be cosigned, and store a row
+	// forever.
+	KindCosignature Kind = "cosignature"
+	// KindPrune rows are the signed evidence a prune leaves: written, and
+	// committed, before the rows they describe are deleted.
+	KindPrune Kind = "prune"
+	// KindIntegrity rows record what the writer found and did about the
+	// log's integrity at start: append-only triggers restored, a tail it
+	// did not write accepted by the operator.
+	KindIntegrity Kind = "integrity"
 )
+
+// Kinds lists every kind, in the order above.
+var Kinds = []Kind{KindDecision, KindOutcome, KindApproval, KindPolicyLoad, KindCheckpoint, KindCosignature, KindPrune, KindIntegrity}
 
 // Entry is one row of the log.
 type Entry struct {

@@ -101,6 +101,7 @@ const indexSchema = `
 // indexer keeps the index up to date with the log. One goroutine owns it
 // from start until its context ends.
 type indexer struct {
+	logger *slog.Logger
 	db     *sql.DB // the index, one connection
 	log    *sql.DB // the log, read-only, of its own
 	origin string
@@ -124,22 +125,22 @@ type indexer struct {
 // it if it does not describe that log: another origin, another schema, or a
 // seq it claims whose hash the log does not have. An index SQLite cannot
 // read at all is deleted and made anew: it holds nothing the log does not.
-func openIndexer(ctx context.Context, logPath, origin string) (*indexer, error) {
-	x, err := tryOpenIndexer(ctx, logPath, origin)
+func openIndexer(ctx context.Context, logPath, origin string, logger *slog.Logger) (*indexer, error) {
+	x, err := tryOpenIndexer(ctx, logPath, origin, logger)
 	if err == nil {
 		return x, nil
 	}
 	path := IndexPath(logPath)
-	slog.Warn("provenance index: unreadable; rebuilding it from the log", "path", path, "err", err)
+	logger.Warn("provenance index: unreadable; rebuilding it from the log", "path", path, "err", err)
 	for _, p := range []string{path, path + "-wal", path + "-shm"} {
 		if rerr := os.Remove(p); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 			return nil, errors.Join(err, rerr)
 		}
 	}
-	return tryOpenIndexer(ctx, logPath, origin)
+	return tryOpenIndexer(ctx, logPath, origin, logger)
 }
 
-func tryOpenIndexer(ctx context.Context, logPath, origin string) (*indexer, error) {
+func tryOpenIndexer(ctx context.Context, logPath, origin string, logger *slog.Logger) (*indexer, error) {
 	path := IndexPath(logPath)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -158,7 +159,7 @@ func tryOpenIndexer(ctx context.Context, logPath, origin string) (*indexer, erro
 		return nil, fmt.Errorf("open index %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1)
-	x := &indexer{db: db, log: log, origin: origin, batch: 8192, every: 250 * time.Millisecond, items: make(chan []*Entry, 1024)}
+	x := &indexer{logger: logger, db: db, log: log, origin: origin, batch: 8192, every: 250 * time.Millisecond, items: make(chan []*Entry, 1024)}
 	if err := x.init(ctx); err != nil {
 		x.close()
 		return nil, fmt.Errorf("open index %s: %w", path, err)
@@ -349,7 +350,7 @@ func (x *indexer) catchUp(ctx context.Context) {
 
 func (x *indexer) warn(ctx context.Context, err error) {
 	if err != nil && ctx.Err() == nil {
-		slog.Warn("provenance index: will retry", "after_seq", x.indexed.Load(), "err", err)
+		x.logger.Warn("provenance index: will retry", "after_seq", x.indexed.Load(), "err", err)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"strings"
 	"time"
 )
@@ -50,7 +49,7 @@ func (l *Log) restoreTriggers(ctx context.Context) error {
 		restored = append(restored, name)
 	}
 	if len(restored) > 0 {
-		slog.Warn("decision log: append-only triggers were missing or altered; restored them", "triggers", restored)
+		l.logger.Warn("decision log: append-only triggers were missing or altered; restored them", "triggers", restored)
 		l.startRows = append(l.startRows, integrityRow(IntegrityRecord{Event: "triggers_restored", Triggers: restored}))
 	}
 	return nil
@@ -93,7 +92,7 @@ func (l *Log) checkTail(ctx context.Context) error {
 	if !l.opts.AcceptTail {
 		return &TailError{Problem: problem}
 	}
-	slog.Warn("decision log: accepting a tail this writer did not write, as asked (--accept-tail)", "problem", problem)
+	l.logger.Warn("decision log: accepting a tail this writer did not write, as asked (--accept-tail)", "problem", problem)
 	rec := IntegrityRecord{Event: "tail_accepted", Problem: problem, FoundSeq: l.seq, FoundHead: hexHead(l.head)}
 	if st != nil {
 		rec.ExpectedSeq, rec.ExpectedHead = st.NextSeq, st.NextHead

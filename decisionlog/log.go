@@ -68,6 +68,9 @@ type Options struct {
 	// many entries, how long it took, and its error. It runs on the writer
 	// goroutine, so it must be quick (a metrics observation).
 	OnCommit func(entries int, took time.Duration, err error)
+	// Logger receives what the log reports of itself (a failed
+	// checkpoint, an index rebuild, restored triggers); default: discarded.
+	Logger *slog.Logger
 }
 
 // ErrClosed is returned by Append after Close.
@@ -80,6 +83,7 @@ type Log struct {
 
 	path   string
 	opts   Options
+	logger *slog.Logger // opts.Logger, or a discarding one
 	db     *sql.DB
 	insert *sql.Stmt
 	origin string
@@ -230,7 +234,11 @@ func Open(ctx context.Context, path string, opts Options) (*Log, error) {
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
 
-	l := &Log{path: path, opts: opts, db: db, lock: lock, reqs: make(chan *appendReq, 4096), done: make(chan struct{}), quiet: make(chan struct{}, 1),
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	l := &Log{path: path, opts: opts, logger: logger, db: db, lock: lock, reqs: make(chan *appendReq, 4096), done: make(chan struct{}), quiet: make(chan struct{}, 1),
 		ckptDB: openDB(rw, nil), ckptWake: make(chan struct{}, 1), ckptDone: make(chan struct{})}
 	l.ckptDB.SetMaxOpenConns(1)
 	if err := l.init(ctx); err != nil {
@@ -244,9 +252,9 @@ func Open(ctx context.Context, path string, opts Options) (*Log, error) {
 	}
 	// The index is derived data: without it decisions are still logged and
 	// queries still answer, by scanning.
-	x, err := openIndexer(ctx, path, l.origin)
+	x, err := openIndexer(ctx, path, l.origin, l.logger)
 	if err != nil {
-		slog.Warn("decision log: queries will scan without the provenance index", "err", err)
+		l.logger.Warn("decision log: queries will scan without the provenance index", "err", err)
 	}
 	r, err := OpenReader(path)
 	if err != nil {
@@ -698,7 +706,7 @@ func (l *Log) checkpointer() {
 		last = time.Now()
 		var busy, frames, copied int
 		if err := l.ckptDB.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &copied); err != nil {
-			slog.Warn("decision log: checkpoint failed; the next commit retries", "err", err)
+			l.logger.Warn("decision log: checkpoint failed; the next commit retries", "err", err)
 		}
 	}
 }
@@ -720,7 +728,7 @@ func (l *Log) failed(err error) error {
 	}
 	if seq != l.seq || !bytes.Equal(head, l.head) {
 		l.foreign = fmt.Errorf("the decision log was written by another process: it ends at seq %d, this writer left it at seq %d; refusing to write (restart to check the log)", seq, l.seq)
-		slog.Error("decision log: " + l.foreign.Error())
+		l.logger.Error("decision log: " + l.foreign.Error())
 		return errors.Join(err, l.foreign)
 	}
 	return err

@@ -84,10 +84,6 @@ func (r *Reader) Cursors(ctx context.Context) (map[string]int64, error) {
 // no signed checkpoint lies within what may be deleted.
 var ErrNoAnchor = errors.New("no signed checkpoint within the rows that may be pruned")
 
-// KindPrune rows are the signed evidence a prune leaves: written, and
-// committed, before the rows they describe are deleted.
-const KindPrune Kind = "prune"
-
 // PruneRecord is the body of a prune row. It says that every row before
 // Anchor is deleted except Kept, under Rule, and is signed, as a signed note
 // over [PruneRecord.Text], with the checkpoint key: rows missing from the

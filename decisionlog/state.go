@@ -17,11 +17,6 @@ import (
 // StatePath is the writer's tail state file beside the log.
 func StatePath(path string) string { return path + ".state" }
 
-// KindIntegrity rows record what the writer found and did about the log's
-// integrity at start: append-only triggers restored, a tail it did not
-// write accepted by the operator.
-const KindIntegrity Kind = "integrity"
-
 // IntegrityRecord is the body of an integrity row.
 type IntegrityRecord struct {
 	Event    string   `json:"event"` // "triggers_restored" or "tail_accepted"

@@ -14,12 +14,6 @@ import (
 	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
-// Kinds of log entries the engine writes besides decisions and policy loads.
-const (
-	KindOutcome  decisionlog.Kind = "outcome"
-	KindApproval decisionlog.Kind = "approval"
-)
-
 // ConflictError is a request that contradicts what the log holds, such as
 // approving a decision that was not step_up. It is answered with HTTP 409.
 type ConflictError struct{ Msg string }
@@ -71,7 +65,7 @@ func (e *Engine) Outcome(ctx context.Context, id string, req *wire.OutcomeReques
 		ActedAgainst: dec.Decision != wire.Allow && req.Status != wire.OutcomeSkipped,
 		Principal:    dec.Principal, Action: dec.Action, Resource: dec.Resource, TraceID: traceID(dec), Peer: peer,
 	}
-	seq, err := e.append(ctx, KindOutcome, rec, &decisionlog.Keys{Principal: rec.Principal})
+	seq, err := e.append(ctx, decisionlog.KindOutcome, rec, &decisionlog.Keys{Principal: rec.Principal})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -110,7 +104,7 @@ func (e *Engine) Approve(ctx context.Context, id string, req *wire.ApprovalReque
 		e.approvals.add(prior)
 		return nil, 0, e.approvals.claim(id)
 	}
-	seq, err := e.append(ctx, KindApproval, rec, &decisionlog.Keys{Principal: rec.Principal})
+	seq, err := e.append(ctx, decisionlog.KindApproval, rec, &decisionlog.Keys{Principal: rec.Principal})
 	if err != nil {
 		e.approvals.unclaim(id)
 		return nil, 0, err
@@ -140,7 +134,7 @@ func sameCaller(asked, reporting *wire.Peer) bool {
 // loggedApproval is the approval or rejection the log holds for decision
 // id, nil if none.
 func (e *Engine) loggedApproval(ctx context.Context, id string) (*wire.ApprovalRecord, error) {
-	es, err := e.opts.Log.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{KindApproval}, DecisionID: id, Limit: 1})
+	es, err := e.opts.Log.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{decisionlog.KindApproval}, DecisionID: id, Limit: 1})
 	if err != nil {
 		return nil, fmt.Errorf("approval of %s: %w", id, err)
 	}
@@ -276,7 +270,7 @@ func (e *Engine) LoadApprovals(ctx context.Context) error {
 	since := e.opts.Now().Add(-e.opts.ApprovalTTL)
 	var before int64
 	for {
-		entries, err := e.opts.Log.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{KindApproval}, Since: since, BeforeSeq: before, Limit: 1000})
+		entries, err := e.opts.Log.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{decisionlog.KindApproval}, Since: since, BeforeSeq: before, Limit: 1000})
 		if err != nil {
 			return fmt.Errorf("load approvals: %w", err)
 		}

@@ -73,7 +73,7 @@ func TestOutcomes(t *testing.T) {
 	if !out.Recorded || out.Seq <= allowed.Seq || out.ActedAgainst {
 		t.Errorf("outcome of an allow: %+v", out)
 	}
-	rec := record[wire.OutcomeRecord](t, d.Log, pdp.KindOutcome, out.Seq)
+	rec := record[wire.OutcomeRecord](t, d.Log, decisionlog.KindOutcome, out.Seq)
 	if rec.DecisionID != allowed.DecisionID || rec.Status != "success" || string(rec.Detail) != `{"rows":3}` || rec.Peer == nil {
 		t.Errorf("outcome row: %+v", rec)
 	}
@@ -81,7 +81,7 @@ func TestOutcomes(t *testing.T) {
 	if err := d.Agent.Do(t.Context(), http.MethodPost, "/v1/decisions/"+denied.DecisionID+"/outcome", map[string]any{"status": "error"}, &out); err != nil {
 		t.Fatal(err)
 	}
-	if !out.ActedAgainst || !record[wire.OutcomeRecord](t, d.Log, pdp.KindOutcome, out.Seq).ActedAgainst {
+	if !out.ActedAgainst || !record[wire.OutcomeRecord](t, d.Log, decisionlog.KindOutcome, out.Seq).ActedAgainst {
 		t.Errorf("acting against a deny not flagged: %+v", out)
 	}
 	out = recorded{}

@@ -61,7 +61,7 @@ func ExplainEntry(ctx context.Context, r *decisionlog.Reader, entry *decisionlog
 		return nil, err
 	}
 	if used := x.Record.Approval; used != nil {
-		as, err := r.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{KindApproval}, DecisionID: used.ID, Limit: 1})
+		as, err := r.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{decisionlog.KindApproval}, DecisionID: used.ID, Limit: 1})
 		if err != nil {
 			return nil, err
 		}
@@ -101,13 +101,13 @@ func ExplainEntry(ctx context.Context, r *decisionlog.Reader, entry *decisionlog
 // AfterDecision returns the outcomes and approvals recorded for decision
 // id, oldest first (never nil, so that JSON shows empty lists).
 func AfterDecision(ctx context.Context, r *decisionlog.Reader, id string) (outcomes, approvals []*decisionlog.Entry, err error) {
-	related, err := r.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{KindOutcome, KindApproval}, DecisionID: id, Limit: 1000})
+	related, err := r.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{decisionlog.KindOutcome, decisionlog.KindApproval}, DecisionID: id, Limit: 1000})
 	if err != nil {
 		return nil, nil, err
 	}
 	outcomes, approvals = []*decisionlog.Entry{}, []*decisionlog.Entry{}
 	for i := len(related) - 1; i >= 0; i-- { // Query returns newest first
-		if related[i].Kind == KindOutcome {
+		if related[i].Kind == decisionlog.KindOutcome {
 			outcomes = append(outcomes, related[i])
 		} else {
 			approvals = append(approvals, related[i])

@@ -51,6 +51,9 @@ func Open(ctx context.Context, cfg Config) (*PDP, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Log.Logger == nil {
+		cfg.Log.Logger = cfg.Logger.With("component", "decisionlog")
+	}
 	if cfg.Metrics != nil && cfg.Log.OnCommit == nil {
 		cfg.Log.OnCommit = cfg.Metrics.ObserveCommit
 	}

@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/agentpdp/agentpdp/pdp/wire"
 	"io"
 	"os"
 	"reflect"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/agentpdp/agentpdp/pdp/wire"
 
 	"github.com/goccy/go-yaml"
 

@@ -26,7 +26,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
-	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/client"
 	"github.com/agentpdp/agentpdp/pdp/wire"
 )
@@ -467,7 +466,7 @@ func approvalsOf(t *testing.T, db, id string) []wire.ApprovalRecord {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	es, err := r.Query(t.Context(), decisionlog.Filter{Kinds: []decisionlog.Kind{pdp.KindApproval}, DecisionID: id})
+	es, err := r.Query(t.Context(), decisionlog.Filter{Kinds: []decisionlog.Kind{decisionlog.KindApproval}, DecisionID: id})
 	if err != nil {
 		t.Fatal(err)
 	}

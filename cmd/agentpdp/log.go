@@ -60,7 +60,7 @@ func dbFlag(fl *pflag.FlagSet, db *string) {
 }
 
 // logKinds are the kinds of row the log holds, for flags that take one.
-var logKinds = []decisionlog.Kind{decisionlog.KindDecision, pdp.KindOutcome, pdp.KindApproval, decisionlog.KindPolicyLoad, decisionlog.KindCheckpoint}
+var logKinds = decisionlog.Kinds
 
 func kindList() string {
 	names := make([]string, len(logKinds))
@@ -90,7 +90,7 @@ func describe(e *decisionlog.Entry, loc *time.Location) string {
 		if json.Unmarshal(e.Body, &r) == nil {
 			return fmt.Sprintf("%s %-7s %s %s %s [%s] %s", head, r.Decision, r.Principal, r.Action, r.Resource, reasonList(r.Reasons), r.DecisionID)
 		}
-	case pdp.KindOutcome:
+	case decisionlog.KindOutcome:
 		var r wire.OutcomeRecord
 		if json.Unmarshal(e.Body, &r) == nil {
 			flag := ""
@@ -99,7 +99,7 @@ func describe(e *decisionlog.Entry, loc *time.Location) string {
 			}
 			return fmt.Sprintf("%s %-7s for %s%s", head, r.Status, r.DecisionID, flag)
 		}
-	case pdp.KindApproval:
+	case decisionlog.KindApproval:
 		var r wire.ApprovalRecord
 		if json.Unmarshal(e.Body, &r) == nil {
 			verb := "rejected"

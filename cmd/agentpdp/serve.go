@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -129,13 +130,14 @@ func (s *serveCmd) Run(ctx context.Context) error {
 		return err
 	}
 	metrics := server.NewMetrics()
+	var restarts atomic.Int64 // of every plugin, providers and sinks
 	metrics.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "agentpdp_plugin_restarts_total", Help: "Plugin processes relaunched after they died."},
-		func() float64 { return float64(host.Restarts.Load()) }))
+		func() float64 { return float64(restarts.Load()) }))
 	// Plugins are go-plugin managed clients: killed at shutdown, whatever path it takes.
 	defer plugin.CleanupClients()
 	var providers []pdp.ProviderConfig
 	for _, pc := range cfg.EntityProviders {
-		prov, err := host.NewPluginProvider(host.PluginConfig{Name: pc.Name, Command: pc.Command, Args: pc.Args, Checksum: pc.Checksum}, pc.CacheTTL, logger)
+		prov, err := host.NewPluginProvider(host.PluginConfig{Name: pc.Name, Command: pc.Command, Args: pc.Args, Checksum: pc.Checksum, Restarts: &restarts}, pc.CacheTTL, logger)
 		if err != nil {
 			return fmt.Errorf("entity provider %s: %w", pc.Name, err)
 		}
@@ -200,7 +202,7 @@ func (s *serveCmd) Run(ctx context.Context) error {
 	var shipper *shipper.Shipper
 	if len(cfg.Sinks) > 0 {
 		var closeSinks func()
-		if shipper, closeSinks, err = newShipper(ctx, cfg.DB, cfg.Sinks, logger); err != nil {
+		if shipper, closeSinks, err = newShipper(ctx, cfg.DB, cfg.Sinks, logger, &restarts); err != nil {
 			return err
 		}
 		defer closeSinks()

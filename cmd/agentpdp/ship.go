@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/spf13/cobra"
 
@@ -16,7 +17,7 @@ import (
 
 // newShipper builds the configured sinks over a read-only view of the log
 // at db and its cursors. close releases them.
-func newShipper(ctx context.Context, db string, sinks []sink.Config, logger *slog.Logger) (s *shipper.Shipper, close func(), err error) {
+func newShipper(ctx context.Context, db string, sinks []sink.Config, logger *slog.Logger, restarts *atomic.Int64) (s *shipper.Shipper, close func(), err error) {
 	var closers []func() error
 	close = func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -44,7 +45,7 @@ func newShipper(ctx context.Context, db string, sinks []sink.Config, logger *slo
 	}
 	s = &shipper.Shipper{Reader: r, Cursors: cursors, Origin: origin, Logger: logger.With("component", "ship")}
 	for _, c := range sinks {
-		sk, err := sink.NewWithLogger(c, logger)
+		sk, err := sink.NewWith(c, logger, restarts)
 		if err != nil {
 			return nil, close, fmt.Errorf("config: %w", err)
 		}
@@ -103,7 +104,7 @@ func (c *shipCmd) Run(ctx context.Context) error {
 		return fmt.Errorf("ship: %s lists no sinks", c.config)
 	}
 	logger := newLogger(c.stderr, cfg.Log.Level, cfg.Log.Format)
-	s, closeAll, err := newShipper(ctx, c.db, cfg.Sinks, logger)
+	s, closeAll, err := newShipper(ctx, c.db, cfg.Sinks, logger, nil)
 	if err != nil {
 		return err
 	}

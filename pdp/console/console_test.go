@@ -23,7 +23,6 @@ import (
 
 	"github.com/agentpdp/agentpdp/decisionlog"
 	"github.com/agentpdp/agentpdp/internal/pdptest"
-	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/client"
 	"github.com/agentpdp/agentpdp/pdp/console"
 	"github.com/agentpdp/agentpdp/pdp/wire"
@@ -175,7 +174,7 @@ func ref(s string) wire.EntityRef {
 // approvals returns the approval rows for decision id.
 func (f *fixture) approvals(id string) []wire.ApprovalRecord {
 	f.t.Helper()
-	es, err := f.reader.Query(f.t.Context(), decisionlog.Filter{Kinds: []decisionlog.Kind{pdp.KindApproval}, DecisionID: id})
+	es, err := f.reader.Query(f.t.Context(), decisionlog.Filter{Kinds: []decisionlog.Kind{decisionlog.KindApproval}, DecisionID: id})
 	if err != nil {
 		f.t.Fatal(err)
 	}

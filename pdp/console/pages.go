@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
-	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/client"
 	"github.com/agentpdp/agentpdp/pdp/server"
 	"github.com/agentpdp/agentpdp/pdp/wire"
@@ -148,7 +147,7 @@ func (s *Server) pending(ctx context.Context) ([]pendingItem, error) {
 	// An approval is written after the decision it answers, so those since
 	// the oldest step_up shown are all that can answer one.
 	answered := map[string]bool{}
-	err = s.cfg.Reader.ScanFilter(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{pdp.KindApproval}, FromSeq: steps[len(steps)-1].Seq}, func(e *decisionlog.Entry) error {
+	err = s.cfg.Reader.ScanFilter(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{decisionlog.KindApproval}, FromSeq: steps[len(steps)-1].Seq}, func(e *decisionlog.Entry) error {
 		var a struct {
 			DecisionID string `json:"decision_id"`
 		}

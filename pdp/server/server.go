@@ -354,7 +354,7 @@ func (s *Server) authorizeBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(reqs) > s.opts.MaxBatch {
-		s.fail(w, r, wire.BadRequest("requests", fmt.Errorf("%d requests; the limit is %d", len(reqs), s.opts.MaxBatch)))
+		s.fail(w, r, wire.BadRequest("/requests", fmt.Errorf("%d requests; the limit is %d", len(reqs), s.opts.MaxBatch)))
 		return
 	}
 	ds, err := s.opts.Engine.DecideBatch(r.Context(), reqs, peerFrom(r))

@@ -27,10 +27,10 @@ type PluginConfig struct {
 	Command  string
 	Args     []string
 	Checksum string // hex SHA-256 of the binary; checked before it runs, if set
+	// Restarts, if set, counts this plugin's relaunches after it died, for
+	// metrics; the daemon shares one counter among its plugins.
+	Restarts *atomic.Int64
 }
-
-// Restarts counts plugin relaunches after a crash, for metrics.
-var Restarts atomic.Int64
 
 // process runs one plugin binary, relaunching it when it has died, no more
 // often than a doubling backoff allows, so a crashing plugin cannot take
@@ -103,7 +103,9 @@ func (p *process) get() (any, error) {
 	}
 	p.launches++
 	if p.launches > 1 {
-		Restarts.Add(1)
+		if p.cfg.Restarts != nil {
+			p.cfg.Restarts.Add(1)
+		}
 		p.logger.Warn("plugin restarted", "launches", p.launches)
 	}
 	p.client, p.impl, p.backoff = client, impl, 250*time.Millisecond

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -37,7 +38,8 @@ func lines(t *testing.T, path string) int {
 func TestPluginSink_SurvivesKill(t *testing.T) {
 	bin := build(t, "sink-plugin")
 	out := filepath.Join(t.TempDir(), "plugin.jsonl")
-	sink, err := host.NewPluginSink(host.PluginConfig{Name: "custom", Command: bin, Args: []string{out}}, nil)
+	var restarts atomic.Int64
+	sink, err := host.NewPluginSink(host.PluginConfig{Name: "custom", Command: bin, Args: []string{out}, Restarts: &restarts}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +58,7 @@ func TestPluginSink_SurvivesKill(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	first := sink.Pid()
-	restarts := host.Restarts.Load()
+	before := restarts.Load()
 	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -70,8 +72,8 @@ func TestPluginSink_SurvivesKill(t *testing.T) {
 	}
 	cancel()
 	<-done
-	if sink.Pid() == first || host.Restarts.Load() != restarts+1 {
-		t.Errorf("not relaunched: pid %d → %d, restarts %d → %d", first, sink.Pid(), restarts, host.Restarts.Load())
+	if sink.Pid() == first || restarts.Load() != before+1 {
+		t.Errorf("not relaunched: pid %d → %d, restarts %d → %d", first, sink.Pid(), before, restarts.Load())
 	}
 }
 

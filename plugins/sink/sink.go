@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/agentpdp/agentpdp/plugins"
@@ -91,6 +92,12 @@ func New(c Config) (plugins.Sink, error) {
 
 // NewWithLogger is New with a logger for plugin processes.
 func NewWithLogger(c Config, logger *slog.Logger) (plugins.Sink, error) {
+	return NewWith(c, logger, nil)
+}
+
+// NewWith is New with a logger for plugin processes and a counter of their
+// relaunches (either may be nil).
+func NewWith(c Config, logger *slog.Logger, restarts *atomic.Int64) (plugins.Sink, error) {
 	if err := Check(c); err != nil {
 		return nil, err
 	}
@@ -100,7 +107,7 @@ func NewWithLogger(c Config, logger *slog.Logger) (plugins.Sink, error) {
 	case "otlp":
 		return NewOTLPSink(c)
 	case "plugin":
-		return host.NewPluginSink(host.PluginConfig{Name: c.Name, Command: c.Command, Args: c.Args, Checksum: c.Checksum}, logger)
+		return host.NewPluginSink(host.PluginConfig{Name: c.Name, Command: c.Command, Args: c.Args, Checksum: c.Checksum, Restarts: restarts}, logger)
 	}
 	return NewHTTPSink(c)
 }

@@ -1,0 +1,46 @@
+package pdp_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/wire"
+)
+
+// discard is a Recorder that keeps nothing: the benchmark below measures
+// the engine and its codec, not SQLite.
+type discard struct{}
+
+func (discard) Append(_ context.Context, es ...*decisionlog.Entry) error {
+	for i, e := range es {
+		e.Seq = int64(i + 1)
+	}
+	return nil
+}
+
+// BenchmarkDecodeAndDecide is one decision's work in the engine and its
+// codec, without the log: read the body, prepare and evaluate, write the
+// record. It is what the codec adds to each decision's CPU.
+func BenchmarkDecodeAndDecide(b *testing.B) {
+	e := newEngineB(b, benchPolicies(10), "")
+	e2, err := pdp.NewEngine(pdp.Options{Recorder: discard{}, Key: []byte("0123456789abcdef0123456789abcdef")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := e2.Use(b.Context(), e.Snapshot(), "bench"); err != nil {
+		b.Fatal(err)
+	}
+	body := []byte(benchRequest)
+	defer reportCPU(b)()
+	for b.Loop() {
+		req, err := wire.DecodeRequest(body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e2.Decide(b.Context(), req, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
