@@ -1,6 +1,7 @@
 package console_test
 
 import (
+	"bufio"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -60,6 +61,7 @@ type fixture struct {
 	reader *decisionlog.Reader
 	users  string
 	clock  *clock
+	daemon *pdptest.Daemon
 }
 
 // newFixture runs a real engine and socket server over a real log, and a
@@ -88,7 +90,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	return &fixture{t: t, srv: srv, http: hs, agent: d.Agent, reader: r, users: users, clock: clk}
+	return &fixture{t: t, daemon: d, srv: srv, http: hs, agent: d.Agent, reader: r, users: users, clock: clk}
 }
 
 // browser is an HTTP client with a cookie jar that does not follow
@@ -576,6 +578,122 @@ func TestConsole_DecisionMarksDecidingLines(t *testing.T) {
 	for _, want := range []string{"production change needs approval", "attested (kernel, SO_PEERCRED)", "No person has answered this step-up", `name="decision" value="approve"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("decision page lacks %q", want)
+		}
+	}
+}
+
+func TestConsole_LiveStreamBringsNewStepUps(t *testing.T) {
+	f := newFixture(t)
+	c := f.browser()
+	f.signIn(c, "alice", "alice password 1")
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, f.http.URL+"/approvals/live", nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || ct != "text/event-stream" {
+		t.Fatalf("live stream: %d %s", resp.StatusCode, ct)
+	}
+	events := make(chan string)
+	go func() {
+		defer close(events)
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		var ev strings.Builder
+		for sc.Scan() {
+			line := sc.Text()
+			if line == "" {
+				events <- ev.String()
+				ev.Reset()
+				continue
+			}
+			ev.WriteString(line + "\n")
+		}
+	}()
+	next := func() string {
+		t.Helper()
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatal("the stream ended")
+			}
+			return ev
+		case <-time.After(30 * time.Second):
+			t.Fatal("no event in 30s")
+		}
+		return ""
+	}
+	if first := next(); !strings.HasPrefix(first, "event: pending\n") || !strings.Contains(first, "No step-up is waiting") {
+		t.Fatalf("first event:\n%s", first)
+	}
+	d := f.stepUp()
+	for {
+		ev := next()
+		if strings.Contains(ev, `id="p-`+d.DecisionID+`"`) {
+			if !strings.Contains(ev, "production change needs approval") || !strings.Contains(ev, `name="csrf"`) {
+				t.Errorf("the event lacks the reason or the form:\n%s", ev)
+			}
+			break
+		}
+	}
+}
+
+func TestConsole_TooLateToApprove(t *testing.T) {
+	f := newFixture(t)
+	d := f.stepUp()
+	c := f.browser()
+	token := f.signIn(c, "alice", "alice password 1")
+	f.clock.advance(16 * time.Minute)
+	_, page := f.get(c, "/approvals")
+	if strings.Contains(page, d.DecisionID) {
+		t.Error("a step-up past the pending window is still listed")
+	}
+	resp, body := f.post(c, "/decisions/"+d.DecisionID+"/approval", url.Values{"decision": {"approve"}, "csrf": {token}})
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "must ask again") {
+		t.Errorf("approving after the window: %d", resp.StatusCode)
+	}
+	if got := f.approvals(d.DecisionID); len(got) != 0 {
+		t.Errorf("recorded: %+v", got)
+	}
+	// Not a step-up at all.
+	allowed, err := f.agent.Authorize(t.Context(), &wire.Request{Principal: ref(`Agent::"a"`), Action: ref(`Action::"invoke_tool"`), Resource: ref(`Tool::"t"`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := f.post(c, "/decisions/"+allowed.DecisionID+"/approval", url.Values{"decision": {"approve"}, "csrf": {token}}); resp.StatusCode != http.StatusConflict {
+		t.Errorf("approving an allow: %d, want 409", resp.StatusCode)
+	}
+	if resp, _ := f.post(c, "/decisions/"+allowed.DecisionID+"/approval", url.Values{"decision": {"maybe"}, "csrf": {token}}); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("decision=maybe: %d, want 400", resp.StatusCode)
+	}
+}
+
+func TestConsole_OverviewShowsDenialsAndReloadErrors(t *testing.T) {
+	f := newFixture(t)
+	c := f.browser()
+	f.signIn(c, "alice", "alice password 1")
+	// The fixture's policies deny nothing; a forbid for mallory does.
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	polDir := filepath.Join(f.daemon.Dir, "policies")
+	must(os.WriteFile(filepath.Join(polDir, "p.cedar"), []byte(policies+`@id("no-mallory") forbid (principal == Agent::"mallory", action, resource);`), 0o644))
+	must(f.daemon.Admin.Do(t.Context(), http.MethodPost, "/v1/reload", nil, nil))
+	for range 3 {
+		_, err := f.agent.Authorize(t.Context(), &wire.Request{Principal: ref(`Agent::"mallory"`), Action: ref(`Action::"invoke_tool"`), Resource: ref(`Tool::"db.drop"`)})
+		must(err)
+	}
+	must(os.WriteFile(filepath.Join(polDir, "broken.cedar"), []byte("permit (principal,"), 0o644))
+	f.daemon.Admin.Do(t.Context(), http.MethodPost, "/v1/reload", nil, nil) // refused: 422
+	_, page := f.get(c, "/")
+	for _, want := range []string{`Agent::&#34;mallory&#34;</a>`, `Tool::&#34;db.drop&#34;</a>`, "Last reload failed", "broken.cedar", `<svg class="chart"`, "3 (100.0%)"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the overview lacks %s", want)
 		}
 	}
 }
