@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/agentpdp/agentpdp/pdp/client"
 	"github.com/agentpdp/agentpdp/pdp/wire"
@@ -51,7 +53,7 @@ type benchCmd struct {
 	socket, admin, requests string
 	clients                 int
 	duration, warmup        time.Duration
-	asJSON                  bool
+	asJSON, failOnError     bool
 }
 
 func newBenchCmd() *cobra.Command {
@@ -63,8 +65,9 @@ func newBenchCmd() *cobra.Command {
 		RunE:  runE(c, nil),
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&c.socket, "socket", "./var/agentpdp.sock", "the daemon's decision socket")
-	fl.StringVar(&c.admin, "admin-socket", "./var/agentpdp-admin.sock", "its admin socket, to read its pid and log size (optional)")
+	fl.StringVar(&c.socket, "socket", DefaultConfig().Socket, "the daemon's decision socket")
+	fl.StringVar(&c.admin, "admin-socket", "", "the same daemon's admin socket, for its log size (default: beside --socket, X-admin.sock or admin.sock)")
+	fl.BoolVar(&c.failOnError, "fail-on-error", false, "exit 1 if any request failed")
 	fl.IntVarP(&c.clients, "clients", "c", 64, "concurrent clients, each with its own connection")
 	fl.DurationVarP(&c.duration, "duration", "d", 10*time.Second, "how long to measure")
 	fl.DurationVar(&c.warmup, "warmup", time.Second, "how long to load the daemon before measuring")
@@ -84,15 +87,84 @@ func (c *benchCmd) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	res, err := runBench(ctx, c.socket, c.admin, c.clients, c.warmup, c.duration, reqs, progressLine(c.stderr, c.asJSON))
+	admin, err := sameDaemon(ctx, c.socket, c.admin)
+	if err != nil {
+		return err
+	}
+	res, err := runBench(ctx, c.socket, admin, c.clients, c.warmup, c.duration, reqs, progressLine(c.stderr, c.asJSON))
 	if err != nil {
 		return err
 	}
 	if c.asJSON {
-		return json.NewEncoder(c.stdout).Encode(res)
+		err = json.NewEncoder(c.stdout).Encode(res)
+	} else {
+		printBench(c.stdout, res)
 	}
-	printBench(c.stdout, res)
-	return nil
+	if n := errorCount(res); err == nil && n > 0 && c.failOnError {
+		return exitError{exitFail, fmt.Errorf("bench: %d request(s) failed (--fail-on-error)", n)}
+	}
+	return err
+}
+
+func errorCount(res *benchResult) int {
+	n := 0
+	for _, k := range res.Errors {
+		n += k
+	}
+	return n
+}
+
+// sameDaemon finds the admin socket of the daemon serving socket: admin if
+// given, else the one beside it (agentpdp.sock → agentpdp-admin.sock, or
+// admin.sock). The figures bench reads there must be that daemon's, so the
+// admin socket's pid must be the one the kernel reports for the decision
+// socket's peer (SO_PEERCRED).
+func sameDaemon(ctx context.Context, socket, admin string) (string, error) {
+	pid, err := peerPID(socket)
+	if err != nil {
+		return "", fmt.Errorf("bench: no daemon on %s (%v); start one (agentpdp serve) or give its --socket", socket, err)
+	}
+	if admin == "" {
+		dir, base := filepath.Split(socket)
+		for _, cand := range []string{strings.TrimSuffix(base, ".sock") + "-admin.sock", "admin.sock"} {
+			if p := filepath.Join(dir, cand); fileExists(p) {
+				admin = p
+				break
+			}
+		}
+		if admin == "" {
+			return "", usagef("bench: no admin socket beside %s; give the same daemon's --admin-socket", socket)
+		}
+	}
+	st := readDaemon(ctx, admin)
+	if st.pid != pid {
+		return "", usagef("bench: %s is served by pid %d but %s by pid %d: give the admin socket of the daemon on %s with --admin-socket", socket, pid, admin, st.pid, socket)
+	}
+	return admin, nil
+}
+
+// peerPID is the pid of the process serving the Unix socket at path.
+func peerPID(path string) (int, error) {
+	conn, err := net.DialTimeout("unix", path, 2*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	raw, err := conn.(*net.UnixConn).SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	var credErr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, credErr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return 0, err
+	}
+	if credErr != nil {
+		return 0, credErr
+	}
+	return int(cred.Pid), nil
 }
 
 func progressLine(w io.Writer, quiet bool) func(string) {

@@ -78,3 +78,36 @@ func TestBench_RequestsFile(t *testing.T) {
 		t.Errorf("got exit %d, %q; want 1 naming bad.jsonl:2 and the missing action", code, stderr)
 	}
 }
+
+// bench reports on the daemon it loads (issue 17: with --socket X it read
+// another daemon's admin socket, or none, and printed figures of neither):
+// the admin socket is found beside --socket and checked to be the same
+// process; another daemon's is refused. --fail-on-error exits 1 on errors.
+func TestBench_SameDaemonAndFailOnError(t *testing.T) {
+	d := newDaemonDir(t)
+	d.start()
+	other := newDaemonDir(t)
+	other.start()
+	code, stdout, stderr := runCLI(t, "bench", "--socket", d.sock(), "-c", "2", "--warmup", "100ms", "-d", "300ms", "--json")
+	var res benchResult
+	if code != 0 || json.Unmarshal([]byte(stdout), &res) != nil || res.LogBytesPerRow <= 0 || res.ServerCPU <= 0 {
+		t.Errorf("admin socket derived from --socket: exit %d %s %s", code, stdout, stderr)
+	}
+	code, _, stderr = runCLI(t, "bench", "--socket", d.sock(), "--admin-socket", other.asock(), "-d", "300ms")
+	if code != exitUsage || !strings.Contains(stderr, "give the admin socket of the daemon on "+d.sock()) {
+		t.Errorf("another daemon's admin socket: exit %d %s", code, stderr)
+	}
+	lone := filepath.Join(t.TempDir(), "x.sock")
+	os.Symlink(d.sock(), lone)
+	if code, _, stderr := runCLI(t, "bench", "--socket", lone, "-d", "300ms"); code != exitUsage || !strings.Contains(stderr, "give the same daemon's --admin-socket") {
+		t.Errorf("no admin socket beside: exit %d %s", code, stderr)
+	}
+	// A request the daemon refuses (an entity given twice): errors counted,
+	// and exit 1 when asked.
+	bad := filepath.Join(t.TempDir(), "bad.jsonl")
+	os.WriteFile(bad, []byte(`{"principal":"Agent::\"a\"","action":"Action::\"invoke_tool\"","resource":"Tool::\"t\"","entities":[{"uid":{"type":"Agent","id":"a"},"attrs":{},"parents":[]},{"uid":{"type":"Agent","id":"a"},"attrs":{},"parents":[]}]}`+"\n"+billingRead+"\n"), 0o644)
+	code, stdout, stderr = runCLI(t, "bench", "--socket", d.sock(), "--requests", bad, "-c", "1", "--warmup", "0s", "-d", "300ms", "--fail-on-error", "--json")
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil || len(res.Errors) == 0 || code != exitFail {
+		t.Errorf("--fail-on-error with %v errors: exit %d %s", res.Errors, code, stderr)
+	}
+}
