@@ -105,7 +105,7 @@ func OpenStore(ctx context.Context, dsn string) (*Store, error) {
 	s := &Store{pool: pool, partitions: map[string]bool{}}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
-		return nil, err
+		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	return s, nil
 }
@@ -119,24 +119,24 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 func (s *Store) migrate(ctx context.Context) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLock)); err != nil {
-			return fmt.Errorf("postgres: migrate: lock: %w", err)
+			return fmt.Errorf("migrate: lock: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS fleet_schema (version int NOT NULL)`); err != nil {
-			return fmt.Errorf("postgres: migrate: %w", err)
+			return fmt.Errorf("migrate: %w", err)
 		}
 		var have int
 		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM fleet_schema`).Scan(&have); err != nil {
-			return fmt.Errorf("postgres: migrate: %w", err)
+			return fmt.Errorf("migrate: %w", err)
 		}
 		if have > len(migrations) {
-			return fmt.Errorf("postgres: schema version %d is newer than this agentpdp (%d): upgrade agentpdp", have, len(migrations))
+			return fmt.Errorf("schema version %d is newer than this agentpdp (%d): upgrade agentpdp", have, len(migrations))
 		}
 		for i := have; i < len(migrations); i++ {
 			if _, err := tx.Exec(ctx, migrations[i]); err != nil {
-				return fmt.Errorf("postgres: migration %d: %w", i+1, err)
+				return fmt.Errorf("migration %d: %w", i+1, err)
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO fleet_schema(version) VALUES ($1)`, i+1); err != nil {
-				return fmt.Errorf("postgres: migration %d: %w", i+1, err)
+				return fmt.Errorf("migration %d: %w", i+1, err)
 			}
 		}
 		return nil
