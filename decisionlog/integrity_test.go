@@ -450,3 +450,37 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+func TestPrune_TwiceKeepsWhatIsStillReferenced(t *testing.T) {
+	priv, pub := newKey(t)
+	path := filepath.Join(t.TempDir(), "d.db")
+	l := open(t, path, decisionlog.Options{SigningKey: priv, CheckpointEvery: 5})
+	must(t, l.Append(t.Context(), decision("pad", "a", "allow")))
+	must(t, l.Append(t.Context(), policyLoad("v1"))) // seq 2: its neighbours go in the first prune
+	must(t, l.Append(t.Context(), policyLoad("v2")))
+	for i := range 12 {
+		must(t, l.Append(t.Context(), versioned(fmt.Sprintf("a-%d", i), "v1")))
+	}
+	first, err := l.Prune(t.Context(), 10, "max_rows=8")
+	must(t, err)
+	for i := range 12 {
+		must(t, l.Append(t.Context(), versioned(fmt.Sprintf("b-%d", i), "v1")))
+	}
+	second, err := l.Prune(t.Context(), first.Anchor+10, "max_rows=8")
+	must(t, err)
+	if len(first.Kept) != 1 || first.Kept[0] != 2 || len(second.Kept) != 1 || second.Kept[0] != 2 || second.Anchor <= first.Anchor {
+		t.Fatalf("prunes: %+v then %+v", first, second)
+	}
+	l.Close(t.Context())
+	if _, err := verify(t, path, decisionlog.VerifyOptions{PublicKey: pub}); err != nil {
+		t.Fatalf("after two prunes: %v", err)
+	}
+	r := openReader(t, path)
+	defer r.Close()
+	p, err := r.ProveRow(t.Context(), 2) // the kept load, proven although its neighbours are gone
+	must(t, err)
+	b, _ := json.Marshal(p)
+	if _, err := decisionlog.VerifyProof(b, pub); err != nil {
+		t.Errorf("proof of the kept row: %v", err)
+	}
+}
