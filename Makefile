@@ -30,7 +30,7 @@ test: vet
 # tests, too slow under -race.
 test-mcp:
 	bash .ci/setup-mcp.sh
-	AGENTPDP_MCP_NPM=$(CURDIR)/pdp/mcpproxy/testdata/npm $(GO) test -count=1 -timeout 5m -run 'TestMCPProxy_RealServers' ./cmd/agentpdp
+	AGENTPDP_MCP_NPM=$(CURDIR)/pdp/mcpproxy/testdata/npm $(GO) test -tags mcpnpm -count=1 -timeout 5m -run 'TestMCPProxy_RealServers' ./cmd/agentpdp
 	$(GO) test -count=1 -timeout 5m -run 'TestLargeMessages' ./pdp/mcpproxy
 
 # The fleet collector against a real PostgreSQL (Debian's, installed by

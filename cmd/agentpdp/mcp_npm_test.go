@@ -1,3 +1,5 @@
+//go:build mcpnpm
+
 package main
 
 import (
@@ -16,13 +18,13 @@ import (
 )
 
 // npmDir is where .ci/setup-mcp.sh installed the MCP SDK and servers; make
-// test-mcp sets it. Without it (a plain go test) the real-server tests do not
-// run; under make test-mcp they never skip: a failed install fails the target.
+// test-mcp sets it and the build tag mcpnpm. The tests never skip: a missing
+// or failed install fails them.
 func npmDir(t *testing.T) string {
 	t.Helper()
 	dir := os.Getenv("AGENTPDP_MCP_NPM")
 	if dir == "" {
-		t.Skip("AGENTPDP_MCP_NPM unset: make test-mcp runs this against real MCP servers")
+		t.Fatal("AGENTPDP_MCP_NPM is unset: run make test-mcp")
 	}
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "@modelcontextprotocol", "sdk")); err != nil {
 		t.Fatalf("AGENTPDP_MCP_NPM=%s has no MCP SDK (run .ci/setup-mcp.sh): %v", dir, err)
