@@ -550,8 +550,15 @@ func TestConsole_SearchAndChain(t *testing.T) {
 	if resp, _ := f.get(c, "/search?nonsense=1"); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("an unknown filter: %d", resp.StatusCode)
 	}
+	loose, err := f.agent.Authorize(t.Context(), &wire.Request{Principal: ref(`Agent::"other"`), Action: ref(`Action::"invoke_tool"`), Resource: ref(`Tool::"x"`), TraceID: "tr-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	_, page = f.get(c, "/decisions/"+child.DecisionID+"/chain")
-	page = page[strings.Index(page, `class="tree"`):]
+	if i := strings.Index(page, `id="trace-h"`); i < 0 || !strings.Contains(page[i:], loose.DecisionID) {
+		t.Error("the chain page does not list the trace's decision outside the tree")
+	}
+	page = page[strings.Index(page, `class="tree"`):strings.Index(page, `id="trace-h"`)]
 	pi, ci := strings.Index(page, parent.DecisionID), strings.Index(page, child.DecisionID)
 	if pi < 0 || ci < 0 || pi > ci {
 		t.Errorf("chain from the child: parent at %d, child at %d", pi, ci)

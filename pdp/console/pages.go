@@ -341,6 +341,10 @@ type chainData struct {
 	Root  *chainNode
 	Focus string
 	Nodes int
+	// Trace and InTrace: the focus decision's trace id, and the decisions
+	// of that trace the tree does not hold (linked by no parent id).
+	Trace   string
+	InTrace []searchRow
 }
 
 func (s *Server) chain(w http.ResponseWriter, r *http.Request, sess *session) {
@@ -350,7 +354,33 @@ func (s *Server) chain(w http.ResponseWriter, r *http.Request, sess *session) {
 		s.fail(w, r, sess, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "chain", s.page(sess, "Chain of "+id, "search", &chainData{Root: root, Focus: id, Nodes: n}))
+	d := &chainData{Root: root, Focus: id, Nodes: n}
+	inTree := map[string]bool{}
+	var walk func(*chainNode)
+	walk = func(c *chainNode) {
+		inTree[c.Record.DecisionID] = true
+		if c.Focus && c.Record.Request != nil {
+			d.Trace = c.Record.Request.TraceID
+		}
+		for _, ch := range c.Children {
+			walk(ch)
+		}
+	}
+	walk(root)
+	if d.Trace != "" {
+		es, err := s.cfg.Reader.Query(r.Context(), decisionlog.Filter{Kinds: []decisionlog.Kind{decisionlog.KindDecision}, TraceID: d.Trace, Limit: 200})
+		if err != nil {
+			s.fail(w, r, sess, err)
+			return
+		}
+		for i := len(es) - 1; i >= 0; i-- {
+			row := searchRow{Entry: es[i]}
+			if json.Unmarshal(es[i].Body, &row.Record) == nil && !inTree[row.Record.DecisionID] {
+				d.InTrace = append(d.InTrace, row)
+			}
+		}
+	}
+	s.render(w, r, http.StatusOK, "chain", s.page(sess, "Chain of "+id, "search", d))
 }
 
 // --- search ---
