@@ -67,4 +67,3 @@ func TestLargeMessages(t *testing.T) {
 		t.Errorf("the oversize call's decision: %v", last)
 	}
 }
-
