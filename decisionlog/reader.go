@@ -21,6 +21,7 @@ var ErrNotFound = errors.New("not found")
 // daemon's Log embeds one for the admin socket.
 type Reader struct {
 	db      *sql.DB
+	path    string
 	indexed bool // the provenance index is attached as "idx"
 }
 
@@ -37,7 +38,7 @@ func OpenReader(path string) (*Reader, error) {
 		return nil, fmt.Errorf("open decision log %s: %w", path, err)
 	}
 	if !indexUsable(db, IndexPath(path)) {
-		return &Reader{db: db}, nil
+		return &Reader{db: db, path: path}, nil
 	}
 	db.Close()
 	index := dsn(IndexPath(path), "mode=ro")
@@ -51,7 +52,7 @@ func OpenReader(path string) (*Reader, error) {
 		db.Close()
 		return nil, fmt.Errorf("open decision log %s: %w", path, err)
 	}
-	return &Reader{db: db, indexed: true}, nil
+	return &Reader{db: db, path: path, indexed: true}, nil
 }
 
 // indexUsable reports whether the index at path exists and describes the
@@ -250,6 +251,19 @@ type Stats struct {
 	// after it are found by scanning). Zero without an index.
 	IndexBytes int64 `json:"index_bytes"`
 	IndexedSeq int64 `json:"indexed_seq"`
+
+	// WALBytes is the size of the write-ahead log file: frames committed
+	// but not yet copied into the database, or space kept for the next.
+	WALBytes int64 `json:"wal_bytes"`
+}
+
+// WALBytes is the size of the log's -wal file, 0 if there is none.
+func (r *Reader) WALBytes() int64 {
+	st, err := os.Stat(r.path + "-wal")
+	if err != nil {
+		return 0
+	}
+	return st.Size()
 }
 
 // LastSeq is the seq of the newest row, 0 for an empty log: one lookup in
@@ -278,6 +292,7 @@ func (r *Reader) Stats(ctx context.Context) (Stats, error) {
 		return s, fmt.Errorf("decision log stats: %w", err)
 	}
 	s.Bytes = pages * size
+	s.WALBytes = r.WALBytes()
 	if !r.indexed {
 		return s, nil
 	}
@@ -395,25 +410,63 @@ func (r *Reader) Summarize(ctx context.Context, since, until time.Time) (*Summar
 	return s, nil
 }
 
-// ScanFilter calls fn for every entry matching f in seq order, holding one
-// row at a time; f.Limit is ignored.
+// A long scan reads in chunks of at most scanChunkRows rows or
+// scanChunkBytes bytes of bodies, each in a read transaction of its own
+// that ends before fn sees the rows. A reader holding one transaction for
+// a whole export, verify or replay pins the WAL: checkpoints cannot copy
+// past its snapshot, so the WAL grows by every row written meanwhile
+// (356 MB behind a stalled export under 4 clients) and SQLite cannot start
+// it over. Between chunks nothing is pinned, however slowly fn runs.
+const (
+	scanChunkRows  = 1000
+	scanChunkBytes = 8 << 20
+)
+
+// ScanFilter calls fn for every entry matching f in seq order; f.Limit is
+// ignored. It holds one chunk of rows (at most 1,000, or 8 MiB of bodies)
+// in memory, and no read transaction while fn runs. The log only grows at
+// its end and is pruned only at its start, so chunks read at different
+// times join up: each starts after the last seq of the one before.
 func (r *Reader) ScanFilter(ctx context.Context, f Filter, fn func(*Entry) error) error {
-	where, args := f.where(r.indexed)
-	rows, err := r.db.QueryContext(ctx, `SELECT seq, kind, time, body, hash FROM log`+where+` ORDER BY seq`, args...)
-	if err != nil {
-		return fmt.Errorf("scan decision log: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		e, err := scanEntry(rows)
+	for {
+		chunk, more, err := r.scanChunk(ctx, f)
 		if err != nil {
 			return fmt.Errorf("scan decision log: %w", err)
 		}
-		if err := fn(e); err != nil {
-			return err
+		for _, e := range chunk {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		if !more {
+			return nil
+		}
+		f.FromSeq = chunk[len(chunk)-1].Seq + 1
+	}
+}
+
+// scanChunk reads the next chunk of f's rows in one read transaction, and
+// reports whether there may be more.
+func (r *Reader) scanChunk(ctx context.Context, f Filter) ([]*Entry, bool, error) {
+	where, args := f.where(r.indexed)
+	rows, err := r.db.QueryContext(ctx, `SELECT seq, kind, time, body, hash FROM log`+where+` ORDER BY seq LIMIT ?`, append(args, scanChunkRows)...)
+	if err != nil {
+		return nil, false, err
+	}
+	defer rows.Close()
+	var chunk []*Entry
+	bytes := 0
+	for rows.Next() {
+		e, err := scanEntry(rows)
+		if err != nil {
+			return nil, false, err
+		}
+		chunk = append(chunk, e)
+		if bytes += len(e.Body); bytes >= scanChunkBytes {
+			return chunk, true, nil
 		}
 	}
-	return rows.Err()
+	return chunk, len(chunk) == scanChunkRows, rows.Err()
 }
 
 // Origin identifies the log among others shipped to one receiver.

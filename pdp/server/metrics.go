@@ -104,6 +104,9 @@ func (m *Metrics) WatchLog(l *decisionlog.Log) {
 		}
 		return float64(last - indexed)
 	}))
+	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "agentpdp_log_wal_bytes", Help: "Size of the decision log's write-ahead log file, in bytes.",
+	}, func() float64 { return float64(l.WALBytes()) }))
 }
 
 // Register adds collectors of other components (the shipper's, say).
