@@ -17,6 +17,7 @@ import (
 
 	"github.com/agentpdp/agentpdp/decisionlog"
 	"github.com/agentpdp/agentpdp/pdp/client"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // ingest is an upstream receiver: it keeps the set of (origin, seq) it got.
@@ -128,9 +129,14 @@ func TestShipOnceAndPrune(t *testing.T) {
 	d := newDaemonDir(t)
 	appendConfig(t, d, "checkpoints: {every_rows: 20}\n")
 	d.start()
-	finish := startLoad(t, d.sock(), 4)
-	time.Sleep(300 * time.Millisecond)
-	answered := finish()
+	// Enough rows that a checkpoint lies below the newest 10, however
+	// slowly a loaded machine answers.
+	var answered []*wire.Decision
+	for round := 0; len(answered) < 50 && round < 20; round++ {
+		finish := startLoad(t, d.sock(), 4)
+		time.Sleep(300 * time.Millisecond)
+		answered = append(answered, finish()...)
+	}
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	<-d.done
 
