@@ -280,6 +280,9 @@ func TestAttack_DroppedTriggersAreRestoredAndRecorded(t *testing.T) {
 	priv, _ := newKey(t)
 	path := signedLog(t, priv, 3)
 	tamper(t, path) // drops both
+	if rep, err := verify(t, path, decisionlog.VerifyOptions{}); err != nil || len(rep.Unguarded) != 2 {
+		t.Errorf("verify does not report the dropped triggers: %+v %v", rep, err)
+	}
 	db, _ := sql.Open("sqlite3", "file:"+path)
 	_, err := db.Exec(`CREATE TRIGGER log_no_delete BEFORE DELETE ON log WHEN 0 BEGIN SELECT RAISE(ABORT, 'x'); END`)
 	db.Close()
@@ -293,6 +296,9 @@ func TestAttack_DroppedTriggersAreRestoredAndRecorded(t *testing.T) {
 	}
 	if _, err := db.Exec(`UPDATE log SET kind = 'x' WHERE seq = 1`); err == nil || !strings.Contains(err.Error(), "append-only") {
 		t.Errorf("update after restart: %v", err)
+	}
+	if rep, err := verify(t, path, decisionlog.VerifyOptions{}); err != nil || len(rep.Unguarded) != 0 {
+		t.Errorf("after the restart: %+v %v", rep, err)
 	}
 	var body string
 	must(t, db.QueryRow(`SELECT body FROM log WHERE kind = 'integrity'`).Scan(&body))

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -52,6 +53,10 @@ type VerifyReport struct {
 	// Anchor is the first row kept after pruning, 0 if the log starts at
 	// seq 1: a checkpoint whose signed head hash the chain continues from.
 	Anchor int64 `json:"anchor_seq,omitempty"`
+	// Unguarded names the append-only triggers missing or altered: the
+	// rows verify, but nothing stops an update or delete until the writer
+	// restores them at its next start.
+	Unguarded []string `json:"unguarded,omitempty"`
 }
 
 // Verify recomputes every row's hash from the start of the log, one row in
@@ -139,6 +144,13 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport,
 		return nil, err
 	}
 	rep.Rows = n - max(a.anchor-1, 0)
+	for _, name := range []string{"log_no_update", "log_no_delete"} {
+		var have string
+		err := r.db.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?`, name).Scan(&have)
+		if err != nil || strings.Join(strings.Fields(have), " ") != appendOnlyTriggers[name] {
+			rep.Unguarded = append(rep.Unguarded, name)
+		}
+	}
 	if opts.Progress != nil {
 		opts.Progress(n, rep.LastSeq)
 	}

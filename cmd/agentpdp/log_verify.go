@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -129,6 +130,9 @@ func (c *logVerifyCmd) Run(ctx context.Context) error {
 		fmt.Fprintf(out, "%d checkpoints, every signature verified with key %s, each over the Merkle root of the rows before it; the last signs seq %d\n", rep.Checkpoints, decisionlog.KeyID(opts.PublicKey), rep.LastSigned)
 	default:
 		fmt.Fprintf(out, "%d checkpoints match the chain, but their signatures were NOT checked: give --pubkey\n", rep.Checkpoints)
+	}
+	if len(rep.Unguarded) > 0 {
+		fmt.Fprintf(out, "WARNING: append-only triggers missing or altered: %s (someone lifted the guard; the daemon restores it at start)\n", strings.Join(rep.Unguarded, ", "))
 	}
 	if rep.Unsigned > 0 && rep.Checkpoints > 0 {
 		fmt.Fprintf(out, "%d rows after the last checkpoint are not yet signed\n", rep.Unsigned)
