@@ -4,7 +4,7 @@ BIN     := bin/agentpdp
 # cgo is required: the decision log uses mattn/go-sqlite3.
 export CGO_ENABLED := 1
 
-.PHONY: all build run test test-mcp test-pg test-otel bench-fleet test-short vet fmt bench fuzz soak examples proto clean test-browser screenshots
+.PHONY: all build run test test-mcp test-pg test-otel bench-fleet test-short vet fmt bench fuzz soak examples proto clean test-browser screenshots test-spire
 
 all: build
 
@@ -64,6 +64,14 @@ bench-fleet:
 test-otel:
 	AGENTPDP_OTELCOL="$(CURDIR)/$$(bash .ci/setup-otel.sh | tail -n 1)" \
 		$(GO) test -tags otel -race -count=1 -timeout 10m -run 'RealCollector' -v ./plugins/sink/
+
+# A real SPIRE server and agent (v1.13.3, built once into a cache directory
+# by .ci/setup-spire.sh; minutes the first time) issue JWT-SVIDs through
+# the Workload API, and agentpdp verifies them with the bundle from it.
+SPIRE_BIN ?= $(HOME)/.cache/agentpdp/spire-v1.13.3
+test-spire:
+	SPIRE_BIN=$(SPIRE_BIN) bash .ci/setup-spire.sh
+	SPIRE_BIN=$(SPIRE_BIN) $(GO) test -tags spire -count=1 -timeout 15m -run SPIRE ./pdp/identity ./cmd/agentpdp
 
 test-short:
 	$(GO) test -short -count=1 ./...
