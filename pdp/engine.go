@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/pdp/identity"
 	"github.com/agentpdp/agentpdp/pdp/mask"
 	"github.com/agentpdp/agentpdp/pdp/policy"
 	"github.com/agentpdp/agentpdp/pdp/wire"
@@ -81,6 +82,10 @@ type Options struct {
 	// decision deny, with the error in the row.
 	EntityProviders []ProviderConfig
 
+	// Trust is the trust boundary: which inline entities a request may
+	// send, tokens, callers rules and unknown principals (trust.go).
+	Trust TrustOptions
+
 	Recorder Recorder  // required by Decide and by Reload to log policy loads
 	Log      LogReader // required by Outcome, Approve and LoadApprovals
 	Now      func() time.Time
@@ -95,6 +100,9 @@ type Engine struct {
 	masker    *mask.Masker
 	approvals *approvalRegistry
 	macs      sync.Pool // of HMAC-SHA256 under opts.Key: hmac.New costs more than the MAC of a context
+
+	sharedTracker *identity.SharedTracker // nil when shared identities are not flagged
+	shared        sharedCount
 
 	reloadMu sync.Mutex // serialises reloads; decisions never take it
 
@@ -143,7 +151,13 @@ func NewEngine(opts Options) (*Engine, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if err := opts.Trust.check(); err != nil {
+		return nil, err
+	}
 	e := &Engine{opts: opts, approvals: newApprovalRegistry()}
+	if opts.Trust.SharedWindow > 0 {
+		e.sharedTracker = identity.NewSharedTracker(opts.Trust.SharedWindow)
+	}
 	m, err := mask.New(opts.Mask, opts.MaskAction, opts.Key)
 	if err != nil {
 		return nil, err
@@ -322,6 +336,8 @@ type prepared struct {
 	provided        []wire.Entity // from entity providers, normalised
 	providerFailure string        // why a provider failed; the decision is deny
 	refusal         *wire.Reason  // set by Refuse: the decision is deny, Cedar is not asked
+
+	trust trust // what the trust boundary established (trust.go)
 }
 
 // layered looks entities up in the request first, then in the snapshot, so
@@ -345,8 +361,14 @@ func (e *Engine) prepare(req *wire.Request) (*prepared, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, k := range reservedContext {
+		if _, set := ctxRec.Get(types.String(k)); set {
+			return nil, wire.BadRequest("context."+k, fmt.Errorf("context.%s is set by the daemon from its evidence; a request cannot set it", k))
+		}
+	}
 	logged := *req
 	logged.Context = ctxJSON
+	logged.Token = "" // verified by admit; only its thumbprint is recorded
 	p := &prepared{
 		cedar: cedar.Request{
 			Principal: req.Principal.UID(),
@@ -451,6 +473,9 @@ func (e *Engine) evaluate(snap *policy.Snapshot, p *prepared, now time.Time, app
 	if p.refusal != nil {
 		return evaluation{decision: wire.Deny, reasons: []wire.Reason{*p.refusal}}
 	}
+	if g := p.trust.guard; g != nil {
+		return *g
+	}
 	if ev := guardExpired(p.logged, now); ev != nil {
 		return *ev
 	}
@@ -458,6 +483,9 @@ func (e *Engine) evaluate(snap *policy.Snapshot, p *prepared, now time.Time, app
 		return evaluation{decision: wire.Deny,
 			reasons: []wire.Reason{{Policy: ReasonProviderFailed, Effect: "forbid", Builtin: true, Detail: p.providerFailure}},
 			errors:  []wire.EvalError{{Policy: ReasonProviderFailed, Message: p.providerFailure}}}
+	}
+	if g := p.trust.unknown; g != nil {
+		return *g
 	}
 	var ents types.EntityGetter = snap.EntityMap()
 	if len(p.entities) > 0 {
@@ -505,7 +533,16 @@ func (e *Engine) Evaluate(req *wire.Request) (*wire.Decision, error) {
 	if err != nil {
 		return nil, err
 	}
-	ev := e.evaluate(snap, p, e.opts.Now(), nil)
+	now := e.opts.Now()
+	if !e.opts.CedarSemantics {
+		// No caller here (nil peer), and no providers: check and policy
+		// tests see the boundary the daemon applies to inline entities,
+		// tokens and unknown principals.
+		if err := e.admit(context.Background(), snap, req, p, nil, now); err != nil {
+			return nil, err
+		}
+	}
+	ev := e.evaluate(snap, p, now, nil)
 	if req.Approval != "" {
 		// Approvals live in the daemon's log; without it none is valid.
 		ev = approvalInvalid(fmt.Sprintf("approval %s cannot be checked without the decision log", req.Approval))
@@ -561,6 +598,17 @@ func (e *Engine) decideBatch(ctx context.Context, reqs []*wire.Request, peer *wi
 		}
 		if p.refusal = refusal; refusal == nil {
 			e.provide(ctx, req, p)
+			if !e.opts.CedarSemantics {
+				if err := e.admit(ctx, snap, req, p, peer, e.opts.Now()); err != nil {
+					if len(reqs) > 1 {
+						var re *wire.RequestError
+						if errors.As(err, &re) {
+							re.Field = wire.JoinField(fmt.Sprintf("requests[%d]", i), re.Field)
+						}
+					}
+					return nil, err
+				}
+			}
 		}
 		ps[i] = p
 	}
@@ -642,6 +690,8 @@ func (e *Engine) decideBatch(ctx context.Context, reqs []*wire.Request, peer *wi
 			LogOnly:        ev.logOnly,
 			Shadow:         shadowResult,
 			Peer:           peer,
+			Evidence:       p.trust.record(),
+			SharedIdentity: p.trust.shared,
 			EvalNanos:      elapsed.Nanoseconds(),
 		})
 		if err != nil {

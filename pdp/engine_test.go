@@ -1,6 +1,8 @@
 package pdp_test
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -172,33 +174,55 @@ func TestEngine_Guards(t *testing.T) {
 	}
 }
 
-func TestEngine_RequestEntitiesWinOverStatic(t *testing.T) {
-	e := newEngine(t, map[string]string{
+// TestEngine_RequestEntities: with request_entities: trusted (the old
+// behaviour, for deployments whose callers are all trusted) an inline
+// entity overrides the entity files; by default (unknown_only) a request
+// cannot change what a trusted source says, and refuse takes none at all.
+func TestEngine_RequestEntities(t *testing.T) {
+	files := map[string]string{
 		"p.cedar": `permit (principal, action, resource) when { principal.trust == "high" };`,
 		"e.entities.json": `[{"uid":{"type":"Agent","id":"a"},"attrs":{"trust":"low"},"parents":[]},
 		                     {"uid":{"type":"Agent","id":"b"},"attrs":{"trust":"high"},"parents":[]}]`,
-	}, pdp.Options{})
-	tests := []struct{ name, req, want string }{
-		{"Static", `{"principal":"Agent::\"a\"","action":"A::\"x\"","resource":"R::\"r\""}`, wire.Deny},
-		{"StaticOther", `{"principal":"Agent::\"b\"","action":"A::\"x\"","resource":"R::\"r\""}`, wire.Allow},
-		{"RequestOverrides", `{"principal":"Agent::\"a\"","action":"A::\"x\"","resource":"R::\"r\"",
-			"entities":[{"uid":"Agent::\"a\"","attrs":{"trust":"high"}}]}`, wire.Allow},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+	static := `{"principal":"Agent::\"a\"","action":"A::\"x\"","resource":"R::\"r\""}`
+	override := `{"principal":"Agent::\"a\"","action":"A::\"x\"","resource":"R::\"r\"",
+		"entities":[{"uid":"Agent::\"a\"","attrs":{"trust":"high"}}]}`
+	addsUnknown := `{"principal":"Agent::\"b\"","action":"A::\"x\"","resource":"R::\"r\"",
+		"entities":[{"uid":"R::\"r\"","attrs":{"note":"new"}}]}`
+	tests := []struct {
+		mode      pdp.RequestEntities
+		req, want string // want "" is a 400
+	}{
+		{pdp.RequestEntitiesTrusted, static, wire.Deny},
+		{pdp.RequestEntitiesTrusted, override, wire.Allow},
+		{pdp.RequestEntitiesTrusted, addsUnknown, wire.Allow},
+		{pdp.RequestEntitiesUnknownOnly, static, wire.Deny},
+		{pdp.RequestEntitiesUnknownOnly, override, ""},
+		{pdp.RequestEntitiesUnknownOnly, addsUnknown, wire.Allow},
+		{pdp.RequestEntitiesRefuse, addsUnknown, ""},
+	}
+	for i, tt := range tests {
+		t.Run(fmt.Sprintf("%s/%d", tt.mode, i), func(t *testing.T) {
+			e := newEngine(t, files, pdp.Options{Trust: pdp.TrustOptions{RequestEntities: tt.mode}})
 			d, err := e.Evaluate(mustRequest(t, tt.req))
+			if tt.want == "" {
+				var re *wire.RequestError
+				if !errors.As(err, &re) || !strings.HasPrefix(re.Field, "entities[0]") {
+					t.Fatalf("got %v %v, want a 400 naming entities[0]", d, err)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
 			if d.Decision != tt.want {
 				t.Errorf("got %s, want %s", d.Decision, tt.want)
 			}
+			// The request's entity must not leak into the static set.
+			if d, _ := e.Evaluate(mustRequest(t, static)); d.Decision != wire.Deny {
+				t.Errorf("request entity leaked into later requests: got %s", d.Decision)
+			}
 		})
-	}
-	// The request's entity must not leak into the static set.
-	d, _ := e.Evaluate(mustRequest(t, tests[0].req))
-	if d.Decision != wire.Deny {
-		t.Errorf("request entity leaked into later requests: got %s", d.Decision)
 	}
 }
 
@@ -227,8 +251,8 @@ func TestEngine_DefaultPolicyPack(t *testing.T) {
 		{"SharedTool", req("billing-bot", "web.search", "{}"), wire.Allow, "agents-may-invoke-tools"},
 		{"LowTrustSteps", req("intern-bot", "web.search", "{}"), wire.StepUp, "low-trust-agents-need-approval"},
 		{"Untrusted", req("scraper", "web.search", "{}"), wire.Deny, "untrusted-agents"},
-		// An unknown agent has no trust attribute: the forbid that reads it errors, and fails closed.
-		{"UnknownAgentFailsClosed", req("nobody", "web.search", "{}"), wire.Deny, "untrusted-agents"},
+		// The entity files describe agents; one they do not hold is unknown.
+		{"UnknownAgent", req("nobody", "web.search", "{}"), wire.Deny, pdp.ReasonUnknownPrincipal},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -73,7 +73,7 @@ permit (principal, action, resource) when { context.precise == "1.23456" };`}, p
 func TestNormalize_RequestEntityAttrs(t *testing.T) {
 	log := openLog(t)
 	e := newEngine(t, map[string]string{"p.cedar": `permit (principal, action, resource) when { principal.score.greaterThan(decimal("0.5")) };`},
-		pdp.Options{Recorder: log, Key: pdptest.TestKey, Prompt: pdp.PromptDrop})
+		pdp.Options{Recorder: log, Key: pdptest.TestKey, Prompt: pdp.PromptDrop, Trust: pdp.TrustOptions{RequestEntities: pdp.RequestEntitiesTrusted}})
 	d, rec := decideLogged(t, e, log, `{`+okRefs+`,"entities":[{"uid":{"type":"Agent","id":"a"},"attrs":{"score":0.75,"x":null}}]}`)
 	if d.Decision != wire.Allow {
 		t.Errorf("got %s, want allow", d.Decision)

@@ -51,6 +51,7 @@ func Replay(snap *policy.Snapshot, rec *wire.DecisionRecord, at time.Time) (*wir
 			p.providerFailure = r.Detail // the provider's failure then is part of the input
 		}
 	}
+	replayTrust(p, rec)
 	var ev evaluation
 	switch {
 	case rec.Request.Approval != "" && rec.Approval == nil:

@@ -91,13 +91,42 @@ type Snapshot struct {
 	entities                       types.EntityMap
 	schema                         *resolved.Schema // nil without a schema
 	schemaFile                     string
+	// validator checks a request's inline entities against the schema, in
+	// strict mode, as the static ones were (nil without a schema).
+	validator *validate.Validator
+	// fileEntities counts the entities files' entities; entities also holds
+	// the schema's action entities, so that action groups apply.
+	fileEntities int
+	// types are the entity types the entities files describe.
+	types map[types.EntityType]bool
 }
 
 // Policy returns the policy with the given id, or nil.
 func (s *Snapshot) Policy(id string) *Policy { return s.byID[cedar.PolicyID(id)] }
 
 // Entities is the number of static entities in the snapshot.
-func (s *Snapshot) Entities() int { return len(s.entities) }
+func (s *Snapshot) Entities() int { return s.fileEntities }
+
+// Knows reports whether uid is one of the snapshot's trusted entities: from
+// an entities file, or an action the schema declares.
+func (s *Snapshot) Knows(uid types.EntityUID) bool {
+	_, ok := s.entities[uid]
+	return ok
+}
+
+// DescribesType reports whether the entities files hold any entity of type
+// t: then a principal of that type they do not hold is unknown.
+func (s *Snapshot) DescribesType(t types.EntityType) bool { return s.types[t] }
+
+// ValidateEntity checks an entity a request sent against the schema, in
+// strict mode, as Cedar's CLI checks entities. Without a schema it accepts
+// anything.
+func (s *Snapshot) ValidateEntity(e types.Entity) error {
+	if s.validator == nil {
+		return nil
+	}
+	return s.validator.Entity(e)
+}
 
 // EntityMap is the snapshot's static entities; callers must not change it.
 func (s *Snapshot) EntityMap() types.EntityMap { return s.entities }
@@ -386,6 +415,21 @@ func Compile(files []PolicyFile, root string, opts LoadOptions) (*Snapshot, erro
 			problems[i].Severity = SeverityError
 		}
 		return nil, &LoadError{Problems: problems}
+	}
+	snap.fileEntities = len(snap.entities)
+	snap.types = map[types.EntityType]bool{}
+	for uid := range snap.entities {
+		snap.types[uid.Type] = true
+	}
+	if rs != nil {
+		// The schema's actions, with the groups they are declared in
+		// (action read in [readOnly]), are entities as Cedar's CLI makes
+		// them: `action in Action::"readOnly"` holds for read. The schema
+		// is their one source; an entities file cannot regroup them.
+		for uid, a := range rs.Actions {
+			snap.entities[uid] = a.Entity
+		}
+		snap.validator = validate.New(rs, validate.WithStrict())
 	}
 	sort.Slice(snap.Policies, func(i, j int) bool { return snap.Policies[i].ID < snap.Policies[j].ID })
 	for _, p := range snap.Policies {

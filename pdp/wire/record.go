@@ -11,6 +11,42 @@ type Peer struct {
 	UID uint32 `json:"uid"`
 	GID uint32 `json:"gid"`
 	Exe string `json:"exe,omitempty"`
+	// Cgroup is the caller's cgroup path (/proc/PID/cgroup): its container
+	// or systemd unit.
+	Cgroup string `json:"cgroup,omitempty"`
+}
+
+// Evidence says where each fact a decision used came from: "verified" (a
+// token checked against a configured issuer), "attested" (the kernel),
+// "trusted" (entity files, entity providers) or "claimed" (the request).
+type Evidence struct {
+	Principal       string `json:"principal"`                  // verified | attested (a callers rule bound it) | claimed
+	PrincipalEntity string `json:"principal_entity,omitempty"` // trusted | claimed; empty when no source describes it
+	ResourceEntity  string `json:"resource_entity,omitempty"`  // trusted | claimed; empty when no source describes it
+	Credential      string `json:"credential,omitempty"`       // verified | claimed
+	OnBehalfOf      string `json:"on_behalf_of,omitempty"`     // verified (a delegated token's sub) | claimed
+	Context         string `json:"context"`                    // claimed
+	Caller          string `json:"caller,omitempty"`           // attested, when the kernel reported the caller
+	// Entities are the request's and the providers' entities, by Cedar uid.
+	Entities map[string]string `json:"entities,omitempty"`
+	Identity *IdentityFacts    `json:"identity,omitempty"` // when the request carried a token
+}
+
+// IdentityFacts are what a request's token established, or why it did
+// not. The token itself is never recorded: its SHA-256 thumbprint is, so
+// that an auditor holding a token can find what it did. Policies see the
+// verified facts as context.identity.
+type IdentityFacts struct {
+	Verified    bool     `json:"verified"`
+	Principal   string   `json:"principal,omitempty"` // the entity the mapping rule gave
+	Issuer      string   `json:"issuer,omitempty"`
+	IssuerName  string   `json:"issuer_name,omitempty"`
+	Subject     string   `json:"subject,omitempty"`
+	SPIFFEID    string   `json:"spiffe_id,omitempty"`
+	Scopes      []string `json:"scopes,omitempty"`
+	Actors      []string `json:"actors,omitempty"` // RFC 8693 act chain, current actor first
+	TokenSHA256 string   `json:"token_sha256,omitempty"`
+	Error       string   `json:"error,omitempty"` // why the token was refused
 }
 
 // DecisionRecord is the body of a decision log entry: everything needed to
@@ -39,9 +75,14 @@ type DecisionRecord struct {
 	// affect the decision.
 	LogOnly []Reason `json:"log_only,omitempty"`
 	// Shadow is what the shadow policies would have answered.
-	Shadow    *ShadowResult `json:"shadow,omitempty"`
-	Peer      *Peer         `json:"peer,omitempty"`
-	EvalNanos int64         `json:"eval_ns"`
+	Shadow *ShadowResult `json:"shadow,omitempty"`
+	Peer   *Peer         `json:"peer,omitempty"`
+	// Evidence records the source of each fact the decision used.
+	Evidence *Evidence `json:"evidence,omitempty"`
+	// SharedIdentity flags a principal another executable or uid used
+	// within the window: a shared service account.
+	SharedIdentity bool  `json:"shared_identity,omitempty"`
+	EvalNanos      int64 `json:"eval_ns"`
 }
 
 // ShadowResult is the shadow policies' answer to a live request.

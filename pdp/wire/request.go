@@ -189,6 +189,10 @@ type Request struct {
 	Prompt           string      `json:"prompt,omitempty"`
 	Credential       *Credential `json:"credential,omitempty"`
 	Approval         string      `json:"approval,omitempty"`
+	// Token is a bearer token for clients that cannot set the
+	// Authorization header. The engine verifies it and logs only its
+	// SHA-256 thumbprint; it is never part of the record.
+	Token string `json:"token,omitempty"`
 }
 
 // requestFields is Request without its methods, for the decoder.

@@ -1,0 +1,423 @@
+package pdp_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/agentpdp/agentpdp/internal/pdptest"
+	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/identity"
+	"github.com/agentpdp/agentpdp/pdp/wire"
+)
+
+func defaultPack(t *testing.T, opts pdp.Options) *pdp.Engine {
+	t.Helper()
+	opts.Policies = "../policies"
+	e, err := pdp.NewEngine(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pdptest.LoadNow(t.Context(), e, "test"); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// want400 asserts err is a 400 naming field and containing each of words.
+func want400(t *testing.T, err error, field string, words ...string) {
+	t.Helper()
+	var re *wire.RequestError
+	if !errors.As(err, &re) {
+		t.Fatalf("got %v, want a 400 naming %s", err, field)
+	}
+	if !strings.HasPrefix(re.Field, field) {
+		t.Errorf("400 names %q, want %q: %v", re.Field, field, err)
+	}
+	for _, w := range words {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("400 %q does not say %q", err, w)
+		}
+	}
+}
+
+// TestTrust_Escalations: each way an agent raised its standing with the
+// default pack, by describing itself or the things it touches, is refused.
+func TestTrust_Escalations(t *testing.T) {
+	e := defaultPack(t, pdp.Options{})
+	req := func(agent, tool, entities string) string {
+		return `{"principal":"Agent::\"` + agent + `\"","action":"Action::\"invoke_tool\"","resource":"Tool::\"` + tool + `\"","entities":` + entities + `}`
+	}
+	selfTrust := func(agent string) string {
+		return `[{"uid":{"type":"Agent","id":"` + agent + `"},"attrs":{"trust":"high","owner":{"__entity":{"type":"User","id":"bob@example.com"}}},"parents":[{"type":"Team","id":"platform"}]}]`
+	}
+	tests := []struct {
+		name, req, field string
+		words          []string
+	}{
+		{"DeployBotTrustsItself", req("deploy-bot", "k8s.apply", selfTrust("deploy-bot")), "entities[0]", []string{`Agent::"deploy-bot"`, "trusted source"}},
+		{"ScraperTrustsItself", req("scraper", "web.search", selfTrust("scraper")), "entities[0]", []string{`Agent::"scraper"`}},
+		{"InvoicesExportDeclassified", req("billing-bot", "invoices.export",
+			`[{"uid":"Tool::\"invoices.export\"","attrs":{"classification":"public","environment":"production","writes":false,"owner_team":{"__entity":{"type":"Team","id":"finance"}},"shared":false}}]`),
+			"entities[0]", []string{`Tool::"invoices.export"`}},
+		{"FinanceJoinsPlatform", req("billing-bot", "k8s.apply", `[{"uid":"Team::\"finance\"","parents":["Team::\"platform\""]}]`), "entities[0]", []string{`Team::"finance"`}},
+		{"ToolRewritten", req("billing-bot", "k8s.apply",
+			`[{"uid":"Tool::\"k8s.apply\"","attrs":{"classification":"internal","environment":"staging","writes":true,"owner_team":{"__entity":{"type":"Team","id":"finance"}},"shared":true}}]`),
+			"entities[0]", []string{`Tool::"k8s.apply"`}},
+		{"UnknownAgentDescribesItself", req("ghost", "web.search", selfTrust("ghost")), "entities[0]", []string{`Agent::"ghost"`, "principal"}},
+		{"ActionJoinsAGroup", req("billing-bot", "web.search", `[{"uid":"Action::\"invoke_tool\"","parents":["Action::\"admin\""]}]`), "entities[0].uid", []string{"Action"}},
+		{"NamespacedAction", req("billing-bot", "web.search", `[{"uid":"NS::Action::\"x\""}]`), "entities[0].uid", []string{"Action"}},
+		{"SchemaTypeMismatch", req("billing-bot", "web.search",
+			`[{"uid":"Agent::\"helper\"","attrs":{"trust":5,"owner":{"__entity":{"type":"User","id":"bob@example.com"}}},"parents":[]}]`),
+			"entities[0]", []string{`Agent::"helper"`, "schema", "trust"}},
+		{"UnknownEntityType", req("billing-bot", "web.search", `[{"uid":"Gadget::\"g\""}]`), "entities[0]", []string{"schema"}},
+		{"ContextCaller", `{"principal":"Agent::\"billing-bot\"","action":"Action::\"invoke_tool\"","resource":"Tool::\"web.search\"","context":{"caller":{"uid":0}}}`, "context.caller", nil},
+		{"ContextIdentity", `{"principal":"Agent::\"billing-bot\"","action":"Action::\"invoke_tool\"","resource":"Tool::\"web.search\"","context":{"identity":{"verified":true}}}`, "context.identity", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := e.Evaluate(mustRequest(t, tt.req))
+			if err == nil {
+				t.Fatalf("decided %s %v, want a 400", d.Decision, reasonIDs(d.Reasons))
+			}
+			want400(t, err, tt.field, tt.words...)
+		})
+	}
+	t.Run("UnknownAgent", func(t *testing.T) {
+		d, err := e.Evaluate(mustRequest(t, `{"principal":"Agent::\"ghost\"","action":"Action::\"invoke_tool\"","resource":"Tool::\"web.search\""}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Decision != wire.Deny || reasonIDs(d.Reasons)[0] != pdp.ReasonUnknownPrincipal {
+			t.Errorf("got %s %v, want deny unknown_principal", d.Decision, reasonIDs(d.Reasons))
+		}
+	})
+	t.Run("NewEntityIsAllowed", func(t *testing.T) {
+		// What no trusted source knows, a request may add (it is claimed).
+		d, err := e.Evaluate(mustRequest(t, `{"principal":"Agent::\"billing-bot\"","action":"Action::\"invoke_tool\"","resource":"Tool::\"sql.query\"",
+			"entities":[{"uid":"User::\"carol@example.com\""}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Decision != wire.Allow {
+			t.Errorf("got %s %v", d.Decision, reasonIDs(d.Reasons))
+		}
+	})
+}
+
+// inventory is an entity provider answering for the agents it holds, as
+// examples/inventory-plugin does.
+type inventory map[string]string // agent id → team
+
+func (inv inventory) Entities(_ context.Context, req *wire.Request) ([]wire.Entity, error) {
+	team, ok := inv[req.Principal.ID]
+	if !ok || req.Principal.Type != "Agent" {
+		return nil, nil
+	}
+	return []wire.Entity{{UID: req.Principal, Attrs: json.RawMessage(`{"trust":"standard"}`), Parents: []wire.EntityRef{{Type: "Team", ID: team}}}}, nil
+}
+
+func TestTrust_EntityProvider(t *testing.T) {
+	log := openLog(t)
+	e := newEngine(t, map[string]string{
+		"p.cedar": `permit (principal, action, resource) when { principal in Team::"platform" };`,
+	}, pdp.Options{Recorder: log, Key: pdptest.TestKey,
+		EntityProviders: []pdp.ProviderConfig{{Name: "inventory", Provider: inventory{"billing-bot": "finance"}}}})
+	ctx := t.Context()
+	// The inventory's entity cannot be redescribed by the agent.
+	_, err := e.Decide(ctx, mustRequest(t, `{"principal":"Agent::\"billing-bot\"","action":"A::\"x\"","resource":"R::\"r\"",
+		"entities":[{"uid":"Agent::\"billing-bot\"","parents":["Team::\"platform\""]}]}`), nil)
+	want400(t, err, "entities[0]", `Agent::"billing-bot"`)
+	// An agent the inventory does not know is not anyone.
+	d, err := e.Decide(ctx, mustRequest(t, `{"principal":"Agent::\"ghost\"","action":"A::\"x\"","resource":"R::\"r\""}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Decision != wire.Deny || reasonIDs(d.Reasons)[0] != pdp.ReasonUnknownPrincipal {
+		t.Errorf("unknown agent: got %s %v", d.Decision, reasonIDs(d.Reasons))
+	}
+	// A known agent: its entity is trusted, in the row.
+	d, rec := decideLogged(t, e, log, `{"principal":"Agent::\"billing-bot\"","action":"A::\"x\"","resource":"R::\"r\""}`)
+	if d.Decision != wire.Deny || rec.Evidence == nil || rec.Evidence.PrincipalEntity != "trusted" ||
+		rec.Evidence.Entities[`Agent::"billing-bot"`] != "trusted" {
+		t.Errorf("got %s, evidence %+v", d.Decision, rec.Evidence)
+	}
+}
+
+// TestTrust_SchemaActionGroups: `action read in [readOnly]` in the schema
+// makes `action in Action::"readOnly"` hold for read, as Cedar's CLI does.
+func TestTrust_SchemaActionGroups(t *testing.T) {
+	e := newEngine(t, map[string]string{
+		"s.cedarschema": `entity User; entity Doc;
+action readOnly;
+action read in [readOnly] appliesTo { principal: User, resource: Doc };
+action write appliesTo { principal: User, resource: Doc };`,
+		"p.cedar": `@id("readers") permit (principal, action in Action::"readOnly", resource);`,
+	}, pdp.Options{})
+	for action, want := range map[string]string{"read": wire.Allow, "write": wire.Deny} {
+		d, err := e.Evaluate(mustRequest(t, `{"principal":"User::\"u\"","action":"Action::\"`+action+`\"","resource":"Doc::\"d\""}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Decision != want {
+			t.Errorf("%s: got %s %v, want %s", action, d.Decision, reasonIDs(d.Reasons), want)
+		}
+	}
+	_, err := e.Evaluate(mustRequest(t, `{"principal":"User::\"u\"","action":"Action::\"write\"","resource":"Doc::\"d\"",
+		"entities":[{"uid":"Action::\"write\"","parents":["Action::\"readOnly\""]}]}`))
+	want400(t, err, "entities[0].uid", "Action")
+	if got := e.Snapshot().Entities(); got != 0 {
+		t.Errorf("Entities() = %d, want 0: the schema's actions are not entities files' entities", got)
+	}
+}
+
+// issuer is a JWKS file and the key that signs for it.
+type testIssuer struct {
+	key  *ecdsa.PrivateKey
+	path string
+}
+
+func newTestIssuer(t *testing.T) *testIssuer {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: k.Public(), KeyID: "k1", Algorithm: "ES256", Use: "sig"}}}
+	b, _ := json.Marshal(set)
+	path := filepath.Join(t.TempDir(), "jwks.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &testIssuer{key: k, path: path}
+}
+
+func (is *testIssuer) token(t *testing.T, sub string, life time.Duration, extra map[string]any) string {
+	t.Helper()
+	sg, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: is.key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	claims := jwt.Claims{Issuer: "https://idp.example", Subject: sub, Audience: jwt.Audience{"agentpdp"}, ID: "jti-" + sub,
+		IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(life))}
+	b := jwt.Signed(sg).Claims(claims)
+	if extra != nil {
+		b = b.Claims(extra)
+	}
+	tok, err := b.Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func (is *testIssuer) verifier(t *testing.T) *identity.Verifier {
+	t.Helper()
+	cfg := identity.Config{JWT: []identity.JWTIssuer{{Name: "idp", Issuer: "https://idp.example", JWKSFile: is.path, Audience: "agentpdp",
+		Principal: identity.PrincipalRule{Claim: "sub", Type: "Agent"}, MaxLifetime: time.Hour}}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	v, err := identity.New(t.Context(), cfg, identity.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+const trustAgents = `[{"uid":{"type":"Agent","id":"billing-bot"},"attrs":{},"parents":[]},{"uid":{"type":"Agent","id":"deploy-bot"},"attrs":{},"parents":[]}]`
+
+func TestTrust_VerifiedTokens(t *testing.T) {
+	is := newTestIssuer(t)
+	log := openLog(t)
+	files := map[string]string{
+		"a.entities.json": trustAgents,
+		"p.cedar": `@id("verified-only") permit (principal, action, resource) when { context.identity.verified && context.identity.scopes.contains("invoices:read") };`,
+	}
+	e := newEngine(t, files, pdp.Options{Recorder: log, Key: pdptest.TestKey, Trust: pdp.TrustOptions{Verifier: is.verifier(t)}})
+	body := func(principal, token string) string {
+		return `{"principal":"Agent::\"` + principal + `\"","action":"A::\"x\"","resource":"R::\"r\"","token":"` + token + `",
+			"credential":{"id":"forged","issuer":"me","scopes":["admin"]}}`
+	}
+	tok := is.token(t, "billing-bot", 10*time.Minute, map[string]any{"scope": "invoices:read"})
+
+	t.Run("Verified", func(t *testing.T) {
+		d, rec := decideLogged(t, e, log, body("billing-bot", tok))
+		if d.Decision != wire.Allow {
+			t.Fatalf("got %s %v", d.Decision, d.Reasons)
+		}
+		ev := rec.Evidence
+		if ev == nil || ev.Principal != "verified" || ev.Credential != "verified" || ev.Identity == nil || !ev.Identity.Verified {
+			t.Fatalf("evidence %+v", ev)
+		}
+		if ev.Identity.TokenSHA256 != identity.Thumbprint(tok) {
+			t.Errorf("thumbprint %s", ev.Identity.TokenSHA256)
+		}
+		// The request's own credential claims give way to the token's.
+		c := rec.Request.Credential
+		if c == nil || c.ID != "jti-billing-bot" || c.Issuer != "https://idp.example" || strings.Join(c.Scopes, ",") != "invoices:read" {
+			t.Errorf("credential %+v", c)
+		}
+		entry, _ := log.Decision(t.Context(), d.DecisionID)
+		if strings.Contains(string(entry.Body), tok) || strings.Contains(string(entry.Body), strings.Split(tok, ".")[1]) {
+			t.Error("the token reached the log")
+		}
+	})
+	t.Run("PrincipalMismatch", func(t *testing.T) {
+		d, _ := decideLogged(t, e, log, body("deploy-bot", tok))
+		if d.Decision != wire.Deny || reasonIDs(d.Reasons)[0] != pdp.ReasonPrincipalMismatch {
+			t.Errorf("got %s %v", d.Decision, reasonIDs(d.Reasons))
+		}
+	})
+	for name, c := range map[string]struct {
+		tok, reason, why string
+	}{
+		"Expired":   {is.token(t, "billing-bot", -time.Minute, nil), pdp.ReasonTokenInvalid, "expired"},
+		"LongLived": {is.token(t, "billing-bot", 30*24*time.Hour, nil), pdp.ReasonCredentialLongLived, "lifetime"},
+		"Forged":    {newTestIssuer(t).token(t, "billing-bot", time.Minute, nil), pdp.ReasonTokenInvalid, "signature"},
+		"Garbage":   {"not.a.token", pdp.ReasonTokenInvalid, "malformed"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			d, rec := decideLogged(t, e, log, body("billing-bot", c.tok))
+			if d.Decision != wire.Deny || reasonIDs(d.Reasons)[0] != c.reason || !strings.HasPrefix(d.Reasons[0].Detail, c.why) {
+				t.Errorf("got %s %+v, want deny %s (%s)", d.Decision, d.Reasons, c.reason, c.why)
+			}
+			if rec.Evidence.Identity == nil || rec.Evidence.Identity.Verified || rec.Evidence.Identity.TokenSHA256 != identity.Thumbprint(c.tok) {
+				t.Errorf("evidence %+v", rec.Evidence.Identity)
+			}
+			// Replay reproduces it from the row: the token is not there.
+			snap := e.Snapshot()
+			r, err := pdp.Replay(snap, &rec, time.Now())
+			if err != nil || r.Decision != d.Decision || reasonIDs(r.Reasons)[0] != c.reason {
+				t.Errorf("replay: %+v %v", r, err)
+			}
+		})
+	}
+	t.Run("Delegated", func(t *testing.T) {
+		dtok := is.token(t, "alice@example.com", 10*time.Minute, map[string]any{"scope": "invoices:read",
+			"act": map[string]any{"sub": "billing-bot", "act": map[string]any{"sub": "orchestrator"}}})
+		d, rec := decideLogged(t, e, log, body("billing-bot", dtok))
+		if d.Decision != wire.Allow {
+			t.Fatalf("got %s %v", d.Decision, d.Reasons)
+		}
+		if rec.Request.OnBehalfOf != "alice@example.com" || rec.Evidence.OnBehalfOf != "verified" ||
+			strings.Join(rec.Evidence.Identity.Actors, ",") != "billing-bot,orchestrator" {
+			t.Errorf("delegation: on_behalf_of %q, evidence %+v", rec.Request.OnBehalfOf, rec.Evidence.Identity)
+		}
+		r, err := pdp.Replay(e.Snapshot(), &rec, time.Now())
+		if err != nil || r.Decision != wire.Allow {
+			t.Errorf("replay of a verified decision: %+v %v", r, err)
+		}
+	})
+	t.Run("Unverified", func(t *testing.T) {
+		d, rec := decideLogged(t, e, log, `{"principal":"Agent::\"billing-bot\"","action":"A::\"x\"","resource":"R::\"r\"","credential":{"scopes":["invoices:read"]}}`)
+		if d.Decision != wire.Deny || rec.Evidence.Principal != "claimed" || rec.Evidence.Credential != "claimed" {
+			t.Errorf("got %s, evidence %+v", d.Decision, rec.Evidence)
+		}
+	})
+	t.Run("RequireVerified", func(t *testing.T) {
+		ev := newEngine(t, files, pdp.Options{Recorder: log, Key: pdptest.TestKey,
+			Trust: pdp.TrustOptions{Verifier: is.verifier(t), Require: identity.RequireVerified}})
+		d, _ := decideLogged(t, ev, log, `{"principal":"Agent::\"billing-bot\"","action":"A::\"x\"","resource":"R::\"r\""}`)
+		if d.Decision != wire.Deny || reasonIDs(d.Reasons)[0] != pdp.ReasonTokenInvalid {
+			t.Errorf("got %s %v", d.Decision, reasonIDs(d.Reasons))
+		}
+	})
+	t.Run("NoIssuerConfigured", func(t *testing.T) {
+		plain := newEngine(t, files, pdp.Options{Recorder: log, Key: pdptest.TestKey})
+		d, _ := decideLogged(t, plain, log, body("billing-bot", tok))
+		if d.Decision != wire.Deny || reasonIDs(d.Reasons)[0] != pdp.ReasonTokenInvalid {
+			t.Errorf("got %s %v", d.Decision, reasonIDs(d.Reasons))
+		}
+	})
+}
+
+func u32(v uint32) *uint32 { return &v }
+
+func TestTrust_Callers(t *testing.T) {
+	log := openLog(t)
+	files := map[string]string{
+		"a.entities.json": trustAgents,
+		"p.cedar":         `@id("python-only") permit (principal, action, resource) when { context.caller.exe like "/usr/bin/python3*" && context.caller.uid == 1000 };`,
+	}
+	e := newEngine(t, files, pdp.Options{Recorder: log, Key: pdptest.TestKey, Trust: pdp.TrustOptions{
+		Callers: identity.Callers{{UID: u32(1000), Exe: "/usr/bin/python3*", Principals: []string{`Agent::"billing-bot"`}}},
+	}})
+	py := &wire.Peer{PID: 42, UID: 1000, GID: 1000, Exe: "/usr/bin/python3.12", Cgroup: "/user.slice/session-1.scope"}
+	decide := func(body string, peer *wire.Peer) (*wire.Decision, wire.DecisionRecord) {
+		t.Helper()
+		d, err := e.Decide(t.Context(), mustRequest(t, body), peer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entry, err := log.Decision(t.Context(), d.DecisionID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec wire.DecisionRecord
+		if err := json.Unmarshal(entry.Body, &rec); err != nil {
+			t.Fatal(err)
+		}
+		return d, rec
+	}
+	as := func(p string) string {
+		return `{"principal":"Agent::\"` + p + `\"","action":"A::\"x\"","resource":"R::\"r\""}`
+	}
+	d, rec := decide(as("billing-bot"), py)
+	if d.Decision != wire.Allow || rec.Evidence.Principal != "attested" || rec.Evidence.Caller != "attested" || rec.Peer.Cgroup != py.Cgroup {
+		t.Errorf("bound caller: got %s %v, evidence %+v", d.Decision, reasonIDs(d.Reasons), rec.Evidence)
+	}
+	r, err := pdp.Replay(e.Snapshot(), &rec, time.Now())
+	if err != nil || r.Decision != wire.Allow {
+		t.Errorf("replay with the attested caller: %+v %v", r, err)
+	}
+	for name, c := range map[string]struct {
+		principal string
+		peer      *wire.Peer
+	}{
+		"OtherPrincipal": {"deploy-bot", py},
+		"OtherExe":       {"billing-bot", &wire.Peer{UID: 1000, Exe: "/usr/bin/curl"}},
+		"NoPeer":         {"billing-bot", nil},
+	} {
+		d, _ := decide(as(c.principal), c.peer)
+		if d.Decision != wire.Deny || reasonIDs(d.Reasons)[0] != pdp.ReasonPrincipalNotBound {
+			t.Errorf("%s: got %s %v, want principal_not_bound", name, d.Decision, reasonIDs(d.Reasons))
+		}
+	}
+}
+
+func TestTrust_SharedIdentity(t *testing.T) {
+	log := openLog(t)
+	e := newEngine(t, map[string]string{"a.entities.json": trustAgents, "p.cedar": `permit (principal, action, resource);`},
+		pdp.Options{Recorder: log, Key: pdptest.TestKey})
+	body := `{"principal":"Agent::\"billing-bot\"","action":"A::\"x\"","resource":"R::\"r\""}`
+	var shared []bool
+	for _, peer := range []*wire.Peer{{UID: 1000, Exe: "/usr/bin/python3"}, {UID: 1000, Exe: "/usr/bin/python3"}, {UID: 1000, Exe: "/usr/bin/node"}} {
+		d, err := e.Decide(t.Context(), mustRequest(t, body), peer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		entry, _ := log.Decision(t.Context(), d.DecisionID)
+		var rec wire.DecisionRecord
+		json.Unmarshal(entry.Body, &rec)
+		shared = append(shared, rec.SharedIdentity)
+	}
+	if shared[0] || shared[1] || !shared[2] {
+		t.Errorf("shared_identity flags %v, want [false false true]", shared)
+	}
+	if n := e.SharedIdentities(); n != 1 {
+		t.Errorf("SharedIdentities() = %d, want 1", n)
+	}
+}
