@@ -64,7 +64,7 @@ func TestTrust_Escalations(t *testing.T) {
 	}
 	tests := []struct {
 		name, req, field string
-		words          []string
+		words            []string
 	}{
 		{"DeployBotTrustsItself", req("deploy-bot", "k8s.apply", selfTrust("deploy-bot")), "entities[0]", []string{`Agent::"deploy-bot"`, "trusted source"}},
 		{"ScraperTrustsItself", req("scraper", "web.search", selfTrust("scraper")), "entities[0]", []string{`Agent::"scraper"`}},
@@ -244,7 +244,7 @@ func TestTrust_VerifiedTokens(t *testing.T) {
 	log := openLog(t)
 	files := map[string]string{
 		"a.entities.json": trustAgents,
-		"p.cedar": `@id("verified-only") permit (principal, action, resource) when { context.identity.verified && context.identity.scopes.contains("invoices:read") };`,
+		"p.cedar":         `@id("verified-only") permit (principal, action, resource) when { context.identity.verified && context.identity.scopes.contains("invoices:read") };`,
 	}
 	e := newEngine(t, files, pdp.Options{Recorder: log, Key: pdptest.TestKey, Trust: pdp.TrustOptions{Verifier: is.verifier(t)}})
 	body := func(principal, token string) string {
