@@ -15,6 +15,8 @@ import (
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/agentpdp/agentpdp/pdp/identity"
+
 	"github.com/agentpdp/agentpdp/plugins/sink"
 )
 
@@ -53,6 +55,11 @@ type Config struct {
 	} `yaml:"checkpoints"`
 	Sinks           []sink.Config    `yaml:"sinks"`
 	EntityProviders []ProviderConfig `yaml:"entity_providers"`
+	// The trust boundary (DESIGN.md, "Evidence, not claims").
+	RequestEntities  string           `yaml:"request_entities"`  // refuse | unknown_only | trusted
+	UnknownPrincipal string           `yaml:"unknown_principal"` // deny | allow
+	Identity         identity.Config  `yaml:"identity"`
+	Callers          identity.Callers `yaml:"callers"`
 	Retention       struct {
 		MaxAge  time.Duration `yaml:"max_age"`  // delete rows older than this; 0 keeps them
 		MaxRows int64         `yaml:"max_rows"` // keep at most about this many; 0 no limit
@@ -112,6 +119,8 @@ func DefaultConfig() Config {
 	c.Commit.GroupMin = 8
 	c.Log.Level = "info"
 	c.Log.Format = "text"
+	c.RequestEntities = "unknown_only"
+	c.UnknownPrincipal = "deny"
 	return c
 }
 
@@ -171,6 +180,18 @@ func (c Config) Validate() error {
 	}
 	if c.Checkpoints.EveryRows <= 0 || c.Checkpoints.Every <= 0 {
 		errs = append(errs, "checkpoints.every_rows and checkpoints.every: must be positive")
+	}
+	oneOf("request_entities", c.RequestEntities, "refuse", "unknown_only", "trusted")
+	oneOf("unknown_principal", c.UnknownPrincipal, "deny", "allow")
+	id := c.Identity // Validate fills defaults; serve validates its own copy
+	if err := id.Validate(); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if err := c.Callers.Compile(); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if id.Require == identity.RequireAttested && len(c.Callers) == 0 && !id.Configured() {
+		errs = append(errs, "identity.require is attested but there are no callers rules and no identity issuer")
 	}
 	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	oneOf("log.format", c.Log.Format, "text", "json")

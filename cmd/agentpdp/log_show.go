@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -105,14 +107,22 @@ func printExplained(w io.Writer, x *pdp.Explanation, loc *time.Location) {
 		row("masked", strings.Join(rec.Masked, " "))
 	}
 	if p := rec.Peer; p != nil {
-		row("caller", fmt.Sprintf("pid %d, uid %d, gid %d, %s", p.PID, p.UID, p.GID, p.Exe))
+		caller := fmt.Sprintf("pid %d, uid %d, gid %d, %s", p.PID, p.UID, p.GID, p.Exe)
+		if p.Cgroup != "" {
+			caller += ", cgroup " + p.Cgroup
+		}
+		row("caller", caller)
 	} else {
 		row("caller", "(not a Unix socket peer)")
 	}
 	row("policy version", rec.PolicyVersion)
 	row("on_error", string(rec.OnError))
 	row("evaluated in", time.Duration(rec.EvalNanos).String())
+	if rec.SharedIdentity {
+		row("shared identity", "yes: another executable or uid used this principal recently")
+	}
 	tw.Flush()
+	printEvidence(w, &rec)
 
 	fmt.Fprintln(w, "\nWhy")
 	if len(rec.Reasons) == 0 {
@@ -165,4 +175,63 @@ func printExplained(w io.Writer, x *pdp.Explanation, loc *time.Location) {
 		}
 		fmt.Fprintf(w, "  %s\n", line)
 	}
+}
+
+// printEvidence says, for each fact the decision used, whether it was
+// verified (a token), attested (the kernel), trusted (entity files and
+// providers) or claimed (the request).
+func printEvidence(w io.Writer, rec *wire.DecisionRecord) {
+	ev := rec.Evidence
+	if ev == nil {
+		return
+	}
+	fmt.Fprintln(w, "\nSources of the facts (verified: a token; attested: the kernel; trusted: entity files and providers; claimed: the request)")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	row := func(k, v, source string) {
+		if source != "" {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", k, v, source)
+		}
+	}
+	row("principal", rec.Principal, ev.Principal)
+	entity := func(s string) string {
+		if s == "" {
+			return "unknown to every source"
+		}
+		return s
+	}
+	row("principal's entity", rec.Principal, entity(ev.PrincipalEntity))
+	row("resource's entity", rec.Resource, entity(ev.ResourceEntity))
+	if rec.Request != nil {
+		if c := rec.Request.Credential; c != nil {
+			row("credential", c.ID, ev.Credential)
+		}
+		row("on behalf of", rec.Request.OnBehalfOf, ev.OnBehalfOf)
+	}
+	row("context", "", ev.Context)
+	if p := rec.Peer; p != nil {
+		row("caller", fmt.Sprintf("uid %d, %s", p.UID, p.Exe), ev.Caller)
+	}
+	for _, uid := range slices.Sorted(maps.Keys(ev.Entities)) {
+		row("entity", uid, ev.Entities[uid])
+	}
+	if f := ev.Identity; f != nil {
+		if f.Verified {
+			id := f.Principal + " from " + f.Issuer
+			if f.SPIFFEID != "" {
+				id += " (" + f.SPIFFEID + ")"
+			}
+			row("token", id, "verified")
+			if len(f.Actors) > 0 {
+				chain := f.Actors[0]
+				if len(f.Actors) > 1 {
+					chain += " (via " + strings.Join(f.Actors[1:], ", ") + ")"
+				}
+				row("delegation", chain+" for "+f.Subject, "verified")
+			}
+		} else {
+			row("token", "refused: "+f.Error, "claimed")
+		}
+		row("token thumbprint", f.TokenSHA256, "-")
+	}
+	tw.Flush()
 }

@@ -131,6 +131,9 @@ func (s *serveCmd) Run(ctx context.Context) error {
 	}
 	metrics := server.NewMetrics()
 	var restarts atomic.Int64 // of every plugin, providers and sinks
+	if cfg.Identity.SharedWindow < 0 {
+		logger.Info("shared identities are not flagged (identity.shared_window is negative)")
+	}
 	metrics.Register(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "agentpdp_plugin_restarts_total", Help: "Plugin processes relaunched after they died."},
 		func() float64 { return float64(restarts.Load()) }))
 	// Plugins are go-plugin managed clients: killed at shutdown, whatever path it takes.
@@ -144,6 +147,11 @@ func (s *serveCmd) Run(ctx context.Context) error {
 		defer prov.Close()
 		providers = append(providers, pdp.ProviderConfig{Name: pc.Name, Provider: prov, Timeout: pc.Timeout})
 	}
+	trust, stopIdentity, err := trustOptions(ctx, &cfg, logger.With("component", "identity"))
+	if err != nil {
+		return err
+	}
+	defer stopIdentity()
 	// SIGHUP reloads the policies: the reload component owns it, beside
 	// file changes and POST /v1/reload.
 	hup := make(chan os.Signal, 1)
@@ -161,6 +169,7 @@ func (s *serveCmd) Run(ctx context.Context) error {
 			ApprovalTTL:      cfg.Approvals.TTL,
 			ApprovalReusable: !cfg.Approvals.SingleUse,
 			EntityProviders:  providers,
+			Trust:            trust,
 		},
 		DB: cfg.DB,
 		Log: decisionlog.Options{

@@ -81,6 +81,9 @@ func (m *Metrics) WatchEngine(e *pdp.Engine) {
 			func() float64 { return float64(e.Status().Reloads) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "agentpdp_policy_reload_failures_total", Help: "Policy loads refused; the previous policies kept serving."},
 			func() float64 { return float64(e.Status().ReloadFailures) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "agentpdp_shared_identity_total",
+			Help: "Decisions whose principal another executable or uid used within the shared-identity window (shared_identity in the row)."},
+			func() float64 { return float64(e.SharedIdentities()) }),
 	)
 }
 

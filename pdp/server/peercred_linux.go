@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/agentpdp/agentpdp/pdp/identity"
 	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
@@ -32,5 +33,6 @@ func peerOf(c net.Conn) *wire.Peer {
 	}
 	p := &wire.Peer{PID: cred.Pid, UID: cred.Uid, GID: cred.Gid}
 	p.Exe, _ = os.Readlink("/proc/" + strconv.Itoa(int(cred.Pid)) + "/exe")
+	p.Cgroup = identity.ReadCgroup(cred.Pid) // its container or systemd unit, for callers rules
 	return p
 }

@@ -319,6 +319,9 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req, err := s.reader.DecodeRequest(body)
+	if err == nil {
+		err = bearer(r, "", req)
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -356,6 +359,12 @@ func (s *Server) authorizeBatch(w http.ResponseWriter, r *http.Request) {
 	if len(reqs) > s.opts.MaxBatch {
 		s.fail(w, r, wire.BadRequest("/requests", fmt.Errorf("%d requests; the limit is %d", len(reqs), s.opts.MaxBatch)))
 		return
+	}
+	for i, req := range reqs {
+		if err := bearer(r, fmt.Sprintf("requests[%d]", i), req); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 	}
 	ds, err := s.opts.Engine.DecideBatch(r.Context(), reqs, peerFrom(r))
 	if err != nil {
@@ -475,4 +484,24 @@ func writeBody(w http.ResponseWriter, status int, b []byte) {
 	h["Content-Length"] = []string{strconv.Itoa(len(b) + 1)}
 	w.WriteHeader(status)
 	w.Write(append(b, '\n'))
+}
+
+// bearer puts the Authorization header's bearer token (RFC 6750) into req,
+// where the engine verifies it. A request may instead carry it in its
+// token field, for clients that cannot set headers; both at once must agree.
+func bearer(r *http.Request, field string, req *wire.Request) error {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return nil
+	}
+	scheme, tok, ok := strings.Cut(h, " ")
+	tok = strings.TrimSpace(tok)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" || strings.ContainsAny(tok, " \t") {
+		return wire.BadRequest("Authorization", errors.New("want Bearer <token>"))
+	}
+	if req.Token != "" && req.Token != tok {
+		return wire.BadRequest(wire.JoinField(field, "token"), errors.New("differs from the Authorization header's token"))
+	}
+	req.Token = tok
+	return nil
 }
