@@ -525,6 +525,10 @@ func classification(p *prepared, snap *policy.Snapshot) string {
 // Evaluate decides a request without recording it, for the check command and
 // for tests of policies. Bad input is a *RequestError.
 func (e *Engine) Evaluate(req *wire.Request) (*wire.Decision, error) {
+	return e.evaluateWith(req, nil, nil)
+}
+
+func (e *Engine) evaluateWith(req *wire.Request, peer *wire.Peer, given *identity.Identity) (*wire.Decision, error) {
 	snap := e.snap.Load()
 	if snap == nil {
 		return nil, ErrNoPolicies
@@ -535,10 +539,9 @@ func (e *Engine) Evaluate(req *wire.Request) (*wire.Decision, error) {
 	}
 	now := e.opts.Now()
 	if !e.opts.CedarSemantics {
-		// No caller here (nil peer), and no providers: check and policy
-		// tests see the boundary the daemon applies to inline entities,
-		// tokens and unknown principals.
-		if err := e.admit(context.Background(), snap, req, p, nil, now); err != nil {
+		// No providers here: check and policy tests see the boundary the
+		// daemon applies to inline entities, tokens and unknown principals.
+		if err := e.admit(context.Background(), snap, req, p, peer, given, now); err != nil {
 			return nil, err
 		}
 	}
@@ -599,7 +602,7 @@ func (e *Engine) decideBatch(ctx context.Context, reqs []*wire.Request, peer *wi
 		if p.refusal = refusal; refusal == nil {
 			e.provide(ctx, req, p)
 			if !e.opts.CedarSemantics {
-				if err := e.admit(ctx, snap, req, p, peer, e.opts.Now()); err != nil {
+				if err := e.admit(ctx, snap, req, p, peer, nil, e.opts.Now()); err != nil {
 					if len(reqs) > 1 {
 						var re *wire.RequestError
 						if errors.As(err, &re) {

@@ -141,7 +141,7 @@ func builtinDeny(reason, detail string) *evaluation {
 // context.caller, replaces the claimed credential with the verified one,
 // and leaves in p.trust the deny the evidence calls for, if any. peer is
 // nil in process (check, tests): no caller rule binds it.
-func (e *Engine) admit(ctx context.Context, snap *policy.Snapshot, req *wire.Request, p *prepared, peer *wire.Peer, now time.Time) error {
+func (e *Engine) admit(ctx context.Context, snap *policy.Snapshot, req *wire.Request, p *prepared, peer *wire.Peer, given *identity.Identity, now time.Time) error {
 	o := &e.opts.Trust
 	t := &p.trust
 	t.admitted = true
@@ -200,10 +200,13 @@ func (e *Engine) admit(ctx context.Context, snap *policy.Snapshot, req *wire.Req
 	}
 
 	// The token: verified, or the reason it is not.
-	var id *identity.Identity
-	if req.Token != "" {
-		facts := &wire.IdentityFacts{TokenSHA256: identity.Thumbprint(req.Token)}
-		ev.Identity = facts
+	id := given
+	var facts *wire.IdentityFacts
+	switch {
+	case given != nil:
+		facts = &wire.IdentityFacts{}
+	case req.Token != "":
+		facts = &wire.IdentityFacts{TokenSHA256: identity.Thumbprint(req.Token)}
 		var err error
 		switch {
 		case o.Verifier == nil:
@@ -218,19 +221,21 @@ func (e *Engine) admit(ctx context.Context, snap *policy.Snapshot, req *wire.Req
 			}
 			facts.Error = te.Error()
 			t.guard = builtinDeny(te.Reason, te.Why+": "+te.Detail)
-		} else {
-			verified(facts, id)
-			ev.Principal = string(identity.SourceVerified)
-			ev.Credential = string(identity.SourceVerified)
-			cred := &wire.Credential{ID: id.ID, Issuer: id.Issuer, Subject: id.Subject, Scopes: id.Scopes, IssuedAt: id.IssuedAt, ExpiresAt: id.ExpiresAt}
-			p.logged.Credential = cred
-			if len(id.Actors) > 0 {
-				p.logged.OnBehalfOf = id.Subject
-				ev.OnBehalfOf = string(identity.SourceVerified)
-			}
-			if id.Principal() != principal.String() {
-				t.guard = builtinDeny(ReasonPrincipalMismatch, fmt.Sprintf("the token verifies %s; the request names %s", id.Principal(), principal))
-			}
+		}
+	}
+	ev.Identity = facts
+	if id != nil {
+		verified(facts, id)
+		ev.Principal = string(identity.SourceVerified)
+		ev.Credential = string(identity.SourceVerified)
+		cred := &wire.Credential{ID: id.ID, Issuer: id.Issuer, Subject: id.Subject, Scopes: id.Scopes, IssuedAt: id.IssuedAt, ExpiresAt: id.ExpiresAt}
+		p.logged.Credential = cred
+		if len(id.Actors) > 0 {
+			p.logged.OnBehalfOf = id.Subject
+			ev.OnBehalfOf = string(identity.SourceVerified)
+		}
+		if id.Principal() != principal.String() {
+			t.guard = builtinDeny(ReasonPrincipalMismatch, fmt.Sprintf("the token verifies %s; the request names %s", id.Principal(), principal))
 		}
 	}
 	if ev.Credential == "" && req.Credential != nil {
@@ -322,6 +327,14 @@ func stringSet(ss []string) types.Set {
 		vs[i] = types.String(s)
 	}
 	return types.NewSet(vs...)
+}
+
+// EvaluateAs decides req as Evaluate does, for a caller the kernel
+// reported as peer, with id as what its token verified to: the caller and
+// identity a policy test case states (agentpdp test). Nothing is verified
+// or recorded; it is for tests of policies, never for requests from outside.
+func (e *Engine) EvaluateAs(req *wire.Request, peer *wire.Peer, id *identity.Identity) (*wire.Decision, error) {
+	return e.evaluateWith(req, peer, id)
 }
 
 // reservedContext are the context keys only the daemon sets.

@@ -13,6 +13,8 @@ import (
 // own figures are read. Speed is not asserted: that is what bench prints.
 func TestBench(t *testing.T) {
 	d := newDaemonDir(t)
+	// The built-in mix describes its agents and tools inline.
+	appendConfig(t, d, "request_entities: trusted\n")
 	d.start()
 	code, stdout, stderr := runCLI(t, "bench", "--socket", d.sock(), "--admin-socket", d.asock(), "-c", "4", "--warmup", "200ms", "-d", "1s", "--json")
 	if code != 0 {

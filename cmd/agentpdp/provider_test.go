@@ -28,9 +28,20 @@ func TestServe_EntityProviders(t *testing.T) {
 		Resource: wire.EntityRef{Type: "Tool", ID: "web.search"},
 		Entities: []wire.Entity{{UID: wire.EntityRef{Type: "Agent", ID: "intern-bot"}, Attrs: []byte(`{"trust":"high","owner":{"__entity":{"type":"User","id":"x"}}}`),
 			Parents: []wire.EntityRef{{Type: "Team", ID: "finance"}}}}}
+	if dec, err := cl.Authorize(t.Context(), req); err == nil || !strings.Contains(err.Error(), "400") || !strings.Contains(err.Error(), `Agent::"intern-bot"`) {
+		t.Fatalf("an agent describing itself over the inventory must be refused: %v %v", dec, err)
+	}
+	// Without the claim, the inventory's word decides.
+	req.Entities = nil
 	dec, err := cl.Authorize(t.Context(), req)
 	if err != nil || dec.Decision != wire.StepUp || dec.Reasons[0].Policy != "low-trust-agents-need-approval" {
-		t.Fatalf("the inventory's trust must win: %v %v", dec, err)
+		t.Fatalf("the inventory's trust must decide: %v %v", dec, err)
+	}
+	// An agent the inventory does not know is no one.
+	ghost := *req
+	ghost.Principal.ID = "ghost"
+	if dec, err := cl.Authorize(t.Context(), &ghost); err != nil || dec.Decision != wire.Deny || dec.Reasons[0].Policy != pdp.ReasonUnknownPrincipal {
+		t.Fatalf("an agent unknown to the inventory: %v %v", dec, err)
 	}
 	_, out, _ := runCLI(t, "log", "query", "--db", d.db(), "--decision", dec.DecisionID, "--json")
 	if !strings.Contains(out, `"provided_entities":[{"uid":{"type":"Agent","id":"intern-bot"}`) {

@@ -23,9 +23,9 @@ func TestCLI_TestFailingSuite(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "p.cedar"), `@id("open") permit (principal, action, resource);
 @id("no-mallory") forbid (principal == Agent::"mallory", action, resource);
 @id("unused") forbid (principal, action, resource) when { context has never };`)
+	writeFile(t, filepath.Join(dir, "agents.entities.json"), `[{"uid":{"type":"Agent","id":"a"},"attrs":{},"parents":[]},
+  {"uid":{"type":"Agent","id":"mallory"},"attrs":{},"parents":[]}]`)
 	writeFile(t, filepath.Join(dir, "tests", "s.yaml"), `name: suite
-entities:
-  - {uid: 'Agent::"a"', attrs: {}}
 cases:
   - name: passes
     request: {principal: 'Agent::"a"', action: 'Action::"x"', resource: 'R::"r"'}

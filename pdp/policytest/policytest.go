@@ -15,6 +15,11 @@
 //	    expect: allow          # allow, deny or step_up
 //	    policies: [agents-may-invoke-tools]   # optional: exactly these decided
 //	    step_up: production change needs approval   # optional: the @step_up text
+//	    identity: {issuer: "https://idp.example", subject: billing-bot, scopes: [deploy]}  # optional: a verified token's facts
+//	    caller: {uid: 1000, exe: /usr/bin/python3}   # optional: the caller as the kernel reports it
+//
+// expect: refused says the request must be refused (400), and error: the
+// text the refusal must contain.
 package policytest
 
 import (
@@ -33,6 +38,7 @@ import (
 	"github.com/goccy/go-yaml/parser"
 
 	"github.com/agentpdp/agentpdp/pdp"
+	"github.com/agentpdp/agentpdp/pdp/identity"
 	"github.com/agentpdp/agentpdp/pdp/policy"
 	"github.com/agentpdp/agentpdp/pdp/wire"
 )
@@ -53,6 +59,24 @@ type Case struct {
 	Expect   string          `json:"expect"`
 	Policies []string        `json:"policies,omitempty"`
 	StepUp   string          `json:"step_up,omitempty"`
+	// Identity is what the case's token verified to: it plays a verified
+	// caller (context.identity.verified is true). Without it the caller is
+	// unverified.
+	Identity *CaseIdentity `json:"identity,omitempty"`
+	Caller   *wire.Peer    `json:"caller,omitempty"` // the kernel-attested caller
+	Error    string        `json:"error,omitempty"`  // with expect: refused
+}
+
+// ExpectRefused is the expectation of a request the daemon refuses (400).
+const ExpectRefused = "refused"
+
+// CaseIdentity is a verified token's facts, as a test case states them.
+type CaseIdentity struct {
+	Issuer   string   `json:"issuer"`
+	Subject  string   `json:"subject"`
+	SPIFFEID string   `json:"spiffe_id,omitempty"`
+	Scopes   []string `json:"scopes,omitempty"`
+	Actors   []string `json:"actors,omitempty"`
 }
 
 // Result is one case's outcome.
@@ -156,8 +180,8 @@ func Load(path string) (*Suite, error) {
 		if c.Name == "" {
 			return nil, fmt.Errorf("%s: case %d has no name", path, i+1)
 		}
-		if c.Expect != wire.Allow && c.Expect != wire.Deny && c.Expect != wire.StepUp {
-			return nil, fmt.Errorf("%s: case %q: expect %q: want allow, deny or step_up", path, c.Name, c.Expect)
+		if c.Expect != wire.Allow && c.Expect != wire.Deny && c.Expect != wire.StepUp && c.Expect != ExpectRefused {
+			return nil, fmt.Errorf("%s: case %q: expect %q: want allow, deny, step_up or refused", path, c.Name, c.Expect)
 		}
 		if len(c.Request) == 0 {
 			return nil, fmt.Errorf("%s: case %q: no request", path, c.Name)
@@ -259,9 +283,31 @@ func runCase(engine *pdp.Engine, s *Suite, c Case) Result {
 		res.Problems = []string{"bad request: " + err.Error()}
 		return res
 	}
+	var id *identity.Identity
+	if ci := c.Identity; ci != nil {
+		// The verified principal is the request's unless the case's
+		// actors say who acts; a mismatch is then the case's to test.
+		pid := req.Principal
+		if len(ci.Actors) > 0 {
+			pid.ID = ci.Actors[0]
+		}
+		id = &identity.Identity{Issuer: ci.Issuer, Subject: ci.Subject, SPIFFEID: ci.SPIFFEID, Scopes: ci.Scopes, Actors: ci.Actors,
+			PrincipalType: pid.Type, PrincipalID: pid.ID}
+	}
 	start := time.Now()
-	d, err := engine.Evaluate(req)
+	d, err := engine.EvaluateAs(req, c.Caller, id)
 	res.Elapsed = time.Since(start)
+	if c.Expect == ExpectRefused {
+		switch {
+		case err == nil:
+			res.Got = d
+			res.Problems = []string{fmt.Sprintf("want the request refused, got %s", d.Decision)}
+		case !strings.Contains(err.Error(), c.Error):
+			res.Problems = []string{fmt.Sprintf("refused with %q, want it to say %q", err, c.Error)}
+		}
+		res.Passed = len(res.Problems) == 0
+		return res
+	}
 	if err != nil {
 		res.Problems = []string{"evaluate: " + err.Error()}
 		return res
