@@ -60,7 +60,7 @@ type Config struct {
 	UnknownPrincipal string           `yaml:"unknown_principal"` // deny | allow
 	Identity         identity.Config  `yaml:"identity"`
 	Callers          identity.Callers `yaml:"callers"`
-	Retention       struct {
+	Retention        struct {
 		MaxAge  time.Duration `yaml:"max_age"`  // delete rows older than this; 0 keeps them
 		MaxRows int64         `yaml:"max_rows"` // keep at most about this many; 0 no limit
 		Every   time.Duration `yaml:"every"`    // how often serve prunes; default 10m
