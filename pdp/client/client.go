@@ -22,6 +22,16 @@ import (
 type Client struct {
 	socket string
 	http   *http.Client
+	token  func() string
+}
+
+// WithToken returns a client that sends token() as Authorization: Bearer
+// with every request: a JWT or a SPIFFE JWT-SVID the daemon verifies. It is
+// called per request, so that a refreshed token is picked up.
+func (c *Client) WithToken(token func() string) *Client {
+	cp := *c
+	cp.token = token
+	return &cp
 }
 
 // New returns a client for the daemon listening on socket.
@@ -128,6 +138,11 @@ func (c *Client) do(ctx context.Context, method, path string, header http.Header
 	}
 	for k, v := range header {
 		req.Header[k] = v
+	}
+	if c.token != nil {
+		if tok := c.token(); tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
