@@ -87,6 +87,7 @@ func TestBench_RequestsFile(t *testing.T) {
 // process; another daemon's is refused. --fail-on-error exits 1 on errors.
 func TestBench_SameDaemonAndFailOnError(t *testing.T) {
 	d := newDaemonDir(t)
+	appendConfig(t, d, "request_entities: trusted\n") // the built-in mix describes its agents inline
 	d.start()
 	other := newDaemonDir(t)
 	other.start()
