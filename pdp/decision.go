@@ -16,6 +16,8 @@ import (
 const (
 	ReasonCredentialExpired = "credential_expired"
 	ReasonApprovalInvalid   = "approval_invalid"
+	// ReasonNoPermit is a deny because no policy permits the request.
+	ReasonNoPermit = "no_permit"
 )
 
 // evaluation is the engine's answer before it is logged.
@@ -76,7 +78,9 @@ func evaluate(s *policy.Snapshot, req cedar.Request, ents types.EntityGetter, on
 	case onError != wire.OnErrorSkip && len(erroredForbid) > 0:
 		ev.decision, ev.reasons = wire.Deny, reasons(erroredForbid)
 	case len(hardPermit) == 0 && len(stepPermit) == 0:
-		ev.decision = wire.Deny // nothing permits: Cedar's default deny
+		// Nothing permits: Cedar's default deny, said as a reason so that a
+		// deny is never without one.
+		ev.decision, ev.reasons = wire.Deny, []wire.Reason{noPermit(s, req)}
 	case len(stepForbid) > 0:
 		ev.decision, ev.reasons = wire.StepUp, reasons(stepForbid)
 	case len(hardPermit) == 0:
@@ -85,6 +89,17 @@ func evaluate(s *policy.Snapshot, req cedar.Request, ents types.EntityGetter, on
 		ev.decision, ev.reasons = wire.Allow, reasons(hardPermit)
 	}
 	return ev
+}
+
+// noPermit is the reason of a default deny, with a hint when the schema
+// does not declare the request's action or entity types (a misspelt action
+// is the usual cause).
+func noPermit(s *policy.Snapshot, req cedar.Request) wire.Reason {
+	detail := "no policy permits this request (default deny)"
+	if gaps := s.SchemaGaps(req.Principal, req.Action, req.Resource); gaps != "" {
+		detail += "; " + gaps
+	}
+	return wire.Reason{Policy: ReasonNoPermit, Effect: "forbid", Builtin: true, Detail: detail}
 }
 
 // evaluateLogOnly evaluates the @mode("log_only") policies apart, so that

@@ -50,13 +50,13 @@ func TestEngine_Evaluate(t *testing.T) {
 		wantReasons []string
 		wantErrors  []string
 	}{
-		{name: "NothingPermits", want: wire.Deny, wantReasons: []string{}},
+		{name: "NothingPermits", want: wire.Deny, wantReasons: []string{"no_permit"}},
 		{name: "HardPermit", flags: []string{"hp"}, want: wire.Allow, wantReasons: []string{"hard-permit"}},
 		{name: "ForbidWins", flags: []string{"hp", "hf"}, want: wire.Deny, wantReasons: []string{"hard-forbid"}},
 		{name: "HardForbidBeatsStepUp", flags: []string{"hp", "hf", "sf"}, want: wire.Deny, wantReasons: []string{"hard-forbid"}},
 		{name: "ReasonsSorted", flags: []string{"hp", "hf2", "hf"}, want: wire.Deny, wantReasons: []string{"hard-forbid", "second-hard-forbid"}},
 		{name: "StepUpForbid", flags: []string{"hp", "sf"}, want: wire.StepUp, wantReasons: []string{"step-forbid"}},
-		{name: "StepUpForbidWithoutPermitDenies", flags: []string{"sf"}, want: wire.Deny, wantReasons: []string{}},
+		{name: "StepUpForbidWithoutPermitDenies", flags: []string{"sf"}, want: wire.Deny, wantReasons: []string{"no_permit"}},
 		{name: "OnlyStepUpPermit", flags: []string{"sp"}, want: wire.StepUp, wantReasons: []string{"step-permit"}},
 		{name: "HardPermitBeatsStepUpPermit", flags: []string{"sp", "hp"}, want: wire.Allow, wantReasons: []string{"hard-permit"}},
 		{name: "StepUpForbidOverStepUpPermit", flags: []string{"sp", "sf"}, want: wire.StepUp, wantReasons: []string{"step-forbid"}},
@@ -67,7 +67,7 @@ func TestEngine_Evaluate(t *testing.T) {
 		{name: "ErroringPermitIsIgnored", flags: []string{"hp", "ep"}, want: wire.Allow,
 			wantReasons: []string{"hard-permit"}, wantErrors: []string{"erroring-permit"}},
 		{name: "ErroringPermitAloneDenies", flags: []string{"ep"}, want: wire.Deny,
-			wantReasons: []string{}, wantErrors: []string{"erroring-permit"}},
+			wantReasons: []string{"no_permit"}, wantErrors: []string{"erroring-permit"}},
 		{name: "ErrorsSorted", flags: []string{"hp", "ep", "ef"}, onError: wire.OnErrorSkip, want: wire.Allow,
 			wantReasons: []string{"hard-permit"}, wantErrors: []string{"erroring-forbid", "erroring-permit"}},
 		{name: "CedarSemanticsIgnoreStepUp", flags: []string{"sp"}, cedar: true, want: wire.Allow, wantReasons: []string{"step-permit"}},

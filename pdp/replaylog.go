@@ -190,7 +190,8 @@ func (rep *ReplayReport) add(res replayResult) {
 		}
 		return
 	}
-	if d.Logged == d.Replayed && slices.Equal(d.LoggedReasons, d.ReplayedReasons) {
+	// Rows logged before no_permit was a reason have none for a default deny.
+	if d.Logged == d.Replayed && slices.Equal(withoutNoPermit(d.LoggedReasons), withoutNoPermit(d.ReplayedReasons)) {
 		rep.Reproduced++
 		return
 	}
@@ -211,4 +212,8 @@ func replayReasonIDs(rs []wire.Reason) []string {
 		out = append(out, r.Policy)
 	}
 	return out
+}
+
+func withoutNoPermit(ids []string) []string {
+	return slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == ReasonNoPermit })
 }

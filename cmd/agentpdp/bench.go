@@ -137,6 +137,13 @@ func sameDaemon(ctx context.Context, socket, admin string) (string, error) {
 		}
 	}
 	st := readDaemon(ctx, admin)
+	for try := 0; st.pid == 0 && try < 5 && ctx.Err() == nil; try++ {
+		time.Sleep(200 * time.Millisecond) // a daemon under load answers late
+		st = readDaemon(ctx, admin)
+	}
+	if st.pid == 0 {
+		return "", fmt.Errorf("bench: no status from the admin socket %s; is the daemon on %s running? give its --admin-socket", admin, socket)
+	}
 	if st.pid != pid {
 		return "", usagef("bench: %s is served by pid %d but %s by pid %d: give the admin socket of the daemon on %s with --admin-socket", socket, pid, admin, st.pid, socket)
 	}

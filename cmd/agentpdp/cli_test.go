@@ -263,3 +263,19 @@ func TestCLI_CheckCedarSemanticsOnCorpus(t *testing.T) {
 		t.Errorf("only %d requests checked", checked)
 	}
 }
+
+// A deny because nothing permits says so, with a hint when the schema does
+// not know the action or an entity type (issue 17: an unknown action was
+// deny with no reasons and no errors).
+func TestCLI_CheckNoPermit(t *testing.T) {
+	tests := []struct{ request, says string }{
+		{`{"principal":"Agent::\"billing-bot\"","action":"Action::\"invoke_tol\"","resource":"Tool::\"sql.query\""}`, `the schema declares no action Action::\"invoke_tol\"`},
+		{`{"principal":"Agnt::\"billing-bot\"","action":"Action::\"invoke_tool\"","resource":"Tool::\"sql.query\""}`, `the schema declares no entity type Agnt (the principal's)`},
+	}
+	for _, tt := range tests {
+		code, out, stderr := runCLI(t, "check", "--policies", "../../policies", "--request", tt.request)
+		if code != 0 || !strings.Contains(out, `"decision":"deny"`) || !strings.Contains(out, `"policy":"no_permit"`) || !strings.Contains(out, tt.says) {
+			t.Errorf("%s: exit %d %s %s, want deny by no_permit saying %s", tt.request, code, out, stderr, tt.says)
+		}
+	}
+}

@@ -150,3 +150,27 @@ func inGroups(s *Snapshot, uid types.EntityUID, groups []types.EntityUID, depth 
 	}
 	return false
 }
+
+// SchemaGaps says what of a request the schema does not declare: its action,
+// or the entity type of its principal or resource; "" when there is no
+// schema or it declares them all. A decision's no_permit reason carries it.
+func (s *Snapshot) SchemaGaps(principal, action, resource types.EntityUID) string {
+	if s.schema == nil {
+		return ""
+	}
+	var gaps []string
+	if _, ok := s.schema.Actions[action]; !ok {
+		gaps = append(gaps, fmt.Sprintf("the schema declares no action %s", action))
+	}
+	for _, e := range []struct {
+		role string
+		uid  types.EntityUID
+	}{{"principal", principal}, {"resource", resource}} {
+		_, entity := s.schema.Entities[e.uid.Type]
+		_, enum := s.schema.Enums[e.uid.Type]
+		if !entity && !enum {
+			gaps = append(gaps, fmt.Sprintf("the schema declares no entity type %s (the %s's)", e.uid.Type, e.role))
+		}
+	}
+	return strings.Join(gaps, "; ")
+}
