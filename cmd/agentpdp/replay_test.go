@@ -22,7 +22,9 @@ func loggedByDaemon(t *testing.T) (*daemon, []*wire.Decision) {
 	d := newDaemonDir(t)
 	d.start()
 	finish := startLoad(t, d.sock(), 8)
-	time.Sleep(400 * time.Millisecond)
+	// Load until the log holds enough decisions, however slow the machine:
+	// a fixed time answered 49 under a loaded CI.
+	waitLogged(t, d.db(), 60, time.Minute)
 	answered := finish()
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	<-d.done
@@ -30,6 +32,28 @@ func loggedByDaemon(t *testing.T) (*daemon, []*wire.Decision) {
 		t.Fatalf("only %d decisions", len(answered))
 	}
 	return d, answered
+}
+
+// waitLogged polls the log, read-only as any reader may, until it holds at
+// least n decisions or the deadline passes.
+func waitLogged(t *testing.T, db string, n int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var count int
+		conn, err := sql.Open("sqlite3", "file:"+db+"?mode=ro")
+		if err == nil {
+			err = conn.QueryRow(`SELECT count(*) FROM log WHERE kind = 'decision'`).Scan(&count)
+			conn.Close()
+		}
+		if err == nil && count >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the log holds %d decisions after %s, want %d (last error: %v)", count, within, n, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func TestReplay_ReproducesTheDaemonsLog(t *testing.T) {
