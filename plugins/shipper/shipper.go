@@ -37,6 +37,7 @@ type Shipper struct {
 	MinBackoff time.Duration
 	Logger     *slog.Logger
 
+	once   sync.Once // init: Run, Once, Status and Collectors may be called from several goroutines
 	mu     sync.Mutex
 	status map[string]*SinkStatus
 
@@ -61,7 +62,11 @@ type SinkStatus struct {
 	TooLarge int64 `json:"too_large,omitempty"`
 }
 
-func (s *Shipper) init() {
+// init sets defaults and the status table once, whichever method comes
+// first.
+func (s *Shipper) init() { s.once.Do(s.setup) }
+
+func (s *Shipper) setup() {
 	if s.Interval <= 0 {
 		s.Interval = time.Second
 	}
