@@ -24,6 +24,7 @@ import (
 
 	"github.com/agentpdp/agentpdp/decisionlog"
 	"github.com/agentpdp/agentpdp/internal/pdptest"
+	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/client"
 	"github.com/agentpdp/agentpdp/pdp/console"
 	"github.com/agentpdp/agentpdp/pdp/wire"
@@ -68,7 +69,13 @@ type fixture struct {
 // console in front of them, until the test ends.
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	d := pdptest.Serve(t, map[string]string{"p.cedar": policies})
+	return newFixtureWith(t, nil)
+}
+
+// newFixtureWith is newFixture with a hook to change the engine's options.
+func newFixtureWith(t *testing.T, tune func(*pdp.Options)) *fixture {
+	t.Helper()
+	d := pdptest.ServeWith(t, map[string]string{"p.cedar": policies}, decisionlog.DurabilityFull, tune)
 	dir := d.Dir
 	dbPath := filepath.Join(dir, "d.db")
 	admin := d.Admin
@@ -582,7 +589,7 @@ func TestConsole_DecisionMarksDecidingLines(t *testing.T) {
 	if strings.Contains(page, `<mark>@id(&#34;tools&#34;)`) || strings.Contains(page, `aria-label="deciding policy tools`) {
 		t.Error("a policy that did not decide is marked")
 	}
-	for _, want := range []string{"production change needs approval", "attested (kernel, SO_PEERCRED)", "No person has answered this step-up", `name="decision" value="approve"`} {
+	for _, want := range []string{"production change needs approval", `<th scope="row">caller</th>`, "No person has answered this step-up", `name="decision" value="approve"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("decision page lacks %q", want)
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -30,6 +31,7 @@ type explained struct {
 	Files        []policyFileView // the files the deciding policies are in, lines marked
 	StepUpWhy    []string         // the @step_up texts of the deciding policies
 	Facts        []fact           // each fact with its source
+	Guessed      bool             // the row predates recorded sources: Facts' sources are the console's reading
 	Extra        []extraField     // fields of the row this console does not know by name
 	NoLoad       bool             // the log holds no load of the policy version
 }
@@ -83,7 +85,7 @@ var knownFields = map[string]bool{
 	"decision_id": true, "decision": true, "principal": true, "action": true, "resource": true,
 	"classification": true, "reasons": true, "errors": true, "policy_version": true, "on_error": true,
 	"approval": true, "context_digest": true, "request": true, "masked": true, "provided_entities": true,
-	"log_only": true, "shadow": true, "peer": true, "eval_ns": true,
+	"log_only": true, "shadow": true, "peer": true, "eval_ns": true, "evidence": true,
 }
 
 func explain(ctx context.Context, r *decisionlog.Reader, id string) (*explained, error) {
@@ -131,7 +133,11 @@ func viewOf(px *pdp.Explanation) *explained {
 		x.Deciding = append(x.Deciding, d)
 	}
 	x.Files = markedFiles(px.Files, x.Deciding)
-	x.Facts = facts(&x.Record)
+	if x.Record.Evidence != nil {
+		x.Facts = evidenceFacts(&x.Record)
+	} else {
+		x.Facts, x.Guessed = facts(&x.Record), true
+	}
 	x.Extra = extraFields(px.Entry.Body)
 	return x
 }
@@ -229,7 +235,97 @@ func policySpans(f policy.PolicyFile, nlines int) map[int]int {
 	return spans
 }
 
-// facts lists what the decision relied on, each with its source. The
+// evidenceFacts lists what the decision relied on with the source the row
+// records for each (wire.Evidence, written by the trust boundary since
+// issue 13): verified, attested, trusted or claimed. It shows what
+// `agentpdp log show` prints under "Sources of the facts".
+func evidenceFacts(rec *wire.DecisionRecord) []fact {
+	ev := rec.Evidence
+	var out []fact
+	add := func(name, value, source string) {
+		if source != "" {
+			out = append(out, fact{name, value, source})
+		}
+	}
+	if p := rec.Peer; p != nil {
+		caller := fmt.Sprintf("pid %d, uid %d, gid %d, %s", p.PID, p.UID, p.GID, orDash(p.Exe))
+		if p.Cgroup != "" {
+			caller += ", cgroup " + p.Cgroup
+		}
+		add("caller", caller, orDash(ev.Caller))
+	} else {
+		add("caller", "not a Unix socket peer", "none")
+	}
+	add("principal", rec.Principal, ev.Principal)
+	entity := func(s string) string {
+		if s == "" {
+			return "unknown to every source"
+		}
+		return s
+	}
+	add("principal's entity", rec.Principal, entity(ev.PrincipalEntity))
+	add("resource's entity", rec.Resource, entity(ev.ResourceEntity))
+	if req := rec.Request; req != nil {
+		if c := req.Credential; c != nil {
+			add("credential", credentialText(c), ev.Credential)
+		}
+		if req.OnBehalfOf != "" {
+			add("on behalf of", req.OnBehalfOf, ev.OnBehalfOf)
+		}
+		if len(req.Context) > 2 {
+			add("context", string(req.Context), ev.Context)
+		}
+	}
+	for _, uid := range slices.Sorted(maps.Keys(ev.Entities)) {
+		add("entity", uid, ev.Entities[uid])
+	}
+	if f := ev.Identity; f != nil {
+		if f.Verified {
+			id := f.Principal + " from " + f.Issuer
+			if f.SPIFFEID != "" {
+				id += " (" + f.SPIFFEID + ")"
+			}
+			if len(f.Scopes) > 0 {
+				id += ", scopes " + strings.Join(f.Scopes, " ")
+			}
+			add("token", id, "verified")
+			if len(f.Actors) > 0 {
+				chain := f.Actors[0]
+				if len(f.Actors) > 1 {
+					chain += " (via " + strings.Join(f.Actors[1:], ", ") + ")"
+				}
+				add("delegation", chain+" for "+f.Subject, "verified")
+			}
+		} else {
+			add("token", "refused: "+f.Error, "claimed")
+		}
+		add("token thumbprint", f.TokenSHA256, "-")
+	}
+	if rec.SharedIdentity {
+		add("shared identity", "another executable or uid used this principal recently", "attested")
+	}
+	return out
+}
+
+func credentialText(c *wire.Credential) string {
+	cred := c.ID
+	if c.Issuer != "" {
+		cred += ", issued by " + c.Issuer
+	}
+	if c.Subject != "" {
+		cred += " to " + c.Subject
+	}
+	if len(c.Scopes) > 0 {
+		cred += ", scopes " + strings.Join(c.Scopes, " ")
+	}
+	if c.ExpiresAt != nil {
+		cred += ", expires " + c.ExpiresAt.UTC().Format("2006-01-02 15:04:05Z")
+	}
+	return cred
+}
+
+// facts lists what the decision relied on, each with its source, for rows
+// written before the row recorded sources (no evidence member). The
 // kernel's view of the caller is attested; the principal, context and
 // inline entities come from the request and are claims unless a verified
 // identity in the row says otherwise; entities from providers are trusted.
@@ -288,20 +384,7 @@ func facts(rec *wire.DecisionRecord) []fact {
 	if req := rec.Request; req != nil {
 		add("on behalf of", req.OnBehalfOf, "claimed (request)")
 		if c := req.Credential; c != nil {
-			cred := c.ID
-			if c.Issuer != "" {
-				cred += ", issued by " + c.Issuer
-			}
-			if c.Subject != "" {
-				cred += " to " + c.Subject
-			}
-			if len(c.Scopes) > 0 {
-				cred += ", scopes " + strings.Join(c.Scopes, " ")
-			}
-			if c.ExpiresAt != nil {
-				cred += ", expires " + c.ExpiresAt.UTC().Format("2006-01-02 15:04:05Z")
-			}
-			add("credential", cred, "claimed (request)")
+			add("credential", credentialText(c), "claimed (request)")
 		}
 		for _, e := range req.Entities {
 			add("entity", string(mustJSON(e.UID)), "claimed (request, inline)")
@@ -314,7 +397,7 @@ func facts(rec *wire.DecisionRecord) []fact {
 }
 
 // extraFields returns the row's members this console does not show by
-// name, such as the sources of identity facts recorded by newer daemons.
+// name, such as members added by newer daemons.
 func extraFields(body []byte) []extraField {
 	var m map[string]json.RawMessage
 	if json.Unmarshal(body, &m) != nil {
