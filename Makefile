@@ -19,8 +19,9 @@ run: build
 
 # The whole suite with the race detector, including the cross-process crash
 # tests and the full Cedar integration corpus.
+# Progress per package as it runs (internal/testprogress reads go test -json).
 test: vet
-	$(GO) test -race -count=1 -timeout 8m ./...
+	bash -o pipefail -c '$(GO) test -race -count=1 -timeout 8m -json ./... | $(GO) run ./internal/testprogress'
 	$(MAKE) test-mcp
 
 # The MCP proxy against real MCP servers (@modelcontextprotocol/server-everything
