@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/agentpdp/agentpdp/pdp/wire"
 )
@@ -273,8 +274,19 @@ func (m *Masker) walk(v any, segs []string) (any, bool) {
 	return v, false
 }
 
-// rawToken matches what must never be logged: a bearer token or a JWT.
-var rawToken = regexp.MustCompile(`^(?i:bearer\s+\S+|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*)$`)
+// jwtToken finds a JWT (or JWS/JWE compact form) anywhere in a string: a
+// JSON header base64-encoded starts "eyJ" ({"), and two dot-separated
+// segments follow. The segments may be base64url or standard base64 with
+// padding, so a token re-encoded either way is found, and it may sit
+// inside a longer string (token=…, a URL query, JSON in a string, after a
+// zero-width space).
+var jwtToken = regexp.MustCompile(`eyJ[A-Za-z0-9_+/-]{8,}={0,2}\.[A-Za-z0-9_+/-]{8,}={0,2}\.`)
+
+// bearerToken finds a bearer credential: a string that starts with
+// "bearer" and a space or colon (Bearer abc, Bearer:abc, Bearer a b), or
+// "bearer" followed by an RFC 6750 token68 of 16 or more characters
+// anywhere (Authorization: Bearer … inside a longer string).
+var bearerToken = regexp.MustCompile(`(?i)^bearer[\s:]|\bbearer[\s:]+[A-Za-z0-9._~+/-]{16,}`)
 
 // ErrRawToken is why a string that looks like a raw token is refused.
 var ErrRawToken = errors.New("looks like a raw token (a JWT or bearer token); send the credential's claims (id, issuer, subject, scopes, expiry), never the token")
@@ -284,7 +296,9 @@ var ErrRawToken = errors.New("looks like a raw token (a JWT or bearer token); se
 func CheckRequest(prefix string, r *wire.Request) error {
 	// A raw token must never reach the log, whatever field it is sent in.
 	fields := []struct{ name, value string }{
-		{"/principal/id", r.Principal.ID}, {"/resource/id", r.Resource.ID},
+		{"/principal/type", r.Principal.Type}, {"/principal/id", r.Principal.ID},
+		{"/action/type", r.Action.Type}, {"/action/id", r.Action.ID},
+		{"/resource/type", r.Resource.Type}, {"/resource/id", r.Resource.ID},
 		{"/session_id", r.SessionID}, {"/task_id", r.TaskID}, {"/trace_id", r.TraceID},
 		{"/parent_decision_id", r.ParentDecisionID}, {"/tool_call_id", r.ToolCallID},
 		{"/on_behalf_of", r.OnBehalfOf}, {"/prompt", r.Prompt}, {"/approval", r.Approval},
@@ -294,6 +308,18 @@ func CheckRequest(prefix string, r *wire.Request) error {
 			struct{ name, value string }{"/credential/issuer", c.Issuer}, struct{ name, value string }{"/credential/subject", c.Subject})
 		for i, s := range c.Scopes {
 			fields = append(fields, struct{ name, value string }{fmt.Sprintf("/credential/scopes/%d", i), s})
+		}
+	}
+	// Inline entities' uids and parents are stored in the row too (their
+	// attributes and tags are checked as they are normalised).
+	for i, ent := range r.Entities {
+		at := fmt.Sprintf("/entities/%d", i)
+		fields = append(fields, struct{ name, value string }{at + "/uid/type", ent.UID.Type},
+			struct{ name, value string }{at + "/uid/id", ent.UID.ID})
+		for j, p := range ent.Parents {
+			pt := fmt.Sprintf("%s/parents/%d", at, j)
+			fields = append(fields, struct{ name, value string }{pt + "/type", p.Type},
+				struct{ name, value string }{pt + "/id", p.ID})
 		}
 	}
 	for _, f := range fields {
@@ -316,20 +342,38 @@ func CheckToken(field, s string) error {
 // Token returns ErrRawToken if s looks like a raw token (a JWT or a bearer
 // token), else nil.
 func Token(s string) error {
-	if len(s) < 20 {
+	if len(s) < 8 {
 		return nil
 	}
-	t := strings.TrimSpace(s)
-	// Most strings start with neither a JWT's "eyJ" nor "bearer" and the
-	// whitespace (\s, as in the regexp) after it; skip the regexp for them.
-	bearer := len(t) > 6 && strings.EqualFold(t[:6], "bearer") && strings.IndexByte("\t\n\f\r ", t[6]) >= 0
-	if !strings.HasPrefix(t, "eyJ") && !bearer {
+	// Most strings hold neither "eyJ" nor "bearer"; skip the regexps for them.
+	jwt := strings.Contains(s, "eyJ")
+	bearer := containsFold(s, "bearer")
+	if !jwt && !bearer {
 		return nil
 	}
-	if rawToken.MatchString(t) {
+	if jwt && jwtToken.MatchString(s) {
 		return ErrRawToken
 	}
+	if bearer {
+		// Leading space and invisible format characters (a zero-width
+		// space) do not make "Bearer x" something else.
+		t := strings.TrimLeftFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) })
+		if bearerToken.MatchString(t) {
+			return ErrRawToken
+		}
+	}
 	return nil
+}
+
+// containsFold reports whether s contains the lower-case ASCII word sub,
+// ignoring ASCII case.
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i]|0x20 == sub[0] && strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
 }
 
 // CheckJSON refuses raw tokens anywhere in a JSON value.
@@ -353,6 +397,10 @@ func walkStrings(field string, v any) error {
 		}
 	case map[string]any:
 		for k, e := range v {
+			// A name is stored as much as its value is.
+			if err := CheckToken(field+"/"+wire.PointerToken(k), k); err != nil {
+				return err
+			}
 			if err := walkStrings(field+"/"+wire.PointerToken(k), e); err != nil {
 				return err
 			}

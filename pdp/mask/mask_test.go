@@ -45,3 +45,17 @@ func TestRawTokens(t *testing.T) {
 		}
 	}
 }
+
+// TestRawTokens_EmbeddedAndNames: a token inside a longer string, or as a
+// JSON object's name, is found too (both reached the log before).
+func TestRawTokens_EmbeddedAndNames(t *testing.T) {
+	jwt := "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJib3QifQ.c2lnbmF0dXJl"
+	for _, s := range []string{"token=" + jwt, "\u200b" + jwt, "?access_token=" + jwt + "&x", "Bearer:opaque", "Bearer a b", "x Authorization: Bearer abcdefghijklmnop1234"} {
+		if err := mask.Token(s); err == nil {
+			t.Errorf("%q accepted", s)
+		}
+	}
+	if err := mask.CheckJSON("/detail", json.RawMessage(`{"`+jwt+`":1}`)); err == nil || !strings.Contains(err.Error(), "/detail/"+jwt) {
+		t.Errorf("a token as a name: %v", err)
+	}
+}

@@ -199,6 +199,10 @@ func (n *normalizer) object(out []byte) (types.Value, []byte, error) {
 			return nil, out, n.fail(err)
 		}
 		name := tok.String()
+		// A member's name is stored in the row as much as its value.
+		if err := n.check(name); err != nil {
+			return nil, out, BadRequest(n.field+string(n.dec.StackPointer()), err)
+		}
 		if first && (name == "__entity" || name == "__extn") {
 			v, o, done, err := n.escape(name, out)
 			if err != nil || done {
@@ -262,6 +266,13 @@ func (n *normalizer) escape(name string, out []byte) (v types.Value, o []byte, d
 		var cv types.Value
 		if err := types.UnmarshalJSON(obj, &cv); err != nil {
 			return nil, out, false, BadRequest(field, fmt.Errorf("invalid Cedar escape %s: %w", truncate(obj, 80), err))
+		}
+		if uid, ok := cv.(types.EntityUID); ok {
+			for _, s := range []string{string(uid.Type), string(uid.ID)} {
+				if err := n.check(s); err != nil {
+					return nil, out, false, BadRequest(field, err)
+				}
+			}
 		}
 		b, err := json.Marshal(cv)
 		if err != nil {
