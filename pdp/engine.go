@@ -693,7 +693,7 @@ func (e *Engine) decideBatch(ctx context.Context, reqs []*wire.Request, peer *wi
 			LogOnly:        ev.logOnly,
 			Shadow:         shadowResult,
 			Peer:           peer,
-			Evidence:       p.trust.record(),
+			Evidence:       p.trust.record(p.provided),
 			SharedIdentity: p.trust.shared,
 			EvalNanos:      elapsed.Nanoseconds(),
 		})

@@ -106,18 +106,30 @@ func (o *TrustOptions) check() error {
 // trust is what admit established about one request.
 type trust struct {
 	admitted bool // admit ran (not in CedarSemantics mode)
+	inline   []wire.Entity
 	evidence wire.Evidence
 	guard    *evaluation // a deny the evidence calls for, before any policy
 	unknown  *evaluation // unknown_principal: after an entity provider's failure, which explains it better
 	shared   bool
 }
 
-// record is the evidence for the decision's row, nil when admit did not run.
-func (t *trust) record() *wire.Evidence {
+// record is the evidence for the decision's row, nil when admit did not
+// run. provided are the entity providers' entities.
+func (t *trust) record(provided []wire.Entity) *wire.Evidence {
 	if !t.admitted {
 		return nil
 	}
-	return &t.evidence
+	ev := &t.evidence
+	if n := len(t.inline) + len(provided); n > 0 && ev.Entities == nil {
+		ev.Entities = make(map[string]string, n)
+		for _, in := range t.inline {
+			ev.Entities[in.UID.UID().String()] = string(identity.SourceClaimed)
+		}
+		for _, pe := range provided {
+			ev.Entities[pe.UID.UID().String()] = string(identity.SourceTrusted)
+		}
+	}
+	return ev
 }
 
 // sharedCount counts decisions flagged shared_identity, for the metric.
@@ -166,9 +178,12 @@ func (e *Engine) admit(ctx context.Context, snap *policy.Snapshot, req *wire.Req
 	// Inline entities: never an action, never what a trusted source knows,
 	// never the principal unless its caller may define it; and each must
 	// match the schema.
-	provided := map[types.EntityUID]bool{}
-	for _, pe := range p.provided {
-		provided[pe.UID.UID()] = true
+	var provided map[types.EntityUID]bool // nil (no providers, the usual case) reads as empty
+	if len(p.provided) > 0 {
+		provided = make(map[types.EntityUID]bool, len(p.provided))
+		for _, pe := range p.provided {
+			provided[pe.UID.UID()] = true
+		}
 	}
 	for i, in := range req.Entities {
 		field := fmt.Sprintf("entities[%d]", i)
@@ -189,15 +204,7 @@ func (e *Engine) admit(ctx context.Context, snap *policy.Snapshot, req *wire.Req
 			return wire.BadRequest(field, fmt.Errorf("%s does not match the schema: %v", uid, err))
 		}
 	}
-	if len(req.Entities)+len(p.provided) > 0 {
-		ev.Entities = make(map[string]string, len(req.Entities)+len(p.provided))
-		for _, in := range req.Entities {
-			ev.Entities[in.UID.UID().String()] = string(identity.SourceClaimed)
-		}
-		for _, pe := range p.provided {
-			ev.Entities[pe.UID.UID().String()] = string(identity.SourceTrusted)
-		}
-	}
+	t.inline = req.Entities // their sources are written out by record, for the row only
 
 	// The token: verified, or the reason it is not.
 	id := given
@@ -279,8 +286,22 @@ func (e *Engine) admit(ctx context.Context, snap *policy.Snapshot, req *wire.Req
 			e.shared.n.Add(1)
 		}
 	}
-	p.cedar.Context = withEvidence(p.cedar.Context, ev.Identity, peer)
+	// Policies that cannot name context.identity or context.caller do not
+	// pay for building them (a copy of the context per request).
+	if e.mentions(snap, "identity") || e.mentions(snap, "caller") {
+		p.cedar.Context = withEvidence(p.cedar.Context, ev.Identity, peer)
+	}
 	return nil
+}
+
+// mentions is Snapshot.Mentions over the live snapshot and the shadow one,
+// which sees the same context.
+func (e *Engine) mentions(snap *policy.Snapshot, key string) bool {
+	if snap.Mentions(key) {
+		return true
+	}
+	sh := e.shadow.Load()
+	return sh != nil && sh.Mentions(key)
 }
 
 func verified(f *wire.IdentityFacts, id *identity.Identity) {
@@ -304,14 +325,12 @@ func withEvidence(rec types.Record, f *wire.IdentityFacts, peer *wire.Peer) type
 	for k, v := range rec.All() {
 		m[k] = v
 	}
-	idm := types.RecordMap{"verified": types.False, "issuer": types.String(""), "subject": types.String(""),
-		"spiffe_id": types.String(""), "scopes": types.NewSet(), "actors": types.NewSet()}
+	m["identity"] = unverified
 	if f != nil && f.Verified {
-		idm["verified"] = types.True
-		idm["issuer"], idm["subject"], idm["spiffe_id"] = types.String(f.Issuer), types.String(f.Subject), types.String(f.SPIFFEID)
-		idm["scopes"], idm["actors"] = stringSet(f.Scopes), stringSet(f.Actors)
+		m["identity"] = types.NewRecord(types.RecordMap{"verified": types.True,
+			"issuer": types.String(f.Issuer), "subject": types.String(f.Subject), "spiffe_id": types.String(f.SPIFFEID),
+			"scopes": stringSet(f.Scopes), "actors": stringSet(f.Actors)})
 	}
-	m["identity"] = types.NewRecord(idm)
 	if peer != nil {
 		m["caller"] = types.NewRecord(types.RecordMap{
 			"uid": types.Long(peer.UID), "gid": types.Long(peer.GID),
@@ -320,6 +339,11 @@ func withEvidence(rec types.Record, f *wire.IdentityFacts, peer *wire.Peer) type
 	}
 	return types.NewRecord(m)
 }
+
+// unverified is context.identity without a verified token, built once:
+// records are immutable.
+var unverified = types.NewRecord(types.RecordMap{"verified": types.False, "issuer": types.String(""), "subject": types.String(""),
+	"spiffe_id": types.String(""), "scopes": types.NewSet(), "actors": types.NewSet()})
 
 func stringSet(ss []string) types.Set {
 	vs := make([]types.Value, len(ss))

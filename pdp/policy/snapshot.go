@@ -99,7 +99,19 @@ type Snapshot struct {
 	fileEntities int
 	// types are the entity types the entities files describe.
 	types map[types.EntityType]bool
+	// mentions are the daemon-set context keys some policy file's text
+	// names (see Mentions).
+	mentions map[string]bool
 }
+
+// DaemonContextKeys are the context keys the engine itself sets.
+var DaemonContextKeys = []string{"identity", "caller"}
+
+// Mentions reports whether any policy file's text contains word, one of
+// DaemonContextKeys: a conservative test (comments and strings count) of
+// whether a policy can read context.<word>, so that the engine builds that
+// part of the context only for policies that may look at it.
+func (s *Snapshot) Mentions(word string) bool { return s.mentions[word] }
 
 // Policy returns the policy with the given id, or nil.
 func (s *Snapshot) Policy(id string) *Policy { return s.byID[cedar.PolicyID(id)] }
@@ -388,7 +400,13 @@ func Compile(files []PolicyFile, root string, opts LoadOptions) (*Snapshot, erro
 		}
 	}
 
+	snap.mentions = map[string]bool{}
 	for _, f := range policyFiles {
+		for _, w := range DaemonContextKeys {
+			if strings.Contains(f.Content, w) {
+				snap.mentions[w] = true
+			}
+		}
 		ps, errs := parsePolicies(f, root)
 		problems = append(problems, errs...)
 		for _, p := range ps {
