@@ -306,7 +306,7 @@ func (c *consoleAddUserCmd) readPassword() (string, error) {
 	}
 	line = strings.TrimRight(line, "\r\n")
 	if line == "" {
-		return "", errors.New("no password on standard input")
+		return "", errors.New(`no password on standard input: run it in a terminal to be asked for one, or pipe it in (echo "$PASSWORD" | agentpdp console add-user NAME --users FILE)`)
 	}
 	return line, nil
 }

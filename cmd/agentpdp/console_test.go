@@ -44,7 +44,7 @@ func TestConsole_AddUser(t *testing.T) {
 		msg         string
 	}{
 		{"dave", "short\n", exitFail, "at least 12 characters"},
-		{"dave", "", exitFail, "no password on standard input"},
+		{"dave", "", exitFail, "no password on standard input: run it in a terminal to be asked for one, or pipe it in"},
 		{"bad name", "a long enough password\n", exitUsage, "user name"},
 		{"bad:name", "a long enough password\n", exitUsage, "user name"},
 	} {

@@ -125,7 +125,7 @@ func (c *logVerifyCmd) Run(ctx context.Context) error {
 	}
 	switch {
 	case rep.Checkpoints == 0:
-		fmt.Fprintln(out, "no signed checkpoints: a truncated or rewritten log cannot be told apart (serve with a signing key)")
+		fmt.Fprintln(out, "no signed checkpoints yet: a truncated or rewritten log cannot be told apart. A daemon with a signing_key signs one every checkpoints.every (1m) while rows are unsigned, every checkpoints.every_rows rows and at shutdown: run log verify again then")
 	case rep.SignaturesChecked:
 		fmt.Fprintf(out, "%d checkpoints, every signature verified with key %s, each over the Merkle root of the rows before it; the last signs seq %d\n", rep.Checkpoints, decisionlog.KeyID(opts.PublicKey), rep.LastSigned)
 	default:

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -39,7 +41,7 @@ func (c *logVerifyProofCmd) Run(ctx context.Context) error {
 	if c.pubkey == "" {
 		return usagef("log verify-proof: --pubkey is required: a proof is only as good as the key it is checked with")
 	}
-	kb, err := os.ReadFile(c.pubkey)
+	kb, err := readFlagFile("log verify-proof", "pubkey", c.pubkey)
 	if err != nil {
 		return err
 	}
@@ -52,9 +54,12 @@ func (c *logVerifyProofCmd) Run(ctx context.Context) error {
 		b, err = io.ReadAll(io.LimitReader(c.stdin, 16<<20))
 	} else {
 		b, err = os.ReadFile(c.args[0])
+		if errors.Is(err, fs.ErrNotExist) {
+			return usagef("log verify-proof: %s: no such file; give a proof written by agentpdp log prove", c.args[0])
+		}
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("log verify-proof: %w", err)
 	}
 	res, err := decisionlog.VerifyProof(b, pub)
 	if err != nil {

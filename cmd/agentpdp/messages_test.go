@@ -119,6 +119,12 @@ func TestCLI_EnumsAndMissingFiles(t *testing.T) {
 		{[]string{"log", "verify", "--db", d.db(), "--pubkey", filepath.Join(d.dir, "k.pub")}, exitUsage, "--pubkey " + filepath.Join(d.dir, "k.pub") + ": no such file"},
 		{[]string{"log", "tail", "--db", filepath.Join(d.dir, "elsewhere.db")}, exitUsage, "no such file; give the decision log serve writes"},
 		{[]string{"log", "query", "--db", d.db(), "--decision", "allow"}, 0, "SEQ"},
+		{[]string{"log", "verify-proof", filepath.Join(d.dir, "proof.json"), "--pubkey", filepath.Join(d.dir, "k.pub")}, exitUsage, "--pubkey " + filepath.Join(d.dir, "k.pub") + ": no such file"},
+		{[]string{"log", "verify-proof", filepath.Join(d.dir, "proof.json"), "--pubkey", filepath.Join(d.dir, "var", "signing.key.pub")}, exitUsage, filepath.Join(d.dir, "proof.json") + ": no such file; give a proof written by agentpdp log prove"},
+		// Killed before its first checkpoint: the log is intact, and the
+		// message says when a checkpoint will come rather than blaming a
+		// missing key the daemon has.
+		{[]string{"log", "verify", "--db", d.db(), "--pubkey", filepath.Join(d.dir, "var", "signing.key.pub")}, 0, "no signed checkpoints yet"},
 	}
 	for _, tt := range tests {
 		code, out, stderr := runCLI(t, tt.args...)
