@@ -33,6 +33,7 @@ type consoleConfig struct {
 	AdminSocket   string        `yaml:"admin_socket"`
 	Users         string        `yaml:"users"`
 	Pubkey        string        `yaml:"pubkey"`         // checks checkpoint signatures on the integrity page
+	WitnessKey    string        `yaml:"witness_key"`    // the collector's public key: checks the log's cosignature rows
 	Operator      string        `yaml:"operator"`       // the account the one-time link signs in as; "" for none
 	LinkTTL       time.Duration `yaml:"link_ttl"`       // how long the one-time link works
 	PendingWindow time.Duration `yaml:"pending_window"` // how long a step_up waits for an answer in the console
@@ -146,12 +147,13 @@ signed-in account. At start it prints a one-time sign-in link for the local oper
 	}
 	fl := cmd.Flags()
 	c.flags = fl
-	fl.StringVar(&c.config, "config", "", "console YAML `file` (listen, db, admin_socket, users, pubkey, operator, …)")
+	fl.StringVar(&c.config, "config", "", "console YAML `file` (listen, db, admin_socket, users, pubkey, witness_key, operator, …)")
 	fl.StringVar(&c.cfg.Listen, "listen", c.cfg.Listen, "TCP `address` to serve on")
 	fl.StringVar(&c.cfg.DB, "db", c.cfg.DB, "decision log `file`, opened read-only")
 	fl.StringVar(&c.cfg.AdminSocket, "admin-socket", c.cfg.AdminSocket, "the daemon's admin socket `path`")
 	fl.StringVar(&c.cfg.Users, "users", c.cfg.Users, "accounts `file` (agentpdp console add-user)")
 	fl.StringVar(&c.cfg.Pubkey, "pubkey", c.cfg.Pubkey, "checkpoint public key `file`, to check signatures")
+	fl.StringVar(&c.cfg.WitnessKey, "witness-key", c.cfg.WitnessKey, "the collector's public key `file` (witness_key's .pub), to check the log's witness cosignatures")
 	fl.StringVar(&c.cfg.Operator, "operator", c.cfg.Operator, "the account the one-time sign-in link signs in as (\"\" for no link)")
 	fl.StringVar(&c.cfg.TLSCert, "tls-cert", "", "serve HTTPS with this certificate `file` (PEM)")
 	fl.StringVar(&c.cfg.TLSKey, "tls-key", "", "the certificate's private key `file` (PEM)")
@@ -171,7 +173,7 @@ func (c *consoleCmd) resolve() (consoleConfig, error) {
 		return cfg, err
 	}
 	for name, dst := range map[string]*string{"listen": &cfg.Listen, "db": &cfg.DB, "admin-socket": &cfg.AdminSocket,
-		"users": &cfg.Users, "pubkey": &cfg.Pubkey, "operator": &cfg.Operator, "tls-cert": &cfg.TLSCert, "tls-key": &cfg.TLSKey} {
+		"users": &cfg.Users, "pubkey": &cfg.Pubkey, "witness-key": &cfg.WitnessKey, "operator": &cfg.Operator, "tls-cert": &cfg.TLSCert, "tls-key": &cfg.TLSKey} {
 		if c.flags.Changed(name) {
 			*dst, _ = c.flags.GetString(name)
 		}
@@ -210,6 +212,15 @@ func (c *consoleCmd) Run(ctx context.Context) error {
 		}
 		if ccfg.PublicKey, err = decisionlog.ParsePublicKey(b); err != nil {
 			return fmt.Errorf("console: pubkey %s: %w", cfg.Pubkey, err)
+		}
+	}
+	if cfg.WitnessKey != "" {
+		b, err := os.ReadFile(cfg.WitnessKey)
+		if err != nil {
+			return fmt.Errorf("console: witness_key: %w", err)
+		}
+		if ccfg.WitnessKey, err = decisionlog.ParsePublicKey(b); err != nil {
+			return fmt.Errorf("console: witness_key %s: %w", cfg.WitnessKey, err)
 		}
 	}
 	if cfg.Users != "" {

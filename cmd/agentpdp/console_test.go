@@ -19,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/agentpdp/agentpdp/decisionlog"
 )
 
 func TestConsole_AddUser(t *testing.T) {
@@ -71,8 +73,17 @@ func TestConsole_ConfigFile(t *testing.T) {
 		t.Errorf("a bad --listen: exit %d %s", code, stderr)
 	}
 
-	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("listen: 127.0.0.1:1\ndb: %s\nadmin_socket: %s\nusers: %s\noperator: ops\npending_window: 5m\n",
-		d.db(), d.asock(), filepath.Join(dir, "users"))), 0o644))
+	bad := filepath.Join(dir, "bad.pub")
+	must(t, os.WriteFile(bad, []byte("not a key\n"), 0o644))
+	if code, _, stderr := runCLI(t, "console", "--listen", "127.0.0.1:0", "--db", d.db(), "--witness-key", bad); code == 0 || !strings.Contains(stderr, "witness_key "+bad) {
+		t.Errorf("a bad --witness-key: exit %d %s", code, stderr)
+	}
+	_, pub, err := decisionlog.GenerateKey()
+	must(t, err)
+	wkey := filepath.Join(dir, "collector.key.pub")
+	must(t, os.WriteFile(wkey, pub, 0o644))
+	must(t, os.WriteFile(cfg, []byte(fmt.Sprintf("listen: 127.0.0.1:1\ndb: %s\nadmin_socket: %s\nusers: %s\noperator: ops\npending_window: 5m\nwitness_key: %s\n",
+		d.db(), d.asock(), filepath.Join(dir, "users"), wkey)), 0o644))
 	// --listen on the command line wins over the file's.
 	base, stop := runConsole(t, `one-time sign-in as ops \(valid once, for 15m0s\): (http://127\.0\.0\.1:\d+)/login/link/`,
 		"console", "--config", cfg, "--listen", "127.0.0.1:0")

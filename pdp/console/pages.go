@@ -13,7 +13,11 @@ import (
 	"strings"
 	"time"
 
+	fnote "github.com/transparency-dev/formats/note"
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/decisionlog/fleet"
 	"github.com/agentpdp/agentpdp/pdp/client"
 	"github.com/agentpdp/agentpdp/pdp/server"
 	"github.com/agentpdp/agentpdp/pdp/wire"
@@ -550,8 +554,22 @@ type integrityData struct {
 	Stats       decisionlog.Stats
 	Origin      string
 	Checkpoints []checkpointRow
+	Cosigned    []cosignatureRow
 	Verify      *verifyResult
 	KeyChecked  bool
+	WitnessKey  bool // cosignatures are checked
+}
+
+// cosignatureRow is a cosignature row: a witness's cosignature of one of
+// the log's checkpoints, kept by the http sink (witness: true).
+type cosignatureRow struct {
+	Entry   *decisionlog.Entry
+	Body    decisionlog.Cosignature
+	Witness string    // the key name on the cosignature line
+	At      time.Time // the cosignature's timestamp (cosignature/v1); zero if unreadable
+	Cosigns int64     // seq of the log's own checkpoint row with the same body; 0 if none listed
+	SigOK   *bool     // nil without a witness key
+	Problem string    // why it does not verify, or does not match the log
 }
 
 type checkpointRow struct {
@@ -621,10 +639,88 @@ func (s *Server) integrity(w http.ResponseWriter, r *http.Request, sess *session
 		}
 		d.Checkpoints = append(d.Checkpoints, row)
 	}
+	if d.Cosigned, err = s.cosignatures(ctx, d.Origin, d.Checkpoints); err != nil {
+		s.fail(w, r, sess, err)
+		return
+	}
+	d.WitnessKey = s.cfg.WitnessKey != nil
+	for _, c := range d.Cosigned {
+		for i := range d.Checkpoints {
+			if c.Cosigns != 0 && d.Checkpoints[i].Entry.Seq == c.Cosigns {
+				d.Checkpoints[i].Cosignatures = strings.TrimSpace(d.Checkpoints[i].Cosignatures + "\n" + c.Witness + " (row " + strconv.FormatInt(c.Entry.Seq, 10) + ")")
+			}
+		}
+	}
 	s.verifyMu.Lock()
 	d.Verify = s.lastVerify
 	s.verifyMu.Unlock()
 	s.render(w, r, http.StatusOK, "integrity", s.page(sess, "Integrity", "integrity", d))
+}
+
+// cosignatures reads the newest cosignature rows and says, for each, which
+// of the listed checkpoints it cosigns, its witness and time, and, with a
+// witness key, whether it verifies and is of this log's checkpoint at its
+// tree size.
+func (s *Server) cosignatures(ctx context.Context, origin string, cps []checkpointRow) ([]cosignatureRow, error) {
+	rows, err := s.cfg.Reader.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{decisionlog.KindCosignature}, Limit: 20})
+	if err != nil {
+		return nil, err
+	}
+	bySize := map[int64]checkpointRow{}
+	for _, c := range cps {
+		if c.Checkpoint != nil {
+			bySize[c.Checkpoint.Seq] = c
+		}
+	}
+	var out []cosignatureRow
+	for _, e := range rows {
+		row := cosignatureRow{Entry: e}
+		if err := json.Unmarshal(e.Body, &row.Body); err != nil {
+			row.Problem = "unreadable cosignature row: " + err.Error()
+			out = append(out, row)
+			continue
+		}
+		text := []byte(row.Body.Checkpoint)
+		body, _, _ := strings.Cut(row.Body.Checkpoint, "\n\n")
+		// The note's signatures, none verified yet: the host's line is
+		// named after the origin; the others are witnesses'.
+		var unverified *note.UnverifiedNoteError
+		if _, err := note.Open(text, note.VerifierList()); errors.As(err, &unverified) {
+			for _, sig := range unverified.Note.UnverifiedSigs {
+				if sig.Name == origin {
+					continue
+				}
+				if at, err := fnote.CoSigV1Timestamp(sig); err == nil {
+					row.Witness, row.At = sig.Name, at
+				}
+			}
+		}
+		if c, ok := bySize[row.Body.TreeSize]; ok {
+			mine, _, _ := strings.Cut(c.Checkpoint.Note, "\n\n")
+			if mine == body {
+				row.Cosigns = c.Entry.Seq
+			} else {
+				row.Problem = fmt.Sprintf("not this log's checkpoint at tree size %d (row %d): another origin or root", row.Body.TreeSize, c.Entry.Seq)
+			}
+		}
+		if key := s.cfg.WitnessKey; key != nil {
+			c, err := fleet.VerifyCosigned(text, key)
+			switch {
+			case err != nil:
+				row.Problem = err.Error()
+			case c.Origin != origin:
+				row.Problem = fmt.Sprintf("cosigns origin %q, not this log's %q", c.Origin, origin)
+			case int64(c.Size) != row.Body.TreeSize:
+				row.Problem = fmt.Sprintf("cosigns tree size %d, the row says %d", c.Size, row.Body.TreeSize)
+			default:
+				row.Witness, row.At = c.Witness, c.CosignAt
+			}
+			ok := row.Problem == ""
+			row.SigOK = &ok
+		}
+		out = append(out, row)
+	}
+	return out, nil
 }
 
 // verify is POST /integrity/verify: recompute the chain and check every

@@ -32,6 +32,10 @@ type Config struct {
 	Operator string
 	// PublicKey, if set, checks checkpoint signatures on the integrity page.
 	PublicKey ed25519.PublicKey
+	// WitnessKey, if set, checks the witness cosignatures the log holds
+	// (cosignature rows, c2sp.org/tlog-cosignature) on the integrity page:
+	// the collector's public key (its witness_key's .pub).
+	WitnessKey ed25519.PublicKey
 	// PendingWindow is how long a step_up waits for an answer in the
 	// console (default 15m): older ones leave the queue, and the console
 	// refuses to approve them, so that nobody approves a request its agent
