@@ -78,6 +78,14 @@ func (e *Engine) Approve(ctx context.Context, id string, req *wire.ApprovalReque
 	if strings.TrimSpace(req.Approver) == "" {
 		return nil, 0, wire.BadRequest("/approver", errors.New("required: who approves"))
 	}
+	// The approval's row stores both strings: a raw token in either must
+	// not reach the log any more than one in a request.
+	if err := mask.CheckToken("/approver", req.Approver); err != nil {
+		return nil, 0, err
+	}
+	if err := mask.CheckToken("/comment", req.Comment); err != nil {
+		return nil, 0, err
+	}
 	dec, err := e.decisionRecord(ctx, id)
 	if err != nil {
 		return nil, 0, err

@@ -80,3 +80,36 @@ func quote(t *testing.T, s string) string {
 	}
 	return string(b)
 }
+
+// TestRawTokens_NotInApprovals: an approval's approver and comment are
+// stored in its row; a raw token in either is a 400 naming the field, and
+// the step_up stays open for an honest answer. Both were logged verbatim.
+func TestRawTokens_NotInApprovals(t *testing.T) {
+	d := pdptest.Serve(t, map[string]string{"p.cedar": `@step_up("ask") permit (principal, action, resource);`})
+	const jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJib2IifQ.c2lnbmF0dXJlc2lnbmF0dXJl"
+	req, _ := wire.DecodeRequest([]byte(`{"principal":"Agent::\"a\"","action":"Action::\"x\"","resource":"Tool::\"t\""}`))
+	dec, err := d.Agent.Authorize(t.Context(), req)
+	if err != nil || dec.Decision != wire.StepUp {
+		t.Fatalf("want step_up: %v %v", dec, err)
+	}
+	for _, c := range []struct{ approver, comment, field string }{
+		{jwt, "", "/approver"},
+		{"alice", "ok, token=" + jwt, "/comment"},
+		{"Bearer abcdefghijklmnopqrstuvwxyz", "", "/approver"},
+	} {
+		_, err := d.Admin.Approve(t.Context(), dec.DecisionID, c.approver, true, c.comment)
+		if !client.IsStatus(err, http.StatusBadRequest) || !strings.Contains(err.Error(), c.field) || !strings.Contains(err.Error(), "raw token") {
+			t.Errorf("approver %q comment %q: got %v, want 400 naming %s", c.approver, c.comment, err, c.field)
+		}
+	}
+	if _, err := d.Admin.Approve(t.Context(), dec.DecisionID, "alice", true, "checked"); err != nil {
+		t.Fatalf("an honest approval after the refused ones: %v", err)
+	}
+	d.Stop()
+	for _, f := range []string{"d.db", "d.db-wal"} {
+		b, _ := os.ReadFile(filepath.Join(d.Dir, f))
+		if bytes.Contains(b, []byte("eyJzdWIiOiJib2Ii")) || bytes.Contains(b, []byte("abcdefghijklmnopqrstuvwxyz")) {
+			t.Errorf("%s holds token bytes", f)
+		}
+	}
+}
