@@ -288,7 +288,7 @@ func (e *Engine) LoadApprovals(ctx context.Context) error {
 				return fmt.Errorf("load approvals: seq %d: %w", entry.Seq, err)
 			}
 			e.approvals.add(&rec)
-			used, err := e.opts.Log.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{decisionlog.KindDecision}, ApprovalID: rec.DecisionID, Decision: wire.Allow, Limit: 1})
+			used, err := e.opts.Log.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{decisionlog.KindDecision}, ApprovalID: rec.DecisionID, Decision: string(wire.Allow), Limit: 1})
 			if err != nil {
 				return fmt.Errorf("load approvals: %w", err)
 			}

@@ -62,11 +62,11 @@ func TestCedarCorpus(t *testing.T) {
 				continue
 			}
 			wantReasons, wantErrors := corpusIDs(r.Reasons), corpusIDs(r.Errors)
-			if d.Decision != r.Decision || !slices.Equal(reasonIDs(d.Reasons), wantReasons) || !slices.Equal(errorIDs(d.Errors), wantErrors) {
+			if d.Decision != wire.Verdict(r.Decision) || !slices.Equal(reasonIDs(d.Reasons), wantReasons) || !slices.Equal(errorIDs(d.Errors), wantErrors) {
 				t.Errorf("%s %s: got %s %v errors %v, Cedar says %s %v errors %v", tc.Name, r.Desc,
 					d.Decision, reasonIDs(d.Reasons), errorIDs(d.Errors), r.Decision, wantReasons, wantErrors)
 			}
-			if d2, err := skipEngine.Evaluate(req); err != nil || d2.Decision != r.Decision {
+			if d2, err := skipEngine.Evaluate(req); err != nil || d2.Decision != wire.Verdict(r.Decision) {
 				t.Errorf("%s %s: on_error skip: got %v (%v), Cedar says %s", tc.Name, r.Desc, d2, err, r.Decision)
 			}
 		}

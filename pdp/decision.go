@@ -22,7 +22,7 @@ const (
 
 // evaluation is the engine's answer before it is logged.
 type evaluation struct {
-	decision string
+	decision wire.Verdict
 	reasons  []wire.Reason
 	errors   []wire.EvalError
 	approval *wire.ApprovalUse

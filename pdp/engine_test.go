@@ -50,29 +50,29 @@ func TestEngine_Evaluate(t *testing.T) {
 		wantReasons []string
 		wantErrors  []string
 	}{
-		{name: "NothingPermits", want: wire.Deny, wantReasons: []string{"no_permit"}},
-		{name: "HardPermit", flags: []string{"hp"}, want: wire.Allow, wantReasons: []string{"hard-permit"}},
-		{name: "ForbidWins", flags: []string{"hp", "hf"}, want: wire.Deny, wantReasons: []string{"hard-forbid"}},
-		{name: "HardForbidBeatsStepUp", flags: []string{"hp", "hf", "sf"}, want: wire.Deny, wantReasons: []string{"hard-forbid"}},
-		{name: "ReasonsSorted", flags: []string{"hp", "hf2", "hf"}, want: wire.Deny, wantReasons: []string{"hard-forbid", "second-hard-forbid"}},
-		{name: "StepUpForbid", flags: []string{"hp", "sf"}, want: wire.StepUp, wantReasons: []string{"step-forbid"}},
-		{name: "StepUpForbidWithoutPermitDenies", flags: []string{"sf"}, want: wire.Deny, wantReasons: []string{"no_permit"}},
-		{name: "OnlyStepUpPermit", flags: []string{"sp"}, want: wire.StepUp, wantReasons: []string{"step-permit"}},
-		{name: "HardPermitBeatsStepUpPermit", flags: []string{"sp", "hp"}, want: wire.Allow, wantReasons: []string{"hard-permit"}},
-		{name: "StepUpForbidOverStepUpPermit", flags: []string{"sp", "sf"}, want: wire.StepUp, wantReasons: []string{"step-forbid"}},
-		{name: "ErroringForbidFailsClosed", flags: []string{"hp", "ef"}, want: wire.Deny,
+		{name: "NothingPermits", want: string(wire.Deny), wantReasons: []string{"no_permit"}},
+		{name: "HardPermit", flags: []string{"hp"}, want: string(wire.Allow), wantReasons: []string{"hard-permit"}},
+		{name: "ForbidWins", flags: []string{"hp", "hf"}, want: string(wire.Deny), wantReasons: []string{"hard-forbid"}},
+		{name: "HardForbidBeatsStepUp", flags: []string{"hp", "hf", "sf"}, want: string(wire.Deny), wantReasons: []string{"hard-forbid"}},
+		{name: "ReasonsSorted", flags: []string{"hp", "hf2", "hf"}, want: string(wire.Deny), wantReasons: []string{"hard-forbid", "second-hard-forbid"}},
+		{name: "StepUpForbid", flags: []string{"hp", "sf"}, want: string(wire.StepUp), wantReasons: []string{"step-forbid"}},
+		{name: "StepUpForbidWithoutPermitDenies", flags: []string{"sf"}, want: string(wire.Deny), wantReasons: []string{"no_permit"}},
+		{name: "OnlyStepUpPermit", flags: []string{"sp"}, want: string(wire.StepUp), wantReasons: []string{"step-permit"}},
+		{name: "HardPermitBeatsStepUpPermit", flags: []string{"sp", "hp"}, want: string(wire.Allow), wantReasons: []string{"hard-permit"}},
+		{name: "StepUpForbidOverStepUpPermit", flags: []string{"sp", "sf"}, want: string(wire.StepUp), wantReasons: []string{"step-forbid"}},
+		{name: "ErroringForbidFailsClosed", flags: []string{"hp", "ef"}, want: string(wire.Deny),
 			wantReasons: []string{"erroring-forbid"}, wantErrors: []string{"erroring-forbid"}},
-		{name: "ErroringForbidSkipped", flags: []string{"hp", "ef"}, onError: wire.OnErrorSkip, want: wire.Allow,
+		{name: "ErroringForbidSkipped", flags: []string{"hp", "ef"}, onError: wire.OnErrorSkip, want: string(wire.Allow),
 			wantReasons: []string{"hard-permit"}, wantErrors: []string{"erroring-forbid"}},
-		{name: "ErroringPermitIsIgnored", flags: []string{"hp", "ep"}, want: wire.Allow,
+		{name: "ErroringPermitIsIgnored", flags: []string{"hp", "ep"}, want: string(wire.Allow),
 			wantReasons: []string{"hard-permit"}, wantErrors: []string{"erroring-permit"}},
-		{name: "ErroringPermitAloneDenies", flags: []string{"ep"}, want: wire.Deny,
+		{name: "ErroringPermitAloneDenies", flags: []string{"ep"}, want: string(wire.Deny),
 			wantReasons: []string{"no_permit"}, wantErrors: []string{"erroring-permit"}},
-		{name: "ErrorsSorted", flags: []string{"hp", "ep", "ef"}, onError: wire.OnErrorSkip, want: wire.Allow,
+		{name: "ErrorsSorted", flags: []string{"hp", "ep", "ef"}, onError: wire.OnErrorSkip, want: string(wire.Allow),
 			wantReasons: []string{"hard-permit"}, wantErrors: []string{"erroring-forbid", "erroring-permit"}},
-		{name: "CedarSemanticsIgnoreStepUp", flags: []string{"sp"}, cedar: true, want: wire.Allow, wantReasons: []string{"step-permit"}},
-		{name: "CedarSemanticsStepUpForbidDenies", flags: []string{"hp", "sf"}, cedar: true, want: wire.Deny, wantReasons: []string{"step-forbid"}},
-		{name: "CedarSemanticsSkipErrors", flags: []string{"hp", "ef"}, cedar: true, want: wire.Allow,
+		{name: "CedarSemanticsIgnoreStepUp", flags: []string{"sp"}, cedar: true, want: string(wire.Allow), wantReasons: []string{"step-permit"}},
+		{name: "CedarSemanticsStepUpForbidDenies", flags: []string{"hp", "sf"}, cedar: true, want: string(wire.Deny), wantReasons: []string{"step-forbid"}},
+		{name: "CedarSemanticsSkipErrors", flags: []string{"hp", "ef"}, cedar: true, want: string(wire.Allow),
 			wantReasons: []string{"hard-permit"}, wantErrors: []string{"erroring-forbid"}},
 	}
 	for _, tt := range tests {
@@ -87,7 +87,7 @@ func TestEngine_Evaluate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d.Decision != tt.want {
+			if d.Decision != wire.Verdict(tt.want) {
 				t.Errorf("decision: got %s, want %s", d.Decision, tt.want)
 			}
 			if got := reasonIDs(d.Reasons); !slices.Equal(got, tt.wantReasons) {
@@ -147,10 +147,10 @@ func TestEngine_Guards(t *testing.T) {
 	tests := []struct {
 		name, extra, want, reason string
 	}{
-		{"CredentialValid", `"credential":{"id":"jti-1","expires_at":"2026-11-27T10:00:01Z"}`, wire.Allow, "policy0"},
-		{"CredentialExpired", `"credential":{"id":"jti-1","expires_at":"2026-11-27T09:59:59Z"}`, wire.Deny, pdp.ReasonCredentialExpired},
-		{"CredentialExpiresNow", `"credential":{"id":"jti-1","expires_at":"2026-11-27T10:00:00Z"}`, wire.Deny, pdp.ReasonCredentialExpired},
-		{"ApprovalUnknown", `"approval":"0193-not-approved"`, wire.Deny, pdp.ReasonApprovalInvalid},
+		{"CredentialValid", `"credential":{"id":"jti-1","expires_at":"2026-11-27T10:00:01Z"}`, string(wire.Allow), "policy0"},
+		{"CredentialExpired", `"credential":{"id":"jti-1","expires_at":"2026-11-27T09:59:59Z"}`, string(wire.Deny), pdp.ReasonCredentialExpired},
+		{"CredentialExpiresNow", `"credential":{"id":"jti-1","expires_at":"2026-11-27T10:00:00Z"}`, string(wire.Deny), pdp.ReasonCredentialExpired},
+		{"ApprovalUnknown", `"approval":"0193-not-approved"`, string(wire.Deny), pdp.ReasonApprovalInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -158,7 +158,7 @@ func TestEngine_Guards(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d.Decision != tt.want {
+			if d.Decision != wire.Verdict(tt.want) {
 				t.Errorf("decision: got %s, want %s", d.Decision, tt.want)
 			}
 			if tt.reason == "policy0" {
@@ -167,7 +167,7 @@ func TestEngine_Guards(t *testing.T) {
 			if len(d.Reasons) != 1 || d.Reasons[0].Policy != tt.reason {
 				t.Errorf("reasons: got %+v, want %s", d.Reasons, tt.reason)
 			}
-			if tt.want == wire.Deny && !d.Reasons[0].Builtin {
+			if wire.Verdict(tt.want) == wire.Deny && !d.Reasons[0].Builtin {
 				t.Errorf("guard reason not marked builtin: %+v", d.Reasons[0])
 			}
 		})
@@ -193,12 +193,12 @@ func TestEngine_RequestEntities(t *testing.T) {
 		mode      pdp.RequestEntities
 		req, want string // want "" is a 400
 	}{
-		{pdp.RequestEntitiesTrusted, static, wire.Deny},
-		{pdp.RequestEntitiesTrusted, override, wire.Allow},
-		{pdp.RequestEntitiesTrusted, addsUnknown, wire.Allow},
-		{pdp.RequestEntitiesUnknownOnly, static, wire.Deny},
+		{pdp.RequestEntitiesTrusted, static, string(wire.Deny)},
+		{pdp.RequestEntitiesTrusted, override, string(wire.Allow)},
+		{pdp.RequestEntitiesTrusted, addsUnknown, string(wire.Allow)},
+		{pdp.RequestEntitiesUnknownOnly, static, string(wire.Deny)},
 		{pdp.RequestEntitiesUnknownOnly, override, ""},
-		{pdp.RequestEntitiesUnknownOnly, addsUnknown, wire.Allow},
+		{pdp.RequestEntitiesUnknownOnly, addsUnknown, string(wire.Allow)},
 		{pdp.RequestEntitiesRefuse, addsUnknown, ""},
 	}
 	for i, tt := range tests {
@@ -215,7 +215,7 @@ func TestEngine_RequestEntities(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d.Decision != tt.want {
+			if d.Decision != wire.Verdict(tt.want) {
 				t.Errorf("got %s, want %s", d.Decision, tt.want)
 			}
 			// The request's entity must not leak into the static set.
@@ -241,18 +241,18 @@ func TestEngine_DefaultPolicyPack(t *testing.T) {
 		return `{"principal":"Agent::\"` + agent + `\"","action":"Action::\"invoke_tool\"","resource":"Tool::\"` + tool + `\"","context":` + ctx + `}`
 	}
 	tests := []struct{ name, req, want, reason string }{
-		{"ReadOwnTeamTool", req("billing-bot", "sql.query", "{}"), wire.Allow, "agents-may-invoke-tools"},
-		{"ProductionWriteSteps", req("deploy-bot", "k8s.apply", "{}"), wire.StepUp, "prod-writes-need-approval"},
-		{"StagingWriteAllowed", req("deploy-bot", "k8s.apply-staging", "{}"), wire.Allow, "agents-may-invoke-tools"},
-		{"RestrictedWithoutTicket", req("billing-bot", "invoices.export", "{}"), wire.Deny, "restricted-data-needs-ticket"},
-		{"RestrictedWithTicket", req("billing-bot", "invoices.export", `{"ticket":"INC-42"}`), wire.Allow, "agents-may-invoke-tools"},
-		{"RestrictedWithWrongTicket", req("billing-bot", "invoices.export", `{"ticket":"JIRA-1"}`), wire.Deny, "restricted-data-needs-ticket"},
-		{"OtherTeamsTool", req("billing-bot", "k8s.apply", "{}"), wire.Deny, "other-teams-tools"},
-		{"SharedTool", req("billing-bot", "web.search", "{}"), wire.Allow, "agents-may-invoke-tools"},
-		{"LowTrustSteps", req("intern-bot", "web.search", "{}"), wire.StepUp, "low-trust-agents-need-approval"},
-		{"Untrusted", req("scraper", "web.search", "{}"), wire.Deny, "untrusted-agents"},
+		{"ReadOwnTeamTool", req("billing-bot", "sql.query", "{}"), string(wire.Allow), "agents-may-invoke-tools"},
+		{"ProductionWriteSteps", req("deploy-bot", "k8s.apply", "{}"), string(wire.StepUp), "prod-writes-need-approval"},
+		{"StagingWriteAllowed", req("deploy-bot", "k8s.apply-staging", "{}"), string(wire.Allow), "agents-may-invoke-tools"},
+		{"RestrictedWithoutTicket", req("billing-bot", "invoices.export", "{}"), string(wire.Deny), "restricted-data-needs-ticket"},
+		{"RestrictedWithTicket", req("billing-bot", "invoices.export", `{"ticket":"INC-42"}`), string(wire.Allow), "agents-may-invoke-tools"},
+		{"RestrictedWithWrongTicket", req("billing-bot", "invoices.export", `{"ticket":"JIRA-1"}`), string(wire.Deny), "restricted-data-needs-ticket"},
+		{"OtherTeamsTool", req("billing-bot", "k8s.apply", "{}"), string(wire.Deny), "other-teams-tools"},
+		{"SharedTool", req("billing-bot", "web.search", "{}"), string(wire.Allow), "agents-may-invoke-tools"},
+		{"LowTrustSteps", req("intern-bot", "web.search", "{}"), string(wire.StepUp), "low-trust-agents-need-approval"},
+		{"Untrusted", req("scraper", "web.search", "{}"), string(wire.Deny), "untrusted-agents"},
 		// The entity files describe agents; one they do not hold is unknown.
-		{"UnknownAgent", req("nobody", "web.search", "{}"), wire.Deny, pdp.ReasonUnknownPrincipal},
+		{"UnknownAgent", req("nobody", "web.search", "{}"), string(wire.Deny), pdp.ReasonUnknownPrincipal},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -260,7 +260,7 @@ func TestEngine_DefaultPolicyPack(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d.Decision != tt.want || len(d.Reasons) == 0 || d.Reasons[0].Policy != tt.reason {
+			if d.Decision != wire.Verdict(tt.want) || len(d.Reasons) == 0 || d.Reasons[0].Policy != tt.reason {
 				t.Errorf("got %s %v, want %s [%s]", d.Decision, reasonIDs(d.Reasons), tt.want, tt.reason)
 			}
 		})

@@ -111,7 +111,7 @@ func TestDecide_RecordHoldsTheAuditFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := rec.Request
-	got := []string{rec.Decision, rec.Principal, rec.PolicyVersion, r.SessionID, r.TaskID, r.TraceID, r.ParentDecisionID,
+	got := []string{string(rec.Decision), rec.Principal, rec.PolicyVersion, r.SessionID, r.TaskID, r.TraceID, r.ParentDecisionID,
 		r.ToolCallID, r.OnBehalfOf, r.Credential.ID, r.Credential.Issuer, r.Credential.Subject, r.Credential.Scopes[0]}
 	want := []string{"allow", `Agent::"a"`, d.PolicyVersion, "s-42", "t-7", "4bf92f3577b34da6a3ce929d0e0e4736", "p-1",
 		"call_abc", "alice@example.com", "jti-123", "https://idp", "billing-bot", "invoices:read"}

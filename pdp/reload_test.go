@@ -61,7 +61,7 @@ func decideFor(t *testing.T, e *pdp.Engine) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return d.Decision
+	return string(d.Decision)
 }
 
 func TestReload_RenameSave(t *testing.T) {
@@ -73,7 +73,7 @@ func TestReload_RenameSave(t *testing.T) {
 	if err := os.Rename(filepath.Join(dir, ".p.cedar.swp"), filepath.Join(dir, "p.cedar")); err != nil {
 		t.Fatal(err)
 	}
-	pdptest.Eventually(t, "deny after the save", func() bool { return decideFor(t, e) == wire.Deny })
+	pdptest.Eventually(t, "deny after the save", func() bool { return wire.Verdict(decideFor(t, e)) == wire.Deny })
 }
 
 func TestReload_BrokenFileKeepsServing(t *testing.T) {
@@ -87,11 +87,11 @@ func TestReload_BrokenFileKeepsServing(t *testing.T) {
 	if !strings.Contains(st.LastReloadError, "p.cedar:1") || st.ReloadFailures == 0 {
 		t.Errorf("status: %+v", st)
 	}
-	if e.Snapshot().Version != before || decideFor(t, e) != wire.Allow {
+	if e.Snapshot().Version != before || wire.Verdict(decideFor(t, e)) != wire.Allow {
 		t.Error("a broken file replaced the serving policies")
 	}
 	pdptest.WriteFiles(t, dir, map[string]string{"p.cedar": forbidAll})
-	pdptest.Eventually(t, "the fixed file", func() bool { return decideFor(t, e) == wire.Deny })
+	pdptest.Eventually(t, "the fixed file", func() bool { return wire.Verdict(decideFor(t, e)) == wire.Deny })
 	if e.Status().LastReloadError != "" {
 		t.Error("reload error not cleared after a good load")
 	}
@@ -106,11 +106,11 @@ func TestReload_AddRemoveAndNewDirectory(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond) // let the new directory be watched first
 	pdptest.WriteFiles(t, dir, map[string]string{"teams/finance/f.cedar": forbidAll})
-	pdptest.Eventually(t, "the file in the new directory", func() bool { return decideFor(t, e) == wire.Deny })
+	pdptest.Eventually(t, "the file in the new directory", func() bool { return wire.Verdict(decideFor(t, e)) == wire.Deny })
 	if err := os.RemoveAll(filepath.Join(dir, "teams")); err != nil {
 		t.Fatal(err)
 	}
-	pdptest.Eventually(t, "the removal", func() bool { return decideFor(t, e) == wire.Allow })
+	pdptest.Eventually(t, "the removal", func() bool { return wire.Verdict(decideFor(t, e)) == wire.Allow })
 	if n := len(e.Snapshot().Policies); n != 1 {
 		t.Errorf("%d policies after removal", n)
 	}
@@ -124,12 +124,12 @@ func TestReload_KubernetesDataSwap(t *testing.T) {
 	must(t, os.Symlink("..v1", filepath.Join(dir, "..data")))
 	must(t, os.Symlink("..data/p.cedar", filepath.Join(dir, "p.cedar")))
 	e, _, _ := watched(t, dir)
-	if decideFor(t, e) != wire.Allow {
+	if wire.Verdict(decideFor(t, e)) != wire.Allow {
 		t.Fatal("v1 not served")
 	}
 	must(t, os.Symlink("..v2", filepath.Join(dir, "..data_tmp")))
 	must(t, os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")))
-	pdptest.Eventually(t, "v2 after the ..data swap", func() bool { return decideFor(t, e) == wire.Deny })
+	pdptest.Eventually(t, "v2 after the ..data swap", func() bool { return wire.Verdict(decideFor(t, e)) == wire.Deny })
 }
 
 func TestReload_DirectorySymlinkSwap(t *testing.T) {
@@ -140,10 +140,10 @@ func TestReload_DirectorySymlinkSwap(t *testing.T) {
 	e, _, _ := watched(t, current)
 	must(t, os.Symlink("v2", filepath.Join(root, "next")))
 	must(t, os.Rename(filepath.Join(root, "next"), current))
-	pdptest.Eventually(t, "v2 after the directory swap", func() bool { return decideFor(t, e) == wire.Deny })
+	pdptest.Eventually(t, "v2 after the directory swap", func() bool { return wire.Verdict(decideFor(t, e)) == wire.Deny })
 	// And edits in the new target are watched.
 	pdptest.WriteFiles(t, root, map[string]string{"v2/p.cedar": permitAll})
-	pdptest.Eventually(t, "an edit inside the new target", func() bool { return decideFor(t, e) == wire.Allow })
+	pdptest.Eventually(t, "an edit inside the new target", func() bool { return wire.Verdict(decideFor(t, e)) == wire.Allow })
 }
 
 func TestReload_ForcedReloadAndPolicyLoadRows(t *testing.T) {
@@ -347,7 +347,7 @@ func TestReload_GitCheckoutNeverServesHalfATree(t *testing.T) {
 				}
 				decided.Add(1)
 				if _, whole := versions[d.PolicyVersion]; !whole || d.Decision != wire.Deny {
-					seen[g][d.Decision+" by "+d.PolicyVersion]++
+					seen[g][string(d.Decision)+" by "+d.PolicyVersion]++
 				}
 			}
 		})
@@ -394,7 +394,7 @@ func TestReload_OnlyPolicyFilesCount(t *testing.T) {
 	}
 	pdptest.WriteFiles(t, dir, map[string]string{"p.cedar": forbidAll})
 	start := time.Now()
-	pdptest.Eventually(t, "the policy change despite the churn beside it", func() bool { return decideFor(t, e) == wire.Deny })
+	pdptest.Eventually(t, "the policy change despite the churn beside it", func() bool { return wire.Verdict(decideFor(t, e)) == wire.Deny })
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("reload took %v with other files changing", took)
 	}
@@ -424,7 +424,7 @@ func TestReload_GitWorktreeSwitchedByRename(t *testing.T) {
 	must(t, os.Symlink(filepath.Join("rev-a", "policies"), current))
 	e, _, _ := watched(t, current)
 	before := e.Snapshot().Version
-	if decideFor(t, e) != wire.Deny || len(e.Snapshot().Policies) != 51 {
+	if wire.Verdict(decideFor(t, e)) != wire.Deny || len(e.Snapshot().Policies) != 51 {
 		t.Fatal("rev-a not served")
 	}
 
@@ -435,7 +435,7 @@ func TestReload_GitWorktreeSwitchedByRename(t *testing.T) {
 		for ctx.Err() == nil {
 			d, err := e.Decide(ctx, mustRequest(t, `{`+okRefs+`}`), nil)
 			if err == nil {
-				seen[d.Decision+" by "+d.PolicyVersion]++
+				seen[string(d.Decision)+" by "+d.PolicyVersion]++
 			}
 		}
 	})

@@ -16,16 +16,16 @@ import (
 
 // ReplayDiff is one decision that replays differently.
 type ReplayDiff struct {
-	Seq             int64    `json:"seq"`
-	DecisionID      string   `json:"decision_id"`
-	Principal       string   `json:"principal"`
-	Action          string   `json:"action"`
-	Resource        string   `json:"resource"`
-	Logged          string   `json:"logged"`
-	Replayed        string   `json:"replayed"`
-	LoggedReasons   []string `json:"logged_reasons"`
-	ReplayedReasons []string `json:"replayed_reasons"`
-	Note            string   `json:"note,omitempty"`
+	Seq             int64        `json:"seq"`
+	DecisionID      string       `json:"decision_id"`
+	Principal       string       `json:"principal"`
+	Action          string       `json:"action"`
+	Resource        string       `json:"resource"`
+	Logged          wire.Verdict `json:"logged"`
+	Replayed        wire.Verdict `json:"replayed"`
+	LoggedReasons   []string     `json:"logged_reasons"`
+	ReplayedReasons []string     `json:"replayed_reasons"`
+	Note            string       `json:"note,omitempty"`
 }
 
 // ReplayReport is what replay found. Reproduce mode fills Reproduced and
@@ -178,7 +178,7 @@ func (rep *ReplayReport) add(res replayResult) {
 			return
 		}
 		rep.Changed++
-		flip := d.Logged + "→" + d.Replayed
+		flip := string(d.Logged) + "→" + string(d.Replayed)
 		rep.Flips[flip]++
 		by := "(no policy: default deny)"
 		if len(d.ReplayedReasons) > 0 {

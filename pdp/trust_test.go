@@ -165,12 +165,12 @@ action read in [readOnly] appliesTo { principal: User, resource: Doc };
 action write appliesTo { principal: User, resource: Doc };`,
 		"p.cedar": `@id("readers") permit (principal, action in Action::"readOnly", resource);`,
 	}, pdp.Options{})
-	for action, want := range map[string]string{"read": wire.Allow, "write": wire.Deny} {
+	for action, want := range map[string]string{"read": string(wire.Allow), "write": string(wire.Deny)} {
 		d, err := e.Evaluate(mustRequest(t, `{"principal":"User::\"u\"","action":"Action::\"`+action+`\"","resource":"Doc::\"d\""}`))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d.Decision != want {
+		if d.Decision != wire.Verdict(want) {
 			t.Errorf("%s: got %s %v, want %s", action, d.Decision, reasonIDs(d.Reasons), want)
 		}
 	}

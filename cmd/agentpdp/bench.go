@@ -426,7 +426,7 @@ func runBench(ctx context.Context, socket, admin string, clients int, warmup, d 
 func printBench(w io.Writer, r *benchResult) {
 	fmt.Fprintf(w, "%d clients, %.1fs: %d decisions, %.0f decisions/s\n", r.Clients, r.Seconds, r.Decisions, r.PerSecond)
 	fmt.Fprintf(w, "latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n", r.P50, r.P90, r.P99, r.P999, r.Max)
-	fmt.Fprintf(w, "decisions: allow %d, deny %d, step_up %d\n", r.ByDecision[wire.Allow], r.ByDecision[wire.Deny], r.ByDecision[wire.StepUp])
+	fmt.Fprintf(w, "decisions: allow %d, deny %d, step_up %d\n", r.ByDecision[string(wire.Allow)], r.ByDecision[string(wire.Deny)], r.ByDecision[string(wire.StepUp)])
 	if r.ServerCPU > 0 {
 		fmt.Fprintf(w, "daemon: %.1f µs CPU per decision, peak RSS %.1f MB, log %.0f bytes per decision\n", r.ServerCPU, r.ServerPeakRSS, r.LogBytesPerRow)
 	}

@@ -95,7 +95,7 @@ func describe(e *decisionlog.Entry, loc *time.Location) string {
 		if json.Unmarshal(e.Body, &r) == nil {
 			flag := ""
 			if r.ActedAgainst {
-				flag = "  ACTED AGAINST A " + strings.ToUpper(r.Decision)
+				flag = "  ACTED AGAINST A " + strings.ToUpper(string(r.Decision))
 			}
 			return fmt.Sprintf("%s %-7s for %s%s", head, r.Status, r.DecisionID, flag)
 		}

@@ -96,7 +96,7 @@ func csvRow(e *decisionlog.Entry) []string {
 	json.Unmarshal(e.Body, &b) // fields absent from a kind stay empty
 	row := map[string]string{
 		"seq": strconv.FormatInt(e.Seq, 10), "time": e.Time.UTC().Format(time.RFC3339Nano), "kind": string(e.Kind),
-		"decision_id": b.DecisionID, "decision": b.Decision, "principal": b.Principal, "action": b.Action, "resource": b.Resource,
+		"decision_id": b.DecisionID, "decision": string(b.Decision), "principal": b.Principal, "action": b.Action, "resource": b.Resource,
 		"classification": b.Classification, "reasons": reasonList(b.Reasons), "policy_version": b.PolicyVersion,
 		"status": b.Status, "approver": b.Approver, "hash": hex.EncodeToString(e.Hash),
 	}

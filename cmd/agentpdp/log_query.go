@@ -70,7 +70,7 @@ func (ff *filterFlags) filter(command string, limit int) (decisionlog.Filter, er
 		uid := uint32(ff.peerUID)
 		f.PeerUID = &uid
 	}
-	switch ff.decision {
+	switch wire.Verdict(ff.decision) {
 	case "":
 	case wire.Allow, wire.Deny, wire.StepUp:
 		f.Decision = ff.decision
@@ -156,7 +156,7 @@ func printDecisionTable(w io.Writer, entries []*decisionlog.Entry, loc *time.Loc
 		}
 		shadow, shadowWhy := "-", "-"
 		if rec.Shadow != nil {
-			shadow, shadowWhy = rec.Shadow.Decision, orDash(reasonList(rec.Shadow.Reasons))
+			shadow, shadowWhy = string(rec.Shadow.Decision), orDash(reasonList(rec.Shadow.Reasons))
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, at, rec.Decision, shadow, rec.Principal, rec.Action, rec.Resource,
 			orDash(reasonList(rec.Reasons)), shadowWhy, rec.DecisionID)

@@ -66,7 +66,7 @@ func printExplained(w io.Writer, x *pdp.Explanation, loc *time.Location) {
 			fmt.Fprintf(tw, "  %s\t%s\n", k, v)
 		}
 	}
-	row("decision", strings.ToUpper(rec.Decision))
+	row("decision", strings.ToUpper(string(rec.Decision)))
 	row("principal", rec.Principal)
 	row("action", rec.Action)
 	row("resource", rec.Resource)

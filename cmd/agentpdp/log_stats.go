@@ -67,7 +67,7 @@ func (c *logStatsCmd) Run(ctx context.Context) error {
 	} else {
 		fmt.Fprintf(tw, "provenance index\tnone\t(lookups by principal, session, trace… scan the log)\n")
 	}
-	fmt.Fprintf(tw, "decisions\t%d\t(allow %d, deny %d, step_up %d)\n", s.Decisions, s.ByDecision[wire.Allow], s.ByDecision[wire.Deny], s.ByDecision[wire.StepUp])
+	fmt.Fprintf(tw, "decisions\t%d\t(allow %d, deny %d, step_up %d)\n", s.Decisions, s.ByDecision[string(wire.Allow)], s.ByDecision[string(wire.Deny)], s.ByDecision[string(wire.StepUp)])
 	fmt.Fprintf(tw, "outcomes\t%d\t(success %d, error %d, skipped %d)\n", s.Outcomes["success"]+s.Outcomes["error"]+s.Outcomes["skipped"], s.Outcomes["success"], s.Outcomes["error"], s.Outcomes["skipped"])
 	fmt.Fprintf(tw, "approvals\t%d\t\n", s.Approvals)
 	fmt.Fprintln(tw, "\nby principal\t\t")

@@ -81,7 +81,7 @@ func TestReplay_ReproducesTheDaemonsLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range []string{`DROP TRIGGER log_no_update`,
-		`UPDATE log SET body = json_set(body, '$.decision', '` + flipped + `') WHERE seq = ` + itoa(int(victim.Seq))} {
+		`UPDATE log SET body = json_set(body, '$.decision', '` + string(flipped) + `') WHERE seq = ` + itoa(int(victim.Seq))} {
 		if _, err := db.Exec(s); err != nil {
 			t.Fatal(err)
 		}
@@ -107,7 +107,7 @@ func TestReplay_Impact(t *testing.T) {
 		}
 		return strings.Count(out, "\n") + 1
 	}
-	allowed, stepUps := count(wire.Allow), count(wire.StepUp)
+	allowed, stepUps := count(string(wire.Allow)), count(string(wire.StepUp))
 	if allowed == 0 || stepUps == 0 {
 		t.Fatalf("the load made %d allowed and %d step_up sql.query decisions", allowed, stepUps)
 	}

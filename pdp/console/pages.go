@@ -96,17 +96,17 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, sess *session)
 			top = max(top, c.Count)
 		}
 		for _, c := range cs {
-			q := url.Values{param: {c.Key}, "decision": {wire.Deny}, "since": {"24h"}}
+			q := url.Values{param: {c.Key}, "decision": {string(wire.Deny)}, "since": {"24h"}}
 			out = append(out, bar{Key: c.Key, Count: c.Count, Width: int(c.Count * 100 / top), Href: "/search?" + q.Encode()})
 		}
 		return out
 	}
-	principals, err := s.cfg.Reader.Top(ctx, "principal", wire.Deny, since, 5)
+	principals, err := s.cfg.Reader.Top(ctx, "principal", string(wire.Deny), since, 5)
 	if err != nil {
 		s.fail(w, r, sess, err)
 		return
 	}
-	tools, err := s.cfg.Reader.Top(ctx, "resource", wire.Deny, since, 5)
+	tools, err := s.cfg.Reader.Top(ctx, "resource", string(wire.Deny), since, 5)
 	if err != nil {
 		s.fail(w, r, sess, err)
 		return
@@ -141,7 +141,7 @@ type pendingItem struct {
 // one has answered, the one expiring first first.
 func (s *Server) pending(ctx context.Context) ([]pendingItem, error) {
 	since := s.cfg.Now().Add(-s.cfg.PendingWindow)
-	steps, err := s.cfg.Reader.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{decisionlog.KindDecision}, Decision: wire.StepUp, Since: since, Limit: 200})
+	steps, err := s.cfg.Reader.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{decisionlog.KindDecision}, Decision: string(wire.StepUp), Since: since, Limit: 200})
 	if err != nil {
 		return nil, err
 	}
@@ -503,7 +503,7 @@ func searchFilter(q url.Values, now time.Time) (decisionlog.Filter, error) {
 	f.CredentialID, f.ToolCallID = get("credential_id"), get("tool_call_id")
 	f.ParentDecisionID, f.ApprovalID, f.DecisionID = get("parent_decision_id"), get("approval_id"), get("decision_id")
 	f.ShadowDiff = get("shadow_diff") != ""
-	switch d := get("decision"); d {
+	switch d := get("decision"); wire.Verdict(d) {
 	case "", wire.Allow, wire.Deny, wire.StepUp:
 		f.Decision = d
 	default:

@@ -125,8 +125,8 @@ var funcs = template.FuncMap{
 		}
 		return strings.Join(ids, ", ")
 	},
-	"answer": func(d string) string {
-		switch d {
+	"answer": func(d any) string { // a wire.Verdict, or a string from a query
+		switch wire.Verdict(fmt.Sprint(d)) {
 		case wire.Allow:
 			return "allow"
 		case wire.Deny:
@@ -187,7 +187,7 @@ const (
 	chartBottom    = 20
 )
 
-var answers = []string{wire.Allow, wire.StepUp, wire.Deny}
+var answers = []string{string(wire.Allow), string(wire.StepUp), string(wire.Deny)}
 
 func timelineChart(tl []decisionlog.Bucket) *chart {
 	c := &chart{Width: chartW, Height: chartH}

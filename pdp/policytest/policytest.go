@@ -180,7 +180,7 @@ func Load(path string) (*Suite, error) {
 		if c.Name == "" {
 			return nil, fmt.Errorf("%s: case %d has no name", path, i+1)
 		}
-		if c.Expect != wire.Allow && c.Expect != wire.Deny && c.Expect != wire.StepUp && c.Expect != ExpectRefused {
+		if wire.Verdict(c.Expect) != wire.Allow && wire.Verdict(c.Expect) != wire.Deny && wire.Verdict(c.Expect) != wire.StepUp && c.Expect != ExpectRefused {
 			return nil, fmt.Errorf("%s: case %q: expect %q: want allow, deny, step_up or refused", path, c.Name, c.Expect)
 		}
 		if len(c.Request) == 0 {
@@ -313,7 +313,7 @@ func runCase(engine *pdp.Engine, s *Suite, c Case) Result {
 		return res
 	}
 	res.Got = d
-	if d.Decision != c.Expect {
+	if d.Decision != wire.Verdict(c.Expect) {
 		res.Problems = append(res.Problems, fmt.Sprintf("decision: want %s, got %s", c.Expect, d.Decision))
 	}
 	var got []string

@@ -49,7 +49,7 @@ func FilterFromQuery(q url.Values, now time.Time) (decisionlog.Filter, error) {
 			return f, wire.BadRequest(k, errors.New("unknown query parameter"))
 		}
 	}
-	if f.Decision != "" && f.Decision != wire.Allow && f.Decision != wire.Deny && f.Decision != wire.StepUp {
+	if f.Decision != "" && !wire.Verdict(f.Decision).Valid() {
 		return f, wire.BadRequest("decision", fmt.Errorf("%q: want allow, deny or step_up", f.Decision))
 	}
 	var err error

@@ -125,7 +125,7 @@ func (m *Metrics) decided(ds []*wire.Decision, start time.Time) {
 	}
 	took := time.Since(start).Seconds()
 	for _, d := range ds {
-		m.decisions.WithLabelValues(d.Decision).Inc()
+		m.decisions.WithLabelValues(string(d.Decision)).Inc()
 		m.latency.Observe(took)
 	}
 }

@@ -45,7 +45,7 @@ func TestServer_ConcurrentClientsAllLogged(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				answers <- answer{dec.DecisionID, dec.Seq, dec.Decision}
+				answers <- answer{dec.DecisionID, dec.Seq, string(dec.Decision)}
 			}
 		})
 	}
@@ -62,7 +62,7 @@ func TestServer_ConcurrentClientsAllLogged(t *testing.T) {
 		if err := json.Unmarshal(entry.Body, &rec); err != nil {
 			t.Fatal(err)
 		}
-		if entry.Seq != a.seq || rec.Decision != a.dec {
+		if entry.Seq != a.seq || rec.Decision != wire.Verdict(a.dec) {
 			t.Errorf("%s: answered seq %d %s, logged seq %d %s", a.id, a.seq, a.dec, entry.Seq, rec.Decision)
 		}
 	}
@@ -98,9 +98,9 @@ func TestServer_BatchKeepsOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{wire.Allow, wire.Deny, wire.Allow, wire.Deny}
+	want := []string{string(wire.Allow), string(wire.Deny), string(wire.Allow), string(wire.Deny)}
 	for i, dec := range ds {
-		if dec.Decision != want[i] {
+		if dec.Decision != wire.Verdict(want[i]) {
 			t.Errorf("decision %d: got %s, want %s", i, dec.Decision, want[i])
 		}
 		if i > 0 && dec.Seq != ds[i-1].Seq+1 {

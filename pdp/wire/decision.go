@@ -1,16 +1,25 @@
 package wire
 
+// Verdict is what a decision answers: allow, deny or step_up.
+type Verdict string
+
 // The three answers.
 const (
-	Allow  = "allow"
-	Deny   = "deny"
-	StepUp = "step_up"
+	Allow  Verdict = "allow"
+	Deny   Verdict = "deny"
+	StepUp Verdict = "step_up"
 )
+
+// Verdicts lists the three answers.
+var Verdicts = []Verdict{Allow, Deny, StepUp}
+
+// Valid reports whether v is one of the three answers.
+func (v Verdict) Valid() bool { return v == Allow || v == Deny || v == StepUp }
 
 // Decision is the answer to one request.
 type Decision struct {
 	DecisionID    string      `json:"decision_id,omitempty"`
-	Decision      string      `json:"decision"` // allow, deny or step_up
+	Decision      Verdict     `json:"decision"`
 	Reasons       []Reason    `json:"reasons"`
 	Errors        []EvalError `json:"errors"`
 	PolicyVersion string      `json:"policy_version"`

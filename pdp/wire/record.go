@@ -53,7 +53,7 @@ type IdentityFacts struct {
 // explain and replay the decision, and to say who asked.
 type DecisionRecord struct {
 	DecisionID     string       `json:"decision_id"`
-	Decision       string       `json:"decision"`
+	Decision       Verdict      `json:"decision"`
 	Principal      string       `json:"principal"` // Cedar form, for indexing
 	Action         string       `json:"action"`
 	Resource       string       `json:"resource"`
@@ -87,7 +87,7 @@ type DecisionRecord struct {
 
 // ShadowResult is the shadow policies' answer to a live request.
 type ShadowResult struct {
-	Decision      string      `json:"decision"`
+	Decision      Verdict     `json:"decision"`
 	Reasons       []Reason    `json:"reasons"`
 	Errors        []EvalError `json:"errors,omitempty"`
 	PolicyVersion string      `json:"policy_version"`
@@ -111,7 +111,7 @@ type OutcomeRecord struct {
 	DecisionID string          `json:"decision_id"`
 	Status     string          `json:"status"`
 	Detail     json.RawMessage `json:"detail,omitempty"`
-	Decision   string          `json:"decision"` // what the decision was
+	Decision   Verdict         `json:"decision"` // what the decision was
 	// ActedAgainst is set when the caller reports having acted although the
 	// decision was not allow: evidence of an agent ignoring its PDP.
 	ActedAgainst bool   `json:"acted_against_decision,omitzero"`
