@@ -267,10 +267,14 @@ func TestConsole_Browser(t *testing.T) {
 		t.Error("the page was reloaded to show the step-up")
 	}
 	text := runIn(t, ctx, "item text", chromedp.Text(chromedp.CSS(item)))
-	for _, want := range []string{"production change needs approval", "deploy-bot", "k8s.apply", "attested (kernel, SO_PEERCRED)", "web.yaml", "prod-writes-need-approval", "left"} {
+	for _, want := range []string{"production change needs approval", "deploy-bot", "k8s.apply", "attested", "web.yaml", "prod-writes-need-approval", "left"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the waiting step-up does not show %q:\n%s", want, text)
 		}
+	}
+	// The sources are the ones the row records, not the console's reading.
+	if strings.Contains(text, "written before decisions recorded") {
+		t.Errorf("the waiting step-up calls its own row old:\n%s", text)
 	}
 	within(t, ctx, "type a comment", chromedp.SendKeys(chromedp.CSS(item+" textarea"), "CHG-4711 reviewed"),
 		chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`))
