@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/agentpdp/agentpdp/internal/pdptest"
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/client"
+	"github.com/agentpdp/agentpdp/pdp/mask"
 	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
@@ -482,5 +484,80 @@ permit (principal, action, resource) unless { principal == Agent::"careful" };
 	// third's session and trace.
 	if found != 7+6+2 {
 		t.Errorf("checked %d keys, want 15", found)
+	}
+}
+
+// TestMasking_DerivedFieldsAndErrors (issue 11): a masked value reaches the
+// row neither through a Cedar error that quotes it (ip() of a password)
+// nor through a field derived from the request (classification), in any
+// of the row's bytes.
+func TestMasking_DerivedFieldsAndErrors(t *testing.T) {
+	secret, level := `hunter2-"correct"-horse`, "top-secret-compartment-7"
+	d := pdptest.ServeWith(t, map[string]string{"p.cedar": `
+@id("from-ip") forbid (principal, action, resource) when { ip(context.args.password).isLoopback() };
+@id("all") permit (principal, action, resource);`},
+		decisionlog.DurabilityFull, func(o *pdp.Options) {
+			o.Mask = []string{"/context/args/password", "/context/classification"}
+		})
+	req := &wire.Request{Principal: pdptest.Ref(`Agent::"a"`), Action: pdptest.Ref(`Action::"login"`), Resource: pdptest.Ref(`Tool::"db"`),
+		Context: json.RawMessage(`{"args":{"password":` + strconv.Quote(secret) + `},"classification":"` + level + `"}`)}
+	dec, err := d.Agent.Authorize(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dec.Errors) != 1 || dec.Errors[0].Policy != "from-ip" {
+		t.Fatalf("want the ip() error of from-ip, got %+v", dec.Errors)
+	}
+	rec := recordOf(t, d.Log, dec.DecisionID)
+	if len(rec.Errors) != 1 || !strings.Contains(rec.Errors[0].Message, "hmac-sha256:") {
+		t.Errorf("the error keeps its place with the value's mask instead: %+v", rec.Errors)
+	}
+	if !strings.HasPrefix(rec.Classification, "hmac-sha256:") {
+		t.Errorf("classification is the masked context value's mask: %q", rec.Classification)
+	}
+	entry, err := d.Log.Decision(t.Context(), dec.DecisionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Stop() // close the log so every byte is in the files
+	quoted := strconv.Quote(secret)
+	for _, s := range []string{secret, quoted[1 : len(quoted)-1], "hunter2", level} {
+		if bytes.Contains(entry.Body, []byte(s)) {
+			t.Errorf("the stored row holds the masked value %q: %s", s, entry.Body)
+		}
+		for _, f := range []string{"d.db", "d.db-wal"} {
+			if b, _ := os.ReadFile(filepath.Join(d.Dir, f)); bytes.Contains(b, []byte(s)) {
+				t.Errorf("%s holds the masked value %q", f, s)
+			}
+		}
+	}
+}
+
+// TestMasking_ClassificationFromMaskedEntity: the resource's classification
+// from a masked inline entity attribute is stored as its mask (removed:
+// none), never as the value.
+func TestMasking_ClassificationFromMaskedEntity(t *testing.T) {
+	level := "eyes-only-level-9"
+	for _, action := range []mask.Action{mask.HMAC, mask.Remove} {
+		d := pdptest.ServeWith(t, map[string]string{"p.cedar": `permit (principal, action, resource);`},
+			decisionlog.DurabilityFull, func(o *pdp.Options) {
+				o.Mask, o.MaskAction = []string{"/entities/*/attrs/classification"}, action
+			})
+		dec, err := d.Agent.Authorize(t.Context(), &wire.Request{Principal: pdptest.Ref(`Agent::"a"`), Action: pdptest.Ref(`Action::"read"`), Resource: pdptest.Ref(`Doc::"d"`),
+			Entities: []wire.Entity{{UID: pdptest.Ref(`Doc::"d"`), Attrs: json.RawMessage(`{"classification":"` + level + `"}`)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		entry, err := d.Log.Decision(t.Context(), dec.DecisionID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(entry.Body, []byte(level)) {
+			t.Errorf("%s: the stored row holds the masked classification: %s", action, entry.Body)
+		}
+		got := recordOf(t, d.Log, dec.DecisionID).Classification
+		if action == mask.HMAC && !strings.HasPrefix(got, "hmac-sha256:") || action == mask.Remove && got != "" {
+			t.Errorf("%s: classification %q", action, got)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -330,8 +331,9 @@ type prepared struct {
 	cedar    cedar.Request
 	entities types.EntityMap // from the request; layered over the snapshot's
 	logged   *wire.Request
-	digest   string   // of the normalised context
-	masked   []string // pointers masked in logged
+	digest   string          // of the normalised context
+	masked   []string        // pointers masked in logged
+	redact   *mask.Redaction // the strings masked in logged, for messages that quote them
 
 	provided        []wire.Entity // from entity providers, normalised
 	providerFailure string        // why a provider failed; the decision is deny
@@ -409,7 +411,7 @@ func (e *Engine) prepare(req *wire.Request) (*prepared, error) {
 			c := *logged.Credential // masking must not reach the caller's request
 			logged.Credential = &c
 		}
-		if p.masked, err = e.masker.Apply(&logged); err != nil {
+		if p.masked, p.redact, err = e.masker.Apply(&logged); err != nil {
 			return nil, err
 		}
 	}
@@ -503,8 +505,12 @@ func (e *Engine) evaluate(snap *policy.Snapshot, p *prepared, now time.Time, app
 
 // classification is the sensitivity of the data a request touches: the
 // context's classification if the caller states one, else the resource
-// entity's classification attribute.
+// entity's classification attribute. It is read from the request as logged,
+// so a masked classification is stored as its mask.
 func classification(p *prepared, snap *policy.Snapshot) string {
+	if len(p.masked) > 0 {
+		return maskedClassification(p, snap)
+	}
 	if v, ok := p.cedar.Context.Get("classification"); ok {
 		if s, ok := v.(types.String); ok {
 			return string(s)
@@ -520,6 +526,63 @@ func classification(p *prepared, snap *policy.Snapshot) string {
 		}
 	}
 	return ""
+}
+
+// maskedClassification is classification read from the masked copy of the
+// request (context, then inline entities, then the snapshot's entities).
+func maskedClassification(p *prepared, snap *policy.Snapshot) string {
+	if s, ok := classificationIn(p.logged.Context); ok {
+		return s
+	}
+	for _, ent := range p.logged.Entities {
+		if ent.UID.UID() == p.cedar.Resource {
+			s, _ := classificationIn(ent.Attrs)
+			return s // request entities win over the snapshot's, as in layered
+		}
+	}
+	if ent, ok := snap.EntityMap()[p.cedar.Resource]; ok {
+		if v, ok := ent.Attributes.Get("classification"); ok {
+			if s, ok := v.(types.String); ok {
+				return string(s)
+			}
+		}
+	}
+	return ""
+}
+
+// classificationIn is the string at key "classification" (case-sensitive)
+// of a normalised JSON object, if there is one.
+func classificationIn(raw json.RawMessage) (string, bool) {
+	if len(raw) == 0 {
+		return "", false
+	}
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(raw, &obj) != nil {
+		return "", false
+	}
+	var s string
+	if v, ok := obj["classification"]; !ok || json.Unmarshal(v, &s) != nil {
+		return "", false
+	}
+	return s, true
+}
+
+// redacted returns ev's reasons and errors with every masked value they
+// quote replaced by its mask (a Cedar error may quote a context value:
+// "error parsing IP address <the value>"), as new slices.
+func redacted(red *mask.Redaction, reasons []wire.Reason, errs []wire.EvalError) ([]wire.Reason, []wire.EvalError) {
+	if red == nil {
+		return reasons, errs
+	}
+	rs := slices.Clone(reasons)
+	for i := range rs {
+		rs[i].Detail = red.Redact(rs[i].Detail)
+	}
+	es := slices.Clone(errs)
+	for i := range es {
+		es[i].Message = red.Redact(es[i].Message)
+	}
+	return rs, es
 }
 
 // Evaluate decides a request without recording it, for the check command and
@@ -660,12 +723,14 @@ func (e *Engine) decideBatch(ctx context.Context, reqs []*wire.Request, peer *wi
 			if !refused {
 				sev = e.evaluate(shadow, p, now, approval)
 			}
+			sev.reasons, sev.errors = redacted(p.redact, sev.reasons, sev.errors)
 			shadowResult = &wire.ShadowResult{Decision: sev.decision, Reasons: nonNil(sev.reasons), Errors: sev.errors, PolicyVersion: shadow.Version}
 		}
 		id, err := uuid.NewV7()
 		if err != nil {
 			return nil, fmt.Errorf("decision id: %w", err)
 		}
+		ev.reasons, ev.errors = redacted(p.redact, ev.reasons, ev.errors)
 		d := &wire.Decision{
 			DecisionID:    id.String(),
 			Decision:      ev.decision,

@@ -99,6 +99,86 @@ type Masker struct {
 	key      []byte
 }
 
+// removed stands for a value masked with Remove where free text quoted it.
+const removed = "[masked]"
+
+// Redaction replaces, in free text such as a Cedar error message, every
+// string a request's masking replaced, so that a message quoting a masked
+// value stores its mask instead. The zero value (and nil) redacts nothing.
+type Redaction struct {
+	olds map[string]string // masked string → what the log holds instead
+	r    *strings.Replacer
+}
+
+// note records that s was masked and replaced by with.
+func (r *Redaction) note(s, with string) {
+	if s == "" {
+		return
+	}
+	if r.olds == nil {
+		r.olds = map[string]string{}
+	}
+	// Messages quote values raw, Go-quoted (%q) or JSON-escaped: each form
+	// is replaced.
+	r.olds[s] = with
+	q := strconv.Quote(s)
+	r.olds[q[1:len(q)-1]] = with
+	if j, err := json.Marshal(s); err == nil {
+		r.olds[string(j[1:len(j)-1])] = with
+	}
+}
+
+// noteAll records every string inside v (a decoded JSON value masked as a
+// whole), each replaced by its own mask.
+func (r *Redaction) noteAll(m *Masker, v any) {
+	switch v := v.(type) {
+	case string:
+		r.note(v, m.textFor(v))
+	case []any:
+		for _, e := range v {
+			r.noteAll(m, e)
+		}
+	case map[string]any:
+		for _, e := range v {
+			r.noteAll(m, e)
+		}
+	}
+}
+
+// Redact returns s with every masked value it quotes replaced by its mask.
+func (r *Redaction) Redact(s string) string {
+	if r == nil || len(r.olds) == 0 {
+		return s
+	}
+	if r.r == nil {
+		// Longest first: a masked value that holds another is replaced whole.
+		olds := make([]string, 0, len(r.olds))
+		for o := range r.olds {
+			olds = append(olds, o)
+		}
+		sort.Slice(olds, func(i, j int) bool {
+			if len(olds[i]) != len(olds[j]) {
+				return len(olds[i]) > len(olds[j])
+			}
+			return olds[i] < olds[j]
+		})
+		pairs := make([]string, 0, 2*len(olds))
+		for _, o := range olds {
+			pairs = append(pairs, o, r.olds[o])
+		}
+		r.r = strings.NewReplacer(pairs...)
+	}
+	return r.r.Replace(s)
+}
+
+// textFor is what free text shows instead of the masked string s.
+func (m *Masker) textFor(s string) string {
+	if r, keep := m.replacement(s); keep {
+		return r.(string)
+	}
+	return removed
+}
+
 func (m *Masker) replacement(v any) (any, bool) {
 	if m.action == Remove {
 		return nil, false
@@ -110,15 +190,17 @@ func (m *Masker) replacement(v any) (any, bool) {
 }
 
 // Apply masks req (the logged copy) in place and returns the pointers that
-// matched something.
-func (m *Masker) Apply(req *wire.Request) ([]string, error) {
+// matched something and the redaction of the strings it masked (for
+// messages that quote them).
+func (m *Masker) Apply(req *wire.Request) ([]string, *Redaction, error) {
 	var masked []string
+	red := &Redaction{}
 	for _, p := range m.pointers {
 		hit := false
 		var err error
 		switch p.segs[0] {
 		case "context":
-			req.Context, hit, err = m.inRaw(req.Context, p.segs[1:])
+			req.Context, hit, err = m.inRaw(req.Context, p.segs[1:], red)
 		case "entities":
 			for i := range req.Entities {
 				if p.segs[1] != "*" && p.segs[1] != strconv.Itoa(i) {
@@ -130,8 +212,8 @@ func (m *Masker) Apply(req *wire.Request) ([]string, error) {
 					raw = &e.Tags
 				}
 				var h bool
-				if *raw, h, err = m.inRaw(*raw, p.segs[3:]); err != nil {
-					return nil, err
+				if *raw, h, err = m.inRaw(*raw, p.segs[3:], red); err != nil {
+					return nil, nil, err
 				}
 				hit = hit || h
 			}
@@ -139,16 +221,17 @@ func (m *Masker) Apply(req *wire.Request) ([]string, error) {
 			if c := req.Credential; c != nil {
 				switch p.segs[1] {
 				case "id":
-					hit = m.inString(&c.ID)
+					hit = m.inString(&c.ID, red)
 				case "issuer":
-					hit = m.inString(&c.Issuer)
+					hit = m.inString(&c.Issuer, red)
 				case "subject":
-					hit = m.inString(&c.Subject)
+					hit = m.inString(&c.Subject, red)
 				case "scopes":
 					var kept []string
 					for i, s := range c.Scopes {
 						if p.segs[2] == "*" || p.segs[2] == strconv.Itoa(i) {
 							hit = true
+							red.note(s, m.textFor(s))
 							if r, keep := m.replacement(s); keep {
 								kept = append(kept, r.(string))
 							}
@@ -160,16 +243,16 @@ func (m *Masker) Apply(req *wire.Request) ([]string, error) {
 				}
 			}
 		default:
-			hit = m.inString(stringField(req, p.segs[0]))
+			hit = m.inString(stringField(req, p.segs[0]), red)
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if hit {
 			masked = append(masked, p.raw)
 		}
 	}
-	return masked, nil
+	return masked, red, nil
 }
 
 func stringField(req *wire.Request, name string) *string {
@@ -188,10 +271,11 @@ func stringField(req *wire.Request, name string) *string {
 	return &req.TraceID
 }
 
-func (m *Masker) inString(s *string) bool {
+func (m *Masker) inString(s *string, red *Redaction) bool {
 	if *s == "" {
 		return false
 	}
+	red.note(*s, m.textFor(*s))
 	r, keep := m.replacement(*s)
 	if keep {
 		*s = r.(string)
@@ -202,7 +286,7 @@ func (m *Masker) inString(s *string) bool {
 }
 
 // inRaw masks inside normalised JSON, re-encoding it canonically.
-func (m *Masker) inRaw(raw json.RawMessage, segs []string) (json.RawMessage, bool, error) {
+func (m *Masker) inRaw(raw json.RawMessage, segs []string, red *Redaction) (json.RawMessage, bool, error) {
 	if len(raw) == 0 {
 		return raw, false, nil
 	}
@@ -212,7 +296,7 @@ func (m *Masker) inRaw(raw json.RawMessage, segs []string) (json.RawMessage, boo
 	if err := dec.Decode(&tree); err != nil {
 		return nil, false, fmt.Errorf("mask: %w", err)
 	}
-	tree, hit := m.walk(tree, segs)
+	tree, hit := m.walk(tree, segs, red)
 	if !hit {
 		return raw, false, nil
 	}
@@ -220,8 +304,9 @@ func (m *Masker) inRaw(raw json.RawMessage, segs []string) (json.RawMessage, boo
 	return out, true, err
 }
 
-func (m *Masker) walk(v any, segs []string) (any, bool) {
+func (m *Masker) walk(v any, segs []string, red *Redaction) (any, bool) {
 	if len(segs) == 0 {
+		red.noteAll(m, v)
 		r, _ := m.replacement(v)
 		return r, true
 	}
@@ -242,7 +327,7 @@ func (m *Masker) walk(v any, segs []string) (any, bool) {
 			if !ok {
 				continue
 			}
-			nv, h := m.walk(child, rest)
+			nv, h := m.walk(child, rest, red)
 			if !h {
 				continue
 			}
@@ -262,7 +347,7 @@ func (m *Masker) walk(v any, segs []string) (any, bool) {
 				out = append(out, child)
 				continue
 			}
-			nv, h := m.walk(child, rest)
+			nv, h := m.walk(child, rest, red)
 			hit = hit || h
 			if h && len(rest) == 0 && m.action == Remove {
 				continue

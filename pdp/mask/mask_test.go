@@ -59,3 +59,42 @@ func TestRawTokens_EmbeddedAndNames(t *testing.T) {
 		t.Errorf("a token as a name: %v", err)
 	}
 }
+
+// TestRedaction_EveryMaskedString: Apply's redaction replaces each string it
+// masked (a leaf, every string of a masked subtree, a credential field),
+// raw or escaped as %q or JSON quote it, with what the log holds instead;
+// with Remove, with a marker.
+func TestRedaction_EveryMaskedString(t *testing.T) {
+	for _, action := range []mask.Action{mask.HMAC, mask.Remove} {
+		m, err := mask.New([]string{"/context/args/password", "/context/nested", "/credential/subject"}, action, []byte("k"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := &wire.Request{
+			Context:    json.RawMessage(`{"args":{"password":"p\"w\\1"},"nested":{"a":["deep-secret"]},"keep":"visible"}`),
+			Credential: &wire.Credential{ID: "jti", Subject: "alice-subject"},
+		}
+		_, red, err := m.Apply(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := `error parsing IP address p"w\1; "p\"w\\1"; deep-secret; alice-subject; visible`
+		got := red.Redact(msg)
+		for _, leak := range []string{`p"w\1`, `p\"w\\1`, "deep-secret", "alice-subject"} {
+			if strings.Contains(got, leak) {
+				t.Errorf("%s: %q still quotes %q", action, got, leak)
+			}
+		}
+		want := "hmac-sha256:"
+		if action == mask.Remove {
+			want = "[masked]"
+		}
+		if !strings.Contains(got, want) || !strings.Contains(got, "visible") {
+			t.Errorf("%s: %q: want masks (%s) in place and unmasked text kept", action, got, want)
+		}
+	}
+	var none *mask.Redaction
+	if none.Redact("x") != "x" {
+		t.Error("a nil redaction changes text")
+	}
+}
