@@ -59,14 +59,21 @@ func openState(path string, signing ed25519.PrivateKey) (*stateFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tail state: %w", err)
 	}
-	k := sha256.Sum256(append([]byte("agentpdp tail state v1\x00"), signing.Seed()...))
-	return &stateFile{f: f, key: k[:]}, nil
+	return &stateFile{f: f, key: stateKey(signing)}, nil
 }
 
-func (s *stateFile) mac(st tailState) string {
+// stateKey is the HMAC key of the tail state, derived from the signing key.
+func stateKey(signing ed25519.PrivateKey) []byte {
+	k := sha256.Sum256(append([]byte("agentpdp tail state v1\x00"), signing.Seed()...))
+	return k[:]
+}
+
+func (s *stateFile) mac(st tailState) string { return stateMAC(st, s.key) }
+
+func stateMAC(st tailState, key []byte) string {
 	st.MAC = ""
 	b, _ := json.Marshal(st)
-	m := hmac.New(sha256.New, s.key)
+	m := hmac.New(sha256.New, key)
 	m.Write(b)
 	return base64.StdEncoding.EncodeToString(m.Sum(nil))
 }
@@ -74,7 +81,14 @@ func (s *stateFile) mac(st tailState) string {
 // read returns the state, or nil if the file is empty (a new log, or one
 // from before the state file existed).
 func (s *stateFile) read() (*tailState, error) {
-	b, err := io.ReadAll(io.NewSectionReader(s.f, 0, 1<<16))
+	return parseState(io.NewSectionReader(s.f, 0, 1<<16), s.f.Name(), s.key)
+}
+
+// parseState reads a tail state from rd (named name in errors), or nil if
+// it is empty. With a key its MAC must verify; a nil key skips that check
+// (a reader without the signing key).
+func parseState(rd io.Reader, name string, key []byte) (*tailState, error) {
+	b, err := io.ReadAll(io.LimitReader(rd, 1<<16))
 	if err != nil {
 		return nil, fmt.Errorf("tail state: %w", err)
 	}
@@ -84,10 +98,10 @@ func (s *stateFile) read() (*tailState, error) {
 	}
 	var st tailState
 	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("tail state %s: %w", s.f.Name(), err)
+		return nil, fmt.Errorf("tail state %s: %w", name, err)
 	}
-	if !hmac.Equal([]byte(st.MAC), []byte(s.mac(st))) {
-		return nil, fmt.Errorf("tail state %s: its MAC does not verify with this signing key: changed by someone else, or written with another key", s.f.Name())
+	if key != nil && !hmac.Equal([]byte(st.MAC), []byte(stateMAC(st, key))) {
+		return nil, fmt.Errorf("tail state %s: its MAC does not verify with this signing key: changed by someone else, or written with another key", name)
 	}
 	return &st, nil
 }

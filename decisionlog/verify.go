@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"strings"
 
 	"github.com/transparency-dev/merkle/compact"
@@ -35,6 +37,15 @@ type VerifyOptions struct {
 	// The log must still hold the rows it signed, unchanged: this catches a
 	// tail cut off after it, and a chain rewritten from the start.
 	Trusted *Checkpoint
+	// StatePath, if set, is the writer's tail state file (StatePath of the
+	// log). The log must reach the seq it records, with the head hash it
+	// records there: a tail cut off, signed checkpoints included, fails. A
+	// missing or empty file is reported (TailState "missing"), not a failure:
+	// a reader on another host may have only the database.
+	StatePath string
+	// StateKey, if set, is the log's signing key: the tail state's MAC must
+	// verify with it. Without it the state is read but not authenticated.
+	StateKey ed25519.PrivateKey
 	// Progress, if set, is called now and then with the seq reached and
 	// the last seq.
 	Progress func(seq, last int64)
@@ -57,6 +68,50 @@ type VerifyReport struct {
 	// rows verify, but nothing stops an update or delete until the writer
 	// restores them at its next start.
 	Unguarded []string `json:"unguarded,omitempty"`
+	// TailState is what became of the writer's tail state file (with
+	// VerifyOptions.StatePath): "authenticated", "unauthenticated" (read
+	// without the signing key) or "missing"; TailStateSeq is the seq it
+	// records, which the log reaches.
+	TailState    string `json:"tail_state,omitempty"`
+	TailStateSeq int64  `json:"tail_state_seq,omitempty"`
+}
+
+// TailStateError says the writer's tail state file cannot be trusted: it
+// does not parse, its MAC does not verify with the signing key, or it is of
+// another log.
+type TailStateError struct {
+	Problem string
+}
+
+func (e *TailStateError) Error() string { return e.Problem }
+
+// readTailState reads the tail state for Verify, before the log, so that a
+// writer committing meanwhile only moves the log past it.
+func readTailState(path string, signing ed25519.PrivateKey, rep *VerifyReport) (*tailState, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		rep.TailState = "missing"
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	defer f.Close()
+	var key []byte
+	rep.TailState = "unauthenticated"
+	if signing != nil {
+		key, rep.TailState = stateKey(signing), "authenticated"
+	}
+	st, err := parseState(f, path, key)
+	if err != nil {
+		return nil, &TailStateError{Problem: err.Error()}
+	}
+	if st == nil {
+		rep.TailState = "missing"
+		return nil, nil
+	}
+	rep.TailStateSeq = st.Seq
+	return st, nil
 }
 
 // Verify recomputes every row's hash from the start of the log, one row in
@@ -67,6 +122,13 @@ type VerifyReport struct {
 // log was pruned past it. The first failure is a *ChainError naming its row.
 func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, error) {
 	rep := &VerifyReport{SignaturesChecked: opts.PublicKey != nil}
+	var st *tailState
+	if opts.StatePath != "" {
+		var err error
+		if st, err = readTailState(opts.StatePath, opts.StateKey, rep); err != nil {
+			return nil, err
+		}
+	}
 	if err := r.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'origin'`).Scan(&rep.Origin); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("verify: read origin: %w", err)
 	}
@@ -75,6 +137,9 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport,
 		return nil, fmt.Errorf("verify: %w", err)
 	}
 	rep.LastSeq = last
+	if st != nil && st.Origin != rep.Origin {
+		return nil, &TailStateError{Problem: fmt.Sprintf("tail state %s is of log %s, not this log (%s)", opts.StatePath, st.Origin, rep.Origin)}
+	}
 	var trustedRoot tlog.Hash
 	if t := opts.Trusted; t != nil {
 		if opts.PublicKey == nil {
@@ -131,6 +196,9 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport,
 		if t := opts.Trusted; t != nil && e.Seq == t.Seq && t.HeadHash != "" && hex.EncodeToString(e.Hash) != t.HeadHash {
 			return &ChainError{Seq: e.Seq, Problem: "does not match the trusted checkpoint: the log was rewritten"}
 		}
+		if st != nil && (e.Seq == st.Seq && hex.EncodeToString(e.Hash) != st.Head || e.Seq == st.NextSeq && hex.EncodeToString(e.Hash) != st.NextHead) {
+			return &ChainError{Seq: e.Seq, Problem: "does not match the head hash its writer's state file records: the log was rewritten"}
+		}
 		if err := tree.Append(rfc6962.DefaultHasher.HashLeaf(e.Hash), nil); err != nil {
 			return fmt.Errorf("verify: merkle tree: %w", err)
 		}
@@ -161,6 +229,9 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport,
 		if root, err := tree.GetRootHash(nil); err != nil || !bytes.Equal(root, trustedRoot[:]) {
 			return nil, &ChainError{Seq: t.Seq, Problem: "the tree of the rows up to here does not match the trusted checkpoint: the log was rewritten"}
 		}
+	}
+	if st != nil && n < st.Seq {
+		return nil, &ChainError{Seq: n + 1, Problem: fmt.Sprintf("the log ends at seq %d but its writer's state file records seq %d: rows %d to %d were cut", n, st.Seq, n+1, st.Seq)}
 	}
 	rep.Unsigned = rep.Rows
 	if rep.Checkpoints > 0 {

@@ -21,6 +21,7 @@ import (
 type logVerifyCmd struct {
 	streams
 	db, pubkey, trusted string
+	signingKey          string
 	witness, witnessKey string
 	asJSON              bool
 }
@@ -28,7 +29,7 @@ type logVerifyCmd struct {
 func newLogVerifyCmd() *cobra.Command {
 	c := &logVerifyCmd{}
 	cmd := &cobra.Command{
-		Use:   "verify --db FILE [--pubkey FILE] [--trusted-checkpoint FILE] [--witness URL --witness-key FILE]",
+		Use:   "verify --db FILE [--pubkey FILE] [--signing-key FILE] [--trusted-checkpoint FILE] [--witness URL --witness-key FILE]",
 		Short: "Recompute the hash chain and check every checkpoint; exit 0 only if nothing was changed, removed or reordered",
 		Args:  noArgs,
 		RunE:  runE(c, nil),
@@ -36,6 +37,7 @@ func newLogVerifyCmd() *cobra.Command {
 	fl := cmd.Flags()
 	dbFlag(fl, &c.db)
 	fl.StringVar(&c.pubkey, "pubkey", "", "public key `file` that checks checkpoint signatures (default ./var/signing.key.pub if present)")
+	fl.StringVar(&c.signingKey, "signing-key", "", "the log's Ed25519 signing key `file`: authenticates the writer's tail state file (FILE.state) that verify checks the log against")
 	fl.StringVar(&c.trusted, "trusted-checkpoint", "", "a checkpoint kept outside the log (a checkpoint row as JSON, or its signed note): catches truncation and rewriting, also after pruning")
 	fl.StringVar(&c.witness, "witness", "", "the collector's `URL` (https://collector:8443): its newest checkpoint cosigned for this log's origin must match the log")
 	fl.StringVar(&c.witnessKey, "witness-key", "", "the collector's public key `file` (witness_key's .pub), which checks the cosignature")
@@ -69,11 +71,21 @@ func (c *logVerifyCmd) Run(ctx context.Context) error {
 			return fmt.Errorf("%s: %w", c.trusted, err)
 		}
 	}
+	if c.signingKey != "" {
+		b, err := readFlagFile("log verify", "signing-key", c.signingKey)
+		if err != nil {
+			return err
+		}
+		if opts.StateKey, err = decisionlog.ParsePrivateKey(b); err != nil {
+			return fmt.Errorf("log verify: %s: %w", c.signingKey, err)
+		}
+	}
 	r, err := openLog("log verify", c.db)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
+	opts.StatePath = decisionlog.StatePath(c.db)
 	var witnessed *fleet.Cosigned
 	if c.witness != "" || c.witnessKey != "" {
 		if c.witness == "" || c.witnessKey == "" || c.trusted != "" || opts.PublicKey == nil {
@@ -111,6 +123,14 @@ func (c *logVerifyCmd) Run(ctx context.Context) error {
 		}
 		return exitError{exitFail, fmt.Errorf("log verify FAILED at seq %d: %s", ce.Seq, ce.Problem)}
 	}
+	var se *decisionlog.TailStateError
+	if errors.As(err, &se) {
+		if c.asJSON {
+			json.NewEncoder(c.stdout).Encode(map[string]any{"ok": false, "problem": se.Problem})
+			return exitError{exitFail, errSilent}
+		}
+		return exitError{exitFail, fmt.Errorf("log verify FAILED: %s", se.Problem)}
+	}
 	if err != nil {
 		return err
 	}
@@ -136,6 +156,14 @@ func (c *logVerifyCmd) Run(ctx context.Context) error {
 	}
 	if rep.Unsigned > 0 && rep.Checkpoints > 0 {
 		fmt.Fprintf(out, "%d rows after the last checkpoint are not yet signed\n", rep.Unsigned)
+	}
+	switch {
+	case rep.TailState == "missing" && rep.LastSeq > 0:
+		fmt.Fprintf(out, "WARNING: no tail state file %s beside the log: a tail cut off, signed checkpoints included, is not detected here (copy it with the db, or give --trusted-checkpoint)\n", opts.StatePath)
+	case rep.TailState == "authenticated":
+		fmt.Fprintf(out, "the writer's tail state file (authenticated with the signing key) records seq %d: the log reaches it with the same head\n", rep.TailStateSeq)
+	case rep.TailState == "unauthenticated":
+		fmt.Fprintf(out, "the writer's tail state file records seq %d: the log reaches it with the same head (the state file was read but not authenticated: give --signing-key)\n", rep.TailStateSeq)
 	}
 	switch {
 	case witnessed != nil:
