@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
 	"github.com/agentpdp/agentpdp/pdp/policy"
@@ -204,4 +205,40 @@ func buildChain(ctx context.Context, r *decisionlog.Reader, e *decisionlog.Entry
 		n.Children = append(n.Children, child)
 	}
 	return n, nil
+}
+
+// EntitySource is the source a row's evidence records for an entity's
+// attributes (wire.Evidence.PrincipalEntity or ResourceEntity), or
+// "unknown to every source" when it records none. `agentpdp log show` and
+// the review console both label the entities this way.
+func EntitySource(source string) string {
+	if source == "" {
+		return "unknown to every source"
+	}
+	return source
+}
+
+// TokenHolder names whom a verified token was issued to:
+// "<principal> from <issuer>", followed by " (<SPIFFE ID>)" when the token
+// was an SVID.
+func TokenHolder(f *wire.IdentityFacts) string {
+	id := f.Principal + " from " + f.Issuer
+	if f.SPIFFEID != "" {
+		id += " (" + f.SPIFFEID + ")"
+	}
+	return id
+}
+
+// DelegationChain is a verified token's RFC 8693 act chain as
+// "<current actor> (via <earlier actors>, ...) for <subject>", or "" when
+// the token carried no actors.
+func DelegationChain(f *wire.IdentityFacts) string {
+	if len(f.Actors) == 0 {
+		return ""
+	}
+	chain := f.Actors[0]
+	if len(f.Actors) > 1 {
+		chain += " (via " + strings.Join(f.Actors[1:], ", ") + ")"
+	}
+	return chain + " for " + f.Subject
 }

@@ -193,14 +193,8 @@ func printEvidence(w io.Writer, rec *wire.DecisionRecord) {
 		}
 	}
 	row("principal", rec.Principal, ev.Principal)
-	entity := func(s string) string {
-		if s == "" {
-			return "unknown to every source"
-		}
-		return s
-	}
-	row("principal's entity", rec.Principal, entity(ev.PrincipalEntity))
-	row("resource's entity", rec.Resource, entity(ev.ResourceEntity))
+	row("principal's entity", rec.Principal, pdp.EntitySource(ev.PrincipalEntity))
+	row("resource's entity", rec.Resource, pdp.EntitySource(ev.ResourceEntity))
 	if rec.Request != nil {
 		if c := rec.Request.Credential; c != nil {
 			row("credential", c.ID, ev.Credential)
@@ -216,17 +210,9 @@ func printEvidence(w io.Writer, rec *wire.DecisionRecord) {
 	}
 	if f := ev.Identity; f != nil {
 		if f.Verified {
-			id := f.Principal + " from " + f.Issuer
-			if f.SPIFFEID != "" {
-				id += " (" + f.SPIFFEID + ")"
-			}
-			row("token", id, "verified")
-			if len(f.Actors) > 0 {
-				chain := f.Actors[0]
-				if len(f.Actors) > 1 {
-					chain += " (via " + strings.Join(f.Actors[1:], ", ") + ")"
-				}
-				row("delegation", chain+" for "+f.Subject, "verified")
+			row("token", pdp.TokenHolder(f), "verified")
+			if chain := pdp.DelegationChain(f); chain != "" {
+				row("delegation", chain, "verified")
 			}
 		} else {
 			row("token", "refused: "+f.Error, "claimed")

@@ -257,14 +257,8 @@ func evidenceFacts(rec *wire.DecisionRecord) []fact {
 		add("caller", "not a Unix socket peer", "none")
 	}
 	add("principal", rec.Principal, ev.Principal)
-	entity := func(s string) string {
-		if s == "" {
-			return "unknown to every source"
-		}
-		return s
-	}
-	add("principal's entity", rec.Principal, entity(ev.PrincipalEntity))
-	add("resource's entity", rec.Resource, entity(ev.ResourceEntity))
+	add("principal's entity", rec.Principal, pdp.EntitySource(ev.PrincipalEntity))
+	add("resource's entity", rec.Resource, pdp.EntitySource(ev.ResourceEntity))
 	if req := rec.Request; req != nil {
 		if c := req.Credential; c != nil {
 			add("credential", credentialText(c), ev.Credential)
@@ -281,20 +275,13 @@ func evidenceFacts(rec *wire.DecisionRecord) []fact {
 	}
 	if f := ev.Identity; f != nil {
 		if f.Verified {
-			id := f.Principal + " from " + f.Issuer
-			if f.SPIFFEID != "" {
-				id += " (" + f.SPIFFEID + ")"
-			}
+			id := pdp.TokenHolder(f)
 			if len(f.Scopes) > 0 {
 				id += ", scopes " + strings.Join(f.Scopes, " ")
 			}
 			add("token", id, "verified")
-			if len(f.Actors) > 0 {
-				chain := f.Actors[0]
-				if len(f.Actors) > 1 {
-					chain += " (via " + strings.Join(f.Actors[1:], ", ") + ")"
-				}
-				add("delegation", chain+" for "+f.Subject, "verified")
+			if chain := pdp.DelegationChain(f); chain != "" {
+				add("delegation", chain, "verified")
 			}
 		} else {
 			add("token", "refused: "+f.Error, "claimed")
