@@ -3,11 +3,13 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -403,7 +405,7 @@ func runBench(ctx context.Context, socket, admin string, clients int, warmup, d 
 	}
 	res.Decisions = len(all)
 	if res.Decisions == 0 {
-		return res, fmt.Errorf("bench: no decisions answered (errors: %v)", res.Errors)
+		return res, fmt.Errorf("bench: no decisions answered; errors:\n%s", strings.TrimSuffix(errorSummary(res.Errors), "\n"))
 	}
 	res.PerSecond = float64(res.Decisions) / elapsed.Seconds()
 	res.ClientCPU = float64((selfAfter - selfBefore).Microseconds()) / float64(res.Decisions)
@@ -431,12 +433,53 @@ func printBench(w io.Writer, r *benchResult) {
 		fmt.Fprintf(w, "daemon: %.1f µs CPU per decision, peak RSS %.1f MB, log %.0f bytes per decision\n", r.ServerCPU, r.ServerPeakRSS, r.LogBytesPerRow)
 	}
 	fmt.Fprintf(w, "bench itself: %.1f µs CPU per decision\n", r.ClientCPU)
-	errors := 0
-	for msg, n := range r.Errors {
-		errors += n
-		fmt.Fprintf(w, "error ×%d: %s\n", n, msg)
+	io.WriteString(w, errorSummary(r.Errors))
+	fmt.Fprintf(w, "errors: %d\n", errorCount(r))
+}
+
+// maxErrorKinds bounds the distinct errors bench prints: the built-in mix
+// refused by a daemon gives one message per agent and tool.
+const maxErrorKinds = 10
+
+// errorSummary renders errors (message → count) one line per distinct
+// message, the most frequent first, at most maxErrorKinds lines and then
+// "and N more kinds". When the daemon refused the requests' inline entities
+// (HTTP 400 under request_entities unknown_only or refuse), one hint line
+// says how to bench it. Empty for no errors.
+func errorSummary(errs map[string]int) string {
+	msgs := slices.Collect(maps.Keys(errs))
+	slices.SortFunc(msgs, func(a, b string) int {
+		if c := cmp.Compare(errs[b], errs[a]); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	var b strings.Builder
+	entities := false
+	for i, msg := range msgs {
+		if i < maxErrorKinds {
+			fmt.Fprintf(&b, "error ×%d: %s\n", errs[msg], msg)
+		}
+		entities = entities || refusedEntities(msg)
 	}
-	fmt.Fprintf(w, "errors: %d\n", errors)
+	if len(msgs) > maxErrorKinds {
+		fmt.Fprintf(&b, "and %d more kinds\n", len(msgs)-maxErrorKinds)
+	}
+	if entities {
+		b.WriteString("hint: the daemon refuses entities described in requests; serve with --config examples/bench.yaml (request_entities: trusted), or give --requests FILE with requests that describe no trusted entities\n")
+	}
+	return b.String()
+}
+
+// refusedEntities reports whether msg is the daemon's 400 for a request's
+// inline entities (pdp/trust.go): one the request_entities setting refuses,
+// the principal described by a caller that may not, or an entity a trusted
+// source already knows.
+func refusedEntities(msg string) bool {
+	if !strings.Contains(msg, ": 400: ") || !strings.Contains(msg, "entities[") {
+		return false
+	}
+	return strings.Contains(msg, "request_entities") || strings.Contains(msg, "is the principal") || strings.Contains(msg, "known to a trusted source")
 }
 
 // selfCPU is this process's CPU time so far, to report what the load

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -112,5 +114,45 @@ func TestBench_SameDaemonAndFailOnError(t *testing.T) {
 	code, stdout, stderr = runCLI(t, "bench", "--socket", d.sock(), "--requests", bad, "-c", "1", "--warmup", "0s", "-d", "300ms", "--fail-on-error", "--json")
 	if err := json.Unmarshal([]byte(stdout), &res); err != nil || len(res.Errors) == 0 || code != exitFail {
 		t.Errorf("--fail-on-error with %v errors: exit %d %s", res.Errors, code, stderr)
+	}
+}
+
+// A daemon with the default config (request_entities: unknown_only) refuses
+// the built-in mix's inline entities (issue 17: bench then printed a Go map
+// of 50 messages): each distinct error is printed once with its count, most
+// frequent first, at most 10 lines, and a hint says how to bench it.
+func TestBench_RefusedEntitiesGroupedWithHint(t *testing.T) {
+	d := newDaemonDir(t)
+	d.start()
+	code, stdout, stderr := runCLI(t, "bench", "--socket", d.sock(), "-c", "2", "--warmup", "0s", "-d", "300ms")
+	if code != exitFail {
+		t.Fatalf("exit %d, want %d\n%s%s", code, exitFail, stdout, stderr)
+	}
+	if strings.Contains(stderr, "map[") {
+		t.Errorf("errors printed as a Go map:\n%s", stderr)
+	}
+	var lines []string
+	prev := -1
+	seen := map[string]bool{}
+	for l := range strings.SplitSeq(stderr, "\n") {
+		count, msg, ok := strings.Cut(strings.TrimPrefix(l, "error ×"), ": ")
+		if !ok || !strings.HasPrefix(l, "error ×") {
+			continue
+		}
+		n, err := strconv.Atoi(count)
+		if err != nil || n <= 0 || (prev >= 0 && n > prev) || seen[msg] || !strings.Contains(msg, "400") {
+			t.Errorf("line %q: want distinct 400 errors by falling count", l)
+		}
+		prev, seen[msg] = n, true
+		lines = append(lines, l)
+	}
+	if len(lines) == 0 || len(lines) > 10 {
+		t.Errorf("%d error lines, want 1 to 10:\n%s", len(lines), stderr)
+	}
+	if len(lines) == 10 && !regexp.MustCompile(`(?m)^and \d+ more kinds$`).MatchString(stderr) {
+		t.Errorf("10 error lines without \"and N more kinds\":\n%s", stderr)
+	}
+	if strings.Count(stderr, "hint:") != 1 || !strings.Contains(stderr, "--config examples/bench.yaml (request_entities: trusted)") || !strings.Contains(stderr, "--requests FILE") {
+		t.Errorf("want one hint naming examples/bench.yaml and --requests:\n%s", stderr)
 	}
 }
