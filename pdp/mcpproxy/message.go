@@ -77,21 +77,8 @@ func parseMessage(raw []byte) (*message, error) {
 		return nil, errors.New("a JSON-RPC message must be a JSON object")
 	}
 	m := &message{raw: raw}
-	dec := jsontext.NewDecoder(bytes.NewBuffer(raw))
-	if _, err := dec.ReadToken(); err != nil {
-		return nil, err
-	}
 	var version jsontext.Value
-	for dec.PeekKind() != '}' {
-		name, err := dec.ReadToken()
-		if err != nil {
-			return nil, err
-		}
-		n := name.String() // before the token is voided by the next read
-		v, err := dec.ReadValue()
-		if err != nil {
-			return nil, err
-		}
+	err := eachMember(raw, func(n string, v jsontext.Value) error {
 		switch n {
 		case "jsonrpc":
 			version = v.Clone()
@@ -99,7 +86,7 @@ func parseMessage(raw []byte) (*message, error) {
 			m.id = v.Clone()
 		case "method":
 			if v.Kind() != '"' {
-				return nil, errors.New(`"method" must be a string`)
+				return errors.New(`"method" must be a string`)
 			}
 			m.method, m.hasMethod = unquote(v), true
 		case "params":
@@ -109,8 +96,12 @@ func parseMessage(raw []byte) (*message, error) {
 		case "error":
 			m.err = v.Clone()
 		default:
-			return nil, fmt.Errorf("member %q is not a JSON-RPC 2.0 member (names are case-sensitive)", n)
+			return fmt.Errorf("member %q is not a JSON-RPC 2.0 member (names are case-sensitive)", n)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if string(version) != `"2.0"` {
 		return nil, errors.New(`"jsonrpc" must be "2.0"`)
@@ -190,42 +181,35 @@ func parseCallParams(params jsontext.Value) (*callParams, error) {
 	}
 	cp := &callParams{args: jsontext.Value("{}"), meta: map[string]string{}}
 	hasName := false
-	dec := jsontext.NewDecoder(bytes.NewBuffer(params))
-	dec.ReadToken()
-	for dec.PeekKind() != '}' {
-		name, err := dec.ReadToken()
-		if err != nil {
-			return nil, err
-		}
-		n := name.String() // before the token is voided by the next read
-		v, err := dec.ReadValue()
-		if err != nil {
-			return nil, err
-		}
+	err := eachMember(params, func(n string, v jsontext.Value) error {
 		switch n {
 		case "name":
 			if v.Kind() != '"' {
-				return nil, errors.New("params.name must be a string")
+				return errors.New("params.name must be a string")
 			}
 			cp.name, hasName = unquote(v), true
 		case "arguments":
 			if v.Kind() != '{' {
-				return nil, errors.New("params.arguments must be an object")
+				return errors.New("params.arguments must be an object")
 			}
 			cp.args = v.Clone()
 		case "_meta":
 			if v.Kind() != '{' {
-				return nil, errors.New("params._meta must be an object")
+				return errors.New("params._meta must be an object")
 			}
 			cp.meta = stringMembers(v)
 		case "task":
 			if v.Kind() != '{' {
-				return nil, errors.New("params.task must be an object")
+				return errors.New("params.task must be an object")
 			}
 			cp.task = true
 		default:
-			return nil, fmt.Errorf("params member %q is not part of MCP's tools/call (names are case-sensitive)", n)
+			return fmt.Errorf("params member %q is not part of MCP's tools/call (names are case-sensitive)", n)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if !hasName || cp.name == "" {
 		return nil, errors.New("tools/call needs params.name")
@@ -236,23 +220,38 @@ func parseCallParams(params jsontext.Value) (*callParams, error) {
 // stringMembers are an object's members whose values are strings.
 func stringMembers(obj jsontext.Value) map[string]string {
 	out := map[string]string{}
-	dec := jsontext.NewDecoder(bytes.NewBuffer(obj))
-	dec.ReadToken()
-	for dec.PeekKind() != '}' {
-		name, err := dec.ReadToken()
-		if err != nil {
-			return out
-		}
-		n := name.String()
-		v, err := dec.ReadValue()
-		if err != nil {
-			return out
-		}
+	eachMember(obj, func(n string, v jsontext.Value) error { // obj is canonical: no error to see
 		if v.Kind() == '"' {
 			out[n] = unquote(v)
 		}
-	}
+		return nil
+	})
 	return out
+}
+
+// eachMember calls fn with each member of the object obj, in order, and
+// stops at fn's first error or obj's. v is valid only during the call (the
+// decoder reuses its buffer): fn clones what it keeps.
+func eachMember(obj []byte, fn func(name string, v jsontext.Value) error) error {
+	dec := jsontext.NewDecoder(bytes.NewBuffer(obj))
+	if _, err := dec.ReadToken(); err != nil {
+		return err
+	}
+	for dec.PeekKind() != '}' {
+		name, err := dec.ReadToken()
+		if err != nil {
+			return err
+		}
+		n := name.String() // before the token is voided by the next read
+		v, err := dec.ReadValue()
+		if err != nil {
+			return err
+		}
+		if err := fn(n, v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // member is one member of a canonical object, or nil.
