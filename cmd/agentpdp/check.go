@@ -9,6 +9,7 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/policy"
@@ -22,13 +23,16 @@ type checkCmd struct {
 	cedarSemantics             bool
 	onError, validation        string
 	request, requests          string
+	// With socket, a running daemon decides (and logs) instead.
+	socket, tokenFile, tokenEnv, tokenArg string
+	flags                                 *pflag.FlagSet
 }
 
 func newCheckCmd() *cobra.Command {
 	c := &checkCmd{}
 	cmd := &cobra.Command{
-		Use:   "check [--policies DIR] (--request JSON | --requests FILE|-)",
-		Short: "Evaluate requests in-process and print one decision per line (nothing is logged)",
+		Use:   "check [--policies DIR | --socket SOCK [--token-file FILE | --token-env NAME]] (--request JSON | --requests FILE|-)",
+		Short: "Evaluate requests in-process (nothing is logged), or ask a running daemon, and print one decision per line",
 		Args:  noArgs,
 		RunE:  runE(c, nil),
 	}
@@ -41,15 +45,24 @@ func newCheckCmd() *cobra.Command {
 	f.StringVar(&c.validation, "validation", "strict", "with a schema: strict, permissive, or off (the schema only types entities)")
 	f.StringVar(&c.request, "request", "", "one request as `JSON`")
 	f.StringVar(&c.requests, "requests", "", "`file` of requests, one JSON object per line, or - for standard input")
+	f.StringVar(&c.socket, "socket", "", "ask the daemon on this decision `socket` instead: its policies and identity issuers decide, and it logs the decisions")
+	f.StringVar(&c.tokenFile, "token-file", "", "with --socket: send the JWT or JWT-SVID in this `file` as Authorization: Bearer (re-read when it changes)")
+	f.StringVar(&c.tokenEnv, "token-env", "", "with --socket: send the token in this environment `variable` as Authorization: Bearer")
+	f.StringVar(&c.tokenArg, "token", "", "refused: a token on the command line is visible to every user (ps); use --token-file or --token-env")
+	f.MarkHidden("token")
+	c.flags = f
 	return cmd
 }
 
 func (c *checkCmd) Run(ctx context.Context) error {
-	if err := needDir("check", "policies", c.policies); err != nil {
-		return err
-	}
 	if (c.request == "") == (c.requests == "") {
 		return usagef("check: give exactly one of --request or --requests")
+	}
+	if c.socket != "" || c.tokenFile != "" || c.tokenEnv != "" || c.tokenArg != "" {
+		return c.runSocket(ctx)
+	}
+	if err := needDir("check", "policies", c.policies); err != nil {
+		return err
 	}
 	switch policy.Validation(c.validation) {
 	case policy.ValidateStrict, policy.ValidatePermissive, policy.ValidateOff:
@@ -73,9 +86,15 @@ func (c *checkCmd) Run(ctx context.Context) error {
 	if _, err := engine.Use(ctx, snap, "check"); err != nil {
 		return exitError{exitFail, err}
 	}
+	return c.each(func(b []byte) (*wire.Decision, error) { return decide(engine, b) })
+}
+
+// each decides --request, or every line of --requests, and prints one
+// decision (or the line's error) per line.
+func (c *checkCmd) each(decide func([]byte) (*wire.Decision, error)) error {
 	out := json.NewEncoder(c.stdout)
 	if c.request != "" {
-		d, err := decide(engine, []byte(c.request))
+		d, err := decide([]byte(c.request))
 		if err != nil {
 			return exitError{exitFail, err}
 		}
@@ -98,7 +117,11 @@ func (c *checkCmd) Run(ctx context.Context) error {
 		if len(sc.Bytes()) == 0 {
 			continue
 		}
-		d, err := decide(engine, sc.Bytes())
+		d, err := decide(sc.Bytes())
+		var fatal *daemonError
+		if errors.As(err, &fatal) {
+			return exitError{exitFail, err}
+		}
 		if err != nil {
 			// Keep going: one bad line must not hide the decisions of the rest.
 			failed++

@@ -31,7 +31,7 @@ func TestSPIRE_Daemon(t *testing.T) {
 	req := &wire.Request{Principal: wire.EntityRef{Type: "Agent", ID: "agent/billing-bot"}, Action: wire.EntityRef{Type: "Action", ID: "invoke_tool"},
 		Resource: wire.EntityRef{Type: "Tool", ID: "sql.query"}}
 
-	dec, err := client.New(d.sock()).WithToken(func() string { return tok }).Authorize(t.Context(), req)
+	dec, err := client.New(d.sock()).WithToken(client.StaticToken(tok)).Authorize(t.Context(), req)
 	if err != nil || dec.Decision != wire.Allow {
 		t.Fatalf("with a JWT-SVID from SPIRE: %+v %v", dec, err)
 	}
@@ -51,7 +51,7 @@ func TestSPIRE_Daemon(t *testing.T) {
 	}
 	other := *req
 	other.Principal.ID = "deploy-bot"
-	dec, err = client.New(d.sock()).WithToken(func() string { return tok }).Authorize(t.Context(), &other)
+	dec, err = client.New(d.sock()).WithToken(client.StaticToken(tok)).Authorize(t.Context(), &other)
 	if err != nil || dec.Decision != wire.Deny || dec.Reasons[0].Policy != pdp.ReasonPrincipalMismatch {
 		t.Errorf("another agent's name with billing-bot's SVID: %+v %v", dec, err)
 	}

@@ -249,3 +249,17 @@ func NewReloader(e *pdp.Engine, dir string, debounce time.Duration) *reload.Relo
 		Version: func() string { return e.Snapshot().Version },
 	}}})
 }
+
+// Record is the logged row of decision id, decoded.
+func Record(t testing.TB, log *decisionlog.Log, id string) wire.DecisionRecord {
+	t.Helper()
+	entry, err := log.Decision(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec wire.DecisionRecord
+	if err := json.Unmarshal(entry.Body, &rec); err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}

@@ -22,15 +22,16 @@ import (
 type Client struct {
 	socket string
 	http   *http.Client
-	token  func() string
+	token  TokenSource
 }
 
-// WithToken returns a client that sends token() as Authorization: Bearer
-// with every request: a JWT or a SPIFFE JWT-SVID the daemon verifies. It is
-// called per request, so that a refreshed token is picked up.
-func (c *Client) WithToken(token func() string) *Client {
+// WithToken returns a client that sends the token src gives as
+// Authorization: Bearer with every request: a JWT or a SPIFFE JWT-SVID the
+// daemon verifies. src is called per request, so that a refreshed token is
+// picked up; when it fails, nothing is sent and the call returns its error.
+func (c *Client) WithToken(src TokenSource) *Client {
 	cp := *c
-	cp.token = token
+	cp.token = src
 	return &cp
 }
 
@@ -140,9 +141,14 @@ func (c *Client) do(ctx context.Context, method, path string, header http.Header
 		req.Header[k] = v
 	}
 	if c.token != nil {
-		if tok := c.token(); tok != "" {
-			req.Header.Set("Authorization", "Bearer "+tok)
+		tok, err := c.token(ctx)
+		if err == nil {
+			err = checkToken(tok)
 		}
+		if err != nil {
+			return fmt.Errorf("agentpdp: token: %w", err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")

@@ -12,6 +12,12 @@ Every decision it gets back is already durable in agentpdp's log.
         ...
 
     sql_query(query="select 1")   # runs only if allowed; its outcome is recorded
+
+With a token issuer configured in the daemon (docs/identity.md), the client proves
+who it is: the token goes in the Authorization: Bearer header of every request and
+the decision is made as the principal the token verifies to.
+
+    pdp = Client("./var/agentpdp.sock", token=token_file("/run/spire/svid.jwt"))
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ import functools
 import http.client
 import inspect
 import json
+import os
 import socket
 import threading
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Union
 
 __all__ = [
     "Client",
@@ -31,6 +38,7 @@ __all__ = [
     "StepUpRequired",
     "guarded_tool",
     "entity",
+    "token_file",
 ]
 
 
@@ -71,6 +79,41 @@ class StepUpRequired(AgentPDPError):
         super().__init__(f"approval needed: {self.reason} (decision {self.decision_id})", 200)
 
 
+def token_file(path: str) -> Callable[[], str]:
+    """A token provider for Client(token=...): the token held in the file at path
+    (surrounding whitespace stripped), read again whenever the file changes, so that
+    a SPIFFE helper or sidecar rewriting it with a fresh JWT-SVID is followed. A
+    missing or empty file raises, and the request is not sent."""
+    lock = threading.Lock()
+    cached = {"stamp": None, "token": ""}
+
+    def read() -> str:
+        st = os.stat(path)
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        with lock:
+            if stamp != cached["stamp"]:
+                with open(path, encoding="ascii") as f:
+                    tok = f.read().strip()
+                if not tok:
+                    raise ValueError(f"token file {path} is empty")
+                cached["stamp"], cached["token"] = stamp, tok
+            return cached["token"]
+
+    return read
+
+
+def _check_token(tok: Any) -> str:
+    """The token as one RFC 6750 bearer word; the error never quotes it."""
+    if not isinstance(tok, str) or not tok:
+        raise AgentPDPError("token: want a non-empty string")
+    if tok[:7].lower() == "bearer ":
+        raise AgentPDPError('token: give the token without the "Bearer " prefix')
+    for i, ch in enumerate(tok):
+        if ch <= " " or ch >= "\x7f":
+            raise AgentPDPError(f"token: a space, control or non-ASCII character at position {i}: a bearer token is one word")
+    return tok
+
+
 class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: str, timeout: float):
         super().__init__("agentpdp", timeout=timeout)
@@ -89,14 +132,39 @@ class _UnixConnection(http.client.HTTPConnection):
 
 class Client:
     """A client of one agentpdp socket. Safe to share between threads: each thread keeps
-    its own connection, reused across calls."""
+    its own connection, reused across calls.
 
-    def __init__(self, socket_path: str = "./var/agentpdp.sock", timeout: float = 10.0):
+    token is a JWT or SPIFFE JWT-SVID the daemon verifies, sent as Authorization:
+    Bearer with every request; or a callable returning one (token_file(path), or your
+    own refresh), called before each request. If the callable raises, the request is
+    not sent and AgentPDPError is raised. The client never logs, prints or repeats
+    the token, in its repr or its errors."""
+
+    def __init__(self, socket_path: str = "./var/agentpdp.sock", timeout: float = 10.0,
+                 token: Union[str, Callable[[], str], None] = None):
         self.socket_path = socket_path
         self.timeout = timeout
+        if token is not None and not callable(token):
+            _check_token(token)
+        self._token = token
         self._local = threading.local()
         self._lock = threading.Lock()
         self._all = []  # every thread's connection, for close()
+
+    def __repr__(self) -> str:
+        return f"Client({self.socket_path!r}, token={'set' if self._token is not None else None})"
+
+    def _bearer(self) -> Optional[str]:
+        tok = self._token
+        if tok is None:
+            return None
+        if callable(tok):
+            try:
+                tok = tok()
+            except Exception as exc:
+                # Fail closed: a client that cannot get its token does not ask without one.
+                raise AgentPDPError(f"token provider failed: {type(exc).__name__}: {exc}") from exc
+        return "Bearer " + _check_token(tok)
 
     def __enter__(self) -> "Client":
         return self
@@ -124,6 +192,9 @@ class Client:
         """Send a request and return the decoded answer; any status but 200 raises."""
         data = None if body is None else json.dumps(body).encode()
         headers = {"Content-Type": "application/json"} if data is not None else {}
+        bearer = self._bearer()
+        if bearer is not None:
+            headers["Authorization"] = bearer
         for attempt in (1, 2):
             conn = self._connection()
             try:
