@@ -35,10 +35,13 @@ type Sink interface {
 	Close() error
 }
 
-// PermanentError is a failure that retrying will not fix.
+// PermanentError is a failure that retrying will not fix. Its text is
+// Err's: the kind is the type (see [IsPermanent]), not a word in the
+// message, so wrapping it twice (a plugin's error crosses gRPC as its text
+// and a flag) never repeats anything.
 type PermanentError struct{ Err error }
 
-func (e *PermanentError) Error() string { return "permanent: " + e.Err.Error() }
+func (e *PermanentError) Error() string { return e.Err.Error() }
 func (e *PermanentError) Unwrap() error { return e.Err }
 
 // TooLargeError is a receiver's "too large" answer: 413, or a 400 whose

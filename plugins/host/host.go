@@ -35,6 +35,10 @@ type PluginConfig struct {
 // process runs one plugin binary, relaunching it when it has died, no more
 // often than a doubling backoff allows, so a crashing plugin cannot take
 // the daemon's CPU.
+//
+// Its errors at run time do not name the plugin: the caller that knows
+// what the plugin is for names it (the shipper "sink NAME: ", the engine
+// "entity provider NAME: "), so the name appears once.
 type process struct {
 	cfg    PluginConfig
 	kind   string
@@ -57,7 +61,7 @@ func newProcess(cfg PluginConfig, kind string, logger *slog.Logger) (*process, e
 	}
 	p := &process{cfg: cfg, kind: kind, logger: logger.With("plugin", cfg.Name), backoff: 250 * time.Millisecond}
 	if _, err := p.get(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("plugin %s: %w", cfg.Name, err)
 	}
 	return p, nil
 }
@@ -74,7 +78,7 @@ func (p *process) get() (any, error) {
 		p.client = nil
 	}
 	if now := time.Now(); now.Before(p.notUntil) {
-		return nil, fmt.Errorf("plugin %s is down; relaunching in %v", p.cfg.Name, p.notUntil.Sub(now).Round(time.Millisecond))
+		return nil, fmt.Errorf("the plugin is down; relaunching in %v", p.notUntil.Sub(now).Round(time.Millisecond))
 	}
 	cc := &plugin.ClientConfig{
 		HandshakeConfig:  plugins.Handshake,
@@ -89,7 +93,7 @@ func (p *process) get() (any, error) {
 	if p.cfg.Checksum != "" {
 		sum, err := hex.DecodeString(p.cfg.Checksum)
 		if err != nil {
-			return nil, fmt.Errorf("plugin %s: checksum: %w", p.cfg.Name, err)
+			return nil, fmt.Errorf("checksum: %w", err)
 		}
 		cc.SecureConfig = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
@@ -99,7 +103,7 @@ func (p *process) get() (any, error) {
 		client.Kill()
 		p.notUntil = time.Now().Add(p.backoff)
 		p.backoff = min(p.backoff*2, 30*time.Second)
-		return nil, fmt.Errorf("plugin %s: %w", p.cfg.Name, err)
+		return nil, fmt.Errorf("launch: %w", err)
 	}
 	p.launches++
 	if p.launches > 1 {
@@ -129,7 +133,7 @@ func (p *process) getCtx(ctx context.Context) (any, error) {
 	case r := <-ch:
 		return r.impl, r.err
 	case <-ctx.Done():
-		return nil, fmt.Errorf("plugin %s: %w", p.cfg.Name, ctx.Err())
+		return nil, fmt.Errorf("launch: %w", ctx.Err())
 	}
 }
 
@@ -148,7 +152,7 @@ func (p *process) died(err error) error {
 	defer p.mu.Unlock()
 	if p.client != nil && p.client.Exited() {
 		p.logger.Error("plugin died", "err", err)
-		return fmt.Errorf("plugin %s died: %w", p.cfg.Name, err)
+		return fmt.Errorf("the plugin died: %w", err)
 	}
 	return err
 }
@@ -241,9 +245,9 @@ func (pp *PluginProvider) Entities(ctx context.Context, req *wire.Request) ([]wi
 	if err != nil {
 		// gRPC may report the deadline a moment before ctx does.
 		if cerr := ctx.Err(); errors.Is(cerr, context.DeadlineExceeded) || (cerr == nil && status.Code(err) == codes.DeadlineExceeded) {
-			return nil, fmt.Errorf("entity provider %s: no answer within the deadline: %w", pp.p.cfg.Name, context.DeadlineExceeded)
+			return nil, fmt.Errorf("no answer within the deadline: %w", context.DeadlineExceeded)
 		} else if cerr != nil {
-			return nil, fmt.Errorf("entity provider %s: %w", pp.p.cfg.Name, cerr)
+			return nil, cerr
 		}
 		return nil, pp.p.died(err)
 	}

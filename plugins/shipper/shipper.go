@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"time"
 
@@ -356,11 +355,9 @@ func (s *Shipper) failed(name string, err error) {
 	s.failures.WithLabelValues(name).Inc()
 }
 
-// sinkError names the sink in err once: the built-in sinks' errors already
-// begin with "sink NAME: ".
+// sinkError names the sink in err. A sink's errors never name the sink
+// (the shipper is the one that knows which sink it fed), so the name
+// appears once; the status keeps err without it, beside the sink's name.
 func sinkError(name string, err error) error {
-	if strings.HasPrefix(err.Error(), "sink "+name+": ") {
-		return err
-	}
 	return fmt.Errorf("sink %s: %w", name, err)
 }

@@ -34,7 +34,7 @@ func NewFileSink(name, path string, maxBytes int64) (*FileSink, error) {
 	}
 	s := &FileSink{name: name, path: path, maxBytes: maxBytes}
 	if err := s.open(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("sink %s: %w", name, err)
 	}
 	return s, nil
 }
@@ -42,12 +42,12 @@ func NewFileSink(name, path string, maxBytes int64) (*FileSink, error) {
 func (s *FileSink) open() error {
 	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
-		return fmt.Errorf("sink %s: %w", s.name, err)
+		return err
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return fmt.Errorf("sink %s: %w", s.name, err)
+		return err
 	}
 	s.f, s.size = f, st.Size()
 	return nil
@@ -73,10 +73,10 @@ func (s *FileSink) Ship(_ context.Context, b *plugins.Batch) error {
 	n, err := s.f.Write(buf.Bytes())
 	s.size += int64(n)
 	if err != nil {
-		return fmt.Errorf("sink %s: write: %w", s.name, err)
+		return fmt.Errorf("write: %w", err)
 	}
 	if err := s.f.Sync(); err != nil {
-		return fmt.Errorf("sink %s: sync: %w", s.name, err)
+		return fmt.Errorf("sync: %w", err)
 	}
 	return nil
 }
@@ -84,13 +84,16 @@ func (s *FileSink) Ship(_ context.Context, b *plugins.Batch) error {
 // rotate renames the file aside with a timestamp and starts a new one.
 func (s *FileSink) rotate() error {
 	if err := s.f.Close(); err != nil {
-		return fmt.Errorf("sink %s: rotate: %w", s.name, err)
+		return fmt.Errorf("rotate: %w", err)
 	}
 	aside := fmt.Sprintf("%s.%s", s.path, time.Now().UTC().Format("20060102T150405.000000000"))
 	if err := os.Rename(s.path, aside); err != nil {
-		return fmt.Errorf("sink %s: rotate: %w", s.name, err)
+		return fmt.Errorf("rotate: %w", err)
 	}
-	return s.open()
+	if err := s.open(); err != nil {
+		return fmt.Errorf("rotate: %w", err)
+	}
+	return nil
 }
 
 // Close closes the file.

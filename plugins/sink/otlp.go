@@ -292,11 +292,11 @@ func putValue(dst pcommon.Value, v any) {
 func (s *OTLPSink) Ship(ctx context.Context, b *plugins.Batch) error {
 	logs, err := Logs(b, s.res)
 	if err != nil {
-		return plugins.Permanent(fmt.Errorf("sink %s: %w", s.p.name, err))
+		return plugins.Permanent(err)
 	}
 	payload, err := plogotlp.NewExportRequestFromLogs(logs).MarshalProto()
 	if err != nil {
-		return plugins.Permanent(fmt.Errorf("sink %s: encode: %w", s.p.name, err))
+		return plugins.Permanent(fmt.Errorf("encode: %w", err))
 	}
 	return s.p.post(ctx, "application/x-protobuf", payload, nil)
 }

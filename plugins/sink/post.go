@@ -82,13 +82,13 @@ func (p *poster) post(ctx context.Context, contentType string, payload []byte, h
 		zw := gzip.NewWriter(&buf)
 		zw.Write(payload)
 		if err := zw.Close(); err != nil {
-			return fmt.Errorf("sink %s: gzip: %w", p.name, err)
+			return fmt.Errorf("gzip: %w", err)
 		}
 		body = buf.Bytes()
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(body))
 	if err != nil {
-		return plugins.Permanent(fmt.Errorf("sink %s: %w", p.name, err))
+		return plugins.Permanent(err)
 	}
 	for k, v := range header {
 		req.Header[k] = v
@@ -102,7 +102,7 @@ func (p *poster) post(ctx context.Context, contentType string, payload []byte, h
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("sink %s: %w", p.name, err) // the network: retry
+		return err // the network: retry
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 == 2 && p.answer != nil {
@@ -115,7 +115,7 @@ func (p *poster) post(ctx context.Context, contentType string, payload []byte, h
 		return nil
 	}
 	msg := p.message(resp.Header.Get("Content-Type"), answer)
-	err = fmt.Errorf("sink %s: %s: %s", p.name, resp.Status, msg)
+	err = fmt.Errorf("%s: %s", resp.Status, msg)
 	if resp.StatusCode == http.StatusRequestEntityTooLarge ||
 		(resp.StatusCode == http.StatusBadRequest && strings.Contains(strings.ToLower(msg), "too large")) {
 		return &plugins.TooLargeError{Err: err}
