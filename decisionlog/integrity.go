@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/agentpdp/agentpdp/internal/plural"
 )
 
 // The append-only guards, as every writer (re)creates them. Whitespace is
@@ -81,7 +83,7 @@ func (l *Log) checkTail(ctx context.Context) error {
 	case st == nil && l.seq == 0:
 		return nil // a new log
 	case st == nil:
-		problem = fmt.Sprintf("the log holds %d rows but there is no tail state (%s) saying this writer wrote them", l.seq, StatePath(l.path))
+		problem = fmt.Sprintf("the log holds %s but there is no tail state (%s) saying this writer wrote %s", plural.Count(l.seq, "row", "rows"), StatePath(l.path), plural.Word(l.seq, "it", "them"))
 	case st.Origin != l.origin:
 		problem = fmt.Sprintf("the tail state is of log %s, not %s", st.Origin, l.origin)
 	case l.seq == st.Seq && hexHead(l.head) == st.Head, l.seq == st.NextSeq && hexHead(l.head) == st.NextHead:

@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/mod/sumdb/note"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/agentpdp/agentpdp/internal/plural"
 )
 
 // The proof formats (docs/proofs.md describes them for auditors).
@@ -279,7 +281,7 @@ func (p *ConsistencyProof) Verify(pub ed25519.PublicKey) (*ProofResult, error) {
 		res.OldCheckpoint = true
 	}
 	if err := tlog.CheckTree(p.Proof, p.NewSize, root, p.OldSize, p.OldRoot); err != nil {
-		return nil, fmt.Errorf("consistency proof: the tree of %d rows is not a prefix of the signed tree of %d: %w", p.OldSize, p.NewSize, err)
+		return nil, fmt.Errorf("consistency proof: the tree of %s is not a prefix of the signed tree of %d: %w", plural.Count(p.OldSize, "row", "rows"), p.NewSize, err)
 	}
 	return res, nil
 }

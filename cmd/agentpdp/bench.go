@@ -26,6 +26,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/agentpdp/agentpdp/internal/plural"
 	"github.com/agentpdp/agentpdp/pdp/client"
 	"github.com/agentpdp/agentpdp/pdp/wire"
 )
@@ -103,7 +104,7 @@ func (c *benchCmd) Run(ctx context.Context) error {
 		printBench(c.stdout, res)
 	}
 	if n := errorCount(res); err == nil && n > 0 && c.failOnError {
-		return exitError{exitFail, fmt.Errorf("bench: %d request(s) failed (--fail-on-error)", n)}
+		return exitError{exitFail, fmt.Errorf("bench: %s failed (--fail-on-error)", plural.Count(n, "request", "requests"))}
 	}
 	return err
 }
@@ -330,7 +331,7 @@ func runBench(ctx context.Context, socket, admin string, clients int, warmup, d 
 						continue
 					}
 					el := time.Since(from).Seconds()
-					progress(fmt.Sprintf("%4.0fs  %d decisions  %.0f/s", el, done.Load(), float64(done.Load())/el))
+					progress(fmt.Sprintf("%4.0fs  %s  %.0f/s", el, plural.Count(done.Load(), "decision", "decisions"), float64(done.Load())/el))
 				}
 			}
 		})
@@ -426,7 +427,7 @@ func runBench(ctx context.Context, socket, admin string, clients int, warmup, d 
 }
 
 func printBench(w io.Writer, r *benchResult) {
-	fmt.Fprintf(w, "%d clients, %.1fs: %d decisions, %.0f decisions/s\n", r.Clients, r.Seconds, r.Decisions, r.PerSecond)
+	fmt.Fprintf(w, "%s, %.1fs: %s, %.0f decisions/s\n", plural.Count(r.Clients, "client", "clients"), r.Seconds, plural.Count(r.Decisions, "decision", "decisions"), r.PerSecond)
 	fmt.Fprintf(w, "latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n", r.P50, r.P90, r.P99, r.P999, r.Max)
 	fmt.Fprintf(w, "decisions: allow %d, deny %d, step_up %d\n", r.ByDecision[string(wire.Allow)], r.ByDecision[string(wire.Deny)], r.ByDecision[string(wire.StepUp)])
 	if r.ServerCPU > 0 {

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/agentpdp/agentpdp/internal/plural"
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/policy"
 	"github.com/agentpdp/agentpdp/pdp/wire"
@@ -138,7 +139,7 @@ func (c *checkCmd) each(decide func([]byte) (*wire.Decision, error)) error {
 		return fmt.Errorf("read requests: %w", err)
 	}
 	if failed > 0 {
-		return exitError{exitFail, fmt.Errorf("%d request(s) could not be evaluated", failed)}
+		return exitError{exitFail, fmt.Errorf("%s could not be evaluated", plural.Count(failed, "request", "requests"))}
 	}
 	return nil
 }

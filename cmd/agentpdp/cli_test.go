@@ -111,7 +111,7 @@ func TestCLI_Validate(t *testing.T) {
 	}
 	warn := t.TempDir()
 	os.WriteFile(filepath.Join(warn, "a.cedar"), []byte("@id(\"never\")\npermit (principal, action, resource) when { false };"), 0o644)
-	if code, out, stderr := runCLI(t, "validate", "--policies", warn); code != 0 || !strings.Contains(stderr, "a.cedar:1:1: warning: permit never can never apply") || !strings.Contains(out, "1 warnings") {
+	if code, out, stderr := runCLI(t, "validate", "--policies", warn); code != 0 || !strings.Contains(stderr, "a.cedar:1:1: warning: permit never can never apply") || !strings.Contains(out, "1 warning;") {
 		t.Errorf("warnings: exit %d %q %q", code, out, stderr)
 	}
 	if code, _, _ := runCLI(t, "validate", "--policies", warn, "--validation", "lenient"); code != exitUsage {

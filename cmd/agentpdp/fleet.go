@@ -13,6 +13,7 @@ import (
 
 	"github.com/agentpdp/agentpdp/decisionlog"
 	"github.com/agentpdp/agentpdp/decisionlog/fleet"
+	"github.com/agentpdp/agentpdp/internal/plural"
 	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
@@ -158,12 +159,13 @@ func (c *fleetVerifyCmd) Run(ctx context.Context) error {
 				if !o.SignaturesChecked {
 					sig = "signatures NOT checked (no key registered)"
 				}
-				fmt.Fprintf(c.stdout, "ok      %s: %d rows (seq 1 to %d), %d checkpoints (%s), %d cosignatures verified\n", o.Origin, o.Rows, o.VerifiedSeq, o.Checkpoints, sig, o.Cosignatures)
+				fmt.Fprintf(c.stdout, "ok      %s: %s (seq 1 to %d), %s (%s), %s verified\n", o.Origin, plural.Count(o.Rows, "row", "rows"), o.VerifiedSeq,
+					plural.Count(o.Checkpoints, "checkpoint", "checkpoints"), sig, plural.Count(o.Cosignatures, "cosignature", "cosignatures"))
 				continue
 			}
 			fmt.Fprintf(c.stdout, "FAILED  %s at seq %d: %s (rows 1 to %d verify; %d stored up to seq %d)\n", o.Origin, o.ProblemSeq, o.Problem, o.VerifiedSeq, o.Rows, o.MaxSeq)
 		}
-		fmt.Fprintf(c.stdout, "%d rows in %.2fs (%.0f rows/s)\n", rep.Rows, rep.Seconds, float64(rep.Rows)/max(rep.Seconds, 1e-9))
+		fmt.Fprintf(c.stdout, "%s in %.2fs (%.0f rows/s)\n", plural.Count(rep.Rows, "row", "rows"), rep.Seconds, float64(rep.Rows)/max(rep.Seconds, 1e-9))
 	}
 	if !rep.OK() {
 		return exitError{exitFail, errSilent}

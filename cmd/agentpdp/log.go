@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/internal/plural"
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/server"
 	"github.com/agentpdp/agentpdp/pdp/wire"
@@ -111,12 +112,12 @@ func describe(e *decisionlog.Entry, loc *time.Location) string {
 	case decisionlog.KindPolicyLoad:
 		var r pdp.PolicyLoadRecord
 		if json.Unmarshal(e.Body, &r) == nil {
-			return fmt.Sprintf("%s %s: %d policies in %d files (%s)", head, r.PolicyVersion, len(r.Policies), len(r.Files), r.Trigger)
+			return fmt.Sprintf("%s %s: %s in %s (%s)", head, r.PolicyVersion, plural.Count(len(r.Policies), "policy", "policies"), plural.Count(len(r.Files), "file", "files"), r.Trigger)
 		}
 	case decisionlog.KindPrune:
 		var p decisionlog.PruneRecord
 		if json.Unmarshal(e.Body, &p) == nil {
-			return fmt.Sprintf("%s deletes rows before seq %d (keeping %d policy loads): %s", head, p.Anchor, len(p.Kept), p.Rule)
+			return fmt.Sprintf("%s deletes rows before seq %d (keeping %s): %s", head, p.Anchor, plural.Count(len(p.Kept), "policy load", "policy loads"), p.Rule)
 		}
 	case decisionlog.KindIntegrity:
 		var r decisionlog.IntegrityRecord

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/internal/plural"
 )
 
 // logPruneCmd is agentpdp log prune: retention applied outside the daemon.
@@ -84,9 +85,9 @@ func (c *logPruneCmd) Run(ctx context.Context) error {
 	if c.asJSON {
 		return json.NewEncoder(c.stdout).Encode(res)
 	}
-	fmt.Fprintf(c.stdout, "pruned %d rows; the log now starts at the checkpoint at seq %d; the signed prune record is seq %d\n", res.Deleted, res.Anchor, res.Record)
+	fmt.Fprintf(c.stdout, "pruned %s; the log now starts at the checkpoint at seq %d; the signed prune record is seq %d\n", plural.Count(res.Deleted, "row", "rows"), res.Anchor, res.Record)
 	if len(res.Kept) > 0 {
-		fmt.Fprintf(c.stdout, "kept %d policy loads that retained decisions refer to\n", len(res.Kept))
+		fmt.Fprintf(c.stdout, "kept %s that retained decisions refer to\n", plural.Count(len(res.Kept), "policy load", "policy loads"))
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/internal/plural"
 	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
@@ -60,7 +61,7 @@ func (c *logStatsCmd) Run(ctx context.Context) error {
 		}{s, st})
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "log\t%d rows, %.1f MB\t(last seq %d)\n", st.Rows, float64(st.Bytes)/1e6, st.LastSeq)
+	fmt.Fprintf(tw, "log\t%s, %.1f MB\t(last seq %d)\n", plural.Count(st.Rows, "row", "rows"), float64(st.Bytes)/1e6, st.LastSeq)
 	fmt.Fprintf(tw, "write-ahead log\t%.1f MB\t(truncated to 64 MB when it starts over)\n", float64(st.WALBytes)/1e6)
 	if st.IndexBytes > 0 {
 		fmt.Fprintf(tw, "provenance index\t%.1f MB\t(through seq %d)\n", float64(st.IndexBytes)/1e6, st.IndexedSeq)

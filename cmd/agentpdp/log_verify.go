@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentpdp/agentpdp/decisionlog"
 	"github.com/agentpdp/agentpdp/decisionlog/fleet"
+	"github.com/agentpdp/agentpdp/internal/plural"
 )
 
 // logVerifyCmd is agentpdp log verify: the hash chain and checkpoints checked.
@@ -139,23 +140,23 @@ func (c *logVerifyCmd) Run(ctx context.Context) error {
 	}
 	out := c.stdout
 	if rep.Anchor > 0 {
-		fmt.Fprintf(out, "ok: %d rows (seq %d to %d), hash chain intact from the retained anchor at seq %d (the rows before it were pruned, as a signed prune record says)\n", rep.Rows, rep.Anchor, rep.LastSeq, rep.Anchor)
+		fmt.Fprintf(out, "ok: %s (seq %d to %d), hash chain intact from the retained anchor at seq %d (the rows before it were pruned, as a signed prune record says)\n", plural.Count(rep.Rows, "row", "rows"), rep.Anchor, rep.LastSeq, rep.Anchor)
 	} else {
-		fmt.Fprintf(out, "ok: %d rows (seq 1 to %d), hash chain intact\n", rep.Rows, rep.LastSeq)
+		fmt.Fprintf(out, "ok: %s (seq 1 to %d), hash chain intact\n", plural.Count(rep.Rows, "row", "rows"), rep.LastSeq)
 	}
 	switch {
 	case rep.Checkpoints == 0:
 		fmt.Fprintln(out, "no signed checkpoints yet: a truncated or rewritten log cannot be told apart. A daemon with a signing_key signs one every checkpoints.every (1m) while rows are unsigned, every checkpoints.every_rows rows and at shutdown: run log verify again then")
 	case rep.SignaturesChecked:
-		fmt.Fprintf(out, "%d checkpoints, every signature verified with key %s, each over the Merkle root of the rows before it; the last signs seq %d\n", rep.Checkpoints, decisionlog.KeyID(opts.PublicKey), rep.LastSigned)
+		fmt.Fprintf(out, "%s, every signature verified with key %s, each over the Merkle root of the rows before it; the last signs seq %d\n", plural.Count(rep.Checkpoints, "checkpoint", "checkpoints"), decisionlog.KeyID(opts.PublicKey), rep.LastSigned)
 	default:
-		fmt.Fprintf(out, "%d checkpoints match the chain, but their signatures were NOT checked: give --pubkey\n", rep.Checkpoints)
+		fmt.Fprintf(out, "%s %s the chain, but their signatures were NOT checked: give --pubkey\n", plural.Count(rep.Checkpoints, "checkpoint", "checkpoints"), plural.Word(rep.Checkpoints, "matches", "match"))
 	}
 	if len(rep.Unguarded) > 0 {
 		fmt.Fprintf(out, "WARNING: append-only triggers missing or altered: %s (someone lifted the guard; the daemon restores it at start)\n", strings.Join(rep.Unguarded, ", "))
 	}
 	if rep.Unsigned > 0 && rep.Checkpoints > 0 {
-		fmt.Fprintf(out, "%d rows after the last checkpoint are not yet signed\n", rep.Unsigned)
+		fmt.Fprintf(out, "%s after the last checkpoint %s not yet signed\n", plural.Count(rep.Unsigned, "row", "rows"), plural.Word(rep.Unsigned, "is", "are"))
 	}
 	switch {
 	case rep.TailState == "missing" && rep.LastSeq > 0:

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/internal/plural"
 )
 
 // logVerifyProofCmd is agentpdp log verify-proof: a proof file checked with
@@ -78,13 +79,13 @@ func (c *logVerifyProofCmd) Run(ctx context.Context) error {
 		if res.DecisionID != "" {
 			what = fmt.Sprintf("decision %s (seq %d)", res.DecisionID, res.Seq)
 		}
-		fmt.Fprintf(c.stdout, "ok: %s is in log %s, in the tree of %d rows signed by key %s\n", what, res.Origin, res.TreeSize, res.KeyID)
+		fmt.Fprintf(c.stdout, "ok: %s is in log %s, in the tree of %s signed by key %s\n", what, res.Origin, plural.Count(res.TreeSize, "row", "rows"), res.KeyID)
 	default:
 		old := "an old root the proof states (compare it with your copy of that checkpoint)"
 		if res.OldCheckpoint {
 			old = "the signed checkpoint the proof carries"
 		}
-		fmt.Fprintf(c.stdout, "ok: in log %s the tree of %d rows extends the tree of %d rows (%s); the new checkpoint is signed by key %s\n", res.Origin, res.TreeSize, res.OldSize, old, res.KeyID)
+		fmt.Fprintf(c.stdout, "ok: in log %s the tree of %s extends the tree of %s (%s); the new checkpoint is signed by key %s\n", res.Origin, plural.Count(res.TreeSize, "row", "rows"), plural.Count(res.OldSize, "row", "rows"), old, res.KeyID)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/internal/plural"
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/policy"
 	"github.com/agentpdp/agentpdp/pdp/wire"
@@ -99,7 +100,7 @@ func progressTo(w io.Writer, quiet bool) func(done int) {
 	if quiet || !ok || !isTerminal(f) {
 		return nil
 	}
-	return func(done int) { fmt.Fprintf(f, "\rreplayed %d decisions", done) }
+	return func(done int) { fmt.Fprintf(f, "\rreplayed %s", plural.Count(done, "decision", "decisions")) }
 }
 
 func reasonIDs(rs []wire.Reason) []string {
@@ -112,7 +113,7 @@ func reasonIDs(rs []wire.Reason) []string {
 
 func printReplay(w io.Writer, rep *pdp.ReplayReport) {
 	if rep.Mode == "reproduce" {
-		fmt.Fprintf(w, "replayed %d decisions against the policy versions that made them\n", rep.Decisions)
+		fmt.Fprintf(w, "replayed %s against the policy versions that made them\n", plural.Count(rep.Decisions, "decision", "decisions"))
 		fmt.Fprintf(w, "  %d reproduced exactly\n", rep.Reproduced)
 		if rep.Changed > 0 {
 			fmt.Fprintf(w, "  %d DID NOT REPRODUCE: the row or its policy load was altered, or an input was not deterministic\n", rep.Changed)
@@ -122,7 +123,7 @@ func printReplay(w io.Writer, rep *pdp.ReplayReport) {
 			}
 		}
 	} else {
-		fmt.Fprintf(w, "impact of %s on %d logged decisions: %d would change\n", rep.CandidateVersion, rep.Decisions, rep.Changed)
+		fmt.Fprintf(w, "impact of %s on %s: %d would change\n", rep.CandidateVersion, plural.Count(rep.Decisions, "logged decision", "logged decisions"), rep.Changed)
 		for _, flip := range sortedKeys(rep.Flips) {
 			fmt.Fprintf(w, "  %-18s %d\n", flip, rep.Flips[flip])
 			for _, d := range rep.Examples[flip] {

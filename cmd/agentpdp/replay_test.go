@@ -181,7 +181,7 @@ func TestReplay_UnreplayableExitsOne(t *testing.T) {
 	<-d.done
 	key := filepath.Join(d.dir, "var", "signing.key")
 	code, out, stderr := runCLI(t, "log", "prune", "--config", d.config, "--max-rows", "5", "--signing-key", key)
-	if code != 0 || !strings.Contains(out, "kept 1 policy loads") {
+	if code != 0 || !strings.Contains(out, "kept 1 policy load that") {
 		t.Fatalf("log prune: %d %s %s", code, out, stderr)
 	}
 	if code, out, stderr := runCLI(t, "replay", "--db", d.db()); code != 0 {

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/internal/plural"
 	"github.com/agentpdp/agentpdp/plugins/shipper"
 	"github.com/agentpdp/agentpdp/plugins/sink"
 )
@@ -120,7 +121,7 @@ func (c *shipCmd) Run(ctx context.Context) error {
 				enc.Encode(st)
 				continue
 			}
-			fmt.Fprintf(c.stdout, "%s: shipped to seq %d (%d rows this run)\n", st.Sink, st.Cursor, st.Shipped)
+			fmt.Fprintf(c.stdout, "%s: shipped to seq %d (%s this run)\n", st.Sink, st.Cursor, plural.Count(st.Shipped, "row", "rows"))
 		}
 		return nil
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/agentpdp/agentpdp/internal/plural"
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/policy"
 	"github.com/agentpdp/agentpdp/pdp/policytest"
@@ -127,7 +128,7 @@ func printReport(w io.Writer, rep *policytest.Report, verbose bool) {
 		}
 	}
 	covered := rep.Policies - len(rep.Uncovered)
-	fmt.Fprintf(w, "coverage: %d of %d policies decided at least one case\n", covered, rep.Policies)
+	fmt.Fprintf(w, "coverage: %d of %s decided at least one case\n", covered, plural.Count(rep.Policies, "policy", "policies"))
 	for _, p := range rep.Uncovered {
 		fmt.Fprintf(w, "    never decided: %s (%s:%d)\n", p.ID, p.File, p.Line)
 	}

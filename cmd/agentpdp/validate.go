@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/agentpdp/agentpdp/internal/plural"
 	"github.com/agentpdp/agentpdp/pdp/policy"
 )
 
@@ -76,7 +77,7 @@ func (c *validateCmd) Run(ctx context.Context) error {
 		}
 	}
 	if le != nil {
-		return exitError{exitFail, fmt.Errorf("%d error(s) in %s; fix them, then run agentpdp validate again", len(le.Problems), c.policies)}
+		return exitError{exitFail, fmt.Errorf("%s in %s; fix %s, then run agentpdp validate again", plural.Count(len(le.Problems), "error", "errors"), c.policies, plural.Word(len(le.Problems), "it", "them"))}
 	}
 	if c.format == "json" {
 		return json.NewEncoder(c.stdout).Encode(map[string]any{
@@ -88,8 +89,8 @@ func (c *validateCmd) Run(ctx context.Context) error {
 	if snap.Schema {
 		validated = "validated against the schema (" + c.validation + ")"
 	}
-	fmt.Fprintf(c.stdout, "ok: %d policies in %d files, %s, %d warnings; version %s\n",
-		len(snap.Policies), len(snap.Files), validated, len(problems), snap.Version)
+	fmt.Fprintf(c.stdout, "ok: %s in %s, %s, %s; version %s\n",
+		plural.Count(len(snap.Policies), "policy", "policies"), plural.Count(len(snap.Files), "file", "files"), validated, plural.Count(len(problems), "warning", "warnings"), snap.Version)
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/internal/plural"
 )
 
 // OriginReport is what fleet verify found for one origin.
@@ -184,7 +185,7 @@ func verifyOrigin(ctx context.Context, s *Store, origin string, pub ed25519.Publ
 	}
 	if len(cosigs) > 0 {
 		for size := range cosigs {
-			return fail(int64(size)+1, fmt.Sprintf("a cosignature at tree size %d, beyond the %d rows stored", size, tree.Size()))
+			return fail(int64(size)+1, fmt.Sprintf("a cosignature at tree size %d, beyond the %s stored", size, plural.Count(tree.Size(), "row", "rows")))
 		}
 	}
 	or.OK = true

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/agentpdp/agentpdp/internal/plural"
 	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
@@ -80,7 +81,7 @@ func (c *Client) AuthorizeBatch(ctx context.Context, reqs []*wire.Request) ([]*w
 		return nil, err
 	}
 	if len(out.Decisions) != len(reqs) {
-		return nil, fmt.Errorf("agentpdp: %d decisions for %d requests", len(out.Decisions), len(reqs))
+		return nil, fmt.Errorf("agentpdp: %s for %s", plural.Count(len(out.Decisions), "decision", "decisions"), plural.Count(len(reqs), "request", "requests"))
 	}
 	return out.Decisions, nil
 }
