@@ -148,7 +148,7 @@ func TestApprovals(t *testing.T) {
 		if got.Decision != wire.Allow || !strings.Contains(toJSON(t, got.Reasons), "approved by carol@example.com") {
 			t.Errorf("approved request: %s %s", got.Decision, toJSON(t, got.Reasons))
 		}
-		rec := recordOf(t, d.Log, got.DecisionID)
+		rec := pdptest.Record(t, d.Log, got.DecisionID)
 		if rec.Approval == nil || rec.Approval.ID != dec.DecisionID || rec.Approval.Approver != "carol@example.com" {
 			t.Errorf("decision row does not name the approval: %+v", rec.Approval)
 		}
@@ -294,19 +294,6 @@ func wantInvalid(t *testing.T, d *wire.Decision, why string) {
 	}
 }
 
-func recordOf(t *testing.T, log *decisionlog.Log, id string) wire.DecisionRecord {
-	t.Helper()
-	entry, err := log.Decision(t.Context(), id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rec wire.DecisionRecord
-	if err := json.Unmarshal(entry.Body, &rec); err != nil {
-		t.Fatal(err)
-	}
-	return rec
-}
-
 func TestMasking_NoSecretInTheFile(t *testing.T) {
 	secret, ssn := "hunter2-correct-horse", "078-05-1120"
 	d := pdptest.ServeWith(t, map[string]string{"p.cedar": `@id("pw") permit (principal, action, resource) when { context.args.password like "hunter2-*-horse" };`},
@@ -325,7 +312,7 @@ func TestMasking_NoSecretInTheFile(t *testing.T) {
 	if dec.Decision != wire.Allow {
 		t.Errorf("policies must see the real value: %s", dec.Decision)
 	}
-	rec := recordOf(t, d.Log, dec.DecisionID)
+	rec := pdptest.Record(t, d.Log, dec.DecisionID)
 	if strings.Join(rec.Masked, ",") != "/context/args/password,/entities/*/attrs/ssn,/prompt" {
 		t.Errorf("masked: %v", rec.Masked)
 	}
@@ -367,10 +354,10 @@ func TestProvenance_TokensRefusedAndClassification(t *testing.T) {
 	fromEntity, _ := d.Agent.Authorize(t.Context(), &wire.Request{Principal: pdptest.Ref(`Agent::"a"`), Action: pdptest.Ref(`Action::"x"`), Resource: pdptest.Ref(`Tool::"vault"`)})
 	fromContext, _ := d.Agent.Authorize(t.Context(), &wire.Request{Principal: pdptest.Ref(`Agent::"a"`), Action: pdptest.Ref(`Action::"x"`), Resource: pdptest.Ref(`Tool::"vault"`),
 		Context: json.RawMessage(`{"classification":"public"}`)})
-	if got := recordOf(t, d.Log, fromEntity.DecisionID).Classification; got != "restricted" {
+	if got := pdptest.Record(t, d.Log, fromEntity.DecisionID).Classification; got != "restricted" {
 		t.Errorf("classification from the resource entity: %q", got)
 	}
-	if got := recordOf(t, d.Log, fromContext.DecisionID).Classification; got != "public" {
+	if got := pdptest.Record(t, d.Log, fromContext.DecisionID).Classification; got != "public" {
 		t.Errorf("classification from context: %q", got)
 	}
 }
@@ -508,7 +495,7 @@ func TestMasking_DerivedFieldsAndErrors(t *testing.T) {
 	if len(dec.Errors) != 1 || dec.Errors[0].Policy != "from-ip" {
 		t.Fatalf("want the ip() error of from-ip, got %+v", dec.Errors)
 	}
-	rec := recordOf(t, d.Log, dec.DecisionID)
+	rec := pdptest.Record(t, d.Log, dec.DecisionID)
 	if len(rec.Errors) != 1 || !strings.Contains(rec.Errors[0].Message, "hmac-sha256:") {
 		t.Errorf("the error keeps its place with the value's mask instead: %+v", rec.Errors)
 	}
@@ -555,7 +542,7 @@ func TestMasking_ClassificationFromMaskedEntity(t *testing.T) {
 		if bytes.Contains(entry.Body, []byte(level)) {
 			t.Errorf("%s: the stored row holds the masked classification: %s", action, entry.Body)
 		}
-		got := recordOf(t, d.Log, dec.DecisionID).Classification
+		got := pdptest.Record(t, d.Log, dec.DecisionID).Classification
 		if action == mask.HMAC && !strings.HasPrefix(got, "hmac-sha256:") || action == mask.Remove && got != "" {
 			t.Errorf("%s: classification %q", action, got)
 		}

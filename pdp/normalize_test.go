@@ -23,15 +23,7 @@ func decideLogged(t *testing.T, e *pdp.Engine, log *decisionlog.Log, body string
 	if err != nil {
 		t.Fatal(err)
 	}
-	entry, err := log.Decision(t.Context(), d.DecisionID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rec wire.DecisionRecord
-	if err := json.Unmarshal(entry.Body, &rec); err != nil {
-		t.Fatal(err)
-	}
-	return d, rec
+	return d, pdptest.Record(t, log, d.DecisionID)
 }
 
 func openLog(t *testing.T) *decisionlog.Log {

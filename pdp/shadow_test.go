@@ -31,7 +31,7 @@ func TestShadow_RecordedNeverAnswered(t *testing.T) {
 		t.Fatalf("the shadow leaked into the answer: %s", toJSON(t, onX))
 	}
 	onY, _ := d.Agent.Authorize(t.Context(), &wire.Request{Principal: pdptest.Ref(`Agent::"a"`), Action: pdptest.Ref(`Action::"go"`), Resource: pdptest.Ref(`Tool::"y"`)})
-	rec := recordOf(t, d.Log, onX.DecisionID)
+	rec := pdptest.Record(t, d.Log, onX.DecisionID)
 	if rec.Shadow == nil || rec.Shadow.Decision != wire.Deny || rec.Shadow.Reasons[0].Policy != "freeze-x" || rec.Shadow.PolicyVersion != d.Engine.ShadowSnapshot().Version {
 		t.Errorf("shadow in the row: %+v", rec.Shadow)
 	}

@@ -2,19 +2,11 @@ package pdp_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/agentpdp/agentpdp/internal/pdptest"
 	"github.com/agentpdp/agentpdp/pdp"
@@ -182,76 +174,21 @@ action write appliesTo { principal: User, resource: Doc };`,
 	}
 }
 
-// issuer is a JWKS file and the key that signs for it.
-type testIssuer struct {
-	key  *ecdsa.PrivateKey
-	path string
-}
-
-func newTestIssuer(t *testing.T) *testIssuer {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: k.Public(), KeyID: "k1", Algorithm: "ES256", Use: "sig"}}}
-	b, _ := json.Marshal(set)
-	path := filepath.Join(t.TempDir(), "jwks.json")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return &testIssuer{key: k, path: path}
-}
-
-func (is *testIssuer) token(t *testing.T, sub string, life time.Duration, extra map[string]any) string {
-	t.Helper()
-	sg, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: is.key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	claims := jwt.Claims{Issuer: "https://idp.example", Subject: sub, Audience: jwt.Audience{"agentpdp"}, ID: "jti-" + sub,
-		IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(life))}
-	b := jwt.Signed(sg).Claims(claims)
-	if extra != nil {
-		b = b.Claims(extra)
-	}
-	tok, err := b.Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
-func (is *testIssuer) verifier(t *testing.T) *identity.Verifier {
-	t.Helper()
-	cfg := identity.Config{JWT: []identity.JWTIssuer{{Name: "idp", Issuer: "https://idp.example", JWKSFile: is.path, Audience: "agentpdp",
-		Principal: identity.PrincipalRule{Claim: "sub", Type: "Agent"}, MaxLifetime: time.Hour}}}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	v, err := identity.New(t.Context(), cfg, identity.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
 const trustAgents = `[{"uid":{"type":"Agent","id":"billing-bot"},"attrs":{},"parents":[]},{"uid":{"type":"Agent","id":"deploy-bot"},"attrs":{},"parents":[]}]`
 
 func TestTrust_VerifiedTokens(t *testing.T) {
-	is := newTestIssuer(t)
+	is := pdptest.NewIssuer(t)
 	log := openLog(t)
 	files := map[string]string{
 		"a.entities.json": trustAgents,
 		"p.cedar":         `@id("verified-only") permit (principal, action, resource) when { context.identity.verified && context.identity.scopes.contains("invoices:read") };`,
 	}
-	e := newEngine(t, files, pdp.Options{Recorder: log, Key: pdptest.TestKey, Trust: pdp.TrustOptions{Verifier: is.verifier(t)}})
+	e := newEngine(t, files, pdp.Options{Recorder: log, Key: pdptest.TestKey, Trust: pdp.TrustOptions{Verifier: is.Verifier(t)}})
 	body := func(principal, token string) string {
 		return `{"principal":"Agent::\"` + principal + `\"","action":"A::\"x\"","resource":"R::\"r\"","token":"` + token + `",
 			"credential":{"id":"forged","issuer":"me","scopes":["admin"]}}`
 	}
-	tok := is.token(t, "billing-bot", 10*time.Minute, map[string]any{"scope": "invoices:read"})
+	tok := is.Token(t, "billing-bot", 10*time.Minute, map[string]any{"scope": "invoices:read"})
 
 	t.Run("Verified", func(t *testing.T) {
 		d, rec := decideLogged(t, e, log, body("billing-bot", tok))
@@ -284,9 +221,9 @@ func TestTrust_VerifiedTokens(t *testing.T) {
 	for name, c := range map[string]struct {
 		tok, reason, why string
 	}{
-		"Expired":   {is.token(t, "billing-bot", -time.Minute, nil), pdp.ReasonTokenInvalid, "expired"},
-		"LongLived": {is.token(t, "billing-bot", 30*24*time.Hour, nil), pdp.ReasonCredentialLongLived, "lifetime"},
-		"Forged":    {newTestIssuer(t).token(t, "billing-bot", time.Minute, nil), pdp.ReasonTokenInvalid, "signature"},
+		"Expired":   {is.Token(t, "billing-bot", -time.Minute, nil), pdp.ReasonTokenInvalid, "expired"},
+		"LongLived": {is.Token(t, "billing-bot", 30*24*time.Hour, nil), pdp.ReasonCredentialLongLived, "lifetime"},
+		"Forged":    {pdptest.NewIssuer(t).Token(t, "billing-bot", time.Minute, nil), pdp.ReasonTokenInvalid, "signature"},
 		"Garbage":   {"not.a.token", pdp.ReasonTokenInvalid, "malformed"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -306,7 +243,7 @@ func TestTrust_VerifiedTokens(t *testing.T) {
 		})
 	}
 	t.Run("Delegated", func(t *testing.T) {
-		dtok := is.token(t, "alice@example.com", 10*time.Minute, map[string]any{"scope": "invoices:read",
+		dtok := is.Token(t, "alice@example.com", 10*time.Minute, map[string]any{"scope": "invoices:read",
 			"act": map[string]any{"sub": "billing-bot", "act": map[string]any{"sub": "orchestrator"}}})
 		d, rec := decideLogged(t, e, log, body("billing-bot", dtok))
 		if d.Decision != wire.Allow {
@@ -329,7 +266,7 @@ func TestTrust_VerifiedTokens(t *testing.T) {
 	})
 	t.Run("RequireVerified", func(t *testing.T) {
 		ev := newEngine(t, files, pdp.Options{Recorder: log, Key: pdptest.TestKey,
-			Trust: pdp.TrustOptions{Verifier: is.verifier(t), Require: identity.RequireVerified}})
+			Trust: pdp.TrustOptions{Verifier: is.Verifier(t), Require: identity.RequireVerified}})
 		d, _ := decideLogged(t, ev, log, `{"principal":"Agent::\"billing-bot\"","action":"A::\"x\"","resource":"R::\"r\""}`)
 		if d.Decision != wire.Deny || reasonIDs(d.Reasons)[0] != pdp.ReasonTokenInvalid {
 			t.Errorf("got %s %v", d.Decision, reasonIDs(d.Reasons))
@@ -362,15 +299,7 @@ func TestTrust_Callers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		entry, err := log.Decision(t.Context(), d.DecisionID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var rec wire.DecisionRecord
-		if err := json.Unmarshal(entry.Body, &rec); err != nil {
-			t.Fatal(err)
-		}
-		return d, rec
+		return d, pdptest.Record(t, log, d.DecisionID)
 	}
 	as := func(p string) string {
 		return `{"principal":"Agent::\"` + p + `\"","action":"A::\"x\"","resource":"R::\"r\""}`

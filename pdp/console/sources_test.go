@@ -1,75 +1,21 @@
 package console_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/json"
 	"html"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
-
 	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/internal/pdptest"
 	"github.com/agentpdp/agentpdp/pdp"
-	"github.com/agentpdp/agentpdp/pdp/identity"
 	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
-// issuerKey signs JWTs for the JWKS file at path.
-type issuerKey struct {
-	key  *ecdsa.PrivateKey
-	path string
-}
-
-func newIssuerKey(t *testing.T) *issuerKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: k.Public(), KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
-	path := filepath.Join(t.TempDir(), "jwks.json")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return &issuerKey{k, path}
-}
-
-func (is *issuerKey) token(t *testing.T, sub string) string {
-	t.Helper()
-	sg, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: is.key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	tok, err := jwt.Signed(sg).Claims(jwt.Claims{Issuer: "https://idp.example", Subject: sub, Audience: jwt.Audience{"agentpdp"}, ID: "jti-" + sub,
-		IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(10 * time.Minute))}).Claims(map[string]any{"scope": "deploy"}).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
-func (is *issuerKey) verifier(t *testing.T) *identity.Verifier {
-	t.Helper()
-	cfg := identity.Config{JWT: []identity.JWTIssuer{{Name: "idp", Issuer: "https://idp.example", JWKSFile: is.path, Audience: "agentpdp",
-		Principal: identity.PrincipalRule{Claim: "sub", Type: "Agent"}, MaxLifetime: time.Hour}}}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	v, err := identity.New(t.Context(), cfg, identity.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
+// deployScope is the scope of the tokens the console's tests verify.
+var deployScope = map[string]any{"scope": "deploy"}
 
 var factRowRE = regexp.MustCompile(`<tr><th scope="row">([^<]*)</th><td>([^<]*)</td><td><span class="source">([^<]*)</span></td></tr>`)
 
@@ -99,8 +45,8 @@ func wantSource(t *testing.T, where string, got map[string][]string, name, sourc
 // makes the principal verified, a refused one leaves it claimed; a row
 // written before the row recorded sources says so and keeps the old labels.
 func TestConsole_ShowsTheSourcesTheRowRecords(t *testing.T) {
-	is := newIssuerKey(t)
-	f := newFixtureWith(t, func(o *pdp.Options) { o.Trust.Verifier = is.verifier(t) })
+	is := pdptest.NewIssuer(t)
+	f := newFixtureWith(t, func(o *pdp.Options) { o.Trust.Verifier = is.Verifier(t) })
 	c := f.browser()
 	f.signIn(c, "alice", "alice password 1")
 
@@ -115,7 +61,7 @@ func TestConsole_ShowsTheSourcesTheRowRecords(t *testing.T) {
 		return d
 	}
 
-	verified := ask(is.token(t, "deploy-bot"))
+	verified := ask(is.Token(t, "deploy-bot", 10*time.Minute, deployScope))
 	if verified.Decision != wire.StepUp {
 		t.Fatalf("verified token: got %s %v, want step_up", verified.Decision, verified.Reasons)
 	}
@@ -137,7 +83,7 @@ func TestConsole_ShowsTheSourcesTheRowRecords(t *testing.T) {
 	wantSource(t, "waiting card", got, "principal", "verified")
 	wantSource(t, "waiting card", got, "token", "verified")
 
-	forged := ask(newIssuerKey(t).token(t, "deploy-bot"))
+	forged := ask(pdptest.NewIssuer(t).Token(t, "deploy-bot", 10*time.Minute, deployScope))
 	if forged.Decision != wire.Deny {
 		t.Fatalf("forged token: got %s, want deny", forged.Decision)
 	}

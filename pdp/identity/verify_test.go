@@ -2,10 +2,7 @@ package identity_test
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -22,60 +19,9 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/agentpdp/agentpdp/internal/pdptest"
 	"github.com/agentpdp/agentpdp/pdp/identity"
 )
-
-// signer is a test issuer's key.
-type signer struct {
-	kid string
-	alg jose.SignatureAlgorithm
-	key crypto.Signer
-}
-
-func newSigner(t *testing.T, kid string) *signer {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &signer{kid: kid, alg: jose.ES256, key: k}
-}
-
-func (s *signer) jwk() jose.JSONWebKey {
-	return jose.JSONWebKey{Key: s.key.Public(), KeyID: s.kid, Algorithm: string(s.alg), Use: "sig"}
-}
-
-func jwks(t *testing.T, ss ...*signer) []byte {
-	t.Helper()
-	var set jose.JSONWebKeySet
-	for _, s := range ss {
-		set.Keys = append(set.Keys, s.jwk())
-	}
-	b, err := json.Marshal(set)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// sign makes a compact JWT of claims, which may mix jwt.Claims and a map.
-func (s *signer) sign(t *testing.T, claims ...any) string {
-	t.Helper()
-	opts := (&jose.SignerOptions{}).WithType("JWT").WithHeader(jose.HeaderKey("kid"), s.kid)
-	sg, err := jose.NewSigner(jose.SigningKey{Algorithm: s.alg, Key: s.key}, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := jwt.Signed(sg)
-	for _, c := range claims {
-		b = b.Claims(c)
-	}
-	tok, err := b.Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
 
 var t0 = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 
@@ -90,10 +36,10 @@ func std(iss, sub string, iat time.Time, life time.Duration) jwt.Claims {
 		IssuedAt: jwt.NewNumericDate(iat), NotBefore: jwt.NewNumericDate(iat), Expiry: jwt.NewNumericDate(iat.Add(life))}
 }
 
-func fileVerifier(t *testing.T, clk *clock, ss ...*signer) (*identity.Verifier, string) {
+func fileVerifier(t *testing.T, clk *clock, ss ...*pdptest.Signer) (*identity.Verifier, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "jwks.json")
-	if err := os.WriteFile(path, jwks(t, ss...), 0o600); err != nil {
+	if err := os.WriteFile(path, pdptest.JWKS(t, ss...), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg := identity.Config{JWT: []identity.JWTIssuer{{Name: "idp", Issuer: "https://idp.example", JWKSFile: path,
@@ -121,12 +67,12 @@ func wantInvalid(t *testing.T, err error, reason, why string) {
 
 func TestVerifier_JWT(t *testing.T) {
 	clk := newClock()
-	key := newSigner(t, "k1")
+	key := pdptest.NewSigner(t, "k1")
 	v, _ := fileVerifier(t, clk, key)
 	ctx := context.Background()
 
 	t.Run("Valid", func(t *testing.T) {
-		tok := key.sign(t, std("https://idp.example", "billing-bot", t0.Add(-time.Minute), 10*time.Minute), map[string]any{"scope": "invoices:read invoices:list"})
+		tok := key.Sign(t, std("https://idp.example", "billing-bot", t0.Add(-time.Minute), 10*time.Minute), map[string]any{"scope": "invoices:read invoices:list"})
 		id, err := v.Verify(ctx, tok)
 		if err != nil {
 			t.Fatal(err)
@@ -148,7 +94,7 @@ func TestVerifier_JWT(t *testing.T) {
 		}
 	})
 	t.Run("Delegated", func(t *testing.T) {
-		tok := key.sign(t, std("https://idp.example", "alice@example.com", t0, 10*time.Minute),
+		tok := key.Sign(t, std("https://idp.example", "alice@example.com", t0, 10*time.Minute),
 			map[string]any{"act": map[string]any{"sub": "billing-bot", "act": map[string]any{"sub": "orchestrator"}}})
 		id, err := v.Verify(ctx, tok)
 		if err != nil {
@@ -170,39 +116,39 @@ func TestVerifier_JWT(t *testing.T) {
 		reason, why string
 	}{
 		{"Expired", func() string {
-			return key.sign(t, std("https://idp.example", "b", t0.Add(-20*time.Minute), 10*time.Minute))
+			return key.Sign(t, std("https://idp.example", "b", t0.Add(-20*time.Minute), 10*time.Minute))
 		}, identity.ReasonTokenInvalid, identity.WhyExpired},
 		{"ExpiredWithinSkewIsValid", nil, "", ""},
 		{"NotYetValid", func() string {
 			c := std("https://idp.example", "b", t0, 10*time.Minute)
 			c.NotBefore = jwt.NewNumericDate(t0.Add(5 * time.Minute))
-			return key.sign(t, c)
+			return key.Sign(t, c)
 		}, identity.ReasonTokenInvalid, identity.WhyNotYetValid},
 		{"IssuedInFuture", func() string {
 			c := std("https://idp.example", "b", t0.Add(2*time.Minute), 10*time.Minute)
 			c.NotBefore = nil
-			return key.sign(t, c)
+			return key.Sign(t, c)
 		}, identity.ReasonTokenInvalid, identity.WhyIssuedAt},
 		{"NoExp", func() string {
 			c := std("https://idp.example", "b", t0, 0)
 			c.Expiry = nil
-			return key.sign(t, c)
+			return key.Sign(t, c)
 		}, identity.ReasonTokenInvalid, identity.WhyClaims},
 		{"WrongAudience", func() string {
 			c := std("https://idp.example", "b", t0, 10*time.Minute)
 			c.Audience = jwt.Audience{"someone-else"}
-			return key.sign(t, c)
+			return key.Sign(t, c)
 		}, identity.ReasonTokenInvalid, identity.WhyAudience},
-		{"UnknownIssuer", func() string { return key.sign(t, std("https://evil.example", "b", t0, 10*time.Minute)) }, identity.ReasonTokenInvalid, identity.WhyIssuer},
+		{"UnknownIssuer", func() string { return key.Sign(t, std("https://evil.example", "b", t0, 10*time.Minute)) }, identity.ReasonTokenInvalid, identity.WhyIssuer},
 		{"WrongKey", func() string {
-			other := newSigner(t, "k1") // same kid, different key
-			return other.sign(t, std("https://idp.example", "b", t0, 10*time.Minute))
+			other := pdptest.NewSigner(t, "k1") // same kid, different key
+			return other.Sign(t, std("https://idp.example", "b", t0, 10*time.Minute))
 		}, identity.ReasonTokenInvalid, identity.WhySignature},
 		{"UnknownKid", func() string {
-			return newSigner(t, "k9").sign(t, std("https://idp.example", "b", t0, 10*time.Minute))
+			return pdptest.NewSigner(t, "k9").Sign(t, std("https://idp.example", "b", t0, 10*time.Minute))
 		}, identity.ReasonTokenInvalid, identity.WhyUnknownKey},
 		{"HS256WithThePublicKeyAsSecret", func() string {
-			pub, _ := json.Marshal(key.jwk())
+			pub, _ := json.Marshal(key.JWK())
 			sg, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: pub}, (&jose.SignerOptions{}).WithHeader("kid", "k1"))
 			if err != nil {
 				t.Fatal(err)
@@ -214,30 +160,30 @@ func TestVerifier_JWT(t *testing.T) {
 			return tok
 		}, identity.ReasonTokenInvalid, identity.WhyAlgorithm},
 		{"AlgNone", func() string {
-			tok := key.sign(t, std("https://idp.example", "b", t0, 10*time.Minute))
+			tok := key.Sign(t, std("https://idp.example", "b", t0, 10*time.Minute))
 			parts := strings.Split(tok, ".")
 			return "eyJhbGciOiJub25lIn0." + parts[1] + "."
 		}, identity.ReasonTokenInvalid, identity.WhyAlgorithm},
 		{"Garbage", func() string { return "not-a-token" }, identity.ReasonTokenInvalid, identity.WhyMalformed},
 		{"TamperedClaims", func() string {
-			tok := key.sign(t, std("https://idp.example", "b", t0, 10*time.Minute))
-			other := key.sign(t, std("https://idp.example", "deploy-bot", t0, 10*time.Minute))
+			tok := key.Sign(t, std("https://idp.example", "b", t0, 10*time.Minute))
+			other := key.Sign(t, std("https://idp.example", "deploy-bot", t0, 10*time.Minute))
 			p, q := strings.Split(tok, "."), strings.Split(other, ".")
 			return p[0] + "." + q[1] + "." + p[2]
 		}, identity.ReasonTokenInvalid, identity.WhySignature},
-		{"LongLived", func() string { return key.sign(t, std("https://idp.example", "b", t0, 2*time.Hour)) }, identity.ReasonCredentialLongLived, identity.WhyLifetime},
+		{"LongLived", func() string { return key.Sign(t, std("https://idp.example", "b", t0, 2*time.Hour)) }, identity.ReasonCredentialLongLived, identity.WhyLifetime},
 		{"LongLivedWithoutIat", func() string {
 			c := std("https://idp.example", "b", t0, 10*time.Minute)
 			c.IssuedAt, c.NotBefore = nil, nil
-			return key.sign(t, c)
+			return key.Sign(t, c)
 		}, identity.ReasonCredentialLongLived, identity.WhyLifetime},
-		{"NoPrincipalClaim", func() string { return key.sign(t, std("https://idp.example", "", t0, 10*time.Minute)) }, identity.ReasonTokenInvalid, identity.WhyClaims},
+		{"NoPrincipalClaim", func() string { return key.Sign(t, std("https://idp.example", "", t0, 10*time.Minute)) }, identity.ReasonTokenInvalid, identity.WhyClaims},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			if c.tok == nil {
 				// exp passed 10s ago: within the default 30s skew.
-				tok := key.sign(t, std("https://idp.example", "b", t0.Add(-10*time.Minute-10*time.Second), 10*time.Minute))
+				tok := key.Sign(t, std("https://idp.example", "b", t0.Add(-10*time.Minute-10*time.Second), 10*time.Minute))
 				if _, err := v.Verify(ctx, tok); err != nil {
 					t.Fatal(err)
 				}
@@ -257,12 +203,12 @@ func TestVerifier_JWT(t *testing.T) {
 type issuer struct {
 	srv     *httptest.Server
 	mu      sync.Mutex
-	keys    []*signer
+	keys    []*pdptest.Signer
 	down    bool
 	fetches atomic.Int64
 }
 
-func newIssuer(t *testing.T, keys ...*signer) *issuer {
+func newIssuer(t *testing.T, keys ...*pdptest.Signer) *issuer {
 	is := &issuer{keys: keys}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
@@ -276,14 +222,14 @@ func newIssuer(t *testing.T, keys ...*signer) *issuer {
 			http.Error(w, "down", http.StatusServiceUnavailable)
 			return
 		}
-		w.Write(jwks(t, is.keys...))
+		w.Write(pdptest.JWKS(t, is.keys...))
 	})
 	is.srv = httptest.NewServer(mux)
 	t.Cleanup(is.srv.Close)
 	return is
 }
 
-func (is *issuer) set(down bool, keys ...*signer) {
+func (is *issuer) set(down bool, keys ...*pdptest.Signer) {
 	is.mu.Lock()
 	defer is.mu.Unlock()
 	is.down = down
@@ -296,7 +242,7 @@ func TestVerifier_JWKSRotation(t *testing.T) {
 	for _, mode := range []string{"jwks_url", "oidc_discovery"} {
 		t.Run(mode, func(t *testing.T) {
 			clk := newClock()
-			k1, k2 := newSigner(t, "k1"), newSigner(t, "k2")
+			k1, k2 := pdptest.NewSigner(t, "k1"), pdptest.NewSigner(t, "k2")
 			is := newIssuer(t, k1)
 			j := identity.JWTIssuer{Name: "idp", Issuer: is.srv.URL, Audience: "agentpdp",
 				Principal: identity.PrincipalRule{Type: "Agent"}, Refresh: time.Minute, MaxStale: 10 * time.Minute}
@@ -322,7 +268,9 @@ func TestVerifier_JWKSRotation(t *testing.T) {
 			if err := v.Ready(rctx); err != nil {
 				t.Fatal(err)
 			}
-			tok := func(k *signer) string { return k.sign(t, std(is.srv.URL, "billing-bot", clk.Now(), 5*time.Minute)) }
+			tok := func(k *pdptest.Signer) string {
+				return k.Sign(t, std(is.srv.URL, "billing-bot", clk.Now(), 5*time.Minute))
+			}
 			if _, err := v.Verify(ctx, tok(k1)); err != nil {
 				t.Fatal(err)
 			}
@@ -340,7 +288,7 @@ func TestVerifier_JWKSRotation(t *testing.T) {
 			// A flood of unknown kids does not make a fetch each.
 			before := is.fetches.Load()
 			for range 20 {
-				v.Verify(ctx, tok(newSigner(t, "made-up")))
+				v.Verify(ctx, tok(pdptest.NewSigner(t, "made-up")))
 			}
 			if n := is.fetches.Load() - before; n > 1 {
 				t.Errorf("%d fetches for 20 unknown kids within the backoff, want at most 1", n)
@@ -365,7 +313,7 @@ func TestVerifier_JWKSRotation(t *testing.T) {
 }
 
 func TestVerifier_OIDCIssuerMismatch(t *testing.T) {
-	k1 := newSigner(t, "k1")
+	k1 := pdptest.NewSigner(t, "k1")
 	is := newIssuer(t, k1)
 	cfg := identity.Config{JWT: []identity.JWTIssuer{{Name: "idp", Issuer: is.srv.URL + "/other", OIDCDiscovery: true,
 		Audience: "agentpdp", Principal: identity.PrincipalRule{Type: "Agent"}}}}
@@ -377,15 +325,15 @@ func TestVerifier_OIDCIssuerMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	// discovery under /other 404s; and were it served, its issuer would differ.
-	_, err = v.Verify(context.Background(), k1.sign(t, std(is.srv.URL+"/other", "b", time.Now(), time.Minute)))
+	_, err = v.Verify(context.Background(), k1.Sign(t, std(is.srv.URL+"/other", "b", time.Now(), time.Minute)))
 	wantInvalid(t, err, identity.ReasonTokenInvalid, identity.WhyKeys)
 }
 
 func TestVerifier_SPIFFEBundleFile(t *testing.T) {
 	clk := newClock()
-	k := newSigner(t, "svid-k1")
+	k := pdptest.NewSigner(t, "svid-k1")
 	var set jose.JSONWebKeySet
-	jk := k.jwk()
+	jk := k.JWK()
 	jk.Use, jk.Algorithm = "jwt-svid", ""
 	set.Keys = append(set.Keys, jk)
 	b, _ := json.Marshal(set)
@@ -402,7 +350,7 @@ func TestVerifier_SPIFFEBundleFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := v.Verify(context.Background(), k.sign(t, std("", "spiffe://example.org/agent/billing-bot", t0, 5*time.Minute)))
+	id, err := v.Verify(context.Background(), k.Sign(t, std("", "spiffe://example.org/agent/billing-bot", t0, 5*time.Minute)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,18 +360,18 @@ func TestVerifier_SPIFFEBundleFile(t *testing.T) {
 	if id.SPIFFEID != "spiffe://example.org/agent/billing-bot" || id.Issuer != "spiffe://example.org" {
 		t.Errorf("identity = %+v", id)
 	}
-	_, err = v.Verify(context.Background(), k.sign(t, std("", "spiffe://other.org/agent/billing-bot", t0, 5*time.Minute)))
+	_, err = v.Verify(context.Background(), k.Sign(t, std("", "spiffe://other.org/agent/billing-bot", t0, 5*time.Minute)))
 	wantInvalid(t, err, identity.ReasonTokenInvalid, identity.WhyIssuer)
-	_, err = v.Verify(context.Background(), newSigner(t, "svid-k1").sign(t, std("", "spiffe://example.org/agent/billing-bot", t0, 5*time.Minute)))
+	_, err = v.Verify(context.Background(), pdptest.NewSigner(t, "svid-k1").Sign(t, std("", "spiffe://example.org/agent/billing-bot", t0, 5*time.Minute)))
 	wantInvalid(t, err, identity.ReasonTokenInvalid, identity.WhySignature)
 }
 
 func TestVerifier_EdDSAAndRSA(t *testing.T) {
 	clk := newClock()
 	_, edKey, _ := ed25519.GenerateKey(rand.Reader)
-	ed := &signer{kid: "ed", alg: jose.EdDSA, key: edKey}
+	ed := &pdptest.Signer{KID: "ed", Alg: jose.EdDSA, Key: edKey}
 	v, _ := fileVerifier(t, clk, ed)
-	if _, err := v.Verify(context.Background(), ed.sign(t, std("https://idp.example", "b", t0, time.Minute))); err != nil {
+	if _, err := v.Verify(context.Background(), ed.Sign(t, std("https://idp.example", "b", t0, time.Minute))); err != nil {
 		t.Fatal(err)
 	}
 }
