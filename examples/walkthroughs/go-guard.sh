@@ -1,0 +1,19 @@
+# "## Go: wrap a function" of examples/README.md, against make run.
+# Sourced by examples/walkthrough.sh; run it with: examples/walkthrough.sh go-guard
+make_run
+
+step "go run ./examples/go-guard: allow runs the function, step_up and deny do not"
+out=$(go run ./examples/go-guard 2>&1) || fail "exit $?: $out"
+echo "$out"
+expect 'billing-bot → sql.query: allowed, ran the query' "$out"
+expect 'deploy-bot → k8s.apply: step_up, approve decision ' "$out"
+expect 'billing-bot → invoices.export: agentpdp: denied by restricted-data-needs-ticket' "$out"
+
+step "the allowed call's outcome is logged: success"
+rows=$(./bin/agentpdp log query --session go-guard-demo --json)
+expect '"decision":"allow"' "$rows"
+expect '"decision":"step_up"' "$rows"
+expect '"decision":"deny"' "$rows"
+allow=$(./bin/agentpdp log query --session go-guard-demo --decision allow --json --limit 1 | sed -n 's/.*"decision_id":"\([^"]*\)".*/\1/p')
+show=$(./bin/agentpdp log show "$allow")
+expect 'outcome     success for '"$allow" "$show"
