@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // The provenance index.
@@ -38,28 +40,40 @@ const indexSchemaVersion = 2
 
 // Keys are an entry's values for the provenance index, given by whoever
 // writes the entry so that the indexer need not parse them back out of the
-// body. They must be what the body holds where the log's generated columns
-// read them: principal at $.principal, the others in $.request (the
-// credential's id at $.request.credential.id). An entry without Keys has
-// its row read back instead.
+// body. Each must be what the body holds at its field's path (the
+// wire.Field named in indexedFields: Principal at wire.FieldPrincipal, …),
+// the path the log's generated column reads. An entry without Keys has its
+// row read back instead.
 type Keys struct {
 	Principal, SessionID, TaskID, TraceID, OnBehalfOf, CredentialID, ToolCallID string
 }
 
 // indexedFields are the keys in the index: the id hashed with the value,
-// the generated column of the log that holds it, and where Keys has it.
+// the record field (and the log's generated column) that holds it, and
+// where Keys has it. The ids are stored in the index: never reuse one.
 var indexedFields = []struct {
-	id  byte
-	col string
-	get func(*Keys) string
+	id    byte
+	field wire.Field
+	get   func(*Keys) string
 }{
-	{1, "principal", func(k *Keys) string { return k.Principal }},
-	{2, "session_id", func(k *Keys) string { return k.SessionID }},
-	{3, "task_id", func(k *Keys) string { return k.TaskID }},
-	{4, "trace_id", func(k *Keys) string { return k.TraceID }},
-	{5, "on_behalf_of", func(k *Keys) string { return k.OnBehalfOf }},
-	{6, "credential_id", func(k *Keys) string { return k.CredentialID }},
-	{7, "tool_call_id", func(k *Keys) string { return k.ToolCallID }},
+	{1, wire.FieldPrincipal, func(k *Keys) string { return k.Principal }},
+	{2, wire.FieldSessionID, func(k *Keys) string { return k.SessionID }},
+	{3, wire.FieldTaskID, func(k *Keys) string { return k.TaskID }},
+	{4, wire.FieldTraceID, func(k *Keys) string { return k.TraceID }},
+	{5, wire.FieldOnBehalfOf, func(k *Keys) string { return k.OnBehalfOf }},
+	{6, wire.FieldCredentialID, func(k *Keys) string { return k.CredentialID }},
+	{7, wire.FieldToolCallID, func(k *Keys) string { return k.ToolCallID }},
+}
+
+// Get is k's value for the record field f, and false if the index does not
+// hold f.
+func (k *Keys) Get(f wire.Field) (string, bool) {
+	for _, x := range indexedFields {
+		if x.field == f {
+			return x.get(k), true
+		}
+	}
+	return "", false
 }
 
 // keyHash is what the index stores for a value of a field: 64 bits of
@@ -76,12 +90,12 @@ func keyHash(field byte, value string) int64 {
 	return int64(h)
 }
 
-// indexKeyFor is the stored key for a filter on the generated column col,
-// and false if the index does not hold that column.
-func indexKeyFor(col, value string) (int64, bool) {
-	for _, f := range indexedFields {
-		if f.col == col {
-			return keyHash(f.id, value), true
+// indexKeyFor is the stored key for a filter on the record field f, and
+// false if the index does not hold f.
+func indexKeyFor(f wire.Field, value string) (int64, bool) {
+	for _, x := range indexedFields {
+		if x.field == f {
+			return keyHash(x.id, value), true
 		}
 	}
 	return 0, false
@@ -428,7 +442,7 @@ type indexKey struct {
 func (x *indexer) read(ctx context.Context) (int, error) {
 	cols := "seq, hash"
 	for _, f := range indexedFields {
-		cols += ", " + f.col
+		cols += ", " + f.field.Name
 	}
 	rows, err := x.log.QueryContext(ctx, `SELECT `+cols+` FROM log WHERE seq > ? ORDER BY seq LIMIT ?`, x.last, x.batch)
 	if err != nil {

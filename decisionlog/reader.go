@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/mattn/go-sqlite3"
+
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // ErrNotFound is returned when no entry matches.
@@ -123,53 +125,27 @@ func (f Filter) where(indexed bool) (string, []any) {
 			args = append(args, string(k))
 		}
 	}
-	keyed := func(col, v string) {
-		if k, ok := indexKeyFor(col, v); ok && indexed {
-			// UNION rather than OR: SQLite then looks each seq up in the
-			// primary key instead of scanning the log.
-			conds = append(conds, "seq IN (SELECT seq FROM idx.keys WHERE k = ? UNION ALL SELECT seq FROM log WHERE seq > (SELECT value FROM idx.meta WHERE key = 'indexed_seq'))")
-			args = append(args, k)
+	for _, c := range f.Fields() {
+		if !isColumn(c.Field) {
+			conds = append(conds, extract(c.Field)+" = ?")
+			args = append(args, c.Value)
+			continue
 		}
+		if v, ok := c.Value.(string); ok && indexed {
+			if k, ok := indexKeyFor(c.Field, v); ok {
+				// UNION rather than OR: SQLite then looks each seq up in the
+				// primary key instead of scanning the log.
+				conds = append(conds, "seq IN (SELECT seq FROM idx.keys WHERE k = ? UNION ALL SELECT seq FROM log WHERE seq > (SELECT value FROM idx.meta WHERE key = 'indexed_seq'))")
+				args = append(args, k)
+			}
+		}
+		conds = append(conds, c.Field.Name+" = ?")
+		args = append(args, c.Value)
 	}
-	ref := func(col, idPath, v string) {
-		if v == "" {
-			return
-		}
-		if strings.Contains(v, "::") {
-			keyed(col, v)
-			conds = append(conds, col+" = ?")
-		} else {
-			conds = append(conds, "json_extract(body, '"+idPath+"') = ?")
-		}
-		args = append(args, v)
-	}
-	ref("principal", "$.request.principal.id", f.Principal)
-	ref("action", "$.request.action.id", f.Action)
-	ref("resource", "$.request.resource.id", f.Resource)
-	eq := func(col, v string) {
-		if v != "" {
-			keyed(col, v)
-			conds = append(conds, col+" = ?")
-			args = append(args, v)
-		}
-	}
-	eq("decision_id", f.DecisionID)
-	eq("decision", f.Decision)
-	eq("session_id", f.SessionID)
-	eq("task_id", f.TaskID)
-	eq("trace_id", f.TraceID)
-	eq("approval_id", f.ApprovalID)
-	eq("classification", f.Classification)
-	eq("on_behalf_of", f.OnBehalfOf)
-	eq("credential_id", f.CredentialID)
-	eq("tool_call_id", f.ToolCallID)
-	eq("parent_decision_id", f.ParentDecisionID)
 	if f.ShadowDiff {
-		conds = append(conds, "shadow_decision IS NOT NULL AND shadow_decision != decision")
-	}
-	if f.PeerUID != nil {
-		conds = append(conds, "peer_uid = ?")
-		args = append(args, *f.PeerUID)
+		// The text of the partial index log_shadow_diff (migration 3), so
+		// that SQLite uses it.
+		conds = append(conds, fmt.Sprintf("%[1]s IS NOT NULL AND %[1]s != %[2]s", wire.FieldShadowDecision.Name, wire.FieldDecision.Name))
 	}
 	if !f.Since.IsZero() {
 		conds = append(conds, "time >= ?")
@@ -191,6 +167,54 @@ func (f Filter) where(indexed bool) (string, []any) {
 		return "", nil
 	}
 	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// FieldValue is one condition of a [Filter]: the record's value at Field
+// equals Value.
+type FieldValue struct {
+	Field wire.Field
+	Value any // a string, or a uint32 for wire.FieldPeerUID
+}
+
+// Fields lists f's conditions on the record's fields, in a fixed order:
+// each store builds its query from them (this package's SQLite log, the
+// fleet's PostgreSQL), so that a filter reads the path the record is
+// stored at. Principal, Action and Resource in Cedar form compare the
+// record's Cedar-form field; a bare id compares the request's id under any
+// type. Kinds, times, seqs and ShadowDiff are not record fields, and not
+// listed.
+func (f Filter) Fields() []FieldValue {
+	var out []FieldValue
+	add := func(field wire.Field, v string) {
+		if v != "" {
+			out = append(out, FieldValue{field, v})
+		}
+	}
+	ref := func(cedar, bare wire.Field, v string) {
+		if strings.Contains(v, "::") {
+			add(cedar, v)
+		} else {
+			add(bare, v)
+		}
+	}
+	ref(wire.FieldPrincipal, wire.FieldPrincipalID, f.Principal)
+	ref(wire.FieldAction, wire.FieldActionID, f.Action)
+	ref(wire.FieldResource, wire.FieldResourceID, f.Resource)
+	add(wire.FieldDecisionID, f.DecisionID)
+	add(wire.FieldDecision, f.Decision)
+	add(wire.FieldSessionID, f.SessionID)
+	add(wire.FieldTaskID, f.TaskID)
+	add(wire.FieldTraceID, f.TraceID)
+	add(wire.FieldApprovalID, f.ApprovalID)
+	add(wire.FieldClassification, f.Classification)
+	add(wire.FieldOnBehalfOf, f.OnBehalfOf)
+	add(wire.FieldCredentialID, f.CredentialID)
+	add(wire.FieldToolCallID, f.ToolCallID)
+	add(wire.FieldParentDecisionID, f.ParentDecisionID)
+	if f.PeerUID != nil {
+		out = append(out, FieldValue{wire.FieldPeerUID, *f.PeerUID})
+	}
+	return out
 }
 
 // Query returns matching entries, newest first.
@@ -376,7 +400,7 @@ func (r *Reader) Summarize(ctx context.Context, since, until time.Time) (*Summar
 		}
 		return out, rows.Err()
 	}
-	byDecision, err := group("decision", "decision", 10, "k")
+	byDecision, err := group(wire.FieldDecision.Name, string(KindDecision), 10, "k")
 	if err != nil {
 		return nil, err
 	}
@@ -384,23 +408,23 @@ func (r *Reader) Summarize(ctx context.Context, since, until time.Time) (*Summar
 		s.ByDecision[c.Key] = c.Count
 		s.Decisions += c.Count
 	}
-	if s.ByPrincipal, err = group("principal", "decision", 20, "count(*) DESC, k"); err != nil {
+	if s.ByPrincipal, err = group(wire.FieldPrincipal.Name, string(KindDecision), 20, "count(*) DESC, k"); err != nil {
 		return nil, err
 	}
-	if s.ByAction, err = group("action", "decision", 20, "count(*) DESC, k"); err != nil {
+	if s.ByAction, err = group(wire.FieldAction.Name, string(KindDecision), 20, "count(*) DESC, k"); err != nil {
 		return nil, err
 	}
-	if s.PerHour, err = group("strftime('%Y-%m-%dT%H:00:00Z', time / 1000000000, 'unixepoch')", "decision", 24*366, "k"); err != nil {
+	if s.PerHour, err = group("strftime('%Y-%m-%dT%H:00:00Z', time / 1000000000, 'unixepoch')", string(KindDecision), 24*366, "k"); err != nil {
 		return nil, err
 	}
-	outcomes, err := group("json_extract(body, '$.status')", "outcome", 10, "k")
+	outcomes, err := group(extract(wire.FieldOutcomeStatus), string(KindOutcome), 10, "k")
 	if err != nil {
 		return nil, err
 	}
 	for _, c := range outcomes {
 		s.Outcomes[c.Key] = c.Count
 	}
-	approvals, err := group("kind", "approval", 1, "k")
+	approvals, err := group("kind", string(KindApproval), 1, "k")
 	if err != nil {
 		return nil, err
 	}

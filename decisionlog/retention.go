@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // Cursors records how far each sink has shipped. It writes its own small
@@ -99,6 +101,10 @@ type PruneRecord struct {
 	Note   string    `json:"note"`
 }
 
+// pruneAnchor is PruneRecord's anchor, which Prune reads back from the
+// newest prune row.
+var pruneAnchor = wire.Field{Name: "anchor_seq", Path: "$.anchor_seq", Type: "INTEGER"}
+
 // KeptRow is a row before the anchor that a prune kept (a policy load a
 // retained decision refers to). With PrevHash, the hash of the row before
 // it, its own hash can be recomputed although its neighbours are gone.
@@ -164,7 +170,7 @@ func (l *Log) Prune(ctx context.Context, upTo int64, rule string) (PruneResult, 
 		return res, fmt.Errorf("prune: %w", err)
 	}
 	var first int64
-	if err := l.Reader.db.QueryRowContext(ctx, `SELECT coalesce(min(seq), 0) FROM log WHERE seq >= coalesce((SELECT max(json_extract(body, '$.anchor_seq')) FROM log WHERE kind = 'prune'), 0)`).Scan(&first); err != nil {
+	if err := l.Reader.db.QueryRowContext(ctx, `SELECT coalesce(min(seq), 0) FROM log WHERE seq >= coalesce((SELECT max(`+extract(pruneAnchor)+`) FROM log WHERE kind = 'prune'), 0)`).Scan(&first); err != nil {
 		return res, fmt.Errorf("prune: %w", err)
 	}
 	if res.Anchor == 0 || res.Anchor <= first {

@@ -9,6 +9,11 @@ import (
 // migrations are applied in order, each in its own transaction; the number
 // applied is kept in PRAGMA user_version. Never edit one that has shipped:
 // append a new one.
+//
+// The generated columns read the record's fields at the paths
+// wire.RecordColumns declares; paths_test.go checks that the migrated
+// table has exactly those columns, so a field added there needs a
+// migration appended here.
 var migrations = []string{
 	// 1: the log, its indexes, and append-only triggers.
 	`CREATE TABLE log (

@@ -81,7 +81,7 @@ func TestReplay_ReproducesTheDaemonsLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range []string{`DROP TRIGGER log_no_update`,
-		`UPDATE log SET body = json_set(body, '$.decision', '` + string(flipped) + `') WHERE seq = ` + itoa(int(victim.Seq))} {
+		`UPDATE log SET body = json_set(body, '` + wire.FieldDecision.Path + `', '` + string(flipped) + `') WHERE seq = ` + itoa(int(victim.Seq))} {
 		if _, err := db.Exec(s); err != nil {
 			t.Fatal(err)
 		}

@@ -377,26 +377,35 @@ func insertRows(ctx context.Context, tx pgx.Tx, rows []*Row) error {
 	}
 	n := len(rows)
 	var (
-		origins, kinds, bodies                      = make([]string, n), make([]string, n), make([]string, n)
-		seqs, nss                                   = make([]int64, n), make([]int64, n)
-		times                                       = make([]time.Time, n)
-		hashes                                      = make([][]byte, n)
-		decisionIDs, principals, actions, resources = make([]*string, n), make([]*string, n), make([]*string, n), make([]*string, n)
-		decisions                                   = make([]*string, n)
-		opt                                         = func(s string) *string { return map[bool]*string{true: nil, false: &s}[s == ""] }
+		origins, kinds, bodies = make([]string, n), make([]string, n), make([]string, n)
+		seqs, nss              = make([]int64, n), make([]int64, n)
+		times                  = make([]time.Time, n)
+		hashes                 = make([][]byte, n)
+		columns                = make([][]*string, len(RowColumns)) // by column, then row
+		opt                    = func(s string) *string { return map[bool]*string{true: nil, false: &s}[s == ""] }
 	)
+	for c := range columns {
+		columns[c] = make([]*string, n)
+	}
 	for i, r := range rows {
 		origins[i], seqs[i], nss[i], kinds[i], hashes[i], bodies[i] = r.Origin, r.Seq, r.TimeNS, r.Kind, r.Hash, string(r.Body)
 		times[i] = time.Unix(0, r.TimeNS).UTC()
-		decisionIDs[i], principals[i], actions[i], resources[i], decisions[i] = opt(r.DecisionID), opt(r.Principal), opt(r.Action), opt(r.Resource), opt(r.Decision)
+		for c := range columns {
+			columns[c][i] = opt(r.Columns[c])
+		}
+	}
+	names, arrays := "", ""
+	args := []any{origins, seqs, times, nss, kinds, hashes, bodies}
+	for c, f := range RowColumns {
+		args = append(args, columns[c])
+		names += ", " + f.Name
+		arrays += fmt.Sprintf(", $%d::text[]", len(args))
 	}
 	// One statement per batch: unnest turns the arrays into rows. ON
 	// CONFLICT is a safety net only: the origin's lock is held.
-	_, err := tx.Exec(ctx, `INSERT INTO fleet_rows (origin, seq, time, time_ns, kind, hash, body, decision_id, principal, action, resource, decision)
-		SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::bigint[], $5::text[], $6::bytea[], $7::text[],
-			$8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
-		ON CONFLICT DO NOTHING`,
-		origins, seqs, times, nss, kinds, hashes, bodies, decisionIDs, principals, actions, resources, decisions)
+	_, err := tx.Exec(ctx, `INSERT INTO fleet_rows (origin, seq, time, time_ns, kind, hash, body`+names+`)
+		SELECT * FROM unnest($1::text[], $2::bigint[], $3::timestamptz[], $4::bigint[], $5::text[], $6::bytea[], $7::text[]`+arrays+`)
+		ON CONFLICT DO NOTHING`, args...)
 	if err != nil {
 		return fmt.Errorf("insert rows: %w", err)
 	}

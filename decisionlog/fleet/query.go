@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"github.com/agentpdp/agentpdp/decisionlog"
 	"github.com/agentpdp/agentpdp/internal/plural"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // OriginReport is what fleet verify found for one origin.
@@ -269,9 +271,9 @@ func (r *StoredRow) JSON() ([]byte, error) {
 	return append(out, b[1:]...), nil
 }
 
-// Query returns the rows that match, newest first. Filters on the
-// principal, action, resource, decision and decision id use the stored
-// columns; the others read the body.
+// Query returns the rows that match, newest first. Filters on the fields
+// of RowColumns use the stored columns; the others read the body at the
+// field's path (decisionlog.Filter.Fields).
 func Query(ctx context.Context, s *Store, f QueryFilter) ([]*StoredRow, error) {
 	var conds []string
 	var args []any
@@ -289,45 +291,17 @@ func Query(ctx context.Context, s *Store, f QueryFilter) ([]*StoredRow, error) {
 		}
 		add("kind = ANY($?)", ks)
 	}
-	ref := func(col, idPath, v string) {
-		if v == "" {
-			return
-		}
-		if strings.Contains(v, "::") {
-			add(col+" = $?", v)
+	for _, c := range f.Filter.Fields() {
+		if slices.Contains(RowColumns, c.Field) {
+			add(c.Field.Name+" = $?", c.Value)
 		} else {
-			add("(body::jsonb #>> '"+idPath+"') = $?", v)
+			// #>> reads text: the value is compared as its text.
+			add(jsonb(c.Field)+" = $?", fmt.Sprint(c.Value))
 		}
-	}
-	ref("principal", "{request,principal,id}", f.Principal)
-	ref("action", "{request,action,id}", f.Action)
-	ref("resource", "{request,resource,id}", f.Resource)
-	eq := func(col, v string) {
-		if v != "" {
-			add(col+" = $?", v)
-		}
-	}
-	eq("decision_id", f.DecisionID)
-	eq("decision", f.Decision)
-	body := func(path, v string) {
-		if v != "" {
-			add("(body::jsonb #>> '"+path+"') = $?", v)
-		}
-	}
-	body("{request,session_id}", f.SessionID)
-	body("{request,task_id}", f.TaskID)
-	body("{request,trace_id}", f.TraceID)
-	body("{request,approval}", f.ApprovalID)
-	body("{classification}", f.Classification)
-	body("{request,on_behalf_of}", f.OnBehalfOf)
-	body("{request,credential,id}", f.CredentialID)
-	body("{request,tool_call_id}", f.ToolCallID)
-	body("{request,parent_decision_id}", f.ParentDecisionID)
-	if f.PeerUID != nil {
-		add("(body::jsonb #>> '{peer,uid}') = $?", fmt.Sprint(*f.PeerUID))
 	}
 	if f.ShadowDiff {
-		conds = append(conds, "(body::jsonb #>> '{shadow,decision}') IS DISTINCT FROM decision AND (body::jsonb #>> '{shadow,decision}') IS NOT NULL")
+		shadow := jsonb(wire.FieldShadowDecision)
+		conds = append(conds, shadow+" IS DISTINCT FROM "+wire.FieldDecision.Name+" AND "+shadow+" IS NOT NULL")
 	}
 	if !f.Since.IsZero() {
 		add("time >= $?", f.Since)
@@ -361,6 +335,12 @@ func Query(ctx context.Context, s *Store, f QueryFilter) ([]*StoredRow, error) {
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// jsonb is the PostgreSQL expression that reads f out of a row's body, as
+// text. Paths are wire's own constants (member names only), never input.
+func jsonb(f wire.Field) string {
+	return "(body::jsonb #>> '{" + strings.Join(f.Members(), ",") + "}')"
 }
 
 // OriginStats is one origin's line of fleet stats.

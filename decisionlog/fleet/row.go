@@ -12,6 +12,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // Row is one shipped log row, split back into the envelope the host's sink
@@ -28,9 +29,26 @@ type Row struct {
 	// checkpoint's signature vouches for it.
 	Stub bool
 
-	// Query columns, from the body.
-	DecisionID, Principal, Action, Resource, Decision string
+	// Columns are the body's values for RowColumns, in order; "" where
+	// the body has none.
+	Columns []string
 }
+
+// RowColumns are the record fields fleet_rows keeps as columns beside the
+// body (migration 1), each a member of the body's top level; queries read
+// the others from the body by path.
+var RowColumns = []wire.Field{wire.FieldDecisionID, wire.FieldPrincipal, wire.FieldAction, wire.FieldResource, wire.FieldDecision}
+
+// rowColumn is the index in RowColumns of each top-level member name.
+var rowColumn = func() map[string]int {
+	m := map[string]int{}
+	for i, f := range RowColumns {
+		if ms := f.Members(); len(ms) == 1 {
+			m[ms[0]] = i
+		}
+	}
+	return m
+}()
 
 // envelope is the order in which the host's sink writes the row's own
 // fields before the body's (decisionlog.Entry.MarshalJSON, with origin
@@ -112,25 +130,57 @@ func ParseRow(line []byte) (*Row, error) {
 	default:
 		return nil, errors.New("row: want ',' or '}' after the hash")
 	}
-	var top struct {
-		DecisionID string `json:"decision_id"`
-		Decision   string `json:"decision"`
-		Principal  string `json:"principal"`
-		Action     string `json:"action"`
-		Resource   string `json:"resource"`
-		TooLarge   bool   `json:"too_large"`
-	}
-	// encoding/json for the query columns only: the hash, not this reading,
-	// decides whether the body is what the host wrote.
-	if err := json.Unmarshal(r.Body, &top); err != nil {
-		return nil, fmt.Errorf("row seq %d: body: %w", r.Seq, err)
-	}
 	if !json.Valid(r.Body) {
 		return nil, fmt.Errorf("row seq %d: body is not valid JSON", r.Seq)
 	}
-	r.DecisionID, r.Decision, r.Principal, r.Action, r.Resource = top.DecisionID, top.Decision, top.Principal, top.Action, top.Resource
-	r.Stub = top.TooLarge
+	// The hash, not this reading, decides whether the body is what the
+	// host wrote.
+	if r.Columns, r.Stub, err = readColumns(r.Body); err != nil {
+		return nil, fmt.Errorf("row seq %d: body: %w", r.Seq, err)
+	}
 	return r, nil
+}
+
+// readColumns reads a body's values for RowColumns, and its too_large mark
+// (a stub the host's sink made), in one pass over its top level. A column's
+// value must be a string or null.
+func readColumns(body []byte) ([]string, bool, error) {
+	vals := make([]string, len(RowColumns))
+	stub := false
+	dec := jsontext.NewDecoder(bytes.NewReader(body), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return nil, false, errors.New("not a JSON object")
+	}
+	for dec.PeekKind() == '"' {
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return nil, false, err
+		}
+		name := tok.String() // a token lasts until the next read
+		i, ok := rowColumn[name]
+		if !ok && name != "too_large" {
+			if err := dec.SkipValue(); err != nil {
+				return nil, false, err
+			}
+			continue
+		}
+		val, err := dec.ReadToken()
+		if err != nil {
+			return nil, false, err
+		}
+		switch {
+		case !ok:
+			if k := val.Kind(); k != 't' && k != 'f' {
+				return nil, false, errors.New("too_large: want a boolean")
+			}
+			stub = val.Bool()
+		case val.Kind() == '"':
+			vals[i] = val.String()
+		case val.Kind() != 'n':
+			return nil, false, fmt.Errorf("%s: want a string", name)
+		}
+	}
+	return vals, stub, nil
 }
 
 // Entry is the row as the host's log held it, for recomputing its hash.
