@@ -97,16 +97,18 @@ type Log struct {
 	lock      *os.File   // the writer's flock, held until Close
 	state     *stateFile // nil without a signing key
 	signer    *signer
-	merkleIns *sql.Stmt
-	startRows []*Entry // integrity rows Open appends once the writer runs
+	leafIns   []*sql.Stmt // leafIns[i] inserts leafChunks[i] merkle rows
+	startRows []*Entry    // integrity rows Open appends once the writer runs
 
 	// Owned by the writer goroutine after Open returns.
-	seq      int64
-	head     []byte
-	since    int64 // rows written after the last checkpoint
-	last     int   // entries in the last commit
-	frontier map[int64]tlog.Hash
-	foreign  error // set when the log's tail changed under the writer: it then writes nothing more
+	seq     int64
+	head    []byte
+	since   int64    // rows written after the last checkpoint
+	last    int      // entries in the last commit
+	tree    frontier // the Merkle tree's frontier at seq
+	work    frontier // the frontier as the commit in progress extends it
+	leaves  leafBatch
+	foreign error // set when the log's tail changed under the writer: it then writes nothing more
 
 	commits, committed, failures atomic.Uint64
 	expected                     atomic.Int64  // entries announced by Expect, not yet appended
@@ -267,8 +269,7 @@ func Open(ctx context.Context, path string, opts Options) (*Log, error) {
 		if x != nil {
 			x.close()
 		}
-		l.insert.Close()
-		l.merkleIns.Close()
+		l.closeStmts()
 		db.Close()
 		l.ckptDB.Close()
 		if l.state != nil {
@@ -354,8 +355,26 @@ func (l *Log) init(ctx context.Context) error {
 	if l.insert, err = l.db.PrepareContext(ctx, `INSERT INTO log(seq, kind, time, body, hash) VALUES (?, ?, ?, ?, ?)`); err != nil {
 		return err
 	}
-	l.merkleIns, err = l.db.PrepareContext(ctx, `INSERT INTO merkle(leaf, hashes) VALUES (?, ?)`)
-	return err
+	for _, n := range leafChunks {
+		st, err := l.db.PrepareContext(ctx, leafInsertSQL(n))
+		if err != nil {
+			return err
+		}
+		l.leafIns = append(l.leafIns, st)
+	}
+	return nil
+}
+
+// closeStmts closes the writer's prepared statements.
+func (l *Log) closeStmts() error {
+	var errs []error
+	if l.insert != nil {
+		errs = append(errs, l.insert.Close())
+	}
+	for _, st := range l.leafIns {
+		errs = append(errs, st.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // loadHead reads the last committed row, the point the chain continues from.
@@ -498,14 +517,12 @@ func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq
 		return batch, 0, l.foreign
 	}
 	var (
-		tx               *sql.Tx
-		stmt, merkleStmt *sql.Stmt
-		seq, since       int64
-		start            int64
-		prev             []byte
-		pending          map[int64]tlog.Hash // stored hashes this commit adds
-		hr               *hashReader
-		written          []*Entry
+		tx         *sql.Tx
+		stmt       *sql.Stmt
+		seq, since int64
+		start      int64
+		prev       []byte
+		written    []*Entry
 	)
 	// begin starts the transaction, over again after a refused row, from
 	// the head the last commit left.
@@ -514,15 +531,16 @@ func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq
 		if tx, err = l.db.BeginTx(ctx, nil); err != nil {
 			return l.failed(fmt.Errorf("append: begin: %w", err))
 		}
-		stmt, merkleStmt = tx.StmtContext(ctx, l.insert), tx.StmtContext(ctx, l.merkleIns)
+		stmt = tx.StmtContext(ctx, l.insert)
 		seq, prev, since = l.seq, l.head, l.since
 		start, written = seq, written[:0]
-		pending = make(map[int64]tlog.Hash, 8)
-		hr = &hashReader{ctx: ctx, q: tx, mem: []map[int64]tlog.Hash{pending, l.frontier}}
+		l.work = l.tree
+		l.leaves.reset(seq)
 		return nil
 	}
-	// write inserts one row and its Merkle leaf. A row SQLite refuses for
-	// its content is a rowError; the caller rolls back.
+	// write inserts one row and computes its Merkle leaf, which is
+	// inserted with the commit's others just before it commits. A row
+	// SQLite refuses for its content is a rowError; the caller rolls back.
 	write := func(e *Entry) error {
 		seq++
 		e.Seq = seq
@@ -535,16 +553,11 @@ func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq
 		if _, err := stmt.ExecContext(ctx, e.Seq, string(e.Kind), e.Time.UnixNano(), body, e.Hash); err != nil {
 			return fmt.Errorf("append seq %d: %w", e.Seq, err)
 		}
-		first, hashes, blob, err := merkleLeaf(e.Seq, e.Hash, hr)
-		if err == nil {
-			_, err = merkleStmt.ExecContext(ctx, e.Seq-1, blob)
+		var err error
+		if l.leaves.blobs, err = l.work.add(e.Hash, l.leaves.blobs); err != nil {
+			return fmt.Errorf("append seq %d: %w", e.Seq, err)
 		}
-		if err != nil {
-			return fmt.Errorf("append seq %d: merkle: %w", e.Seq, err)
-		}
-		for i, h := range hashes {
-			pending[first+int64(i)] = h
-		}
+		l.leaves.ends = append(l.leaves.ends, len(l.leaves.blobs))
 		written = append(written, e)
 		if e.Kind != KindCosignature {
 			since++
@@ -639,7 +652,7 @@ func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq
 	}
 	signed := false
 	if l.signer != nil && since > 0 && (forceCheckpoint || since >= int64(l.opts.CheckpointEvery)) {
-		root, err := tlog.TreeHash(seq, hr)
+		root, err := tlog.TreeHash(seq, &l.work)
 		var c *Checkpoint
 		if err == nil {
 			c, err = newCheckpoint(l.signer, l.origin, seq, prev, root)
@@ -659,12 +672,16 @@ func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq
 		since = 0 // the checkpoint row itself is covered by the next one
 		signed = true
 	}
+	// The Merkle rows of every row above, in the same transaction.
+	if err := l.leaves.insert(ctx, tx, l.leafIns); err != nil {
+		tx.Rollback()
+		return batch, 0, l.failed(fmt.Errorf("append: %w", err))
+	}
 	// Say where this commit leaves the log before making it, so that after
 	// a crash at any point the log ends where the state says, or one
 	// commit before.
 	if l.state != nil {
-		st := tailState{Origin: l.origin, Seq: l.seq, Head: hexHead(l.head), NextSeq: seq, NextHead: hexHead(prev)}
-		if err := l.state.write(st, signed); err != nil {
+		if err := l.state.write(l.origin, l.seq, l.head, seq, prev, signed); err != nil {
 			tx.Rollback()
 			return batch, 0, l.failed(err)
 		}
@@ -675,10 +692,7 @@ func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq
 	}
 	took = time.Since(committing)
 	l.seq, l.head, l.since = seq, prev, since
-	for x, h := range pending {
-		l.frontier[x] = h
-	}
-	l.frontier = trimFrontier(l.frontier, seq)
+	l.tree = l.work
 	l.commits.Add(1)
 	l.committed.Add(uint64(seq - start))
 	if l.index != nil {
@@ -776,10 +790,10 @@ func (l *Log) Close(ctx context.Context) error {
 	var stateErr error
 	if l.state != nil {
 		if l.foreign == nil {
-			stateErr = l.state.write(tailState{Origin: l.origin, Seq: l.seq, Head: hexHead(l.head), NextSeq: l.seq, NextHead: hexHead(l.head)}, true)
+			stateErr = l.state.write(l.origin, l.seq, l.head, l.seq, l.head, true)
 		}
 		stateErr = errors.Join(stateErr, l.state.close())
 	}
-	err := errors.Join(l.insert.Close(), l.merkleIns.Close(), l.Reader.Close(), l.ckptDB.Close(), l.db.Close(), indexErr, stateErr)
+	err := errors.Join(l.closeStmts(), l.Reader.Close(), l.ckptDB.Close(), l.db.Close(), indexErr, stateErr)
 	return errors.Join(err, l.lock.Close()) // the lock goes last: nothing of ours writes after it
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"strings"
 
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -24,24 +25,15 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// hashReader reads stored hashes from overlays of hashes not yet committed
-// (searched first, in order), then from the merkle table.
+// hashReader reads stored hashes from the merkle table.
 type hashReader struct {
 	ctx context.Context
 	q   querier
-	mem []map[int64]tlog.Hash
 }
 
 func (r *hashReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	out := make([]tlog.Hash, len(indexes))
-next:
 	for i, x := range indexes {
-		for _, m := range r.mem {
-			if h, ok := m[x]; ok {
-				out[i] = h
-				continue next
-			}
-		}
 		// Node (level, k) is complete once leaf ((k+1)<<level)-1 is added,
 		// and is stored with it at offset level.
 		level, k := tlog.SplitStoredHashIndex(x)
@@ -75,30 +67,114 @@ func frontierIndexes(n int64) []int64 {
 	return out
 }
 
-// merkleLeaf computes the hashes that adding the row with seq and chain
-// hash completes, reading the frontier from r, and returns them with their
-// stored indexes and the bytes the merkle table keeps for the leaf.
-func merkleLeaf(seq int64, chainHash []byte, r tlog.HashReader) (first int64, hashes []tlog.Hash, blob []byte, err error) {
-	hashes, err = tlog.StoredHashes(seq-1, chainHash, r)
-	if err != nil {
-		return 0, nil, nil, fmt.Errorf("merkle tree: leaf for seq %d: %w", seq, err)
-	}
-	blob = make([]byte, 0, len(hashes)*tlog.HashSize)
-	for _, h := range hashes {
-		blob = append(blob, h[:]...)
-	}
-	return tlog.StoredHashIndex(0, seq-1), hashes, blob, nil
+// frontier is the writer's compact range of the tree of its first n
+// leaves: the hash of each perfect subtree, one per 1-bit of n, kept by
+// level. It is all that adding the next leaf or computing the root reads,
+// so the writer keeps it in memory (2 KiB, copied per commit) rather than
+// in maps or in the merkle table.
+type frontier struct {
+	n      int64
+	hashes [63]tlog.Hash // hashes[level] is valid where bit level of n is set
 }
 
-// trimFrontier keeps from m only the hashes of the frontier of size n.
-func trimFrontier(m map[int64]tlog.Hash, n int64) map[int64]tlog.Hash {
-	out := make(map[int64]tlog.Hash, 64)
-	for _, x := range frontierIndexes(n) {
-		if h, ok := m[x]; ok {
-			out[x] = h
+// ReadHashes is tlog's HashReader over the frontier: it answers only for
+// the frontier's own subtrees, which is all tlog.StoredHashes(n, …) and
+// tlog.TreeHash(n, …) ask for.
+func (f *frontier) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
+	out := make([]tlog.Hash, len(indexes))
+	for i, x := range indexes {
+		level, k := tlog.SplitStoredHashIndex(x)
+		if level >= len(f.hashes) || f.n>>level&1 == 0 || k != f.n>>level-1 {
+			return nil, fmt.Errorf("merkle tree: stored hash %d (level %d, node %d) is not on the frontier of size %d", x, level, k, f.n)
+		}
+		out[i] = f.hashes[level]
+	}
+	return out, nil
+}
+
+// add appends the leaf whose bytes are leaf (a row's chain hash) and
+// appends to blob the stored hashes it completes, level 0 first: what the
+// merkle table keeps for the leaf.
+func (f *frontier) add(leaf []byte, blob []byte) ([]byte, error) {
+	hs, err := tlog.StoredHashes(f.n, leaf, f)
+	if err != nil {
+		return blob, fmt.Errorf("merkle tree: leaf for seq %d: %w", f.n+1, err)
+	}
+	// Adding leaf n completes the subtrees of its trailing 1-bits and the
+	// one above them: in n+1 that top one is the only subtree below its
+	// level.
+	f.hashes[len(hs)-1] = hs[len(hs)-1]
+	f.n++
+	for _, h := range hs {
+		blob = append(blob, h[:]...)
+	}
+	return blob, nil
+}
+
+// load reads the frontier of the tree of size n from the merkle table.
+func (f *frontier) load(ctx context.Context, q querier, n int64) error {
+	idx := frontierIndexes(n)
+	hs, err := (&hashReader{ctx: ctx, q: q}).ReadHashes(idx)
+	if err != nil {
+		return err
+	}
+	*f = frontier{n: n}
+	for i, x := range idx {
+		level, _ := tlog.SplitStoredHashIndex(x)
+		f.hashes[level] = hs[i]
+	}
+	return nil
+}
+
+// leafChunks are the row counts of the prepared INSERTs that write a
+// commit's leaves into the merkle table, largest first. One statement of
+// 16 rows costs about three quarters of 16 single-row ones (measured:
+// 1.6 against 2.1 µs of CPU a leaf, commit included); a group of n leaves
+// takes at most three statements of each smaller size.
+var leafChunks = [...]int{64, 16, 4, 1}
+
+// leafInsertSQL is the INSERT of n merkle rows.
+func leafInsertSQL(n int) string {
+	return `INSERT INTO merkle(leaf, hashes) VALUES (?, ?)` + strings.Repeat(`, (?, ?)`, n-1)
+}
+
+// leafBatch is a commit's merkle rows, computed in memory as its log rows
+// are written and inserted together before it commits. Its buffers are
+// reused from commit to commit.
+type leafBatch struct {
+	first int64  // the leaf index of the first row
+	blobs []byte // the rows' hashes, one after another
+	ends  []int  // where each row's hashes end in blobs
+	args  []any  // bind arguments, reused
+}
+
+func (b *leafBatch) reset(first int64) {
+	b.first, b.blobs, b.ends = first, b.blobs[:0], b.ends[:0]
+}
+
+// insert writes the batch with stmts (stmts[i] inserts leafChunks[i] rows)
+// in tx.
+func (b *leafBatch) insert(ctx context.Context, tx *sql.Tx, stmts []*sql.Stmt) error {
+	done, start := 0, 0
+	for i, size := range leafChunks {
+		var st *sql.Stmt
+		for len(b.ends)-done >= size {
+			if st == nil {
+				st = tx.StmtContext(ctx, stmts[i])
+			}
+			b.args = b.args[:0]
+			for j := done; j < done+size; j++ {
+				b.args = append(b.args, b.first+int64(j), b.blobs[start:b.ends[j]])
+				start = b.ends[j]
+			}
+			if _, err := st.ExecContext(ctx, b.args...); err != nil {
+				return fmt.Errorf("merkle tree: write leaves %d to %d: %w", b.first+int64(done), b.first+int64(done+size-1), err)
+			}
+			done += size
 		}
 	}
-	return out
+	clear(b.args) // the blobs are not kept alive past the commit
+	return nil
 }
 
 // syncMerkle brings the merkle table in line with the log's head (l.seq)
@@ -121,17 +197,7 @@ func (l *Log) syncMerkle(ctx context.Context) error {
 			return err
 		}
 	}
-	hr := &hashReader{ctx: ctx, q: l.db}
-	idx := frontierIndexes(l.seq)
-	hs, err := hr.ReadHashes(idx)
-	if err != nil {
-		return err
-	}
-	l.frontier = make(map[int64]tlog.Hash, len(idx))
-	for i, x := range idx {
-		l.frontier[x] = hs[i]
-	}
-	return nil
+	return l.tree.load(ctx, l.db, l.seq)
 }
 
 // backfillMerkle adds the leaves from leaf index `from` to the head, for a
@@ -142,15 +208,9 @@ func (l *Log) backfillMerkle(ctx context.Context, from int64) error {
 		return fmt.Errorf("merkle tree: %w", err)
 	}
 	defer tx.Rollback()
-	frontier := map[int64]tlog.Hash{}
-	if from > 0 {
-		hs, err := (&hashReader{ctx: ctx, q: tx}).ReadHashes(frontierIndexes(from))
-		if err != nil {
-			return err
-		}
-		for i, x := range frontierIndexes(from) {
-			frontier[x] = hs[i]
-		}
+	var f frontier
+	if err := f.load(ctx, tx, from); err != nil {
+		return err
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT seq, hash FROM log WHERE seq > ? ORDER BY seq`, from)
 	if err != nil {
@@ -168,14 +228,10 @@ func (l *Log) backfillMerkle(ctx context.Context, from int64) error {
 			return fmt.Errorf("merkle tree: cannot build the tree of a log without row %d (pruned before Merkle checkpoints existed?): export it and start a new log", want)
 		}
 		want++
-		first, hs, blob, err := merkleLeaf(seq, hash, &hashReader{ctx: ctx, q: tx, mem: []map[int64]tlog.Hash{frontier}})
+		blob, err := f.add(hash, nil)
 		if err != nil {
 			return err
 		}
-		for i, h := range hs {
-			frontier[first+int64(i)] = h
-		}
-		frontier = trimFrontier(frontier, seq)
 		// SQLite lets one connection insert while it steps a query.
 		if _, err := tx.ExecContext(ctx, `INSERT INTO merkle(leaf, hashes) VALUES (?, ?)`, seq-1, blob); err != nil {
 			return fmt.Errorf("merkle tree: %w", err)

@@ -10,8 +10,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
+	"strconv"
 )
 
 // StatePath is the writer's tail state file beside the log.
@@ -52,6 +54,13 @@ const stateSize = 512
 type stateFile struct {
 	f   *os.File
 	key []byte
+
+	// Reused by every write, which happens once per commit.
+	mac    hash.Hash // HMAC-SHA256 under key
+	buf    []byte    // the JSON, then the padded file image
+	sum    []byte
+	origin string // the origin encodeState last quoted,
+	quoted []byte // and its JSON string
 }
 
 func openState(path string, signing ed25519.PrivateKey) (*stateFile, error) {
@@ -59,7 +68,8 @@ func openState(path string, signing ed25519.PrivateKey) (*stateFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tail state: %w", err)
 	}
-	return &stateFile{f: f, key: stateKey(signing)}, nil
+	key := stateKey(signing)
+	return &stateFile{f: f, key: key, mac: hmac.New(sha256.New, key), buf: make([]byte, 0, stateSize)}, nil
 }
 
 // stateKey is the HMAC key of the tail state, derived from the signing key.
@@ -67,8 +77,6 @@ func stateKey(signing ed25519.PrivateKey) []byte {
 	k := sha256.Sum256(append([]byte("agentpdp tail state v1\x00"), signing.Seed()...))
 	return k[:]
 }
-
-func (s *stateFile) mac(st tailState) string { return stateMAC(st, s.key) }
 
 func stateMAC(st tailState, key []byte) string {
 	st.MAC = ""
@@ -106,14 +114,34 @@ func parseState(rd io.Reader, name string, key []byte) (*tailState, error) {
 	return &st, nil
 }
 
-func (s *stateFile) write(st tailState, sync bool) error {
-	st.MAC = s.mac(st)
-	b, _ := json.Marshal(st)
+// write replaces the state with origin's: the head before the commit in
+// flight (seq, head) and the one it makes (nextSeq, nextHead), with sync an
+// fsync after. It runs before every COMMIT, so it allocates nothing: the
+// JSON is what json.Marshal makes of a tailState (stateMAC and readers
+// check it with encoding/json), written by hand into a reused buffer.
+func (s *stateFile) write(origin string, seq int64, head []byte, nextSeq int64, nextHead []byte, sync bool) error {
+	if origin != s.origin || s.quoted == nil {
+		q, err := json.Marshal(origin)
+		if err != nil {
+			return fmt.Errorf("tail state: %w", err)
+		}
+		s.origin, s.quoted = origin, q
+	}
+	b := encodeState(s.buf[:0], s.quoted, seq, head, nextSeq, nextHead, nil)
+	s.mac.Reset()
+	s.mac.Write(b)
+	s.sum = s.mac.Sum(s.sum[:0])
+	var mac [44]byte // base64 of 32 bytes
+	base64.StdEncoding.Encode(mac[:], s.sum)
+	b = encodeState(b[:0], s.quoted, seq, head, nextSeq, nextHead, mac[:])
 	if len(b) >= stateSize {
 		return errors.New("tail state: too long") // an origin of hundreds of bytes
 	}
-	b = append(b, bytes.Repeat([]byte{' '}, stateSize-1-len(b))...)
+	for len(b) < stateSize-1 {
+		b = append(b, ' ')
+	}
 	b = append(b, '\n')
+	s.buf = b[:0]
 	if _, err := s.f.WriteAt(b, 0); err != nil {
 		return fmt.Errorf("tail state: %w", err)
 	}
@@ -126,5 +154,28 @@ func (s *stateFile) write(st tailState, sync bool) error {
 }
 
 func (s *stateFile) close() error { return s.f.Close() }
+
+// encodeState appends to b the JSON encoding/json makes of
+// tailState{Origin, Seq, Head, NextSeq, NextHead, MAC} (MAC omitted when
+// empty), origin given already quoted and the heads as raw bytes.
+func encodeState(b, origin []byte, seq int64, head []byte, nextSeq int64, nextHead []byte, mac []byte) []byte {
+	b = append(b, `{"origin":`...)
+	b = append(b, origin...)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendInt(b, seq, 10)
+	b = append(b, `,"head":"`...)
+	b = hex.AppendEncode(b, head)
+	b = append(b, `","next_seq":`...)
+	b = strconv.AppendInt(b, nextSeq, 10)
+	b = append(b, `,"next_head":"`...)
+	b = hex.AppendEncode(b, nextHead)
+	b = append(b, '"')
+	if len(mac) > 0 {
+		b = append(b, `,"mac":"`...)
+		b = append(b, mac...) // base64: no character JSON escapes
+		b = append(b, '"')
+	}
+	return append(b, '}')
+}
 
 func hexHead(h []byte) string { return hex.EncodeToString(h) }
