@@ -53,6 +53,117 @@ func (c *Cursors) Get(ctx context.Context, sink string) (int64, error) {
 	return seq, nil
 }
 
+// Where a sink starts shipping when it is first seen (the start key of a
+// sink's configuration).
+const (
+	// StartOldest ships every row from the oldest one still in the log.
+	StartOldest = "oldest"
+	// StartNow ships the rows after the log's last seq at the moment the
+	// sink is first seen; the rows before stay local (and may be pruned).
+	StartNow = "now"
+)
+
+// CursorState is one sink's cursor and where it started, as ship_cursors
+// holds it.
+type CursorState struct {
+	Sink string `json:"sink"`
+	// Seq is the last row the sink acknowledged, or, before its first
+	// acknowledgement, StartSeq.
+	Seq int64 `json:"cursor"`
+	// Start is StartOldest or StartNow, as recorded when the sink was
+	// first seen; a later change of the configuration does not change it.
+	Start string `json:"start"`
+	// StartSeq is where the sink began: it ships the rows after it (0 for
+	// StartOldest). The rows up to StartSeq were never meant to ship.
+	StartSeq int64 `json:"start_seq"`
+	// Started is when the sink was first seen; nil for a cursor made
+	// before the start was recorded (it started at the oldest row).
+	Started *time.Time `json:"started_at,omitempty"`
+	Updated time.Time  `json:"updated"`
+}
+
+// Start records where sink starts, the first time it is seen, and returns
+// its state: with StartNow its first cursor is the log's last seq, read in
+// the same statement that writes the cursor (so no row committed after it
+// is skipped); with StartOldest it is 0. A sink already seen keeps the
+// start it has, whatever mode says now: compare the returned Start. An
+// unknown mode is an error.
+func (c *Cursors) Start(ctx context.Context, sink, mode string) (CursorState, error) {
+	if mode != StartOldest && mode != StartNow {
+		return CursorState{}, fmt.Errorf("ship cursor %s: start %q: want %s or %s", sink, mode, StartOldest, StartNow)
+	}
+	now := time.Now().UnixNano()
+	// WHERE true: SQLite needs it to tell INSERT … SELECT from ON CONFLICT.
+	_, err := c.db.ExecContext(ctx, `INSERT INTO ship_cursors(sink, seq, updated, start, start_seq, started)
+		SELECT ?1, first, ?3, ?2, first, ?3 FROM (SELECT CASE WHEN ?2 = 'now' THEN coalesce((SELECT max(seq) FROM log), 0) ELSE 0 END AS first) WHERE true
+		ON CONFLICT(sink) DO NOTHING`, sink, mode, now)
+	if err != nil {
+		return CursorState{}, fmt.Errorf("record the start of ship cursor %s: %w", sink, err)
+	}
+	st, _, err := cursorState(ctx, c.db, sink)
+	return st, err
+}
+
+// State is sink's cursor and start; ok is false if the sink was never seen.
+func (c *Cursors) State(ctx context.Context, sink string) (st CursorState, ok bool, err error) {
+	return cursorState(ctx, c.db, sink)
+}
+
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+const cursorColumns = `sink, seq, start, start_seq, started, updated`
+
+func scanCursor(rows *sql.Rows) (CursorState, error) {
+	var st CursorState
+	var started sql.NullInt64
+	var updated int64
+	if err := rows.Scan(&st.Sink, &st.Seq, &st.Start, &st.StartSeq, &started, &updated); err != nil {
+		return st, err
+	}
+	if started.Valid {
+		t := time.Unix(0, started.Int64).UTC()
+		st.Started = &t
+	}
+	st.Updated = time.Unix(0, updated).UTC()
+	return st, nil
+}
+
+func cursorState(ctx context.Context, db queryer, sink string) (CursorState, bool, error) {
+	rows, err := db.QueryContext(ctx, `SELECT `+cursorColumns+` FROM ship_cursors WHERE sink = ?`, sink)
+	if err != nil {
+		return CursorState{}, false, fmt.Errorf("ship cursor %s: %w", sink, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return CursorState{}, false, rows.Err()
+	}
+	st, err := scanCursor(rows)
+	if err != nil {
+		return st, false, fmt.Errorf("ship cursor %s: %w", sink, err)
+	}
+	return st, true, nil
+}
+
+// CursorStates is every sink's cursor and start, by name.
+func (r *Reader) CursorStates(ctx context.Context) ([]CursorState, error) {
+	rows, err := r.db.QueryContext(ctx, `SELECT `+cursorColumns+` FROM ship_cursors ORDER BY sink`)
+	if err != nil {
+		return nil, fmt.Errorf("ship cursors: %w", err)
+	}
+	defer rows.Close()
+	var out []CursorState
+	for rows.Next() {
+		st, err := scanCursor(rows)
+		if err != nil {
+			return nil, fmt.Errorf("ship cursors: %w", err)
+		}
+		out = append(out, st)
+	}
+	return out, rows.Err()
+}
+
 // Advance moves sink's cursor to seq. It never moves a cursor back.
 func (c *Cursors) Advance(ctx context.Context, sink string, seq int64) error {
 	_, err := c.db.ExecContext(ctx, `INSERT INTO ship_cursors(sink, seq, updated) VALUES (?, ?, ?)

@@ -89,6 +89,14 @@ var migrations = []string{
 		leaf   INTEGER PRIMARY KEY,
 		hashes BLOB NOT NULL
 	);`,
+
+	// 7: where each sink started (Cursors.Start): a sink with start: now
+	// skips the rows before its first cursor, and says so here for as long
+	// as the cursor lives. Cursors from before start existed shipped from
+	// the oldest row.
+	`ALTER TABLE ship_cursors ADD COLUMN start TEXT NOT NULL DEFAULT 'oldest'; -- oldest | now
+	ALTER TABLE ship_cursors ADD COLUMN start_seq INTEGER NOT NULL DEFAULT 0; -- rows after this seq ship
+	ALTER TABLE ship_cursors ADD COLUMN started INTEGER; -- Unix nanoseconds the sink was first seen; NULL before migration 7`,
 }
 
 // migrate brings the schema up to date. It runs on the write connection

@@ -147,6 +147,16 @@ func LoadConfig(path string) (Config, error) {
 	return c, nil
 }
 
+// loadValidConfig is LoadConfig then Validate: the configuration of a
+// command that takes the file as it is, without flags over it.
+func loadValidConfig(path string) (Config, error) {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
 // Validate checks values, naming the key at fault.
 func (c Config) Validate() error {
 	var errs []string

@@ -54,7 +54,7 @@ func (c *logPruneCmd) Run(ctx context.Context) error {
 	if c.config == "" {
 		return usagef("log prune: --config FILE is required: the sinks it configures hold back every row they have not shipped")
 	}
-	cfg, err := LoadConfig(c.config)
+	cfg, err := loadValidConfig(c.config)
 	if err != nil {
 		return err
 	}
@@ -78,6 +78,11 @@ func (c *logPruneCmd) Run(ctx context.Context) error {
 		return err
 	}
 	defer r.Close()
+	// A configured sink never seen before is seen now: one with start: now
+	// holds back only the rows after this moment.
+	if err := recordSinkStarts(ctx, c.db, cfg.Sinks); err != nil {
+		return exitError{exitFail, fmt.Errorf("log prune: %w", err)}
+	}
 	res, err := prune(ctx, r, c.db, decisionlog.Retention{MaxAge: c.maxAge, MaxRows: c.maxRows, Sinks: sinks}, key)
 	if err != nil {
 		return exitError{exitFail, err}

@@ -125,6 +125,7 @@ func commands() []*cobra.Command {
 		newMCPProxyCmd(),
 		newBenchCmd(),
 		newShipCmd(),
+		newSinksCmd(),
 		newCollectorCmd(),
 		newFleetCmd(),
 		newConsoleCmd(),

@@ -51,9 +51,38 @@ func newShipper(ctx context.Context, db string, sinks []sink.Config, logger *slo
 			return nil, close, fmt.Errorf("config: %w", err)
 		}
 		closers = append(closers, sk.Close)
-		s.Targets = append(s.Targets, shipper.Target{Sink: sk, BatchSize: c.BatchSize, BatchMaxBytes: c.BatchMaxBytes})
+		s.Targets = append(s.Targets, shipper.Target{Sink: sk, BatchSize: c.BatchSize, BatchMaxBytes: c.BatchMaxBytes, Start: c.Start})
+	}
+	// Record where new sinks start now, so that start: now means the start
+	// of this process; a failure is retried by each sink before it ships.
+	if err := s.Start(ctx); err != nil {
+		logger.Warn("could not record where the sinks start; each sink retries before it ships", "err", err)
 	}
 	return s, close, nil
+}
+
+// recordSinkStarts records where each configured sink never seen before
+// starts (its start key), as the shipper would: for commands that act on
+// the cursors without shipping, such as log prune.
+func recordSinkStarts(ctx context.Context, db string, sinks []sink.Config) error {
+	if len(sinks) == 0 {
+		return nil
+	}
+	cursors, err := decisionlog.OpenCursors(db)
+	if err != nil {
+		return err
+	}
+	defer cursors.Close()
+	for _, c := range sinks {
+		start := c.Start
+		if start == "" {
+			start = decisionlog.StartOldest
+		}
+		if _, err := cursors.Start(ctx, c.Name, start); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func sinkNames(sinks []sink.Config) []string {
@@ -91,11 +120,8 @@ func (c *shipCmd) Run(ctx context.Context) error {
 	if c.config == "" {
 		return usagef("ship: --config is required (it lists the sinks)")
 	}
-	cfg, err := LoadConfig(c.config)
+	cfg, err := loadValidConfig(c.config)
 	if err != nil {
-		return err
-	}
-	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	if c.db == "" {

@@ -16,11 +16,15 @@ import (
 	"github.com/agentpdp/agentpdp/plugins"
 )
 
-// Target is a sink and how big its batches are.
+// Target is a sink, how big its batches are and where it starts.
 type Target struct {
 	Sink          plugins.Sink
 	BatchSize     int   // rows; default 500
 	BatchMaxBytes int64 // bytes of rows (before compression); default 4 MiB
+	// Start is where a sink never seen before begins: decisionlog.StartOldest
+	// (the default) or decisionlog.StartNow. It is recorded with the cursor
+	// the first time, and a sink already seen keeps its recorded start.
+	Start string
 }
 
 // Shipper feeds every sink from its cursor. A sink that is down makes its
@@ -59,6 +63,14 @@ type SinkStatus struct {
 	// TooLarge counts rows the receiver refused even alone, shipped as
 	// stubs (origin, seq, kind, time, hash, size, too_large).
 	TooLarge int64 `json:"too_large,omitempty"`
+	// Start, StartSeq and StartedAt are where the sink began, as recorded
+	// with its cursor when it was first seen: start "now" ships the rows
+	// after StartSeq, "oldest" every row.
+	Start     string     `json:"start,omitempty"`
+	StartSeq  int64      `json:"start_seq"`
+	StartedAt *time.Time `json:"started_at,omitempty"`
+
+	started bool // the start is recorded
 }
 
 // init sets defaults and the status table once, whichever method comes
@@ -134,6 +146,56 @@ func (s *Shipper) Status(ctx context.Context) []SinkStatus {
 	return out
 }
 
+// Start records where each sink starts, for the sinks never seen before
+// (see [decisionlog.Cursors.Start]), and logs the start of each. Run and
+// Once do it too; a daemon calls it first so that a sink with start: now
+// begins when the daemon does, not when its goroutine first runs.
+func (s *Shipper) Start(ctx context.Context) error {
+	s.init()
+	var errs []error
+	for _, t := range s.Targets {
+		if err := s.start(ctx, t); err != nil {
+			errs = append(errs, sinkError(t.Sink.Name(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Shipper) start(ctx context.Context, t Target) error {
+	name := t.Sink.Name()
+	s.mu.Lock()
+	done := s.status[name].started
+	s.mu.Unlock()
+	if done {
+		return nil
+	}
+	mode := t.Start
+	if mode == "" {
+		mode = decisionlog.StartOldest
+	}
+	st, err := s.Cursors.Start(ctx, name, mode)
+	if err != nil {
+		return err
+	}
+	log := s.Logger.With("sink", name)
+	switch {
+	case st.Start != mode:
+		log.Warn("the sink keeps the start recorded when it was first seen; the configured start applies only to a sink never seen before (give it a new name to start over)",
+			"configured_start", mode, "start", st.Start, "start_seq", st.StartSeq, "cursor", st.Seq)
+	case st.Start == decisionlog.StartNow:
+		log.Info("the sink ships the rows after its start (start: now); the rows before stay in the local log only",
+			"start_seq", st.StartSeq, "started_at", st.Started, "cursor", st.Seq)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss := s.status[name]
+	ss.Start, ss.StartSeq, ss.StartedAt, ss.started = st.Start, st.StartSeq, st.Started, true
+	if st.Seq > ss.Cursor {
+		ss.Cursor = st.Seq
+	}
+	return nil
+}
+
 // Run ships until ctx ends, one goroutine per sink.
 func (s *Shipper) Run(ctx context.Context) {
 	s.init()
@@ -182,6 +244,14 @@ func (s *Shipper) runSink(ctx context.Context, t Target, once bool) error {
 	backoff := s.MinBackoff
 	log := s.Logger.With("sink", name)
 	for ctx.Err() == nil {
+		if err := s.start(ctx, t); err != nil {
+			s.failed(name, err)
+			if once {
+				return sinkError(name, err)
+			}
+			sleep(ctx, s.Interval)
+			continue
+		}
 		cursor, err := s.Cursors.Get(ctx, name)
 		if err != nil {
 			s.failed(name, err)

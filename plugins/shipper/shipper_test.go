@@ -487,3 +487,72 @@ func TestShip_CheckpointRowsHaveOneOrigin(t *testing.T) {
 		t.Errorf("%d checkpoint rows shipped", checkpoints)
 	}
 }
+
+// Issue 17: a sink added to a log with a history copied all of it. With
+// start: now it ships the rows written after it was first seen, says so in
+// its status and its log, and keeps that start when the config changes.
+func TestShip_StartNow(t *testing.T) {
+	path, _ := pdptest.LogWith(t, 30)
+	rc := &receiver{}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	var logs strings.Builder
+	var logMu sync.Mutex
+	s := pdptest.Shipper(t, path, httpSink(t, srv.URL))
+	s.Targets[0].Start = decisionlog.StartNow
+	s.Logger = slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))
+	if err := s.Once(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	st := s.Status(t.Context())[0]
+	if len(rc.seqs()) != 0 || st.Start != decisionlog.StartNow || st.StartSeq != 30 || st.Cursor != 30 || st.Lag != 0 || st.StartedAt == nil {
+		t.Fatalf("start: now on 30 rows: received %v, status %+v", rc.seqs(), st)
+	}
+	if !strings.Contains(logs.String(), "start: now") || !strings.Contains(logs.String(), "start_seq=30") {
+		t.Errorf("the start is not logged:\n%s", logs.String())
+	}
+	pdptest.LogWithInto(t, path, 5)
+	if err := s.Once(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(rc.seqs()); got != "[31 32 33 34 35]" {
+		t.Errorf("after 5 more rows, received %s", got)
+	}
+
+	// The same sink configured start: oldest later keeps its recorded
+	// start (and says so); it does not copy the history after all.
+	logs.Reset()
+	s2 := pdptest.Shipper(t, path, httpSink(t, srv.URL))
+	s2.Targets[0].Start = decisionlog.StartOldest
+	s2.Logger = slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil))
+	if err := s2.Once(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if st := s2.Status(t.Context())[0]; st.Start != decisionlog.StartNow || st.StartSeq != 30 || len(rc.seqs()) != 5 {
+		t.Errorf("a changed start moved the recorded one: %+v, received %v", st, rc.seqs())
+	}
+	if !strings.Contains(logs.String(), "configured_start=oldest start=now") {
+		t.Errorf("the ignored start is not logged:\n%s", logs.String())
+	}
+
+	// The default is oldest: a new sink ships every row.
+	other := &receiver{}
+	srv2 := httptest.NewServer(other)
+	defer srv2.Close()
+	s3 := pdptest.Shipper(t, path, httpSink(t, srv2.URL))
+	s3.Targets[0].Sink = renamed{s3.Targets[0].Sink, "archive"}
+	if err := s3.Once(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if st := s3.Status(t.Context())[0]; len(other.seqs()) != 35 || st.Start != decisionlog.StartOldest || st.StartSeq != 0 {
+		t.Errorf("the default start: received %d rows, status %+v", len(other.seqs()), st)
+	}
+}
+
+// renamed is a sink under another name.
+type renamed struct {
+	plugins.Sink
+	name string
+}
+
+func (r renamed) Name() string { return r.name }

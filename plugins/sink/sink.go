@@ -42,6 +42,11 @@ type Config struct {
 	Command  string        `yaml:"command"`  // plugin: the sink plugin binary
 	Args     []string      `yaml:"args"`     // plugin: its arguments
 	Checksum string        `yaml:"checksum"` // plugin: hex SHA-256 of the binary, checked before it runs
+	// Start is where a sink begins the first time it is seen: "oldest"
+	// (the default: every row still in the log) or "now" (the rows after
+	// the log's last seq at that moment). It is recorded with the sink's
+	// cursor and shown in its status; a sink already seen keeps its start.
+	Start string `yaml:"start"`
 }
 
 // Check reports what is wrong with a sink's configuration, without opening
@@ -69,6 +74,15 @@ func Check(c Config) error {
 		}
 	default:
 		return fmt.Errorf("sink %s: type %q: want file, http, otlp or plugin", c.Name, c.Type)
+	}
+	switch c.Start {
+	case "", "oldest": // decisionlog.StartOldest; the shipper records it
+	case "now":
+		if c.Witness {
+			return fmt.Errorf("sink %s: start: now and witness: true do not go together: the witness verifies the log from seq 1, so it needs every row (start: oldest)", c.Name)
+		}
+	default:
+		return fmt.Errorf("sink %s: start %q: want oldest (every row in the log, the default) or now (the rows written from the sink's first start)", c.Name, c.Start)
 	}
 	if c.Witness && c.Type != "http" {
 		return fmt.Errorf("sink %s: witness: only an http sink to an agentpdp collector gets cosignatures back", c.Name)
