@@ -17,8 +17,21 @@ var writeOptions = jsonv2.JoinOptions(
 // Marshal writes v as records and answers are written.
 func Marshal(v any) ([]byte, error) { return jsonv2.Marshal(v, writeOptions) }
 
-// MarshalRecord writes a decision record, the body of a decision row.
-func MarshalRecord(r *DecisionRecord) ([]byte, error) { return Marshal(r) }
+// MarshalRecord writes a decision record, the body of a decision row:
+// exactly the bytes of Marshal(r), by the fast encoder of encode.go, or by
+// the library for the rare shapes the encoder leaves to it (see there).
+func MarshalRecord(r *DecisionRecord) ([]byte, error) {
+	if b, ok := encode(func(e *encoder, b []byte) ([]byte, bool) { return e.record(b, r) }); ok {
+		return b, nil
+	}
+	return Marshal(r)
+}
 
-// MarshalDecision writes the answer to one request.
-func MarshalDecision(d *Decision) ([]byte, error) { return Marshal(d) }
+// MarshalDecision writes the answer to one request: the bytes of
+// Marshal(d), as MarshalRecord.
+func MarshalDecision(d *Decision) ([]byte, error) {
+	if b, ok := encode(func(e *encoder, b []byte) ([]byte, bool) { return e.decision(b, d) }); ok {
+		return b, nil
+	}
+	return Marshal(d)
+}
