@@ -97,6 +97,7 @@ fuzz:
 	$(GO) test ./pdp/mcpproxy -run '^$$' -fuzz FuzzForwardedIsAuthorized -fuzztime $(FUZZTIME)
 	$(GO) test ./pdp -run '^$$' -fuzz FuzzParseEntityRef -fuzztime $(FUZZTIME)
 	$(GO) test ./pdp/wire -run '^$$' -fuzz FuzzRead -fuzztime $(FUZZTIME)
+	$(GO) test ./pdp/wire -run '^$$' -fuzz FuzzMarshalRecordMatchesLibrary -fuzztime $(FUZZTIME)
 	$(GO) test ./pdp -run '^$$' -fuzz FuzzLoadPolicies -fuzztime $(FUZZTIME)
 	$(GO) test ./decisionlog -run '^$$' -fuzz FuzzEntryCodec -fuzztime $(FUZZTIME)
 
