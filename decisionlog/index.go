@@ -65,6 +65,16 @@ var indexedFields = []struct {
 	{7, wire.FieldToolCallID, func(k *Keys) string { return k.ToolCallID }},
 }
 
+// IndexedFields are the record fields the provenance index holds, the
+// ones Keys has.
+func IndexedFields() []wire.Field {
+	out := make([]wire.Field, len(indexedFields))
+	for i, x := range indexedFields {
+		out[i] = x.field
+	}
+	return out
+}
+
 // Get is k's value for the record field f, and false if the index does not
 // hold f.
 func (k *Keys) Get(f wire.Field) (string, bool) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/internal/fieldtest"
 	"github.com/agentpdp/agentpdp/internal/pdptest"
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/client"
@@ -421,36 +422,19 @@ permit (principal, action, resource) unless { principal == Agent::"careful" };
 	}
 	found := 0
 	err = r.Scan(t.Context(), 1, func(row *decisionlog.Entry) error {
-		var b struct {
-			Principal string `json:"principal"`
-			Request   struct {
-				SessionID  string `json:"session_id"`
-				TaskID     string `json:"task_id"`
-				TraceID    string `json:"trace_id"`
-				OnBehalfOf string `json:"on_behalf_of"`
-				ToolCallID string `json:"tool_call_id"`
-				Credential struct {
-					ID string `json:"id"`
-				} `json:"credential"`
-			} `json:"request"`
-		}
-		if err := json.Unmarshal(row.Body, &b); err != nil {
-			return err
-		}
-		q := b.Request
-		for _, k := range []struct {
-			value string
-			f     decisionlog.Filter
-		}{
-			{b.Principal, decisionlog.Filter{Principal: b.Principal}}, {q.SessionID, decisionlog.Filter{SessionID: q.SessionID}},
-			{q.TaskID, decisionlog.Filter{TaskID: q.TaskID}}, {q.TraceID, decisionlog.Filter{TraceID: q.TraceID}},
-			{q.OnBehalfOf, decisionlog.Filter{OnBehalfOf: q.OnBehalfOf}}, {q.ToolCallID, decisionlog.Filter{ToolCallID: q.ToolCallID}},
-			{q.Credential.ID, decisionlog.Filter{CredentialID: q.Credential.ID}},
-		} {
-			if k.value == "" {
+		for _, field := range decisionlog.IndexedFields() {
+			v, err := fieldtest.At(row.Body, field)
+			if err != nil {
+				return err
+			}
+			value, _ := v.(string)
+			if value == "" {
 				continue
 			}
-			f := k.f
+			f, ok := fieldtest.Filter(field, value)
+			if !ok {
+				t.Fatalf("no filter on the indexed field %s", field.Name)
+			}
 			f.Limit = 1000
 			got, err := r.Query(t.Context(), f)
 			if err != nil {

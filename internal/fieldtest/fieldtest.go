@@ -7,6 +7,8 @@ package fieldtest
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
+	"testing"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
 	"github.com/agentpdp/agentpdp/pdp/wire"
@@ -48,38 +50,114 @@ func value(f wire.Field, i int) any {
 	return fmt.Sprintf("%s-%d", f.Name, i)
 }
 
-// Filters are a filter on each field, by the field's name, that matches
-// row i (and no other row of Body). policy_version has none: log queries
-// do not filter on it.
-func Filters(i int) map[string]decisionlog.Filter {
-	s := func(f wire.Field) string { return value(f, i).(string) }
-	uid := value(wire.FieldPeerUID, i).(uint32)
-	return map[string]decisionlog.Filter{
-		"principal": {Principal: s(wire.FieldPrincipal)}, "principal_id": {Principal: s(wire.FieldPrincipalID)},
-		"action": {Action: s(wire.FieldAction)}, "action_id": {Action: s(wire.FieldActionID)},
-		"resource": {Resource: s(wire.FieldResource)}, "resource_id": {Resource: s(wire.FieldResourceID)},
-		"decision_id": {DecisionID: s(wire.FieldDecisionID)}, "decision": {Decision: s(wire.FieldDecision)},
-		"session_id": {SessionID: s(wire.FieldSessionID)}, "task_id": {TaskID: s(wire.FieldTaskID)},
-		"trace_id": {TraceID: s(wire.FieldTraceID)}, "approval_id": {ApprovalID: s(wire.FieldApprovalID)},
-		"classification": {Classification: s(wire.FieldClassification)}, "on_behalf_of": {OnBehalfOf: s(wire.FieldOnBehalfOf)},
-		"credential_id": {CredentialID: s(wire.FieldCredentialID)}, "tool_call_id": {ToolCallID: s(wire.FieldToolCallID)},
-		"parent_decision_id": {ParentDecisionID: s(wire.FieldParentDecisionID)},
-		"peer_uid":           {PeerUID: &uid},
+// Filter is the log query filter on field f for the value v (a string,
+// or a uint32 for peer_uid), and false if log queries do not filter on f.
+func Filter(f wire.Field, v any) (decisionlog.Filter, bool) {
+	s, _ := v.(string)
+	switch f {
+	case wire.FieldPrincipal, wire.FieldPrincipalID:
+		return decisionlog.Filter{Principal: s}, true
+	case wire.FieldAction, wire.FieldActionID:
+		return decisionlog.Filter{Action: s}, true
+	case wire.FieldResource, wire.FieldResourceID:
+		return decisionlog.Filter{Resource: s}, true
+	case wire.FieldDecisionID:
+		return decisionlog.Filter{DecisionID: s}, true
+	case wire.FieldDecision:
+		return decisionlog.Filter{Decision: s}, true
+	case wire.FieldSessionID:
+		return decisionlog.Filter{SessionID: s}, true
+	case wire.FieldTaskID:
+		return decisionlog.Filter{TaskID: s}, true
+	case wire.FieldTraceID:
+		return decisionlog.Filter{TraceID: s}, true
+	case wire.FieldApprovalID:
+		return decisionlog.Filter{ApprovalID: s}, true
+	case wire.FieldClassification:
+		return decisionlog.Filter{Classification: s}, true
+	case wire.FieldOnBehalfOf:
+		return decisionlog.Filter{OnBehalfOf: s}, true
+	case wire.FieldCredentialID:
+		return decisionlog.Filter{CredentialID: s}, true
+	case wire.FieldToolCallID:
+		return decisionlog.Filter{ToolCallID: s}, true
+	case wire.FieldParentDecisionID:
+		return decisionlog.Filter{ParentDecisionID: s}, true
+	case wire.FieldPeerUID:
+		u := v.(uint32)
+		return decisionlog.Filter{PeerUID: &u}, true
 	}
+	return decisionlog.Filter{}, false
 }
 
-// ShadowDiff matches the rows of Body after the first.
-var ShadowDiff = decisionlog.Filter{ShadowDiff: true}
+// Filters are a filter on each field, by the field's name, that matches
+// row i (and no other row of Body). policy_version and shadow_decision
+// have none: log queries filter on neither by value (ShadowDiff below).
+func Filters(i int) map[string]decisionlog.Filter {
+	out := map[string]decisionlog.Filter{}
+	for _, f := range wire.RecordFields {
+		if flt, ok := Filter(f, value(f, i)); ok {
+			out[f.Name] = flt
+		}
+	}
+	return out
+}
 
-// Missing names the fields of wire.RecordFields Filters has no filter for,
-// besides policy_version.
+// Missing names the fields of wire.RecordFields Filter has no filter for,
+// besides policy_version and shadow_decision.
 func Missing() []string {
-	fs := Filters(0)
 	var out []string
 	for _, f := range wire.RecordFields {
-		if _, ok := fs[f.Name]; !ok && f != wire.FieldPolicyVersion && f != wire.FieldShadowDecision {
+		if _, ok := Filter(f, value(f, 0)); !ok && f != wire.FieldPolicyVersion && f != wire.FieldShadowDecision {
 			out = append(out, f.Name)
 		}
 	}
 	return out
+}
+
+// Check asserts that a store holding Body(0) … Body(n-1) as seqs 1 … n
+// finds each row by the filter on each of its fields and by nothing else,
+// and the rows after the first by ShadowDiff. seqs runs a filter against
+// the store and returns the seqs it finds, newest first.
+func Check(t testing.TB, n int, seqs func(decisionlog.Filter) ([]int64, error)) {
+	t.Helper()
+	if m := Missing(); len(m) > 0 {
+		t.Fatalf("fieldtest has no filter for %v", m)
+	}
+	for i := range n {
+		for name, f := range Filters(i) {
+			got, err := seqs(f)
+			if err != nil {
+				t.Fatalf("filter on %s: %v", name, err)
+			}
+			if !slices.Equal(got, []int64{int64(i + 1)}) {
+				t.Errorf("filter on %s for row %d found seqs %v", name, i+1, got)
+			}
+		}
+	}
+	var want []int64
+	for seq := n; seq > 1; seq-- {
+		want = append(want, int64(seq))
+	}
+	got, err := seqs(decisionlog.Filter{ShadowDiff: true})
+	if err != nil {
+		t.Fatalf("shadow diff: %v", err)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("shadow diff found seqs %v, want %v", got, want)
+	}
+}
+
+// At is the value body holds at f's path, decoded by encoding/json (a
+// number is a float64), nil if it holds none.
+func At(body []byte, f wire.Field) (any, error) {
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		return nil, err
+	}
+	for _, m := range f.Members() {
+		obj, _ := v.(map[string]any)
+		v = obj[m]
+	}
+	return v, nil
 }
