@@ -247,3 +247,34 @@ func containsCommand(lines []string, c string) bool {
 	}
 	return false
 }
+
+// The Go snippet of examples/README.md compiles as shown (issue 17: it used
+// pdp.Request and pdp.EntityRef, which do not exist): wrapped in a main
+// package placed in the module by an overlay, nothing written to the tree.
+func TestExamples_READMEGoSnippetCompiles(t *testing.T) {
+	readme, err := os.ReadFile("../../examples/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "```go\n")
+	snippet, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("examples/README.md shows no Go snippet")
+	}
+	src := "package main\n\nimport (\n\t\"context\"\n\n\t\"github.com/agentpdp/agentpdp/pdp/client\"\n\t\"github.com/agentpdp/agentpdp/pdp/wire\"\n)\n\n" +
+		"func runQuery(context.Context) error { return nil }\n\nfunc main() {\n\tctx := context.Background()\n" + snippet + "\t_ = err\n}\n"
+	dir := t.TempDir()
+	file := filepath.Join(dir, "main.go")
+	writeFile(t, file, src)
+	abs, err := filepath.Abs("../../examples/readme-snippet/main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	overlay := filepath.Join(dir, "overlay.json")
+	writeFile(t, overlay, `{"Replace": {"`+abs+`": "`+file+`"}}`)
+	build := exec.Command("go", "build", "-overlay", overlay, "-o", filepath.Join(dir, "snippet"), "./examples/readme-snippet")
+	build.Dir = "../.."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("the README's Go snippet does not compile: %v\n%s\n%s", err, out, src)
+	}
+}

@@ -17,3 +17,11 @@ expect '"decision":"deny"' "$rows"
 allow=$(./bin/agentpdp log query --session go-guard-demo --decision allow --json --limit 1 | sed -n 's/.*"decision_id":"\([^"]*\)".*/\1/p')
 show=$(./bin/agentpdp log show "$allow")
 expect 'outcome     success for '"$allow" "$show"
+
+step "./bin/agentpdp log tail shows the rows the README shows (seq, kind, decision, principal, action, resource, policies)"
+tail=$(./bin/agentpdp log tail | awk '{ $2 = ""; $NF = ""; print }')
+sample=$(grep '^[0-9][0-9]* *… ' examples/README.md | awk '{ $2 = ""; $NF = ""; print }')
+[ -n "$sample" ] || fail "examples/README.md shows no log tail"
+while IFS= read -r row; do
+  printf '%s\n' "$tail" | grep -Fxq -- "$row" || fail "the README's row \"$row\" is not in the log: $tail"
+done <<< "$sample"

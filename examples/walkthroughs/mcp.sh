@@ -12,6 +12,7 @@ out=$(./bin/agentpdp mcp-proxy --principal 'Agent::"deploy-bot"' --filter-tools 
 {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"search_docs","arguments":{"query":"refunds"}}}
 {"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"deploy_service","arguments":{"service":"web"}}}
 {"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"export_data","arguments":{"table":"invoices"}}}
+{"jsonrpc":"2.0","id":5,"method":"tools/list"}
 JSONRPC
 ) || fail "the proxy exited $?: $out"
 echo "$out"
@@ -22,6 +23,10 @@ expect '"code":-32002' "$(answer 3)"
 expect '"policy":"mcp-deploy-needs-approval"' "$(answer 3)"
 expect '"code":-32001' "$(answer 4)"
 expect 'denied by policy no_permit' "$(answer 4)"
+step "tools/list with --filter-tools: search_docs and deploy_service, not export_data"
+expect '"name":"search_docs"' "$(answer 5)"
+expect '"name":"deploy_service"' "$(answer 5)"
+case "$(answer 5)" in *export_data*) fail "export_data is denied, yet listed: $(answer 5)" ;; esac
 id=$(answer 3 | sed -n 's/.*"decision_id":"\([^"]*\)".*/\1/p')
 [ -n "$id" ] || fail "the step-up carries no decision id: $(answer 3)"
 

@@ -23,3 +23,11 @@ cd examples/python && AGENTPDP_SOCKET=../../var/agentpdp.sock \
   fail "exit $?: $(tail -n 5 ../../python-unittest.log)"
 cd ../..
 expect "OK" "$(tail -n 1 python-unittest.log)"
+
+step "the README's Python snippet runs as shown: billing-bot's sql_query, allowed, outcome logged"
+sed -n '/^```python$/,/^```$/p' examples/README.md | sed '1d;$d' > readme-snippet.py
+[ -s readme-snippet.py ] || fail "examples/README.md shows no python snippet"
+PYTHONPATH=examples/python python3 readme-snippet.py > readme-snippet.log 2>&1 || fail "exit $?: $(tail -n 5 readme-snippet.log)"
+id=$(./bin/agentpdp log query --session s-42 --decision allow --json --limit 1 | sed -n 's/.*"decision_id":"\([^"]*\)".*/\1/p')
+[ -n "$id" ] || fail "no allowed decision in session s-42"
+expect "outcome     success for $id" "$(./bin/agentpdp log show "$id")"
