@@ -44,6 +44,12 @@ const benchRequest = `{"principal":"Agent::\"bot\"","action":"Action::\"invoke_t
              {"uid":"Tool::\"sql.query\"","attrs":{"classification":"confidential","environment":"production","writes":false}}],
  "session_id":"s-1","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}`
 
+// benchMixRequest is one request of agentpdp bench's built-in mix
+// (cmd/agentpdp/bench.go, agentToolCalls): object references, the agent
+// and the tool inline, each with an __entity escape among its attributes.
+const benchMixRequest = `{"principal":{"type":"Agent","id":"agent-7"},"action":{"type":"Action","id":"invoke_tool"},"resource":{"type":"Tool","id":"tool-12"},
+			"context":{"args":{"query":"select * from t where id = 42","limit":52}},"entities":[{"uid":{"type":"Agent","id":"agent-7"},"parents":[{"type":"Team","id":"platform"}],"attrs":{"owner":{"__entity":{"type":"User","id":"owner-0@example.com"}},"trust":"high"}},{"uid":{"type":"Tool","id":"tool-12"},"parents":[],"attrs":{"classification":"public","environment":"dev","writes":true,"owner_team":{"__entity":{"type":"Team","id":"finance"}},"shared":false}}],"session_id":"s-7","trace_id":"000000000000000000c0ffee0ddba11d"}`
+
 // benchRequestNoEntities is benchRequest with its two entities static, in
 // the policy directory, instead of inline.
 const benchRequestNoEntities = `{"principal":"Agent::\"bot\"","action":"Action::\"invoke_tool\"","resource":"Tool::\"sql.query\"",

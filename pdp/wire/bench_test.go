@@ -1,0 +1,55 @@
+package wire_test
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/agentpdp/agentpdp/pdp/wire"
+)
+
+// benchMixRequest is one request of agentpdp bench's built-in mix
+// (cmd/agentpdp/bench.go, agentToolCalls): the agent and the tool inline,
+// each with an __entity escape among its attributes.
+const benchMixRequest = `{"principal":{"type":"Agent","id":"agent-7"},"action":{"type":"Action","id":"invoke_tool"},"resource":{"type":"Tool","id":"tool-12"},
+			"context":{"args":{"query":"select * from t where id = 42","limit":52}},"entities":[{"uid":{"type":"Agent","id":"agent-7"},"parents":[{"type":"Team","id":"platform"}],"attrs":{"owner":{"__entity":{"type":"User","id":"owner-0@example.com"}},"trust":"high"}},{"uid":{"type":"Tool","id":"tool-12"},"parents":[],"attrs":{"classification":"public","environment":"dev","writes":true,"owner_team":{"__entity":{"type":"Team","id":"finance"}},"shared":false}}],"session_id":"s-7","trace_id":"000000000000000000c0ffee0ddba11d"}`
+
+// benchShortRequest is pdp's benchRequest: references in Cedar's string
+// form, no escapes.
+const benchShortRequest = `{"principal":"Agent::\"bot\"","action":"Action::\"invoke_tool\"","resource":"Tool::\"sql.query\"",
+ "context":{"args":{"query":"select 1","limit":10}},
+ "entities":[{"uid":"Agent::\"bot\"","attrs":{"trust":"standard","owner":"alice"},"parents":["Team::\"team-0\""]},
+             {"uid":"Tool::\"sql.query\"","attrs":{"classification":"confidential","environment":"production","writes":false}}],
+ "session_id":"s-1","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"}`
+
+func BenchmarkDecodeRequest(b *testing.B) {
+	for _, bb := range []struct{ name, body string }{{"mix", benchMixRequest}, {"short", benchShortRequest}} {
+		b.Run(bb.name, func(b *testing.B) {
+			body := []byte(bb.body)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := wire.DecodeRequest(body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkNormalizeRecord(b *testing.B) {
+	for _, bb := range []struct{ name, rec string }{
+		{"context", `{"args":{"query":"select * from t where id = 42","limit":52}}`},
+		{"agent", `{"owner":{"__entity":{"type":"User","id":"owner-0@example.com"}},"trust":"high"}`},
+		{"tool", `{"classification":"public","environment":"dev","writes":true,"owner_team":{"__entity":{"type":"Team","id":"finance"}},"shared":false}`},
+		{"mixed", `{"a":[1,2.5,"x",null,{"__extn":{"fn":"ip","arg":"10.0.0.1"}}],"b":{"__entity":"x","c":1},"d":{"e":{"f":true}}}`},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			raw := json.RawMessage(bb.rec)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := wire.NormalizeRecord(raw, "/context", noToken); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
