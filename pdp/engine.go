@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -384,7 +385,7 @@ func (e *Engine) prepare(req *wire.Request) (*prepared, error) {
 		p.entities = make(types.EntityMap, len(req.Entities))
 		logged.Entities = make([]wire.Entity, len(req.Entities))
 		for i, in := range req.Entities {
-			field := fmt.Sprintf("/entities/%d", i)
+			field := "/entities/" + strconv.Itoa(i)
 			uid := in.UID.UID()
 			if _, dup := p.entities[uid]; dup {
 				return nil, wire.BadRequest(field+"/uid", fmt.Errorf("entity %s appears twice", uid))

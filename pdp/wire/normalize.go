@@ -39,6 +39,13 @@ import (
 // the object's JSON pointer, for errors; check refuses a string the log
 // must not hold (a raw token), and its error is wrapped with the string's
 // pointer.
+//
+// The common __entity escape, {"__entity":{"type":…,"id":…}}, is read
+// here token by token; every other escape goes to cedar-go, so that it
+// means in a request exactly what it means in a Cedar JSON file. The
+// reference reading in normalize_ref_test.go (cedar-go for every escape)
+// and the fuzz target FuzzNormalizeMatchesLibrary hold the two to the same
+// values, bytes and errors.
 func NormalizeRecord(raw json.RawMessage, field string, check func(string) error) (types.Record, json.RawMessage, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
@@ -48,11 +55,8 @@ func NormalizeRecord(raw json.RawMessage, field string, check func(string) error
 		return types.Record{}, nil, BadRequest(field, errors.New("want a JSON object"))
 	}
 	n := normalizers.Get().(*normalizer)
-	defer normalizers.Put(n)
-	n.src.Reset(raw)
-	n.dec.Reset(&n.src, readOptions)
-	n.field, n.check, n.depth = field, check, 0
-	defer func() { n.check = nil }()
+	defer n.release()
+	n.reset(raw, field, check)
 	out := make([]byte, 0, len(raw)+16)
 	v, out, err := n.value(out)
 	if err != nil {
@@ -71,28 +75,63 @@ func NormalizeRecord(raw json.RawMessage, field string, check func(string) error
 	return rec, out, nil
 }
 
-var normalizers = sync.Pool{New: func() any {
+var normalizers = sync.Pool{New: func() any { return newNormalizer() }}
+
+func newNormalizer() *normalizer {
 	n := &normalizer{}
-	n.dec = jsontext.NewDecoder(&n.src)
+	n.dec = jsontext.NewDecoder(&n.src, readOptions)
 	return n
-}}
+}
 
 // normalizer reads one JSON value token by token, building the Cedar value
 // and appending its canonical JSON. It is pooled with its buffers.
 type normalizer struct {
-	src    bytes.Reader
+	// src is a bytes.Buffer so that the decoder reads the input in place:
+	// no copy, and the values ReadValue returns alias the input, which is
+	// never written.
+	src    bytes.Buffer
 	dec    *jsontext.Decoder
 	field  string
 	check  func(string) error
 	depth  int
-	levels []level // the objects being read, by depth: reused, not reallocated
+	levels []level         // the objects being read, by depth: reused, not reallocated
+	sets   [][]types.Value // the arrays being read, by array depth
+	adepth int             // array depth
+	child  *normalizer     // for an escape's value, read apart (see escape); pooled with n
+}
+
+// reset points n at raw, a JSON value.
+func (n *normalizer) reset(raw []byte, field string, check func(string) error) {
+	n.src = *bytes.NewBuffer(raw)
+	n.dec.Reset(&n.src, readOptions)
+	n.field, n.check, n.depth, n.adepth = field, check, 0, 0
+}
+
+// release drops what n holds of the caller's input and returns it to the
+// pool.
+func (n *normalizer) release() {
+	for c := n; c != nil; c = c.child {
+		c.src = bytes.Buffer{}
+		c.dec.Reset(&c.src)
+		c.check = nil
+	}
+	normalizers.Put(n)
+}
+
+// sub is n's child normaliser, made once.
+func (n *normalizer) sub() *normalizer {
+	if n.child == nil {
+		n.child = newNormalizer()
+	}
+	return n.child
 }
 
 // level is an object's members and their canonical JSON while its keys are
-// sorted.
+// sorted, and the map handed to types.NewRecord (which copies it).
 type level struct {
 	members []member
 	scratch []byte
+	rm      types.RecordMap
 }
 
 // fail names where the decoder is, under the record's own pointer.
@@ -147,7 +186,15 @@ func (n *normalizer) array(out []byte) (types.Value, []byte, error) {
 	if _, err := n.dec.ReadToken(); err != nil {
 		return nil, out, n.fail(err)
 	}
-	var vals []types.Value
+	d := n.adepth
+	if d == len(n.sets) {
+		n.sets = append(n.sets, nil)
+	}
+	n.adepth++
+	defer func() { n.adepth-- }()
+	// vals is this array depth's, reused: types.NewSet copies it.
+	vals := n.sets[d][:0]
+	defer func() { clear(vals); n.sets[d] = vals[:0] }()
 	out = append(out, '[')
 	for n.dec.PeekKind() != ']' {
 		mark := len(out)
@@ -167,6 +214,9 @@ func (n *normalizer) array(out []byte) (types.Value, []byte, error) {
 	}
 	if _, err := n.dec.ReadToken(); err != nil {
 		return nil, out, n.fail(err)
+	}
+	if len(vals) == 0 {
+		return types.NewSet(), append(out, ']'), nil // as NewSet of a nil slice
 	}
 	return types.NewSet(vals...), append(out, ']'), nil
 }
@@ -192,7 +242,10 @@ func (n *normalizer) object(out []byte) (types.Value, []byte, error) {
 	// members and scratch (their canonical JSON, in arrival order) are
 	// this depth's; deeper objects use the next level.
 	members, scratch := n.levels[d].members[:0], n.levels[d].scratch[:0]
-	defer func() { n.levels[d].members, n.levels[d].scratch = members[:0], scratch[:0] }()
+	defer func() {
+		clear(members)
+		n.levels[d].members, n.levels[d].scratch = members[:0], scratch[:0]
+	}()
 	for first := true; n.dec.PeekKind() != '}'; first = false {
 		tok, err := n.dec.ReadToken()
 		if err != nil {
@@ -231,7 +284,13 @@ func (n *normalizer) object(out []byte) (types.Value, []byte, error) {
 		return nil, out, n.fail(err)
 	}
 	slices.SortFunc(members, func(a, b member) int { return strings.Compare(a.name, b.name) })
-	rm := make(types.RecordMap, len(members))
+	// rm is this depth's map, reused: types.NewRecord copies it.
+	rm := n.levels[d].rm
+	if rm == nil {
+		rm = make(types.RecordMap, len(members))
+		n.levels[d].rm = rm
+	}
+	defer clear(rm)
 	out = append(out, '{')
 	for i, m := range members {
 		if i > 0 {
@@ -246,44 +305,154 @@ func (n *normalizer) object(out []byte) (types.Value, []byte, error) {
 }
 
 // escape reads the value of an object's first member named __entity or
-// __extn. If the object ends there it is Cedar's escape, handed to
-// cedar-go so that it means in a request exactly what it means in a Cedar
-// JSON file (done is true). Otherwise the value is normalised as any other
-// member's, and its canonical JSON appended to out.
+// __extn. If the object ends there it is Cedar's escape (done is true):
+// {"__entity":{"type":…,"id":…}} is read here (entityEscape), any other
+// form is handed to cedar-go, so that it means in a request exactly what
+// it means in a Cedar JSON file. Otherwise the value is normalised as any
+// other member's, and its canonical JSON appended to out.
 func (n *normalizer) escape(name string, out []byte) (v types.Value, o []byte, done bool, err error) {
+	// The value is read whole first: only what follows it says whether
+	// the object is an escape. It aliases the input (see src).
 	raw, err := n.dec.ReadValue()
 	if err != nil {
 		return nil, out, false, n.fail(err)
 	}
-	raw = bytes.Clone(raw) // the decoder reuses its buffer
 	if n.dec.PeekKind() == '}' {
 		if _, err := n.dec.ReadToken(); err != nil {
 			return nil, out, false, n.fail(err)
 		}
 		field := n.field + string(n.dec.StackPointer())
-		obj := append(append(append([]byte(`{"`), name...), `":`...), raw...)
-		obj = append(obj, '}')
-		var cv types.Value
-		if err := types.UnmarshalJSON(obj, &cv); err != nil {
-			return nil, out, false, BadRequest(field, fmt.Errorf("invalid Cedar escape %s: %w", truncate(obj, 80), err))
-		}
-		if uid, ok := cv.(types.EntityUID); ok {
-			for _, s := range []string{string(uid.Type), string(uid.ID)} {
-				if err := n.check(s); err != nil {
+		if name == "__entity" {
+			if uid, ok := n.entityEscape(raw); ok {
+				if err := n.check(string(uid.Type)); err != nil {
 					return nil, out, false, BadRequest(field, err)
 				}
+				if err := n.check(string(uid.ID)); err != nil {
+					return nil, out, false, BadRequest(field, err)
+				}
+				return uid, appendEntityEscape(out, uid), true, nil
 			}
 		}
-		b, err := json.Marshal(cv)
+		cv, b, err := libraryEscape(name, raw, field, n.check)
 		if err != nil {
-			return nil, out, false, BadRequest(field, err)
+			return nil, out, false, err
 		}
 		return cv, append(out, b...), true, nil
 	}
-	sub := &normalizer{dec: jsontext.NewDecoder(bytes.NewReader(raw), readOptions),
-		field: n.field + string(n.dec.StackPointer()), check: n.check}
+	sub := n.sub()
+	sub.reset(raw, n.field+string(n.dec.StackPointer()), n.check)
 	v, o, err = sub.value(out)
 	return v, o, false, err
+}
+
+// libraryEscape reads a Cedar escape, {name:raw}, with cedar-go and writes
+// it with encoding/json. field is the escape's JSON pointer, for errors.
+func libraryEscape(name string, raw []byte, field string, check func(string) error) (types.Value, []byte, error) {
+	obj := make([]byte, 0, len(name)+len(raw)+6)
+	obj = append(append(append(append(obj, `{"`...), name...), `":`...), raw...)
+	obj = append(obj, '}')
+	var cv types.Value
+	if err := types.UnmarshalJSON(obj, &cv); err != nil {
+		return nil, nil, BadRequest(field, fmt.Errorf("invalid Cedar escape %s: %w", truncate(obj, 80), err))
+	}
+	if uid, ok := cv.(types.EntityUID); ok {
+		for _, s := range []string{string(uid.Type), string(uid.ID)} {
+			if err := check(s); err != nil {
+				return nil, nil, BadRequest(field, err)
+			}
+		}
+	}
+	b, err := json.Marshal(cv)
+	if err != nil {
+		return nil, nil, BadRequest(field, err)
+	}
+	return cv, b, nil
+}
+
+// entityEscape reads raw, the value of an __entity escape (valid JSON: the
+// decoder checked it), when it is exactly {"type":"…","id":"…"} (either
+// order) with a valid Cedar entity type. Anything else (escaped names,
+// extra members, other kinds, a bad type) is not ok, and goes to cedar-go,
+// which decides what it means and how it is refused.
+func (n *normalizer) entityEscape(raw []byte) (types.EntityUID, bool) {
+	c := n.sub()
+	c.src = *bytes.NewBuffer(raw)
+	c.dec.Reset(&c.src, readOptions)
+	dec := c.dec
+	if dec.PeekKind() != '{' {
+		return types.EntityUID{}, false
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return types.EntityUID{}, false
+	}
+	var typ, id string
+	var haveType, haveID bool
+	for dec.PeekKind() == '"' {
+		name, err := dec.ReadValue() // the quoted name, as written
+		if err != nil || dec.PeekKind() != '"' {
+			return types.EntityUID{}, false
+		}
+		tok, err := dec.ReadToken()
+		if err != nil {
+			return types.EntityUID{}, false
+		}
+		switch string(name) {
+		case `"type"`:
+			typ, haveType = tok.String(), true
+		case `"id"`:
+			id, haveID = tok.String(), true
+		default:
+			return types.EntityUID{}, false
+		}
+	}
+	if !haveType || !haveID || dec.PeekKind() != '}' {
+		return types.EntityUID{}, false
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return types.EntityUID{}, false
+	}
+	et, err := types.NewEntityType(typ)
+	if err != nil {
+		return types.EntityUID{}, false
+	}
+	return types.NewEntityUID(et, types.String(id)), true
+}
+
+// appendEntityEscape appends uid as libraryEscape writes it:
+// EntityUID.MarshalJSON's {"__entity":{"type":…,"id":…}} through
+// encoding/json, which escapes <, >, & and U+2028, U+2029 for HTML.
+func appendEntityEscape(out []byte, uid types.EntityUID) []byte {
+	out = append(out, `{"__entity":{"type":`...)
+	out = appendQuoteHTML(out, string(uid.Type))
+	out = append(out, `,"id":`...)
+	out = appendQuoteHTML(out, string(uid.ID))
+	return append(out, "}}"...)
+}
+
+// appendQuoteHTML is jsontext.AppendQuote (s is valid UTF-8) followed by
+// encoding/json's HTML escaping of a Marshaler's output (appendCompact):
+// <, >, & become \u003c, \u003e, \u0026, and U+2028, U+2029 \u2028, \u2029.
+func appendQuoteHTML(out []byte, s string) []byte {
+	start := len(out)
+	out, _ = jsontext.AppendQuote(out, s)
+	if !strings.ContainsAny(s, "<>&\u2028\u2029") {
+		return out
+	}
+	q := string(out[start:])
+	out = out[:start]
+	const hex = "0123456789abcdef"
+	for i := 0; i < len(q); i++ {
+		switch c := q[i]; {
+		case c == '<' || c == '>' || c == '&':
+			out = append(out, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+		case c == 0xE2 && i+2 < len(q) && q[i+1] == 0x80 && q[i+2]&^1 == 0xA8:
+			out = append(out, '\\', 'u', '2', '0', '2', hex[q[i+2]&0xF])
+			i += 2
+		default:
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 var decimalScale = big.NewInt(10000)

@@ -1,0 +1,150 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// normalizeSeeds are records the normaliser must read as the reference
+// does: the bench mix's attributes, the inputs of issue 11, every form of
+// escape cedar-go knows and their neighbours.
+var normalizeSeeds = []string{
+	// agentpdp bench's built-in mix and pdp's benchmark request.
+	`{"args":{"query":"select * from t where id = 42","limit":52}}`,
+	`{"owner":{"__entity":{"type":"User","id":"owner-0@example.com"}},"trust":"high"}`,
+	`{"classification":"public","environment":"dev","writes":true,"owner_team":{"__entity":{"type":"Team","id":"finance"}},"shared":false}`,
+	`{"trust":"standard","owner":"alice"}`,
+	// Issue 11: duplicates, invalid UTF-8, nesting, the decimal range.
+	`{"ticket":"nope","ticket":"INC-42"}`,
+	`{"a":{"b":1,"b":2}}`,
+	`{"a":[{"x":1,"x":2}]}`,
+	"{\"env\":\"staging\xff\"}",
+	"{\"env\xfe\":\"staging\"}",
+	`{"env":"staging\udc00"}`,
+	"{\"k\":\"\xed\xa0\x80\"}",
+	`{"n":-922337203685477.5808}`, `{"n":922337203685477.5807}`, `{"n":-922337203685477.5809}`,
+	`{"n":922337203685477.5808}`, `{"n":1.5}`, `{"n":1.00001}`, `{"n":9223372036854775807}`,
+	`{"n":-9223372036854775808}`, `{"n":9223372036854775808}`, `{"n":1e3}`, `{"n":-0}`, `{"n":-0.0}`, `{"n":1.50000}`,
+	`{"a":{"a":{"a":{"a":{"a":1}}}}}`,
+	// __entity, as the fast path reads it, and every neighbour.
+	`{"e":{"__entity":{"type":"User","id":"alice"}}}`,
+	`{"e":{"__entity":{"id":"alice","type":"User"}}}`,
+	`{"e":{"__entity":{"type":"Org::Team","id":""}}}`,
+	`{"e":{"__entity":{ "type" : "User" , "id" : "a\"b\\c\n\u0000" }}}`,
+	`{"e":{"__entity":{"type":"User","id":"<script>&amp;</script>"}}}`,
+	"{\"e\":{\"__entity\":{\"type\":\"User\",\"id\":\"line\u2028sep\u2029para\"}}}",
+	`{"e":{"__entity":{"type":"User","id":"\u2028\u003c\ud83d\ude00"}}}`,
+	`{"e":{"__entity":{"type":"User","id":"alice","extra":1}}}`,
+	`{"e":{"__entity":{"type":"User","id":"alice","extra":1.5}}}`,
+	`{"e":{"__entity":{"type":"User","id":"alice","extra":null}}}`,
+	`{"e":{"__entity":{"type":"User","id":"alice","id":"bob"}}}`,
+	`{"e":{"__entity":{"\u0074ype":"User","id":"alice"}}}`,
+	`{"e":{"__entity":{"type":"User"}}}`,
+	`{"e":{"__entity":{"id":"alice"}}}`,
+	`{"e":{"__entity":{}}}`,
+	`{"e":{"__entity":{"type":"User","id":5}}}`,
+	`{"e":{"__entity":{"type":5,"id":"a"}}}`,
+	`{"e":{"__entity":{"type":"Us er","id":"a"}}}`,
+	`{"e":{"__entity":{"type":"if","id":"a"}}}`,
+	`{"e":{"__entity":{"type":"User::","id":"a"}}}`,
+	`{"e":{"__entity":{"type":"","id":"a"}}}`,
+	`{"e":{"__entity":{"type":"User","id":{"__entity":{"type":"A","id":"b"}}}}}`,
+	`{"e":{"__entity":{"type":"User","id":"a","x":{"__entity":{"type":"A","id":"b"}}}}}`,
+	`{"e":{"__entity":"User::\"alice\""}}`,
+	`{"e":{"__entity":null}}`,
+	`{"e":{"__entity":[1]}}`,
+	`{"e":{"__entity":{"type":"User","id":"alice"},"b":1}}`,
+	`{"e":{"b":1,"__entity":{"type":"User","id":"alice"}}}`,
+	`{"e":{"__entity":{"type":"User","id":"alice"},"__entity":1}}`,
+	`{"e":{"__entity":"x","c":null}}`,
+	`{"e":{"__entity":null,"c":1}}`,
+	`{"e":{"__entity":{"a":{"__entity":{"type":"T","id":"i"}}},"c":1}}`,
+	`{"e":[{"__entity":{"type":"User","id":"alice"}},{"__entity":{"type":"User","id":"alice"}}]}`,
+	`{"__entity":{"type":"User","id":"alice"}}`,
+	`{"__entity":{"type":"User","id":"alice"},"x":1}`,
+	`{"__extn":{"fn":"ip","arg":"10.0.0.1"}}`,
+	// __extn: always cedar-go's.
+	`{"e":{"__extn":{"fn":"ip","arg":"10.0.0.1"}}}`,
+	`{"e":{"__extn":{"fn":"decimal","arg":"1.5"}}}`,
+	`{"e":{"__extn":{"fn":"decimal","arg":"x"}}}`,
+	`{"e":{"__extn":{"fn":"datetime","arg":"2024-01-01"}}}`,
+	`{"e":{"__extn":{"fn":"duration","arg":"1h"}}}`,
+	`{"e":{"__extn":{"fn":"nope","arg":"1"}}}`,
+	`{"e":{"__extn":{"fn":"ip"}}}`,
+	`{"e":{"__extn":{"fn":"ip","arg":"10.0.0.1"},"x":[1,null,2.5]}}`,
+	// Tokens the check refuses, in every place a string is stored.
+	`{"eyJtoken":1}`, `{"a":"eyJtoken"}`, `{"e":{"__entity":{"type":"User","id":"eyJtoken"}}}`,
+	`{"e":{"__entity":{"type":"User","id":"eyJtoken","x":1}}}`, `{"e":{"__entity":{"eyJ":1},"c":1}}`,
+	`{"e":{"__extn":{"fn":"ip","arg":"eyJ"}}}`,
+	// Arrays, nulls, literals, whitespace, trailing data, non-objects.
+	`{"a":[1,null,"x",[],[null],{"b":null},true,false]}`, `{"a":null,"b":[null,null]}`,
+	` { "a" : [ 1 , 2 ] } `, `{}`, `null`, ``, `[1]`, `"s"`, `{"a":1} {}`, `{"a":1}x`, `{"a":`, `{"a":1,}`,
+	`{"a":[1,1,"1",1.0,1.00]}`, `{"a":[{"x":1},{"x":1}]}`,
+}
+
+// tokenCheck stands in for mask.Token: it refuses strings holding "eyJ".
+func tokenCheck(s string) error {
+	if strings.Contains(s, "eyJ") {
+		return errors.New("a raw token is never logged")
+	}
+	return nil
+}
+
+// sameNormalize normalises raw with NormalizeRecord and with the reference
+// and fails unless both accept or refuse, with the same error, value and
+// canonical bytes.
+func sameNormalize(t testing.TB, raw []byte) {
+	t.Helper()
+	rec, out, err := NormalizeRecord(raw, "/context", tokenCheck)
+	wantRec, wantOut, wantErr := refNormalizeRecord(raw, "/context", tokenCheck)
+	if (err == nil) != (wantErr == nil) {
+		t.Fatalf("%q: got error %v, the reference %v", raw, err, wantErr)
+	}
+	if err != nil {
+		var re, wantRE *RequestError
+		if !errors.As(err, &re) || !errors.As(wantErr, &wantRE) || re.Field != wantRE.Field || err.Error() != wantErr.Error() {
+			t.Fatalf("%q: got error %v, the reference %v", raw, err, wantErr)
+		}
+		return
+	}
+	if !bytes.Equal(out, wantOut) {
+		t.Fatalf("%q: canonical JSON %s, the reference %s", raw, out, wantOut)
+	}
+	if !rec.Equal(wantRec) || !reflect.DeepEqual(rec, wantRec) {
+		t.Fatalf("%q: record %v, the reference %v", raw, rec, wantRec)
+	}
+}
+
+func TestNormalize_MatchesLibrary(t *testing.T) {
+	for _, s := range normalizeSeeds {
+		sameNormalize(t, []byte(s))
+	}
+}
+
+// The fast path reads the common escape itself; cedar-go is asked only
+// for what it does not recognise.
+func TestNormalize_EntityEscapeFastPath(t *testing.T) {
+	n := newNormalizer()
+	for _, s := range []string{`{"type":"User","id":"alice"}`, `{ "id" : "a\"b" , "type" : "Org::Team" }`} {
+		if _, ok := n.entityEscape([]byte(s)); !ok {
+			t.Errorf("%s: not read by the fast path", s)
+		}
+	}
+	for _, s := range []string{`{"type":"User","id":"a","x":1}`, `{"type":"Us er","id":"a"}`, `{"typ\u0065":"User","id":"a"}`, `{"type":"User"}`, `{"type":"User","id":1}`} {
+		if _, ok := n.entityEscape([]byte(s)); ok {
+			t.Errorf("%s: read by the fast path, not cedar-go", s)
+		}
+	}
+}
+
+func FuzzNormalizeMatchesLibrary(f *testing.F) {
+	for _, s := range normalizeSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		sameNormalize(t, raw)
+	})
+}
