@@ -65,10 +65,19 @@ func (rd Reader) unmarshal(b []byte, v any, extraDepth int) error {
 
 // DecodeRequest reads one authorization request and checks that its
 // required fields are present.
+//
+// The common shape of a request is read by a fast path (request_fast.go);
+// anything else, every refusal included, by the library.
 func (rd Reader) DecodeRequest(b []byte) (*Request, error) {
-	req := new(Request)
-	if err := rd.unmarshal(b, (*requestFields)(req), 0); err != nil {
+	if err := checkDepth(b, rd.maxDepth()); err != nil {
 		return nil, err
+	}
+	req, ok := decodeRequestFast(b)
+	if !ok {
+		req = new(Request)
+		if err := jsonv2.Unmarshal(b, (*requestFields)(req), readOptions); err != nil {
+			return nil, readError(err)
+		}
 	}
 	if err := req.validate(""); err != nil {
 		return nil, err
@@ -78,23 +87,31 @@ func (rd Reader) DecodeRequest(b []byte) (*Request, error) {
 
 // DecodeBatch reads {"requests":[…]}, naming the index of a bad request.
 func (rd Reader) DecodeBatch(b []byte) ([]*Request, error) {
-	var batch struct {
-		Requests []*requestFields `json:"requests"`
-	}
-	if err := rd.unmarshal(b, &batch, 2); err != nil {
+	if err := checkDepth(b, rd.maxDepth()+2); err != nil {
 		return nil, err
 	}
-	if len(batch.Requests) == 0 {
+	reqs, ok := decodeBatchFast(b)
+	if !ok {
+		var batch struct {
+			Requests []*requestFields `json:"requests"`
+		}
+		if err := jsonv2.Unmarshal(b, &batch, readOptions); err != nil {
+			return nil, readError(err)
+		}
+		reqs = make([]*Request, len(batch.Requests))
+		for i, r := range batch.Requests {
+			reqs[i] = (*Request)(r)
+		}
+	}
+	if len(reqs) == 0 {
 		return nil, BadRequest("/requests", errors.New("missing or empty"))
 	}
-	reqs := make([]*Request, len(batch.Requests))
-	for i, r := range batch.Requests {
+	for i, r := range reqs {
 		prefix := "/requests/" + strconv.Itoa(i)
 		if r == nil {
 			return nil, BadRequest(prefix, errors.New("null is not a request"))
 		}
-		reqs[i] = (*Request)(r)
-		if err := reqs[i].validate(prefix); err != nil {
+		if err := r.validate(prefix); err != nil {
 			return nil, err
 		}
 	}
@@ -142,33 +159,49 @@ func DecodeBatch(b []byte) ([]*Request, error) { return Reader{}.DecodeBatch(b) 
 // checkDepth refuses JSON nested deeper than limit. It counts brackets
 // outside strings, which for the valid JSON the decoder then insists on is
 // the nesting depth; only when the limit is passed does it run the
-// decoder to name where.
+// decoder to name where. A string is skipped to its closing quote, found
+// with bytes.IndexByte: a quote ends the string unless an odd run of
+// backslashes precedes it.
 func checkDepth(b []byte, limit int) error {
-	depth, inString := 0, false
+	depth := 0
 	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if inString {
-			switch c {
-			case '\\':
-				i++
-			case '"':
-				inString = false
-			}
+		switch depthClass[b[i]] {
+		case 0:
 			continue
-		}
-		switch c {
 		case '"':
-			inString = true
-		case '{', '[':
+			for {
+				j := bytes.IndexByte(b[i+1:], '"')
+				if j < 0 {
+					return nil // unterminated: the decoder says so
+				}
+				i += j + 1
+				k := i - 1
+				for k >= 0 && b[k] == '\\' {
+					k--
+				}
+				if (i-1-k)%2 == 0 {
+					break
+				}
+			}
+		case '{':
 			if depth++; depth > limit {
 				return locateDepth(b, limit)
 			}
-		case '}', ']':
+		case '}':
 			depth--
 		}
 	}
 	return nil
 }
+
+// depthClass classes the bytes checkDepth stops at: a quote, an opening or
+// a closing bracket; 0 for every other.
+var depthClass = func() (c [256]byte) {
+	c['"'] = '"'
+	c['{'], c['['] = '{', '{'
+	c['}'], c[']'] = '}', '}'
+	return c
+}()
 
 // locateDepth names the first value nested deeper than limit, or the
 // syntax error met before it.
