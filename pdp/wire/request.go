@@ -78,7 +78,8 @@ func (r *EntityRef) readObject(dec *jsontext.Decoder, escape bool) error {
 	if _, err := dec.ReadToken(); err != nil {
 		return err
 	}
-	var typ, id *string
+	var typ, id string
+	var haveType, haveID bool
 	for first := true; dec.PeekKind() != '}'; first = false {
 		tok, err := dec.ReadToken()
 		if err != nil {
@@ -98,12 +99,12 @@ func (r *EntityRef) readObject(dec *jsontext.Decoder, escape bool) error {
 			_, err := dec.ReadToken()
 			return err
 		}
-		var dst **string
+		var dst *string
 		switch name {
 		case "type":
-			dst = &typ
+			dst, haveType = &typ, true
 		case "id":
-			dst = &id
+			dst, haveID = &id, true
 		default:
 			return BadRequest(string(dec.StackPointer()), errors.New("unknown field (names are case-sensitive)"))
 		}
@@ -117,19 +118,18 @@ func (r *EntityRef) readObject(dec *jsontext.Decoder, escape bool) error {
 		if err != nil {
 			return err
 		}
-		s := v.String()
-		*dst = &s
+		*dst = v.String()
 	}
 	if _, err := dec.ReadToken(); err != nil {
 		return err
 	}
-	if typ == nil || id == nil {
+	if !haveType || !haveID {
 		return errors.New(`want {"type":…,"id":…}: both are required`)
 	}
-	if _, err := types.NewEntityType(*typ); err != nil {
-		return BadRequest(string(dec.StackPointer())+"/type", fmt.Errorf("%q is not a Cedar entity type", *typ))
+	if _, err := types.NewEntityType(typ); err != nil {
+		return BadRequest(string(dec.StackPointer())+"/type", fmt.Errorf("%q is not a Cedar entity type", typ))
 	}
-	*r = EntityRef{Type: *typ, ID: *id}
+	*r = EntityRef{Type: typ, ID: id}
 	return nil
 }
 
