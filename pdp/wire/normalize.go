@@ -56,11 +56,7 @@ func NormalizeRecord(raw json.RawMessage, field string, check func(string) error
 	}
 	n := normalizers.Get().(*normalizer)
 	defer n.release()
-	// The input is read as the reference reads it (a bytes.Reader), so that
-	// a malformed value's error names the same pointer.
-	n.rd.Reset(raw)
-	n.dec.Reset(&n.rd, readOptions)
-	n.field, n.check, n.depth, n.adepth = field, check, 0, 0
+	n.reset(raw, field, check)
 	out := make([]byte, 0, len(raw)+16)
 	v, out, err := n.value(out)
 	if err != nil {
@@ -90,13 +86,14 @@ func newNormalizer() *normalizer {
 // normalizer reads one JSON value token by token, building the Cedar value
 // and appending its canonical JSON. It is pooled with its buffers.
 type normalizer struct {
-	// The decoder reads rd (NormalizeRecord's input) or, in a child, src:
-	// an escape's value, read in place (jsontext does not copy a
-	// bytes.Buffer).
-	rd     bytes.Reader
+	// src is a bytes.Buffer so that the decoder reads the input in place:
+	// no copy, and the values ReadValue returns alias the input, which is
+	// never written. Read whole, the input's errors name the pointer the
+	// library names (jsonv2.Unmarshal of the same bytes); a streaming
+	// decoder's pointer for an error inside a value read with ReadValue
+	// depends on where its buffer was refilled.
 	src    bytes.Buffer
 	dec    *jsontext.Decoder
-	raw    []byte // the escape value being read, copied from the decoder's buffer
 	field  string
 	check  func(string) error
 	depth  int
@@ -106,7 +103,7 @@ type normalizer struct {
 	child  *normalizer     // for an escape's value, read apart (see escape); pooled with n
 }
 
-// reset points n, a child, at raw, a JSON value the decoder checked.
+// reset points n at raw, a JSON value.
 func (n *normalizer) reset(raw []byte, field string, check func(string) error) {
 	n.src = *bytes.NewBuffer(raw)
 	n.dec.Reset(&n.src, readOptions)
@@ -117,7 +114,6 @@ func (n *normalizer) reset(raw []byte, field string, check func(string) error) {
 // pool.
 func (n *normalizer) release() {
 	for c := n; c != nil; c = c.child {
-		c.rd.Reset(nil)
 		c.src = bytes.Buffer{}
 		c.dec.Reset(&c.src)
 		c.check = nil
@@ -319,14 +315,11 @@ func (n *normalizer) object(out []byte) (types.Value, []byte, error) {
 // other member's, and its canonical JSON appended to out.
 func (n *normalizer) escape(name string, out []byte) (v types.Value, o []byte, done bool, err error) {
 	// The value is read whole first: only what follows it says whether
-	// the object is an escape. It is copied, as the decoder reuses its
-	// buffer, into n's own (a child has its own).
+	// the object is an escape. It aliases the input (see src).
 	raw, err := n.dec.ReadValue()
 	if err != nil {
 		return nil, out, false, n.fail(err)
 	}
-	raw = append(n.raw[:0], raw...)
-	n.raw = raw
 	if n.dec.PeekKind() == '}' {
 		if _, err := n.dec.ReadToken(); err != nil {
 			return nil, out, false, n.fail(err)
