@@ -5,3 +5,6 @@ var KeyHash = keyHash
 
 // PruneAnchor is pruneAnchor, for the tests outside the package.
 var PruneAnchor = pruneAnchor
+
+// SQLiteMemoryUsed is sqliteMemoryUsed, for the tests outside the package.
+var SQLiteMemoryUsed = sqliteMemoryUsed
