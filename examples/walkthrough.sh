@@ -41,6 +41,11 @@ cleanup() {
   # Every background job this walkthrough started (daemons, receiver, bench).
   for p in $(jobs -p); do kill "$p" 2>/dev/null || true; done
   for p in $(jobs -p); do wait "$p" 2>/dev/null || true; done
+  if [ -s "$dir/make-run.pid" ]; then
+    p=$(cat "$dir/make-run.pid")
+    kill "$p" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  fi
   if [ "$rc" -ne 0 ] || [ -n "${KEEP:-}" ]; then
     for f in "$dir"/*.log; do [ -s "$f" ] && { echo "--- $f (last lines)" >&2; tail -n 20 "$f" >&2; }; done
   fi
@@ -83,9 +88,11 @@ make() {
 }
 # make_run: what `make run` starts, in this directory: the default policy
 # pack, ./var/agentpdp.sock, ./var/agentpdp-admin.sock, ./var/decisions.db.
+# It runs as in another terminal: not one of this shell's jobs, so that a
+# walkthrough's `kill %1` means what it means in the README.
 make_run() {
   step "make run"
-  ./bin/agentpdp serve 2> make-run.log &
+  ( ./bin/agentpdp serve 2> make-run.log & echo $! > make-run.pid )
   eventually 20 sockets var/agentpdp.sock var/agentpdp-admin.sock
 }
 

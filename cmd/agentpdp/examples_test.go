@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -32,11 +35,22 @@ func walkthroughBin(t *testing.T) string {
 	return bin
 }
 
+// runWalkthrough runs examples/walkthrough.sh NAME, for two minutes at
+// most: then its process group gets SIGTERM, and its trap stops what it
+// started.
 func runWalkthrough(t *testing.T, bin, name string) (string, error) {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), "bash", "../../examples/walkthrough.sh", name)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "../../examples/walkthrough.sh", name)
 	cmd.Env = append(os.Environ(), "AGENTPDP_WALK_BIN="+bin, "AGENTPDP_TEST_MAIN=1", "PYTHONDONTWRITEBYTECODE=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = 15 * time.Second
 	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		err = fmt.Errorf("walkthrough %s did not finish within two minutes: %w", name, err)
+	}
 	return string(out), err
 }
 

@@ -4,11 +4,14 @@
 # examples/walkthrough.sh plugins
 status() { curl -sS --max-time 5 --unix-socket var/plugins/a-admin.sock http://agentpdp/v1/status; }
 
+# make run in another terminal, as the README has it: this walkthrough runs
+# beside it, and leaves it alone (checked at the end).
+make_run
+
 step "make build examples; a daemon with the plugins, under ./var/plugins/"
 make build examples
 ./bin/agentpdp serve --config examples/plugins.yaml 2> plugins-serve.log &
 eventually 20 sockets var/plugins/a.sock var/plugins/a-admin.sock
-[ ! -e var/agentpdp.sock ] || fail "it must not use make run's socket"
 
 step "examples/curl/authorize.sh against it: the same answers as against make run"
 export AGENTPDP_SOCKET=var/plugins/a.sock AGENTPDP_ADMIN_SOCKET=var/plugins/a-admin.sock
@@ -40,3 +43,7 @@ every_row() {
 }
 eventually 20 every_row
 wc -l var/plugins/archive.jsonl var/plugins/plugin-sink.jsonl
+
+step "make run's daemon is untouched: still serving, and its log holds none of these rows"
+curl -sS --max-time 5 --unix-socket var/agentpdp-admin.sock http://agentpdp/v1/status > /dev/null || fail "make run's daemon no longer answers"
+[ -z "$(./bin/agentpdp log query --json)" ] || fail "rows in make run's log (./var/decisions.db)"

@@ -25,6 +25,10 @@ last_seq() {
 }
 rows_past() { local n; n=$(sink shipped); [ -n "$n" ] && [ "$n" -gt "$1" ]; }
 
+# make run in another terminal, as the README has it: this walkthrough runs
+# beside it, and leaves it alone (checked at the end).
+make_run
+
 step "make build examples; the receiver on 127.0.0.1:$port"
 make build examples
 mkdir -p var/ship
@@ -71,3 +75,7 @@ all_arrived() {
 }
 eventually 60 all_arrived
 curl -s http://127.0.0.1:$port/stats
+
+step "make run's daemon is untouched: still serving, and its log holds none of these rows"
+curl -sS --max-time 5 --unix-socket var/agentpdp-admin.sock http://agentpdp/v1/status > /dev/null || fail "make run's daemon no longer answers"
+[ -z "$(./bin/agentpdp log query --json)" ] || fail "rows in make run's log (./var/decisions.db)"
