@@ -37,7 +37,8 @@ import (
 // refuse something, and MarshalRecord and MarshalDecision then call the
 // library, which writes the same bytes or returns its error:
 //   - raw JSON that is not canonical, is not valid JSON, nests deeper than
-//     maxRawDepth, or has an object name with an escape sequence;
+//     maxRawDepth, or has an object of more than maxRawNames members whose
+//     names are not in increasing order (the normaliser's always are);
 //   - a map key with invalid UTF-8 (two keys may become the same name);
 //   - a time whose year is outside 0-9999 or whose zone offset is 24 hours
 //     or more (not RFC 3339: the library refuses it).
@@ -523,9 +524,11 @@ func appendString(b []byte, s string) []byte {
 // strings valid UTF-8 in their shortest escaping (RFC 8785, 3.2.2.2), no
 // name twice in an object. Being strict is safe (false only sends the
 // record to the library); accepting what the library would change or
-// refuse is not. Object names with escape sequences and objects of more
-// than maxRawNames members are left to the library, which compares names
-// unescaped.
+// refuse is not. Names are compared as they are written: the canonical
+// escaping of a string is unique, so two names are the same string
+// exactly when their canonical forms are the same bytes. Objects of more
+// than maxRawNames members not in increasing order of name are left to
+// the library.
 func (e *encoder) canonical(v []byte) bool {
 	names := e.names[:0]
 	n, ok := scanValue(v, 0, 0, &names)
@@ -548,23 +551,31 @@ func scanValue(v []byte, i, depth int, names *[]span) (int, bool) {
 		if i < len(v) && v[i] == '}' {
 			return i + 1, true
 		}
-		base := len(*names)
+		base, sorted := len(*names), true
 		for {
 			if i >= len(v) || v[i] != '"' {
 				return i, false
 			}
-			end, ok := scanString(v, i, true)
+			end, ok := scanString(v, i)
 			if !ok {
 				return i, false
 			}
 			name := v[i+1 : end-1]
 			open := (*names)[base:]
-			if len(open) >= maxRawNames {
-				return i, false
+			if len(open) > 0 {
+				// Names in increasing order (the normaliser sorts them)
+				// are distinct; others are compared with every name.
+				last := open[len(open)-1]
+				sorted = sorted && string(name) > string(v[last.start:last.end])
 			}
-			for _, s := range open {
-				if string(v[s.start:s.end]) == string(name) {
-					return i, false // a duplicate name: the library refuses it
+			if !sorted {
+				if len(open) >= maxRawNames {
+					return i, false
+				}
+				for _, s := range open {
+					if string(v[s.start:s.end]) == string(name) {
+						return i, false // a duplicate name: the library refuses it
+					}
 				}
 			}
 			*names = append(*names, span{i + 1, end - 1})
@@ -608,7 +619,7 @@ func scanValue(v []byte, i, depth int, names *[]span) (int, bool) {
 			}
 		}
 	case c == '"':
-		return scanString(v, i, false)
+		return scanString(v, i)
 	case c == '-' || '0' <= c && c <= '9':
 		return scanNumber(v, i)
 	case c == 't':
@@ -631,7 +642,7 @@ func scanLiteral(v []byte, i int, lit string) (int, bool) {
 // scanString scans the string at v[i] (a quote), returning the index after
 // its closing quote. It accepts only the canonical escapes: \" \\ \b \f \n
 // \r \t, and \u00xx in lower case for the other control characters.
-func scanString(v []byte, i int, name bool) (int, bool) {
+func scanString(v []byte, i int) (int, bool) {
 	for i++; i < len(v); {
 		c := v[i]
 		switch escapes[c] {
@@ -649,8 +660,8 @@ func scanString(v []byte, i int, name bool) (int, bool) {
 		switch {
 		case c == '"':
 			return i + 1, true
-		case c != '\\' || name || i+1 >= len(v):
-			return i, false // a raw control character, an escaped name, or the end
+		case c != '\\' || i+1 >= len(v):
+			return i, false // a raw control character, or the end
 		}
 		switch v[i+1] {
 		case '"', '\\', 'b', 'f', 'n', 'r', 't':

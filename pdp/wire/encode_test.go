@@ -3,6 +3,7 @@ package wire_test
 import (
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -276,13 +277,16 @@ func TestFastEncoder_EmptyShapes(t *testing.T) {
 		"raw deep": req(func(r *wire.Request) {
 			r.Context = json.RawMessage(strings.Repeat(`[`, 200) + strings.Repeat(`]`, 200))
 		}),
-		"raw same name, nested":    req(func(r *wire.Request) { r.Context = json.RawMessage(`{"a":{"a":1},"b":{"a":[{"a":2}]}}`) }),
-		"decision empty":           &wire.Decision{Reasons: []wire.Reason{}, Errors: []wire.EvalError{}},
-		"decision negative seq":    &wire.Decision{Seq: -1, DecisionID: "x"},
-		"eval error zero line":     &wire.Decision{Errors: []wire.EvalError{{Line: 0, Effect: ""}}},
-		"reason builtin false":     &wire.Decision{Reasons: []wire.Reason{{Builtin: false, Line: -3}}},
-		"negative and max ints":    &wire.DecisionRecord{EvalNanos: -1 << 63, Peer: &wire.Peer{PID: -1 << 31, UID: 1<<32 - 1, GID: 0}},
-		"verdicts out of the enum": &wire.DecisionRecord{Decision: "al\"low\xff", OnError: "\n"},
+		"raw same name, nested":      req(func(r *wire.Request) { r.Context = json.RawMessage(`{"a":{"a":1},"b":{"a":[{"a":2}]}}`) }),
+		"raw many names in order":    req(func(r *wire.Request) { r.Context = json.RawMessage(manyNames(1000, true)) }),
+		"raw escaped names":          req(func(r *wire.Request) { r.Context = json.RawMessage(`{"\u0000":1,"\"":2,"\n":3,"\u001f":{"\\":4}}`) }),
+		"raw few names out of order": req(func(r *wire.Request) { r.Context = json.RawMessage(`{"b":1,"a":2,"c":{"z":1,"y":2}}`) }),
+		"decision empty":             &wire.Decision{Reasons: []wire.Reason{}, Errors: []wire.EvalError{}},
+		"decision negative seq":      &wire.Decision{Seq: -1, DecisionID: "x"},
+		"eval error zero line":       &wire.Decision{Errors: []wire.EvalError{{Line: 0, Effect: ""}}},
+		"reason builtin false":       &wire.Decision{Reasons: []wire.Reason{{Builtin: false, Line: -3}}},
+		"negative and max ints":      &wire.DecisionRecord{EvalNanos: -1 << 63, Peer: &wire.Peer{PID: -1 << 31, UID: 1<<32 - 1, GID: 0}},
+		"verdicts out of the enum":   &wire.DecisionRecord{Decision: "al\"low\xff", OnError: "\n"},
 	} {
 		t.Run(name, func(t *testing.T) { sameAsLibrary(t, v) })
 	}
@@ -314,10 +318,13 @@ func TestFastEncoder_FallsBackToLibrary(t *testing.T) {
 		"raw escaped newline as \\u":    {rawCtx(`{"a":"\u000a"}`), false},
 		"raw lone surrogate":            {rawCtx(`{"a":"\ud800"}`), false},
 		"raw invalid UTF-8":             {rawCtx("{\"a\":\"\xff\"}"), false},
-		"raw escaped name":              {rawCtx(`{"\u0061":1}`), false},
+		"raw needlessly escaped name":   {rawCtx(`{"\u0061":1}`), false},
 		"raw escaped names collide":     {rawCtx(`{"a":1,"\u0061":2}`), true},
+		"raw escaped name twice":        {rawCtx(`{"\n":1,"a":2,"\n":3}`), true},
 		"raw duplicate name":            {rawCtx(`{"a":1,"b":2,"a":3}`), true},
-		"raw many names":                {rawCtx(manyNames(100)), false},
+		"raw many names out of order":   {rawCtx(manyNames(100, false)), false},
+		"raw many names, one twice":     {rawCtx(strings.TrimSuffix(manyNames(100, true), "}") + `,"k000":2}`), true},
+		"raw a name twice after order":  {rawCtx(`{"b":1,"a":2,"b":3}`), true},
 		"raw too deep for the encoder":  {rawCtx(strings.Repeat(`[`, 300) + strings.Repeat(`]`, 300)), false},
 		"raw empty":                     {rawCtx(""), true},
 		"raw invalid":                   {rawCtx(`{"a":01}`), true},
@@ -346,17 +353,41 @@ func TestFastEncoder_FallsBackToLibrary(t *testing.T) {
 	}
 }
 
-func manyNames(n int) string {
+// manyNames is an object of n members, its names in increasing order or
+// not.
+func manyNames(n int, ordered bool) string {
 	var b strings.Builder
 	b.WriteByte('{')
 	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(`"k` + string(rune('a'+i%26)) + string(rune('a'+i/26)) + `":1`)
+		if !ordered {
+			i = (i * 7919) % n
+		}
+		fmt.Fprintf(&b, `"k%03d":1`, i)
 	}
 	b.WriteByte('}')
 	return b.String()
+}
+
+// What the normaliser writes (the logged context and entity attributes) is
+// canonical: the fast encoder writes it without the library.
+func TestFastEncoder_TakesNormalizedJSON(t *testing.T) {
+	ref := wire.EntityRef{Type: "Agent", ID: "a"}
+	for _, in := range []string{
+		`{}`, `null`, ` { "b" : [ 1 , 2.50 , -0.0001, 1e3, 12345678901234567890, null ] , "a" : "\u0061\/\u00e9\ud83d\ude00<&>\u2028" } `,
+		`{"k":{"__entity":{"type":"User","id":"x\"y"}},"d":{"__extn":{"fn":"decimal","arg":"1.5"}},"s":"\t\n\u0001\u007f","n":{"z":{"y":{"x":[[],{}]}}}}`,
+		manyNames(300, false), `{"é":1,"e":2,"E":3,"\u0000":4,"":5}`,
+	} {
+		_, norm, err := wire.NormalizeRecord(json.RawMessage(in), "/context", func(string) error { return nil })
+		if err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		r := &wire.DecisionRecord{Request: &wire.Request{Principal: ref, Action: ref, Resource: ref, Context: norm,
+			Entities: []wire.Entity{{UID: ref, Attrs: norm, Tags: norm}}}}
+		t.Run(string(norm), func(t *testing.T) { sameAsLibrary(t, r) })
+	}
 }
 
 // fuzzSource hands out the fuzz input's bytes; zeros when they run out.
