@@ -124,8 +124,14 @@ type ReloadStatus struct {
 	ReloadFailures    int64      `json:"reload_failures"`
 	LastReloadError   string     `json:"last_reload_error,omitempty"`
 	LastReloadErrorAt *time.Time `json:"last_reload_error_at,omitempty"`
-	ShadowVersion     string     `json:"shadow_policy_version,omitempty"`
-	ShadowError       string     `json:"shadow_error,omitempty"`
+	// LastReloadOK is whether the last load was served (or found the
+	// version already serving); LastReloadOKAt is when a load last was.
+	// After failures, a good load sets it again and clears the error: the
+	// set is serving again.
+	LastReloadOK   bool       `json:"last_reload_ok"`
+	LastReloadOKAt *time.Time `json:"last_reload_ok_at,omitempty"`
+	ShadowVersion  string     `json:"shadow_policy_version,omitempty"`
+	ShadowError    string     `json:"shadow_error,omitempty"`
 }
 
 // NewEngine checks opts. Call Reload to load the first snapshot.
@@ -259,9 +265,11 @@ func (e *Engine) noteReload(err error) {
 		e.status.ReloadFailures++
 		e.status.LastReloadError = err.Error()
 		e.status.LastReloadErrorAt = &now
+		e.status.LastReloadOK = false
 		return
 	}
 	e.status.LastReloadError, e.status.LastReloadErrorAt = "", nil
+	e.status.LastReloadOK, e.status.LastReloadOKAt = true, &now
 	snap := e.snap.Load()
 	e.status.PolicyVersion = snap.Version
 	e.status.LoadedAt = snap.LoadedAt

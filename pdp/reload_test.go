@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -458,4 +459,67 @@ func TestReload_GitWorktreeSwitchedByRename(t *testing.T) {
 	if n := e.Status().Reloads; n > 4 {
 		t.Errorf("%d reloads for one switch", n)
 	}
+}
+
+// Issue 17: a policy set fixed after a failed reload logged nothing. The
+// reload that ends a run of failures says so at Info, with the version it
+// serves, even when the fix restores the version served throughout; the
+// status and metric that showed the failure show it over.
+func TestReload_FixedAfterFailureSaysSo(t *testing.T) {
+	dir := t.TempDir()
+	pdptest.WriteFiles(t, dir, map[string]string{"p.cedar": permitAll})
+	log := openLog(t)
+	e, err := pdp.NewEngine(pdp.Options{Policies: dir, Recorder: log, Key: pdptest.TestKey, Prompt: pdp.PromptDrop})
+	must(t, err)
+	_, err = pdptest.LoadNow(t.Context(), e, "startup")
+	must(t, err)
+	serving := e.Snapshot().Version
+	var mu sync.Mutex
+	var logs strings.Builder
+	w := reload.New(reload.Options{Debounce: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(lockedBuilder{&mu, &logs}, nil)),
+		Trees: []reload.Tree{{Name: "policies", Dir: dir, Failed: e.LoadFailed, Version: func() string { return e.Snapshot().Version },
+			Load: func(context.Context) (reload.Commit, error) { return e.Stage() }}}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	read := func() string { mu.Lock(); defer mu.Unlock(); return logs.String() }
+
+	pdptest.WriteFiles(t, dir, map[string]string{"p.cedar": "permit (principal,"})
+	if _, err := w.Reload(t.Context(), "test"); err == nil {
+		t.Fatal("a broken file reloaded")
+	}
+	w.Reload(t.Context(), "test") // a second failure in the same run
+	if st := e.Status(); st.LastReloadOK || st.LastReloadError == "" {
+		t.Errorf("status while failing: %+v", st)
+	}
+	// The fix restores the very file that was serving: same version.
+	pdptest.WriteFiles(t, dir, map[string]string{"p.cedar": permitAll})
+	if changed, err := w.Reload(t.Context(), "test"); err != nil || changed {
+		t.Fatalf("the fix: changed %v, %v", changed, err)
+	}
+	out := read()
+	want := fmt.Sprintf(`level=INFO msg="policies load again after failed reloads; serving" tree=policies dir=%s trigger=test policy_version=%s changed=false failed_reloads=2 failing_since=`, dir, serving)
+	if !strings.Contains(out, want) {
+		t.Errorf("no line saying the set serves again; want %q in:\n%s", want, out)
+	}
+	if st := e.Status(); !st.LastReloadOK || st.LastReloadOKAt == nil || st.LastReloadError != "" || st.PolicyVersion != serving {
+		t.Errorf("status after the fix: %+v", st)
+	}
+	// The next good reload is an ordinary one again.
+	w.Reload(t.Context(), "test")
+	if n := strings.Count(read(), "load again after failed reloads"); n != 1 {
+		t.Errorf("said %d times that the set serves again", n)
+	}
+}
+
+type lockedBuilder struct {
+	mu *sync.Mutex
+	b  *strings.Builder
+}
+
+func (l lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
 }

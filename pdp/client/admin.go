@@ -24,6 +24,8 @@ type PolicyStatus struct {
 	ReloadFailures    int64      `json:"reload_failures"`
 	LastReloadError   string     `json:"last_reload_error,omitempty"`
 	LastReloadErrorAt *time.Time `json:"last_reload_error_at,omitempty"`
+	LastReloadOK      bool       `json:"last_reload_ok"` // false while loads are refused
+	LastReloadOKAt    *time.Time `json:"last_reload_ok_at,omitempty"`
 }
 
 // Status reads the daemon's state. It works only on a client of the admin

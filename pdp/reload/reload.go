@@ -76,6 +76,15 @@ type Reloader struct {
 	opts  Options
 	force chan forceReq
 	log   *slog.Logger
+	// failing is, per tree, the run of refused loads not yet followed by
+	// a good one. Only Run's goroutine reads or writes it.
+	failing []failRun
+}
+
+// failRun is a tree's refused loads since its last good one.
+type failRun struct {
+	n     int
+	since time.Time
 }
 
 type forceReq struct {
@@ -99,7 +108,7 @@ func New(opts Options) *Reloader {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Reloader{opts: opts, force: make(chan forceReq), log: opts.Logger}
+	return &Reloader{opts: opts, force: make(chan forceReq), log: opts.Logger, failing: make([]failRun, len(opts.Trees))}
 }
 
 // Reload asks Run to reload every tree now and waits for the result: as
@@ -297,9 +306,17 @@ func (r *Reloader) reload(ctx context.Context, i int, trigger string, since time
 		var changed bool
 		changed, err = commit(ctx, trigger)
 		if err == nil {
-			if changed {
+			switch f := r.failing[i]; {
+			case f.n > 0:
+				// Said at Info even when the version is the one served
+				// throughout (a broken edit reverted): whoever saw the
+				// failures must learn they are over.
+				log.Info("policies load again after failed reloads; serving", "policy_version", version(t),
+					"changed", changed, "failed_reloads", f.n, "failing_since", f.since.UTC().Format(time.RFC3339Nano))
+				r.failing[i] = failRun{}
+			case changed:
 				log.Info("policies reloaded", "policy_version", version(t))
-			} else {
+			default:
 				log.Debug("policies unchanged")
 			}
 			return changed, nil
@@ -307,6 +324,10 @@ func (r *Reloader) reload(ctx context.Context, i int, trigger string, since time
 	} else if t.Failed != nil {
 		t.Failed(err)
 	}
+	if r.failing[i].n == 0 {
+		r.failing[i].since = time.Now()
+	}
+	r.failing[i].n++
 	log.Error("policy reload failed; keeping the current policies", "err", err, "serving", version(t))
 	return false, err
 }

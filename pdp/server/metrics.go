@@ -81,6 +81,16 @@ func (m *Metrics) WatchEngine(e *pdp.Engine) {
 			func() float64 { return float64(e.Status().Reloads) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "agentpdp_policy_reload_failures_total", Help: "Policy loads refused; the previous policies kept serving."},
 			func() float64 { return float64(e.Status().ReloadFailures) }),
+		// As Prometheus's own prometheus_config_last_reload_successful: a
+		// counter says failures happened, this says whether they still do.
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "agentpdp_policy_last_reload_successful",
+			Help: "1 if the last policy load was served (or was the version already serving), 0 while loads are refused and the previous policies keep serving."},
+			func() float64 {
+				if e.Status().LastReloadOK {
+					return 1
+				}
+				return 0
+			}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "agentpdp_shared_identity_total",
 			Help: "Decisions whose principal another executable or uid used within the shared-identity window (shared_identity in the row)."},
 			func() float64 { return float64(e.SharedIdentities()) }),
