@@ -9,10 +9,12 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/internal/plural"
 	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
@@ -138,6 +140,8 @@ var funcs = template.FuncMap{
 	},
 	"sorted": sortedKeys[int64],
 	"add":    func(a, b int) int { return a + b },
+	// plural n one many: the word a count n takes ("1 row", "2 rows").
+	"plural": pluralWord,
 	"pct": func(n, total int64) string {
 		if total == 0 {
 			return "0%"
@@ -243,4 +247,16 @@ func niceCeil(n int64) int64 {
 			}
 		}
 	}
+}
+
+// pluralWord is one when n, an integer of any kind, is 1, else many.
+func pluralWord(n any, one, many string) string {
+	v := reflect.ValueOf(n)
+	switch {
+	case v.CanInt():
+		return plural.Word(v.Int(), one, many)
+	case v.CanUint():
+		return plural.Word(v.Uint(), one, many)
+	}
+	return many
 }
