@@ -100,6 +100,7 @@ fuzz:
 	$(GO) test ./pdp/wire -run '^$$' -fuzz FuzzMarshalRecordMatchesLibrary -fuzztime $(FUZZTIME)
 	$(GO) test ./pdp -run '^$$' -fuzz FuzzLoadPolicies -fuzztime $(FUZZTIME)
 	$(GO) test ./decisionlog -run '^$$' -fuzz FuzzEntryCodec -fuzztime $(FUZZTIME)
+	$(GO) test ./pdp/mask -run '^$$' -fuzz FuzzToken -fuzztime $(FUZZTIME)
 
 # Long versions of the fault tests (10,000 reloads under load).
 soak:

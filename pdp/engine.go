@@ -364,11 +364,26 @@ func (l layered) Get(uid types.EntityUID) (types.Entity, bool) {
 }
 
 func (e *Engine) prepare(req *wire.Request) (*prepared, error) {
+	p, err := e.prepareWith(req, mask.Token)
+	if err != nil && e.masker != nil && errors.Is(err, mask.ErrSecret) {
+		// A secret at a place the operator masks is masked, not refused:
+		// read the request again with only the raw-token rule, mask the
+		// logged copy, and refuse a secret only where the log would hold it.
+		// Requests without a secret, nearly all, never come here.
+		if p, err = e.prepareWith(req, mask.RawToken); err == nil {
+			err = mask.CheckLogged(p.logged)
+		}
+	}
+	return p, err
+}
+
+// prepareWith is prepare with check, the rule every string is held to.
+func (e *Engine) prepareWith(req *wire.Request, check func(string) error) (*prepared, error) {
 	// A raw token must never reach the log, whatever field it is sent in.
-	if err := mask.CheckRequest("", req); err != nil {
+	if err := mask.CheckRequestWith("", req, check); err != nil {
 		return nil, err
 	}
-	ctxRec, ctxJSON, err := wire.NormalizeRecord(req.Context, "/context", mask.Token)
+	ctxRec, ctxJSON, err := wire.NormalizeRecord(req.Context, "/context", check)
 	if err != nil {
 		return nil, err
 	}
@@ -398,7 +413,7 @@ func (e *Engine) prepare(req *wire.Request) (*prepared, error) {
 			if _, dup := p.entities[uid]; dup {
 				return nil, wire.BadRequest(field+"/uid", fmt.Errorf("entity %s appears twice", uid))
 			}
-			ent, out, err := normalizeEntity(in, field)
+			ent, out, err := normalizeEntity(in, field, check)
 			if err != nil {
 				return nil, err
 			}
@@ -827,15 +842,16 @@ func (e *Engine) provide(ctx context.Context, req *wire.Request, p *prepared) {
 			p.providerFailure = fmt.Sprintf("entity provider %s: %v", pc.Name, err)
 			return
 		}
-		if err := p.addProvided(ents, pc.Name); err != nil {
+		if err := p.addProvided(ents, pc.Name, mask.Token); err != nil {
 			p.providerFailure = fmt.Sprintf("entity provider %s: %v", pc.Name, err)
 			return
 		}
 	}
 }
 
-// addProvided normalises entities from a provider into the request's.
-func (p *prepared) addProvided(ents []wire.Entity, source string) error {
+// addProvided normalises entities from a provider into the request's,
+// holding every string to check.
+func (p *prepared) addProvided(ents []wire.Entity, source string, check func(string) error) error {
 	if len(ents) == 0 {
 		return nil
 	}
@@ -843,7 +859,7 @@ func (p *prepared) addProvided(ents []wire.Entity, source string) error {
 		p.entities = types.EntityMap{}
 	}
 	for i, in := range ents {
-		ent, out, err := normalizeEntity(in, fmt.Sprintf("%s/%d", source, i))
+		ent, out, err := normalizeEntity(in, fmt.Sprintf("%s/%d", source, i), check)
 		if err != nil {
 			return err
 		}
@@ -855,12 +871,12 @@ func (p *prepared) addProvided(ents []wire.Entity, source string) error {
 
 // normalizeEntity converts an entity for Cedar and for the log, normalising
 // its attributes and tags as a request's context is.
-func normalizeEntity(in wire.Entity, field string) (types.Entity, wire.Entity, error) {
-	attrs, attrsJSON, err := wire.NormalizeRecord(in.Attrs, field+"/attrs", mask.Token)
+func normalizeEntity(in wire.Entity, field string, check func(string) error) (types.Entity, wire.Entity, error) {
+	attrs, attrsJSON, err := wire.NormalizeRecord(in.Attrs, field+"/attrs", check)
 	if err != nil {
 		return types.Entity{}, wire.Entity{}, err
 	}
-	tags, tagsJSON, err := wire.NormalizeRecord(in.Tags, field+"/tags", mask.Token)
+	tags, tagsJSON, err := wire.NormalizeRecord(in.Tags, field+"/tags", check)
 	if err != nil {
 		return types.Entity{}, wire.Entity{}, err
 	}

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/agentpdp/agentpdp/pdp/mask"
 	"github.com/agentpdp/agentpdp/pdp/policy"
 	"github.com/agentpdp/agentpdp/pdp/wire"
 )
@@ -39,11 +40,14 @@ func Replay(snap *policy.Snapshot, rec *wire.DecisionRecord, at time.Time) (*wir
 	if e.opts.OnError == "" {
 		e.opts.OnError = wire.OnErrorDeny
 	}
-	p, err := e.prepare(rec.Request)
+	// The row is stored already: it is held to the raw-token rule it was
+	// decided under, not to rules added since (a row from before them
+	// replays as it was decided).
+	p, err := e.prepareWith(rec.Request, mask.RawToken)
 	if err != nil {
 		return nil, fmt.Errorf("decision %s: %w", rec.DecisionID, err)
 	}
-	if err := p.addProvided(rec.Provided, "/provided_entities"); err != nil {
+	if err := p.addProvided(rec.Provided, "/provided_entities", mask.RawToken); err != nil {
 		return nil, fmt.Errorf("decision %s: %w", rec.DecisionID, err)
 	}
 	for _, r := range rec.Reasons {

@@ -1,6 +1,7 @@
 // Package mask keeps secrets out of the decision log: it masks the values
 // an operator names by JSON pointer in the logged copy of a request, and
-// refuses requests that carry a raw token (a JWT or bearer token).
+// refuses requests that carry a raw token (a JWT or bearer token) or another
+// secret a secret scanner would flag (secret.go).
 package mask
 
 import (
@@ -376,9 +377,16 @@ var bearerToken = regexp.MustCompile(`(?i)^bearer[\s:]|\bbearer[\s:]+[A-Za-z0-9.
 // ErrRawToken is why a string that looks like a raw token is refused.
 var ErrRawToken = errors.New("looks like a raw token (a JWT or bearer token); send the credential's claims (id, issuer, subject, scopes, expiry), never the token")
 
-// CheckRequest refuses a request that carries a raw token in any string
-// field it names; prefix is the request's place in a batch, or "".
+// CheckRequest refuses a request that carries a raw token or a secret
+// (Token) in any string field it names; prefix is the request's place in a
+// batch, or "".
 func CheckRequest(prefix string, r *wire.Request) error {
+	return CheckRequestWith(prefix, r, Token)
+}
+
+// CheckRequestWith is CheckRequest with the check of one string: Token, or
+// RawToken where masking may still replace a secret (see CheckLogged).
+func CheckRequestWith(prefix string, r *wire.Request, check func(string) error) error {
 	// A raw token must never reach the log, whatever field it is sent in.
 	fields := []struct{ name, value string }{
 		{"/principal/type", r.Principal.Type}, {"/principal/id", r.Principal.ID},
@@ -408,8 +416,8 @@ func CheckRequest(prefix string, r *wire.Request) error {
 		}
 	}
 	for _, f := range fields {
-		if err := CheckToken(wire.JoinField(prefix, f.name), f.value); err != nil {
-			return err
+		if err := check(f.value); err != nil {
+			return wire.BadRequest(wire.JoinField(prefix, f.name), err)
 		}
 	}
 	return nil
@@ -425,8 +433,14 @@ func CheckToken(field, s string) error {
 }
 
 // Token returns ErrRawToken if s looks like a raw token (a JWT or a bearer
-// token), else nil.
-func Token(s string) error {
+// token), an error matching ErrSecret if it holds another secret (the
+// rules are in secret.go), else nil. It is the check of every string a row
+// stores, and runs on every string of every request.
+func Token(s string) error { return scan(s, true) }
+
+// RawToken returns ErrRawToken if s looks like a raw token (a JWT or a
+// bearer token), else nil: Token without Secret's rules.
+func RawToken(s string) error {
 	if len(s) < 8 {
 		return nil
 	}
@@ -488,6 +502,32 @@ func walkStrings(field string, v any) error {
 			}
 			if err := walkStrings(field+"/"+wire.PointerToken(k), e); err != nil {
 				return err
+			}
+		}
+	}
+	return nil
+}
+
+// CheckLogged holds the logged (masked) copy of a request to Token: every
+// string field, the context, and inline entities' attributes and tags. It
+// is for a request that Token refused before masking: a secret at a place
+// the mask config names is stored as its mask and passes; anywhere else it
+// is refused, naming the place.
+func CheckLogged(logged *wire.Request) error {
+	if err := CheckRequest("", logged); err != nil {
+		return err
+	}
+	if len(logged.Context) > 0 {
+		if err := CheckJSON("/context", logged.Context); err != nil {
+			return err
+		}
+	}
+	for i, ent := range logged.Entities {
+		for name, raw := range map[string]json.RawMessage{"attrs": ent.Attrs, "tags": ent.Tags} {
+			if len(raw) > 0 {
+				if err := CheckJSON(fmt.Sprintf("/entities/%d/%s", i, name), raw); err != nil {
+					return err
+				}
 			}
 		}
 	}
