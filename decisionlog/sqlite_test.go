@@ -23,3 +23,11 @@ func TestSQLite_MemoryStatisticsOff(t *testing.T) {
 		t.Errorf("SQLite counts %d bytes allocated: its memory statistics are on", n)
 	}
 }
+
+// SQLite accepted the package's configuration: it was given before SQLite
+// initialised, so it holds for every connection of the process.
+func TestSQLite_ConfiguredBeforeInit(t *testing.T) {
+	if ms, la := decisionlog.SQLiteConfigResults(); ms != 0 || la != 0 {
+		t.Errorf("sqlite3_config answered %d (memory statistics off) and %d (lookaside), want 0 (SQLITE_OK)", ms, la)
+	}
+}
