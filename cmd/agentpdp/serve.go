@@ -190,6 +190,10 @@ func (s *serveCmd) Run(ctx context.Context) error {
 		Metrics:       metrics,
 		Logger:        logger,
 	})
+	if locked := (*decisionlog.LockedError)(nil); errors.As(err, &locked) {
+		// Another daemon writes this log (make run, say): say what to do.
+		return fmt.Errorf("serve: %w; stop it, or give this one its own --db, --socket and --admin-socket", err)
+	}
 	if err != nil {
 		return err
 	}

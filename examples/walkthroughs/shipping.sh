@@ -41,6 +41,16 @@ printf 'request_entities: trusted\nsinks:\n  - {name: upstream, type: http, url:
   --admin-socket var/ship/a-admin.sock --db var/ship/decisions.db 2> ship-serve.log &
 eventually 20 sockets var/ship/a.sock var/ship/a-admin.sock
 
+step "a second daemon on the same sockets or log refuses to start"
+if second=$(./bin/agentpdp serve --config var/ship/ship.yaml --socket var/ship/a.sock --admin-socket var/ship/a-admin.sock --db var/ship/decisions.db 2>&1); then
+  fail "it started: $second"
+fi
+expect "another agentpdp is serving on it" "$second"
+if second=$(./bin/agentpdp serve --config var/ship/ship.yaml --socket var/ship/b.sock --admin-socket var/ship/b-admin.sock --db var/ship/decisions.db 2>&1); then
+  fail "it started: $second"
+fi
+expect "the decision log is already open for writing" "$second"
+
 step "bench: decisions keep flowing, and rows arrive at the receiver"
 ./bin/agentpdp bench --socket var/ship/a.sock -c 8 -d 30s > bench.log 2>&1 &
 bench=$!
