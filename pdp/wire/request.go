@@ -33,12 +33,66 @@ type EntityRef struct {
 }
 
 // ParseEntityRef parses the Cedar form of an entity reference, Agent::"billing-bot".
+//
+// The plain form (identifiers, an id of printable ASCII without quote or
+// backslash, no space or comment between tokens) is read here; anything
+// else by cedar-go's parser, which decides what it means and whether it
+// is refused. FuzzParseEntityRefMatchesLibrary holds the two together.
 func ParseEntityRef(s string) (EntityRef, error) {
+	if r, ok := parsePlainEntityRef(s); ok {
+		return r, nil
+	}
+	return parseEntityRefCedar(s)
+}
+
+// parseEntityRefCedar is ParseEntityRef by cedar-go's parser alone.
+func parseEntityRefCedar(s string) (EntityRef, error) {
 	var uid types.EntityUID
 	if err := uid.UnmarshalCedar([]byte(s)); err != nil {
 		return EntityRef{}, fmt.Errorf("entity reference %q: want Type::\"id\"", s)
 	}
 	return EntityRef{Type: string(uid.Type), ID: string(uid.ID)}, nil
+}
+
+// parsePlainEntityRef reads Type::"id" when the type is identifiers (none
+// a reserved keyword) joined by :: and the id is printable ASCII without a
+// quote or a backslash: there, cedar-go's tokens are exactly these bytes.
+func parsePlainEntityRef(s string) (EntityRef, bool) {
+	q := strings.IndexByte(s, '"')
+	if q < 3 || s[q-2:q] != "::" || len(s) < q+2 || s[len(s)-1] != '"' {
+		return EntityRef{}, false
+	}
+	typ, id := s[:q-2], s[q+1:len(s)-1]
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return EntityRef{}, false
+		}
+	}
+	for seg := range strings.SplitSeq(typ, "::") {
+		if !plainIdent(seg) {
+			return EntityRef{}, false
+		}
+	}
+	return EntityRef{Type: typ, ID: id}, true
+}
+
+// plainIdent reports whether s is a Cedar identifier that is not a
+// reserved keyword (cedar-go's scanner.IsIdent).
+func plainIdent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	switch s {
+	case "true", "false", "if", "then", "else", "in", "like", "has", "is", "__cedar":
+		return false
+	}
+	return true
 }
 
 // UnmarshalJSONFrom reads both wire forms, and Cedar's {"__entity":{…}}

@@ -348,3 +348,44 @@ func FuzzDecodeRequestMatchesLibrary(f *testing.F) {
 		sameDecode(t, Reader{MaxDepth: int(depth % 70)}, b)
 	})
 }
+
+// entityRefSeeds are Cedar forms of references, plain and not.
+var entityRefSeeds = []string{
+	`Agent::"billing-bot"`, `Org::Agent::"a"`, `A::""`, `_a1::"x y!#$%&'()*+,-./:;<=>?@[]^_{|}~"`,
+	`Agent :: "a"`, `Agent::"a" `, ` Agent::"a"`, `Agent::/*c*/"a"`, `Agent:://c` + "\n" + `"a"`,
+	`Agent::"a\"b"`, `Agent::"a\\b"`, `Agent::"\u{e9}"`, `Agent::"é"`, `Agent::"a` + "\t" + `"`, `Agent::"a` + "\n" + `"`,
+	`if::"a"`, `Org::in::"a"`, `__cedar::"a"`, `true::"a"`, `Truex::"a"`, `1A::"a"`, `A1::"a"`, `A::::B::"a"`, `::A::"a"`,
+	`A:B::"a"`, `A::"a"::"b"`, `A::"a"b"`, `A::"`, `A::`, `A`, `"a"`, `A::"a`, `A::'a'`, `é::"a"`, `A::B`, ``,
+	`Agent::"billing-bot"` + "\x00", `A::"a""`,
+}
+
+// sameEntityRef parses s with ParseEntityRef and with cedar-go's parser
+// alone, and fails unless they agree.
+func sameEntityRef(t testing.TB, s string) {
+	t.Helper()
+	got, err := ParseEntityRef(s)
+	want, wantErr := parseEntityRefCedar(s)
+	if (err == nil) != (wantErr == nil) || err != nil && err.Error() != wantErr.Error() || got != want {
+		t.Fatalf("%q: got %+v, %v; cedar-go %+v, %v", s, got, err, want, wantErr)
+	}
+}
+
+func TestParseEntityRef_MatchesLibrary(t *testing.T) {
+	for _, s := range entityRefSeeds {
+		sameEntityRef(t, s)
+	}
+	for _, s := range []string{`Agent::"billing-bot"`, `Org::Agent::"a b"`, `A::""`} {
+		if _, ok := parsePlainEntityRef(s); !ok {
+			t.Errorf("%s: not read by the fast path", s)
+		}
+	}
+}
+
+func FuzzParseEntityRefMatchesLibrary(f *testing.F) {
+	for _, s := range entityRefSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		sameEntityRef(t, s)
+	})
+}
