@@ -324,19 +324,20 @@ func (n *normalizer) escape(name string, out []byte) (v types.Value, o []byte, d
 		if _, err := n.dec.ReadToken(); err != nil {
 			return nil, out, false, n.fail(err)
 		}
-		field := n.field + string(n.dec.StackPointer())
+		// The escape's pointer, for errors: the decoder stays here.
+		field := func() string { return n.field + string(n.dec.StackPointer()) }
 		if name == "__entity" {
 			if uid, ok := n.entityEscape(raw); ok {
 				if err := n.check(string(uid.Type)); err != nil {
-					return nil, out, false, BadRequest(field, err)
+					return nil, out, false, BadRequest(field(), err)
 				}
 				if err := n.check(string(uid.ID)); err != nil {
-					return nil, out, false, BadRequest(field, err)
+					return nil, out, false, BadRequest(field(), err)
 				}
 				return uid, appendEntityEscape(out, uid), true, nil
 			}
 		}
-		cv, b, err := libraryEscape(name, raw, field, n.check)
+		cv, b, err := libraryEscape(name, raw, field(), n.check)
 		if err != nil {
 			return nil, out, false, err
 		}
