@@ -19,6 +19,11 @@ repo=$(dirname "$here")
 names=$(cd "$here/walkthroughs" && ls ./*.sh | sed 's|^\./||; s|\.sh$||' | tr '\n' ' ')
 case "${1:-}" in
   all)
+    # Built once for all of them.
+    if [ -z "${AGENTPDP_WALK_BIN:-}" ]; then
+      make -s -C "$repo" build examples >&2
+      export AGENTPDP_WALK_BIN=$repo/bin
+    fi
     for n in $names; do "$0" "$n"; done
     exit 0 ;;
   "") echo "usage: $0 NAME|all (NAME: $names)" >&2; exit 2 ;;

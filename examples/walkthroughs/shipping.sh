@@ -7,13 +7,17 @@
 # one picked at random ($port), so that two runs at once do not meet. The
 # README's bench runs for 30 s, time for a person to type the steps; here it
 # is stopped as soon as they are done.
-port=
-for _ in $(seq 1 50); do
-  p=$(( 20000 + RANDOM % 40000 ))
-  if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
-done
-[ -n "$port" ] || fail "no free port for the receiver"
-stats() { curl -sS --max-time 5 "http://127.0.0.1:$port/stats"; }
+
+# free_port: a port nothing listens on, picked at random.
+free_port() {
+  local p
+  for _ in $(seq 1 50); do
+    p=$(( 20000 + RANDOM % 40000 ))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+  done
+  return 1
+}
+stats() { curl -sS --fail --max-time 5 "http://127.0.0.1:$port/stats"; }
 # sink FIELD: the upstream sink's FIELD in GET /v1/status (a number).
 sink() {
   curl -sS --max-time 5 --unix-socket var/ship/a-admin.sock http://agentpdp/v1/status |
@@ -29,11 +33,25 @@ rows_past() { local n; n=$(sink shipped); [ -n "$n" ] && [ "$n" -gt "$1" ]; }
 # beside it, and leaves it alone (checked at the end).
 make_run
 
-step "make build examples; the receiver on 127.0.0.1:$port"
+step "make build examples; the receiver"
 make build examples
 mkdir -p var/ship
-./bin/http-receiver -addr 127.0.0.1:$port -out ./var/ship/received.jsonl 2> receiver.log &
-eventually 20 stats
+# Another program may take the port between the pick and the listen: then
+# the receiver exits, and it starts again on another.
+for attempt in 1 2 3 4 5; do
+  port=$(free_port) || fail "no free port for the receiver"
+  ./bin/http-receiver -addr 127.0.0.1:$port -out ./var/ship/received.jsonl 2> receiver.log &
+  receiver=$!
+  for _ in $(seq 1 200); do
+    stats > /dev/null 2>&1 && break 2
+    kill -0 "$receiver" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$receiver" 2>/dev/null && fail "the receiver runs but does not answer on 127.0.0.1:$port"
+  wait "$receiver" 2>/dev/null || true # reaped: the next one is job %1, as in the README
+  [ "$attempt" -lt 5 ] || fail "the receiver did not start: $(cat receiver.log)"
+done
+echo "# $walk: the receiver listens on 127.0.0.1:$port"
 
 step "a daemon shipping to it, under ./var/ship/, beside make run"
 printf 'request_entities: trusted\nsinks:\n  - {name: upstream, type: http, url: "http://127.0.0.1:'"$port"'/ingest"}\n' > var/ship/ship.yaml
