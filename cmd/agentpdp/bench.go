@@ -3,13 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -33,21 +31,25 @@ import (
 
 // benchResult is what agentpdp bench measured.
 type benchResult struct {
-	Clients        int            `json:"clients"`
-	Seconds        float64        `json:"seconds"`
-	Decisions      int            `json:"decisions"`
-	PerSecond      float64        `json:"decisions_per_second"`
-	P50            float64        `json:"p50_ms"`
-	P90            float64        `json:"p90_ms"`
-	P99            float64        `json:"p99_ms"`
-	P999           float64        `json:"p99_9_ms"`
-	Max            float64        `json:"max_ms"`
-	Errors         map[string]int `json:"errors"`
-	ByDecision     map[string]int `json:"by_decision"`
-	ServerCPU      float64        `json:"server_cpu_us_per_decision,omitempty"`
-	ServerPeakRSS  float64        `json:"server_peak_rss_mb,omitempty"`
-	LogBytesPerRow float64        `json:"log_bytes_per_decision,omitempty"`
-	ClientCPU      float64        `json:"bench_cpu_us_per_decision"`
+	Clients   int     `json:"clients"`
+	Seconds   float64 `json:"seconds"`
+	Decisions int     `json:"decisions"`
+	PerSecond float64 `json:"decisions_per_second"`
+	P50       float64 `json:"p50_ms"`
+	P90       float64 `json:"p90_ms"`
+	P99       float64 `json:"p99_ms"`
+	P999      float64 `json:"p99_9_ms"`
+	Max       float64 `json:"max_ms"`
+	// Errors counts failed requests by kind (errorKind: the HTTP status
+	// and the message with quoted values and numbers generalised);
+	// ErrorExamples holds one message of each kind as it was.
+	Errors         map[string]int    `json:"errors"`
+	ErrorExamples  map[string]string `json:"error_examples,omitempty"`
+	ByDecision     map[string]int    `json:"by_decision"`
+	ServerCPU      float64           `json:"server_cpu_us_per_decision,omitempty"`
+	ServerPeakRSS  float64           `json:"server_peak_rss_mb,omitempty"`
+	LogBytesPerRow float64           `json:"log_bytes_per_decision,omitempty"`
+	ClientCPU      float64           `json:"bench_cpu_us_per_decision"`
 }
 
 // benchCmd is agentpdp bench: load on a running daemon, measured.
@@ -312,7 +314,7 @@ func runBench(ctx context.Context, socket, admin string, clients int, warmup, d 
 	var next atomic.Int64
 	var done atomic.Int64
 	lat := make([][]time.Duration, clients)
-	errs := make([]map[string]int, clients)
+	errs := make([]errorTallies, clients)
 	decisions := make([]map[string]int, clients)
 	start := time.Now()
 	stopProgress := make(chan struct{})
@@ -339,7 +341,7 @@ func runBench(ctx context.Context, socket, admin string, clients int, warmup, d 
 	deadline, _ := ctx.Deadline()
 	var clientsWG sync.WaitGroup
 	for c := range clients {
-		errs[c], decisions[c] = map[string]int{}, map[string]int{}
+		errs[c], decisions[c] = errorTallies{}, map[string]int{}
 		clientsWG.Go(func() {
 			var conn *benchConn
 			defer func() {
@@ -353,7 +355,7 @@ func runBench(ctx context.Context, socket, admin string, clients int, warmup, d 
 					var err error
 					if conn, err = dialBench(ctx, socket, deadline); err != nil {
 						if running() {
-							errs[c][err.Error()]++
+							errs[c].add(err)
 							time.Sleep(10 * time.Millisecond) // a daemon that refuses is not hammered
 						}
 						continue
@@ -364,7 +366,7 @@ func runBench(ctx context.Context, socket, admin string, clients int, warmup, d 
 				dec, err := conn.authorize(body)
 				if err != nil {
 					if running() {
-						errs[c][err.Error()]++
+						errs[c].add(err)
 					}
 					var answered *client.Error
 					if !errors.As(err, &answered) {
@@ -393,12 +395,15 @@ func runBench(ctx context.Context, socket, admin string, clients int, warmup, d 
 	}
 	after, selfAfter := readDaemon(context.WithoutCancel(ctx), admin), selfCPU()
 
-	res := &benchResult{Clients: clients, Seconds: elapsed.Seconds(), Errors: map[string]int{}, ByDecision: map[string]int{}}
+	res := &benchResult{Clients: clients, Seconds: elapsed.Seconds(), Errors: map[string]int{}, ErrorExamples: map[string]string{}, ByDecision: map[string]int{}}
 	var all []time.Duration
 	for c := range clients {
 		all = append(all, lat[c]...)
-		for k, v := range errs[c] {
-			res.Errors[k] += v
+		for kind, t := range errs[c] {
+			res.Errors[kind] += t.count
+			if _, ok := res.ErrorExamples[kind]; !ok {
+				res.ErrorExamples[kind] = t.example
+			}
 		}
 		for k, v := range decisions[c] {
 			res.ByDecision[k] += v
@@ -406,7 +411,7 @@ func runBench(ctx context.Context, socket, admin string, clients int, warmup, d 
 	}
 	res.Decisions = len(all)
 	if res.Decisions == 0 {
-		return res, fmt.Errorf("bench: no decisions answered; errors:\n%s", strings.TrimSuffix(errorSummary(res.Errors), "\n"))
+		return res, fmt.Errorf("bench: no decisions answered; errors:\n%s", strings.TrimSuffix(errorSummary(res), "\n"))
 	}
 	res.PerSecond = float64(res.Decisions) / elapsed.Seconds()
 	res.ClientCPU = float64((selfAfter - selfBefore).Microseconds()) / float64(res.Decisions)
@@ -434,53 +439,8 @@ func printBench(w io.Writer, r *benchResult) {
 		fmt.Fprintf(w, "daemon: %.1f µs CPU per decision, peak RSS %.1f MB, log %.0f bytes per decision\n", r.ServerCPU, r.ServerPeakRSS, r.LogBytesPerRow)
 	}
 	fmt.Fprintf(w, "bench itself: %.1f µs CPU per decision\n", r.ClientCPU)
-	io.WriteString(w, errorSummary(r.Errors))
+	io.WriteString(w, errorSummary(r))
 	fmt.Fprintf(w, "errors: %d\n", errorCount(r))
-}
-
-// maxErrorKinds bounds the distinct errors bench prints: the built-in mix
-// refused by a daemon gives one message per agent and tool.
-const maxErrorKinds = 10
-
-// errorSummary renders errors (message → count) one line per distinct
-// message, the most frequent first, at most maxErrorKinds lines and then
-// "and N more kinds". When the daemon refused the requests' inline entities
-// (HTTP 400 under request_entities unknown_only or refuse), one hint line
-// says how to bench it. Empty for no errors.
-func errorSummary(errs map[string]int) string {
-	msgs := slices.Collect(maps.Keys(errs))
-	slices.SortFunc(msgs, func(a, b string) int {
-		if c := cmp.Compare(errs[b], errs[a]); c != 0 {
-			return c
-		}
-		return strings.Compare(a, b)
-	})
-	var b strings.Builder
-	entities := false
-	for i, msg := range msgs {
-		if i < maxErrorKinds {
-			fmt.Fprintf(&b, "error ×%d: %s\n", errs[msg], msg)
-		}
-		entities = entities || refusedEntities(msg)
-	}
-	if len(msgs) > maxErrorKinds {
-		fmt.Fprintf(&b, "and %d more kinds\n", len(msgs)-maxErrorKinds)
-	}
-	if entities {
-		b.WriteString("hint: the daemon refuses entities described in requests; serve with --config examples/bench.yaml (request_entities: trusted), or give --requests FILE with requests that describe no trusted entities\n")
-	}
-	return b.String()
-}
-
-// refusedEntities reports whether msg is the daemon's 400 for a request's
-// inline entities (pdp/trust.go): one the request_entities setting refuses,
-// the principal described by a caller that may not, or an entity a trusted
-// source already knows.
-func refusedEntities(msg string) bool {
-	if !strings.Contains(msg, ": 400: ") || !strings.Contains(msg, "entities[") {
-		return false
-	}
-	return strings.Contains(msg, "request_entities") || strings.Contains(msg, "is the principal") || strings.Contains(msg, "known to a trusted source")
 }
 
 // selfCPU is this process's CPU time so far, to report what the load
