@@ -161,8 +161,8 @@ func TestCLI_Config(t *testing.T) {
 	}
 	for _, tt := range tests {
 		code, _, stderr := runCLI(t, "serve", "--config", write(tt.yaml))
-		if code != exitFail || !strings.Contains(stderr, tt.says) {
-			t.Errorf("%q: got exit %d %q, want 1 naming %s", tt.yaml, code, stderr, tt.says)
+		if code != exitUsage || !strings.Contains(stderr, tt.says) {
+			t.Errorf("%q: got exit %d %q, want 2 naming %s", tt.yaml, code, stderr, tt.says)
 		}
 		for _, goTerm := range []string{"Go struct", "time.Duration", "uint64", "unmarshal"} {
 			if strings.Contains(stderr, goTerm) {

@@ -1,21 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
-	"github.com/goccy/go-yaml"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
@@ -53,12 +50,8 @@ type CollectorConfig struct {
 func loadCollectorConfig(path string) (CollectorConfig, error) {
 	c := CollectorConfig{Listen: "127.0.0.1:8443", WitnessName: "agentpdp-collector", GapDelay: 10 * time.Minute, MaxBodyBytes: 64 << 20}
 	c.Log.Level, c.Log.Format = "info", "text"
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return c, fmt.Errorf("collector config: %w", err)
-	}
-	if err := yaml.NewDecoder(bytes.NewReader(b), yaml.DisallowUnknownField()).Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return c, fmt.Errorf("collector config %s: %s", path, yaml.FormatError(err, false, true))
+	if err := decodeConfigFile(path, "collector config", &c); err != nil {
+		return c, err
 	}
 	return c, c.Validate()
 }
@@ -106,8 +99,14 @@ func (c CollectorConfig) Validate() error {
 			errs = append(errs, fmt.Sprintf("origins[%d].cert_name: needs tls.client_ca_file", i))
 		}
 	}
+	if !slices.Contains(logLevels, c.Log.Level) {
+		errs = append(errs, fmt.Sprintf("log.level: %q, want one of %s", c.Log.Level, strings.Join(logLevels, ", ")))
+	}
+	if !slices.Contains(logFormats, c.Log.Format) {
+		errs = append(errs, fmt.Sprintf("log.format: %q, want one of %s", c.Log.Format, strings.Join(logFormats, ", ")))
+	}
 	if len(errs) > 0 {
-		return fmt.Errorf("collector config: %s", strings.Join(errs, "; "))
+		return configError{fmt.Errorf("collector config: %s", strings.Join(errs, "; "))}
 	}
 	return nil
 }

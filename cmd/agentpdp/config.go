@@ -125,27 +125,61 @@ func DefaultConfig() Config {
 }
 
 // LoadConfig reads path over the defaults. Unknown keys are errors that name
-// them.
+// them. Every error is a configError (exit 2).
 func LoadConfig(path string) (Config, error) {
 	c := DefaultConfig()
+	return c, decodeConfigFile(path, "config", &c)
+}
+
+// configError is a configuration file that cannot be read or parsed, or
+// holds a wrong key or value (unknown, of the wrong type, outside its
+// choices, missing where required). It is a usage error, exit 2, like a bad
+// flag: the file is part of how the command was called (flags override
+// it), nothing was run, and running again unchanged fails the same way (so
+// a service manager can stop restarting, with RestartPreventExitStatus=2).
+// A configuration that is valid but names something that fails when it is
+// opened (a database, a socket, a key file, a plugin, a receiver) exits 1.
+type configError struct{ err error }
+
+func (e configError) Error() string { return e.err.Error() }
+func (e configError) Unwrap() error { return e.err }
+
+// asConfigError marks err, if any, as a configError.
+func asConfigError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return configError{err}
+}
+
+// decodeConfigFile reads the YAML file at path into into, which holds the
+// defaults: first the file's shape is checked against into's type, in the
+// file's own terms (the YAML library's errors name Go types and fields),
+// then it is decoded with unknown keys refused. what begins every message
+// ("config", "collector config"). Errors are configErrors.
+func decodeConfigFile[T any](path, what string, into *T) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return c, fmt.Errorf("config: %w", err)
+		return configError{fmt.Errorf("%s: %w", what, err)}
 	}
 	var top map[string]any
 	if err := yaml.Unmarshal(b, &top); err != nil {
-		return c, fmt.Errorf("config %s: %s", path, yaml.FormatError(err, false, true))
+		return configError{fmt.Errorf("%s %s: %s", what, path, yaml.FormatError(err, false, true))}
 	}
-	// The YAML library's type errors name Go types; check the file's shape
-	// first, in its own terms.
-	if errs := checkShape("", top, reflect.TypeFor[Config]()); len(errs) > 0 {
-		return c, fmt.Errorf("config %s: %s", path, strings.Join(errs, "; "))
+	if errs := checkShape("", top, reflect.TypeFor[T]()); len(errs) > 0 {
+		return configError{fmt.Errorf("%s %s: %s", what, path, strings.Join(errs, "; "))}
 	}
-	if err := yaml.NewDecoder(bytes.NewReader(b), yaml.DisallowUnknownField()).Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return c, fmt.Errorf("config %s: %s", path, yaml.FormatError(err, false, true))
+	if err := yaml.NewDecoder(bytes.NewReader(b), yaml.DisallowUnknownField()).Decode(into); err != nil && !errors.Is(err, io.EOF) {
+		return configError{fmt.Errorf("%s %s: %s", what, path, yaml.FormatError(err, false, true))}
 	}
-	return c, nil
+	return nil
 }
+
+// The daemon's own log settings, shared by every command's configuration.
+var (
+	logLevels  = []string{"debug", "info", "warn", "error"}
+	logFormats = []string{"text", "json"}
+)
 
 // loadValidConfig is LoadConfig then Validate: the configuration of a
 // command that takes the file as it is, without flags over it.
@@ -203,8 +237,8 @@ func (c Config) Validate() error {
 	if id.Require == identity.RequireAttested && len(c.Callers) == 0 && !id.Configured() {
 		errs = append(errs, "identity.require is attested but there are no callers rules and no identity issuer")
 	}
-	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
-	oneOf("log.format", c.Log.Format, "text", "json")
+	oneOf("log.level", c.Log.Level, logLevels...)
+	oneOf("log.format", c.Log.Format, logFormats...)
 	names := map[string]bool{}
 	for i, sc := range c.Sinks {
 		switch {
@@ -256,7 +290,7 @@ func (c Config) Validate() error {
 		errs = append(errs, "commit.group_min: must be positive")
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("config: %s", strings.Join(errs, "; "))
+		return configError{fmt.Errorf("config: %s", strings.Join(errs, "; "))}
 	}
 	return nil
 }

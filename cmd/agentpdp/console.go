@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -12,10 +11,10 @@ import (
 	"os"
 	"os/user"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
-	"github.com/goccy/go-yaml"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
@@ -87,14 +86,7 @@ func defaultOperator() string {
 
 func loadConsoleConfig(path string) (consoleConfig, error) {
 	c := defaultConsoleConfig()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return c, fmt.Errorf("console config: %w", err)
-	}
-	if err := yaml.NewDecoder(bytes.NewReader(b), yaml.DisallowUnknownField()).Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return c, fmt.Errorf("console config %s: %s", path, yaml.FormatError(err, false, true))
-	}
-	return c, nil
+	return c, decodeConfigFile(path, "console config", &c)
 }
 
 func (c consoleConfig) validate() error {
@@ -112,6 +104,12 @@ func (c consoleConfig) validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("tls_cert and tls_key: give both or neither")
+	}
+	if !slices.Contains(logLevels, c.Log.Level) {
+		return fmt.Errorf("log.level: %q, want one of %s", c.Log.Level, strings.Join(logLevels, ", "))
+	}
+	if !slices.Contains(logFormats, c.Log.Format) {
+		return fmt.Errorf("log.format: %q, want one of %s", c.Log.Format, strings.Join(logFormats, ", "))
 	}
 	if c.Operator != "" {
 		if err := console.ValidUserName(c.Operator); err != nil {

@@ -66,7 +66,7 @@ func TestConsole_ConfigFile(t *testing.T) {
 	cfg := filepath.Join(dir, "console.yaml")
 
 	must(t, os.WriteFile(cfg, []byte("listen: 127.0.0.1:0\nbogus: 1\n"), 0o644))
-	if code, _, stderr := runCLI(t, "console", "--config", cfg); code != exitFail || !strings.Contains(stderr, "bogus") {
+	if code, _, stderr := runCLI(t, "console", "--config", cfg); code != exitUsage || !strings.Contains(stderr, "bogus") {
 		t.Errorf("an unknown key: exit %d %s", code, stderr)
 	}
 	if code, _, stderr := runCLI(t, "console", "--listen", "nowhere", "--db", d.db()); code != exitUsage || !strings.Contains(stderr, "listen") {

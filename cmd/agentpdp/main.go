@@ -18,7 +18,8 @@ import (
 )
 
 // Exit codes: 1 when what a command checks fails or it cannot run, 2 for a
-// usage error.
+// usage error: a bad command line, or a configuration file that cannot be
+// read or holds a wrong key or value (configError).
 const (
 	exitFail  = 1
 	exitUsage = 2
@@ -64,10 +65,15 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 0
 	}
 	var ue usageError
+	var ce configError
 	var ee exitError
 	switch {
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "agentpdp: %v\nRun '%s --help' for usage.\n", err, cmd.CommandPath())
+		return exitUsage
+	case errors.As(err, &ce):
+		// The message names the file and the key; the flags are not at fault.
+		fmt.Fprintf(stderr, "agentpdp: %v\n", err)
 		return exitUsage
 	case errors.As(err, &ee):
 		if !errors.Is(ee.err, errSilent) {

@@ -70,7 +70,7 @@ func (c *mcpProxyCmd) Run(ctx context.Context) error {
 	if c.socket == "" {
 		cfg := DefaultConfig()
 		if c.config != "" {
-			if cfg, err = LoadConfig(c.config); err != nil {
+			if cfg, err = loadValidConfig(c.config); err != nil {
 				return err
 			}
 		}
