@@ -2,9 +2,12 @@ package pdp_test
 
 import (
 	"context"
+	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/internal/pdptest"
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/wire"
 )
@@ -53,5 +56,39 @@ func BenchmarkDecodeAndDecide(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkDecideDaemon is one decision's work in the engine as the daemon
+// does it under agentpdp bench, without the log: the bench mix decided by
+// the default policies (which read context.identity, so the engine builds
+// it) for a kernel-attested caller (so the shared-identity tracker runs).
+func BenchmarkDecideDaemon(b *testing.B) {
+	rec := new(capture)
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Dir(filepath.Dir(file))
+	e, err := pdp.NewEngine(pdp.Options{Policies: filepath.Join(root, "policies"), Recorder: rec, Key: pdptest.TestKey,
+		Trust: pdp.TrustOptions{RequestEntities: pdp.RequestEntitiesTrusted}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := pdptest.LoadNow(b.Context(), e, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	peer := &wire.Peer{PID: 48213, UID: 1000, GID: 1000, Exe: "/usr/bin/python3.12", Cgroup: "/user.slice/user-1000.slice/session-3.scope"}
+	bodies := benchMix(64)
+	b.ReportAllocs()
+	defer reportCPU(b)()
+	i := 0
+	for b.Loop() {
+		req, err := wire.DecodeRequest(bodies[i%len(bodies)])
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.Decide(b.Context(), req, peer); err != nil {
+			b.Fatal(err)
+		}
+		rec.bodies = rec.bodies[:0]
+		i++
 	}
 }
