@@ -388,36 +388,52 @@ func CheckRequest(prefix string, r *wire.Request) error {
 // RawToken where masking may still replace a secret (see CheckLogged).
 func CheckRequestWith(prefix string, r *wire.Request, check func(string) error) error {
 	// A raw token must never reach the log, whatever field it is sent in.
-	fields := []struct{ name, value string }{
+	// Each value is checked in the order below, and the first refused is
+	// named; a field's name is made only then, so that a request without a
+	// token costs no allocation.
+	type field struct{ name, value string }
+	checkAll := func(fs []field) error {
+		for _, f := range fs {
+			if err := check(f.value); err != nil {
+				return wire.BadRequest(wire.JoinField(prefix, f.name), err)
+			}
+		}
+		return nil
+	}
+	if err := checkAll([]field{
 		{"/principal/type", r.Principal.Type}, {"/principal/id", r.Principal.ID},
 		{"/action/type", r.Action.Type}, {"/action/id", r.Action.ID},
 		{"/resource/type", r.Resource.Type}, {"/resource/id", r.Resource.ID},
 		{"/session_id", r.SessionID}, {"/task_id", r.TaskID}, {"/trace_id", r.TraceID},
 		{"/parent_decision_id", r.ParentDecisionID}, {"/tool_call_id", r.ToolCallID},
 		{"/on_behalf_of", r.OnBehalfOf}, {"/prompt", r.Prompt}, {"/approval", r.Approval},
+	}); err != nil {
+		return err
 	}
 	if c := r.Credential; c != nil {
-		fields = append(fields, struct{ name, value string }{"/credential/id", c.ID},
-			struct{ name, value string }{"/credential/issuer", c.Issuer}, struct{ name, value string }{"/credential/subject", c.Subject})
+		if err := checkAll([]field{{"/credential/id", c.ID}, {"/credential/issuer", c.Issuer}, {"/credential/subject", c.Subject}}); err != nil {
+			return err
+		}
 		for i, s := range c.Scopes {
-			fields = append(fields, struct{ name, value string }{fmt.Sprintf("/credential/scopes/%d", i), s})
+			if err := check(s); err != nil {
+				return wire.BadRequest(wire.JoinField(prefix, fmt.Sprintf("/credential/scopes/%d", i)), err)
+			}
 		}
 	}
 	// Inline entities' uids and parents are stored in the row too (their
 	// attributes and tags are checked as they are normalised).
 	for i, ent := range r.Entities {
-		at := fmt.Sprintf("/entities/%d", i)
-		fields = append(fields, struct{ name, value string }{at + "/uid/type", ent.UID.Type},
-			struct{ name, value string }{at + "/uid/id", ent.UID.ID})
-		for j, p := range ent.Parents {
-			pt := fmt.Sprintf("%s/parents/%d", at, j)
-			fields = append(fields, struct{ name, value string }{pt + "/type", p.Type},
-				struct{ name, value string }{pt + "/id", p.ID})
+		for _, f := range [...]field{{"/uid/type", ent.UID.Type}, {"/uid/id", ent.UID.ID}} {
+			if err := check(f.value); err != nil {
+				return wire.BadRequest(wire.JoinField(prefix, fmt.Sprintf("/entities/%d%s", i, f.name)), err)
+			}
 		}
-	}
-	for _, f := range fields {
-		if err := check(f.value); err != nil {
-			return wire.BadRequest(wire.JoinField(prefix, f.name), err)
+		for j, p := range ent.Parents {
+			for _, f := range [...]field{{"/type", p.Type}, {"/id", p.ID}} {
+				if err := check(f.value); err != nil {
+					return wire.BadRequest(wire.JoinField(prefix, fmt.Sprintf("/entities/%d/parents/%d%s", i, j, f.name)), err)
+				}
+			}
 		}
 	}
 	return nil

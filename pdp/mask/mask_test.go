@@ -2,6 +2,7 @@ package mask_test
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 
@@ -96,5 +97,53 @@ func TestRedaction_EveryMaskedString(t *testing.T) {
 	var none *mask.Redaction
 	if none.Redact("x") != "x" {
 		t.Error("a nil redaction changes text")
+	}
+}
+
+// TestCheckRequestNamesTheField: a token in any field CheckRequest reads is
+// refused naming that field, the first in the request's order, with the
+// batch prefix joined in front.
+func TestCheckRequestNamesTheField(t *testing.T) {
+	jwt := "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJib3QifQ.c2lnbmF0dXJl"
+	base := func() *wire.Request {
+		return &wire.Request{
+			Principal: wire.EntityRef{Type: "Agent", ID: "a"}, Action: wire.EntityRef{Type: "Action", ID: "go"},
+			Resource:   wire.EntityRef{Type: "Tool", ID: "t"},
+			Credential: &wire.Credential{ID: "c", Issuer: "i", Subject: "s", Scopes: []string{"read", "write"}},
+			Entities: []wire.Entity{
+				{UID: wire.EntityRef{Type: "Agent", ID: "a"}},
+				{UID: wire.EntityRef{Type: "Tool", ID: "t"}, Parents: []wire.EntityRef{{Type: "Team", ID: "x"}, {Type: "Team", ID: "y"}}},
+			},
+		}
+	}
+	cases := []struct {
+		field string
+		set   func(r *wire.Request)
+	}{
+		{"/principal/id", func(r *wire.Request) { r.Principal.ID = jwt }},
+		{"/resource/type", func(r *wire.Request) { r.Resource.Type = jwt }},
+		{"/approval", func(r *wire.Request) { r.Approval = jwt }},
+		{"/credential/subject", func(r *wire.Request) { r.Credential.Subject = jwt }},
+		{"/credential/scopes/1", func(r *wire.Request) { r.Credential.Scopes[1] = jwt }},
+		{"/entities/0/uid/type", func(r *wire.Request) { r.Entities[0].UID.Type = jwt }},
+		{"/entities/1/uid/id", func(r *wire.Request) { r.Entities[1].UID.ID = jwt }},
+		{"/entities/1/parents/1/type", func(r *wire.Request) { r.Entities[1].Parents[1].Type = jwt }},
+		{"/entities/1/parents/0/id", func(r *wire.Request) { r.Entities[1].Parents[0].ID = jwt; r.Entities[1].Parents[1].ID = jwt }},
+		// The first in order wins: the principal before a scope.
+		{"/principal/type", func(r *wire.Request) { r.Credential.Scopes[0] = jwt; r.Principal.Type = jwt }},
+	}
+	if err := mask.CheckRequest("", base()); err != nil {
+		t.Fatalf("clean request refused: %v", err)
+	}
+	for _, c := range cases {
+		for _, prefix := range []string{"", "/requests/3"} {
+			r := base()
+			c.set(r)
+			err := mask.CheckRequest(prefix, r)
+			var re *wire.RequestError
+			if !errors.As(err, &re) || re.Field != wire.JoinField(prefix, c.field) || !errors.Is(err, mask.ErrRawToken) {
+				t.Errorf("%s (prefix %q): got %v, want a refusal of %s", c.field, prefix, err, wire.JoinField(prefix, c.field))
+			}
+		}
 	}
 }
