@@ -105,6 +105,7 @@ type Engine struct {
 
 	sharedTracker *identity.SharedTracker // nil when shared identities are not flagged
 	shared        sharedCount
+	callerRecords callerCache // context.caller of the last caller, reused while it calls
 
 	reloadMu sync.Mutex // serialises reloads; decisions never take it
 
@@ -349,6 +350,17 @@ type prepared struct {
 	refusal         *wire.Reason  // set by Refuse: the decision is deny, Cedar is not asked
 
 	trust trust // what the trust boundary established (trust.go)
+
+	principal string // cedar.Principal as a string, once: see principalString
+}
+
+// principalString is p.cedar.Principal.String(), made once per request: the
+// row's key and the shared-identity tracker both need it.
+func (p *prepared) principalString() string {
+	if p.principal == "" {
+		p.principal = uidString(p.cedar.Principal)
+	}
+	return p.principal
 }
 
 // layered looks entities up in the request first, then in the snapshot, so
@@ -408,12 +420,12 @@ func (e *Engine) prepareWith(req *wire.Request, check func(string) error) (*prep
 		p.entities = make(types.EntityMap, len(req.Entities))
 		logged.Entities = make([]wire.Entity, len(req.Entities))
 		for i, in := range req.Entities {
-			field := "/entities/" + strconv.Itoa(i)
 			uid := in.UID.UID()
 			if _, dup := p.entities[uid]; dup {
-				return nil, wire.BadRequest(field+"/uid", fmt.Errorf("entity %s appears twice", uid))
+				return nil, wire.BadRequest("/entities/"+strconv.Itoa(i)+"/uid", fmt.Errorf("entity %s appears twice", uid))
 			}
-			ent, out, err := normalizeEntity(in, field, check)
+			ptr := inlinePointers(i)
+			ent, out, err := normalizeEntity(in, ptr.attrs, ptr.tags, check)
 			if err != nil {
 				return nil, err
 			}
@@ -446,7 +458,7 @@ func (e *Engine) prepareWith(req *wire.Request, check func(string) error) (*prep
 // request as logged (masked), where DecisionRecord puts it.
 func (p *prepared) keys() *decisionlog.Keys {
 	k := &decisionlog.Keys{
-		Principal:  p.cedar.Principal.String(),
+		Principal:  p.principalString(),
 		SessionID:  p.logged.SessionID,
 		TaskID:     p.logged.TaskID,
 		TraceID:    p.logged.TraceID,
@@ -473,9 +485,14 @@ func (e *Engine) hmac(b []byte) string {
 	mac.Reset()
 	mac.Write(b)
 	var sum [sha256.Size]byte
-	out := "hmac-sha256:" + hex.EncodeToString(mac.Sum(sum[:0]))
+	mac.Sum(sum[:0])
 	e.macs.Put(mac)
-	return out
+	// One allocation, the string: the prefix and the hex built in place.
+	const prefix = "hmac-sha256:"
+	var out [len(prefix) + 2*sha256.Size]byte
+	copy(out[:], prefix)
+	hex.Encode(out[len(prefix):], sum[:])
+	return string(out[:])
 }
 
 // guardExpired is the credential check that runs before anything else.
@@ -767,8 +784,8 @@ func (e *Engine) decideBatch(ctx context.Context, reqs []*wire.Request, peer *wi
 			DecisionID:     d.DecisionID,
 			Decision:       d.Decision,
 			Principal:      keys.Principal,
-			Action:         p.cedar.Action.String(),
-			Resource:       p.cedar.Resource.String(),
+			Action:         uidString(p.cedar.Action),
+			Resource:       uidString(p.cedar.Resource),
 			Classification: classification(p, snap),
 			Reasons:        d.Reasons,
 			Errors:         d.Errors,
@@ -859,7 +876,8 @@ func (p *prepared) addProvided(ents []wire.Entity, source string, check func(str
 		p.entities = types.EntityMap{}
 	}
 	for i, in := range ents {
-		ent, out, err := normalizeEntity(in, fmt.Sprintf("%s/%d", source, i), check)
+		field := fmt.Sprintf("%s/%d", source, i)
+		ent, out, err := normalizeEntity(in, field+"/attrs", field+"/tags", check)
 		if err != nil {
 			return err
 		}
@@ -869,14 +887,40 @@ func (p *prepared) addProvided(ents []wire.Entity, source string, check func(str
 	return nil
 }
 
+// entityPointers are the JSON pointers of inline entities' attributes and
+// tags, which NormalizeRecord takes to name a refusal: the first few are made
+// once rather than for every request.
+type entityPointers struct{ attrs, tags string }
+
+var firstInlinePointers = func() (ps [8]entityPointers) {
+	for i := range ps {
+		ps[i] = makeInlinePointers(i)
+	}
+	return ps
+}()
+
+func makeInlinePointers(i int) entityPointers {
+	field := "/entities/" + strconv.Itoa(i)
+	return entityPointers{attrs: field + "/attrs", tags: field + "/tags"}
+}
+
+// inlinePointers are /entities/<i>/attrs and /entities/<i>/tags.
+func inlinePointers(i int) entityPointers {
+	if i < len(firstInlinePointers) {
+		return firstInlinePointers[i]
+	}
+	return makeInlinePointers(i)
+}
+
 // normalizeEntity converts an entity for Cedar and for the log, normalising
-// its attributes and tags as a request's context is.
-func normalizeEntity(in wire.Entity, field string, check func(string) error) (types.Entity, wire.Entity, error) {
-	attrs, attrsJSON, err := wire.NormalizeRecord(in.Attrs, field+"/attrs", check)
+// its attributes and tags as a request's context is; attrsField and
+// tagsField are their JSON pointers, for a refusal.
+func normalizeEntity(in wire.Entity, attrsField, tagsField string, check func(string) error) (types.Entity, wire.Entity, error) {
+	attrs, attrsJSON, err := wire.NormalizeRecord(in.Attrs, attrsField, check)
 	if err != nil {
 		return types.Entity{}, wire.Entity{}, err
 	}
-	tags, tagsJSON, err := wire.NormalizeRecord(in.Tags, field+"/tags", check)
+	tags, tagsJSON, err := wire.NormalizeRecord(in.Tags, tagsField, check)
 	if err != nil {
 		return types.Entity{}, wire.Entity{}, err
 	}

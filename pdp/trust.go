@@ -3,6 +3,7 @@ package pdp
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -123,10 +124,10 @@ func (t *trust) record(provided []wire.Entity) *wire.Evidence {
 	if n := len(t.inline) + len(provided); n > 0 && ev.Entities == nil {
 		ev.Entities = make(map[string]string, n)
 		for _, in := range t.inline {
-			ev.Entities[in.UID.UID().String()] = string(identity.SourceClaimed)
+			ev.Entities[uidString(in.UID.UID())] = string(identity.SourceClaimed)
 		}
 		for _, pe := range provided {
-			ev.Entities[pe.UID.UID().String()] = string(identity.SourceTrusted)
+			ev.Entities[uidString(pe.UID.UID())] = string(identity.SourceTrusted)
 		}
 	}
 	return ev
@@ -138,6 +139,9 @@ type sharedCount struct{ n atomic.Uint64 }
 // SharedIdentities is how many decisions so far were flagged
 // shared_identity: agentpdp_shared_identity_total.
 func (e *Engine) SharedIdentities() uint64 { return e.shared.n.Load() }
+
+// entityField is entities[i], a refusal's field.
+func entityField(i int) string { return "entities[" + strconv.Itoa(i) + "]" }
 
 func isAction(t types.EntityType) bool {
 	return t == "Action" || strings.HasSuffix(string(t), "::Action")
@@ -186,22 +190,21 @@ func (e *Engine) admit(ctx context.Context, snap *policy.Snapshot, req *wire.Req
 		}
 	}
 	for i, in := range req.Entities {
-		field := fmt.Sprintf("entities[%d]", i)
 		uid := in.UID.UID()
 		switch {
 		case isAction(uid.Type):
-			return wire.BadRequest(field+".uid", fmt.Errorf("%s: actions and their groups come from the schema; a request cannot send an Action entity", uid))
+			return wire.BadRequest(entityField(i)+".uid", fmt.Errorf("%s: actions and their groups come from the schema; a request cannot send an Action entity", uid))
 		case o.RequestEntities == RequestEntitiesRefuse:
-			return wire.BadRequest(field, fmt.Errorf("%s: request_entities is refuse: entities come from the policy directory and entity providers", uid))
+			return wire.BadRequest(entityField(i), fmt.Errorf("%s: request_entities is refuse: entities come from the policy directory and entity providers", uid))
 		case o.RequestEntities == RequestEntitiesUnknownOnly && snap.Knows(uid):
-			return wire.BadRequest(field, fmt.Errorf("%s is known to a trusted source (the policy directory's entities or schema); a request cannot change its attributes, parents or tags", uid))
+			return wire.BadRequest(entityField(i), fmt.Errorf("%s is known to a trusted source (the policy directory's entities or schema); a request cannot change its attributes, parents or tags", uid))
 		case o.RequestEntities == RequestEntitiesUnknownOnly && provided[uid]:
-			return wire.BadRequest(field, fmt.Errorf("%s is known to a trusted source (an entity provider); a request cannot change its attributes, parents or tags", uid))
+			return wire.BadRequest(entityField(i), fmt.Errorf("%s is known to a trusted source (an entity provider); a request cannot change its attributes, parents or tags", uid))
 		case o.RequestEntities == RequestEntitiesUnknownOnly && uid == principal && (bound == nil || !bound.DefinePrincipal):
-			return wire.BadRequest(field, fmt.Errorf("%s is the principal; only a caller whose callers rule has define_principal may describe it", uid))
+			return wire.BadRequest(entityField(i), fmt.Errorf("%s is the principal; only a caller whose callers rule has define_principal may describe it", uid))
 		}
 		if err := snap.ValidateEntity(p.entities[uid]); err != nil {
-			return wire.BadRequest(field, fmt.Errorf("%s does not match the schema: %v", uid, err))
+			return wire.BadRequest(entityField(i), fmt.Errorf("%s does not match the schema: %v", uid, err))
 		}
 	}
 	t.inline = req.Entities // their sources are written out by record, for the row only
@@ -241,7 +244,7 @@ func (e *Engine) admit(ctx context.Context, snap *policy.Snapshot, req *wire.Req
 			p.logged.OnBehalfOf = id.Subject
 			ev.OnBehalfOf = string(identity.SourceVerified)
 		}
-		if id.Principal() != principal.String() {
+		if id.Principal() != p.principalString() {
 			t.guard = builtinDeny(ReasonPrincipalMismatch, fmt.Sprintf("the token verifies %s; the request names %s", id.Principal(), principal))
 		}
 	}
@@ -281,7 +284,7 @@ func (e *Engine) admit(ctx context.Context, snap *policy.Snapshot, req *wire.Req
 	}
 
 	if caller != nil && e.sharedTracker != nil {
-		if e.sharedTracker.Observe(principal.String(), caller.UID, caller.Exe, now) {
+		if e.sharedTracker.Observe(p.principalString(), caller.UID, caller.Exe, now) {
 			t.shared = true
 			e.shared.n.Add(1)
 		}
@@ -289,7 +292,7 @@ func (e *Engine) admit(ctx context.Context, snap *policy.Snapshot, req *wire.Req
 	// Policies that cannot name context.identity or context.caller do not
 	// pay for building them (a copy of the context per request).
 	if e.mentions(snap, "identity") || e.mentions(snap, "caller") {
-		p.cedar.Context = withEvidence(p.cedar.Context, ev.Identity, peer)
+		p.cedar.Context = withEvidence(p.cedar.Context, ev.Identity, peer, &e.callerRecords)
 	}
 	return nil
 }
@@ -319,8 +322,9 @@ func notBound(c *identity.Caller, principal types.EntityUID) string {
 }
 
 // withEvidence adds context.identity and context.caller, which only the
-// daemon sets (prepare refuses a request that sets them).
-func withEvidence(rec types.Record, f *wire.IdentityFacts, peer *wire.Peer) types.Record {
+// daemon sets (prepare refuses a request that sets them). callers, if not
+// nil, keeps the last caller's record.
+func withEvidence(rec types.Record, f *wire.IdentityFacts, peer *wire.Peer, callers *callerCache) types.Record {
 	m := make(types.RecordMap, rec.Len()+2)
 	for k, v := range rec.All() {
 		m[k] = v
@@ -332,12 +336,39 @@ func withEvidence(rec types.Record, f *wire.IdentityFacts, peer *wire.Peer) type
 			"scopes": stringSet(f.Scopes), "actors": stringSet(f.Actors)})
 	}
 	if peer != nil {
-		m["caller"] = types.NewRecord(types.RecordMap{
-			"uid": types.Long(peer.UID), "gid": types.Long(peer.GID),
-			"exe": types.String(peer.Exe), "cgroup": types.String(peer.Cgroup),
-		})
+		m["caller"] = callers.record(peer)
 	}
 	return types.NewRecord(m)
+}
+
+// callerCache holds context.caller for the last caller seen: the daemon's
+// callers are few and each sends many requests, and a record costs a map,
+// its clone and a hash of every member to make. The zero value (and nil)
+// is ready to use.
+type callerCache struct{ last atomic.Pointer[cachedCaller] }
+
+type cachedCaller struct {
+	uid, gid    uint32
+	exe, cgroup string
+	rec         types.Record
+}
+
+// record is context.caller for peer: uid, gid, exe and cgroup, the
+// kernel's word (the pid is not in it).
+func (c *callerCache) record(peer *wire.Peer) types.Record {
+	if c != nil {
+		if l := c.last.Load(); l != nil && l.uid == peer.UID && l.gid == peer.GID && l.exe == peer.Exe && l.cgroup == peer.Cgroup {
+			return l.rec
+		}
+	}
+	rec := types.NewRecord(types.RecordMap{
+		"uid": types.Long(peer.UID), "gid": types.Long(peer.GID),
+		"exe": types.String(peer.Exe), "cgroup": types.String(peer.Cgroup),
+	})
+	if c != nil {
+		c.last.Store(&cachedCaller{uid: peer.UID, gid: peer.GID, exe: peer.Exe, cgroup: peer.Cgroup, rec: rec})
+	}
+	return rec
 }
 
 // unverified is context.identity without a verified token, built once:
@@ -383,6 +414,6 @@ func replayTrust(p *prepared, rec *wire.DecisionRecord) {
 	if ev := rec.Evidence; ev != nil {
 		p.trust.admitted = true
 		p.trust.evidence = *ev
-		p.cedar.Context = withEvidence(p.cedar.Context, ev.Identity, rec.Peer)
+		p.cedar.Context = withEvidence(p.cedar.Context, ev.Identity, rec.Peer, nil)
 	}
 }

@@ -350,3 +350,55 @@ func TestTrust_SharedIdentity(t *testing.T) {
 		t.Errorf("SharedIdentities() = %d, want 1", n)
 	}
 }
+
+// TestTrust_EvidenceContext: policies see context.caller as the kernel
+// reported this request's caller (the engine keeps the last caller's
+// record: a caller differing in any of uid, gid, exe or cgroup gets its
+// own), and context.identity as the token verified it, or unverified.
+func TestTrust_EvidenceContext(t *testing.T) {
+	is := pdptest.NewIssuer(t)
+	log := openLog(t)
+	files := map[string]string{
+		"a.entities.json": trustAgents,
+		"p.cedar": `
+@id("caller-a") permit (principal, action, resource) when { context.caller == {"uid": 1000, "gid": 100, "exe": "/usr/bin/python3.12", "cgroup": "/a.scope"} };
+@id("caller-uid") permit (principal, action, resource) when { context.caller == {"uid": 1001, "gid": 100, "exe": "/usr/bin/python3.12", "cgroup": "/a.scope"} };
+@id("caller-gid") permit (principal, action, resource) when { context.caller == {"uid": 1000, "gid": 101, "exe": "/usr/bin/python3.12", "cgroup": "/a.scope"} };
+@id("caller-exe") permit (principal, action, resource) when { context.caller == {"uid": 1000, "gid": 100, "exe": "/usr/bin/node", "cgroup": "/a.scope"} };
+@id("caller-cgroup") permit (principal, action, resource) when { context.caller == {"uid": 1000, "gid": 100, "exe": "/usr/bin/python3.12", "cgroup": "/b.scope"} };
+@id("unverified") permit (principal, action, resource) when { context.identity == {"verified": false, "issuer": "", "subject": "", "spiffe_id": "", "scopes": [], "actors": []} };
+@id("verified") permit (principal, action, resource) when { context.identity.verified && context.identity.subject == "billing-bot" && context.identity.scopes == ["invoices:read"] };
+@id("args") permit (principal, action, resource) when { context.args == {"n": 1} };
+`,
+	}
+	e := newEngine(t, files, pdp.Options{Recorder: log, Key: pdptest.TestKey, Trust: pdp.TrustOptions{Verifier: is.Verifier(t)}})
+	tok := is.Token(t, "billing-bot", 10*time.Minute, map[string]any{"scope": "invoices:read"})
+	a := wire.Peer{PID: 7, UID: 1000, GID: 100, Exe: "/usr/bin/python3.12", Cgroup: "/a.scope"}
+	with := func(f func(p *wire.Peer)) *wire.Peer { p := a; f(&p); return &p }
+	for _, c := range []struct {
+		name   string
+		peer   *wire.Peer
+		token  string
+		policy []string
+	}{
+		{"A", &a, "", []string{"args", "caller-a", "unverified"}},
+		{"UID", with(func(p *wire.Peer) { p.UID = 1001 }), "", []string{"args", "caller-uid", "unverified"}},
+		{"A again", &a, "", []string{"args", "caller-a", "unverified"}},
+		{"GID", with(func(p *wire.Peer) { p.GID = 101 }), "", []string{"args", "caller-gid", "unverified"}},
+		{"Exe", with(func(p *wire.Peer) { p.Exe = "/usr/bin/node" }), "", []string{"args", "caller-exe", "unverified"}},
+		{"Cgroup", with(func(p *wire.Peer) { p.Cgroup = "/b.scope" }), "", []string{"args", "caller-cgroup", "unverified"}},
+		{"OtherPID", with(func(p *wire.Peer) { p.PID = 8 }), "", []string{"args", "caller-a", "unverified"}},
+		{"Verified", &a, tok, []string{"args", "caller-a", "verified"}},
+		{"NoPeer", nil, "", []string{"args", "unverified"}},
+		{"NoPeerVerified", nil, tok, []string{"args", "verified"}},
+	} {
+		body := `{"principal":"Agent::\"billing-bot\"","action":"A::\"x\"","resource":"R::\"r\"","context":{"args":{"n":1}},"token":"` + c.token + `"}`
+		d, err := e.Decide(t.Context(), mustRequest(t, body), c.peer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(reasonIDs(d.Reasons), ","); d.Decision != wire.Allow || got != strings.Join(c.policy, ",") {
+			t.Errorf("%s: got %s %s, want allow by %v", c.name, d.Decision, got, c.policy)
+		}
+	}
+}
