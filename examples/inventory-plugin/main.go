@@ -5,7 +5,7 @@
 // claims. Build it with `make examples` and wire it in the config:
 //
 //	entity_providers:
-//	  - {name: inventory, command: ./bin/inventory-plugin, args: [./examples/inventory-plugin/inventory.json], timeout: 50ms}
+//	  - {name: inventory, command: ./bin/inventory-plugin, args: [./examples/inventory-plugin/inventory.json], timeout: 500ms}
 package main
 
 import (
