@@ -484,8 +484,8 @@ func normalizeNumber(s string, out []byte) (types.Value, []byte) {
 // exactly representable: at most four fractional digits, within the range
 // of an int64 count of ten-thousandths (both ends included).
 func toDecimal(s string) (types.Decimal, bool) {
-	if len(s) > 64 {
-		return types.Decimal{}, false // refuses exponents that would make huge rationals
+	if len(s) > 64 || !decimalMagnitude(s) {
+		return types.Decimal{}, false
 	}
 	r, ok := new(big.Rat).SetString(s)
 	if !ok {
@@ -500,4 +500,64 @@ func toDecimal(s string) (types.Decimal, bool) {
 		return types.Decimal{}, false
 	}
 	return d, true
+}
+
+// decimalMagnitude reports whether s, the text of a JSON number, may be a
+// decimal judged by its digits and exponent alone: zero, or a value whose
+// last significant digit is at most four places after the point and that
+// has at most 16 digits before it. Only then is the exact test (big.Rat)
+// run: its cost grows with the exponent, and 1e-999999 built 10^999999
+// (about 100 ms and 4 MB) to find it is not a decimal.
+func decimalMagnitude(s string) bool {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	var digits []byte // the significant digits, leading zeros dropped
+	var buf [64]byte
+	digits = buf[:0]
+	frac := 0 // digits after the point
+	for point := false; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			if point {
+				frac++
+			}
+			if c != '0' || len(digits) > 0 {
+				digits = append(digits, c)
+			}
+			continue
+		case c == '.' && !point:
+			point = true
+			continue
+		}
+		break
+	}
+	tz := 0
+	for len(digits) > 0 && digits[len(digits)-1] == '0' {
+		digits, tz = digits[:len(digits)-1], tz+1
+	}
+	if len(digits) == 0 {
+		return true // zero, whatever its exponent
+	}
+	exp := 0
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		neg := false
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			neg = s[i] == '-'
+			i++
+		}
+		for ; i < len(s); i++ {
+			if exp = exp*10 + int(s[i]-'0'); exp > 1000 {
+				return false // beyond any decimal, either way: s has at most 64 digits
+			}
+		}
+		if neg {
+			exp = -exp
+		}
+	}
+	e := exp - frac + tz // the value is digits × 10^e
+	return e >= -4 && len(digits)+e <= 16
 }

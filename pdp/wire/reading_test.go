@@ -3,6 +3,7 @@ package wire_test
 import (
 	"encoding/json"
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -176,3 +177,47 @@ func mustDecimal(t *testing.T, s string) types.Decimal {
 }
 
 func noToken(string) error { return nil }
+
+// A number's exponent costs nothing to read: 1e-999999 took about 115 ms
+// and 400 KB (big.Rat built 10^999999 to find it is not a decimal), so a
+// 1 MiB context of such numbers held a core for hours. Each value is what
+// it was (a string, or the decimal 0 for a zero), and the allocation is
+// bounded.
+func TestNormalize_HugeExponentsAreCheap(t *testing.T) {
+	for _, tt := range []struct {
+		num  string
+		want types.Value
+	}{
+		{"1e-999999", types.String("1e-999999")},
+		{"1e999999", types.String("1e999999")},
+		{"-9.5E+999999", types.String("-9.5E+999999")},
+		{"1e-99999999999999999999", types.String("1e-99999999999999999999")},
+		{"0e999999", mustDecimal(t, "0.0")},
+		{"-0.000e-999999", mustDecimal(t, "0.0")},
+		{"100000000000000000000e-20", mustDecimal(t, "1.0")},
+		{"0.00000000000000000000000000000000000000000000000001e50", mustDecimal(t, "1.0")},
+		{"12345e-4", mustDecimal(t, "1.2345")},
+		{"12345e-5", types.String("12345e-5")},
+		{"9.223372036854775807e14", mustDecimal(t, "922337203685477.5807")},
+		{"9.223372036854775808e14", types.String("9.223372036854775808e14")},
+		{"-9.223372036854775808e14", mustDecimal(t, "-922337203685477.5808")},
+		{"1e15", types.String("1e15")},
+		{"1e14", mustDecimal(t, "100000000000000.0")},
+	} {
+		raw := json.RawMessage(`{"n":` + tt.num + `}`)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		rec, _, err := wire.NormalizeRecord(raw, "/context", noToken)
+		runtime.ReadMemStats(&after)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.num, err)
+		}
+		got, _ := rec.Get("n")
+		if !got.Equal(tt.want) {
+			t.Errorf("%s: got %T %v, want %T %v", tt.num, got, got, tt.want, tt.want)
+		}
+		if n := after.TotalAlloc - before.TotalAlloc; n > 64<<10 {
+			t.Errorf("%s: normalising allocated %d bytes, want under 64 KiB", tt.num, n)
+		}
+	}
+}
