@@ -6,6 +6,7 @@ import (
 	"errors"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 // ErrSecret is the error every secret found by Secret matches (errors.Is).
@@ -51,10 +52,11 @@ var (
 //     Hugging Face (hf_), PyPI (pypi-AgEIcHlwaS5vcmc);
 //   - a PEM private key ("PRIVATE KEY-----"), a URL with a password
 //     (scheme://user:password@host);
-//   - HTTP Basic credentials ("Basic " and base64 of user:password);
+//   - HTTP Basic credentials ("Basic", spaces or tabs, and base64 of
+//     user:password);
 //   - one layer of encoding: a run of 16 or more standard or URL-safe
 //     base64 characters, or 24 or more hex digits, that decodes to
-//     printable text holding a JWT, a bearer token, any of the above, or a
+//     UTF-8 text holding a JWT, a bearer token, any of the above, or a
 //     secret-named assignment (token:…, password=…, api_key=…, secret…).
 //
 // Hashes, UUIDs, random ids and base64 of ordinary text decode to bytes
@@ -154,7 +156,7 @@ func scan(s string, decode bool) error {
 			// "scheme://": a URL, whose userinfo holds a password.
 			err = errURLPassword
 		case decode && len(run) >= 4:
-			basic := i >= 6 && s[i-1] == ' ' && s[i-6]|0x20 == 'b' && strings.EqualFold(s[i-6:i-1], "basic")
+			basic := afterBasic(s[:i])
 			if basic || len(run) >= minRun {
 				err = encoded(run, basic)
 			}
@@ -342,6 +344,9 @@ func decoded(run string, basic bool) error {
 			return nil
 		}
 	}
+	if !utf8.Valid(text) {
+		return nil
+	}
 	t := string(text)
 	if scan(t, false) != nil || assignsSecret(t) {
 		return errEncoded
@@ -355,18 +360,56 @@ func decoded(run string, basic bool) error {
 // printable reports whether b is text: printable ASCII, tab, CR or LF.
 func printable(b byte) bool { return b >= 0x20 && b < 0x7f || b == '\t' || b == '\n' || b == '\r' }
 
+// textReader follows decoded bytes as UTF-8 text: printable ASCII, tab,
+// CR, LF, and the multi-byte sequences of other characters (José, ✓, 密码),
+// whose shape only it checks (a lead byte, then its continuation bytes);
+// utf8.Valid decides the rest once decoded. Random bytes still stop within
+// a few: a byte of 0x80-0xBF cannot lead, and a lead needs 0x80-0xBF after.
+type textReader struct{ need int }
+
+func (r *textReader) text(b byte) bool {
+	switch {
+	case r.need > 0:
+		r.need--
+		return b&0xC0 == 0x80
+	case printable(b):
+		return true
+	case b >= 0xC2 && b <= 0xDF:
+		r.need = 1
+	case b >= 0xE0 && b <= 0xEF:
+		r.need = 2
+	case b >= 0xF0 && b <= 0xF4:
+		r.need = 3
+	default:
+		return false
+	}
+	return true
+}
+
+// afterBasic reports whether before, the text before a run, ends with
+// "Basic" (any case) and one or more spaces or tabs (RFC 9110's 1*SP, and
+// the tab a pasted header may hold).
+func afterBasic(before string) bool {
+	n := len(before)
+	for n > 0 && (before[n-1] == ' ' || before[n-1] == '\t') {
+		n--
+	}
+	return n < len(before) && n >= 5 && before[n-5]|0x20 == 'b' && strings.EqualFold(before[n-5:n], "basic")
+}
+
 // printableB64 decodes run (either alphabet, no padding) without storing
 // it, stopping at the first byte that is not printable text: random bytes
 // (a digest, a key, an id) stop within the first few.
 func printableB64(run string) bool {
 	var acc uint32
+	var tr textReader
 	bits := 0
 	for i := 0; i < len(run); i++ {
 		acc = acc<<6 | uint32(b64val[run[i]])
 		bits += 6
 		if bits >= 8 {
 			bits -= 8
-			if !printable(byte(acc >> bits)) {
+			if !tr.text(byte(acc >> bits)) {
 				return false
 			}
 		}
@@ -384,11 +427,12 @@ const (
 // printableHex decodes run as hex without storing it, stopping at the
 // first byte that is not text or the first character that is not a digit.
 func printableHex(run string) int {
+	var tr textReader
 	for i := 0; i+1 < len(run); i += 2 {
 		if class[run[i]]&class[run[i+1]]&cHex == 0 {
 			return hexNot
 		}
-		if !printable(unhex(run[i])<<4 | unhex(run[i+1])) {
+		if !tr.text(unhex(run[i])<<4 | unhex(run[i+1])) {
 			return hexBinary
 		}
 	}

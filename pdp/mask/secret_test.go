@@ -129,3 +129,35 @@ func FuzzToken(f *testing.F) {
 		}
 	})
 }
+
+// TestSecret_RefusedInUnicodeTextAndSpacedBasic: text is UTF-8, not only
+// ASCII. Base64 or hex of a config holding a name with an accent, or of a
+// note with a check mark, hid the credential in it; so did HTTP Basic with
+// more than one space or a tab after "Basic" (RFC 9110: 1*SP; agents
+// paste headers as they find them).
+func TestSecret_RefusedInUnicodeTextAndSpacedBasic(t *testing.T) {
+	cases := map[string]string{
+		"base64 of JSON with an accent":    b64(`{"user":"José","password":"` + fake("", 14) + `"}`),
+		"base64 of a note with a ✓":        b64("✓ deployed, token: " + fake("ghp_", 36)),
+		"URL-safe base64, accented":        b64url("Müller api_key=" + fake("", 20)),
+		"hex of text with an accent":       hex.EncodeToString([]byte("José password=" + fake("", 12))),
+		"base64 of CJK text and a secret":  b64("密码 password=" + fake("", 12)),
+		"Basic, three spaces":              "basic   " + b64("alice:"+fake("", 8)),
+		"Basic, a tab":                     "Basic\t" + b64("alice:"+fake("", 8)),
+		"Authorization header, two spaces": "Authorization: Basic  " + b64("svc:"+fake("", 12)),
+	}
+	for name, s := range cases {
+		if err := mask.Token(s); !errors.Is(err, mask.ErrSecret) {
+			t.Errorf("%s: %q accepted (%v)", name, s, err)
+		}
+	}
+	// Still not text: bytes that are not UTF-8, and UTF-8 of ordinary words.
+	for _, s := range []string{
+		b64("\x00\x01" + fake("ghp_", 36)), b64("\xff\xfe token: " + fake("", 12)),
+		b64("Grüße aus München, alles gut"), hex.EncodeToString([]byte("naïve café ✓ done")),
+	} {
+		if err := mask.Token(s); err != nil {
+			t.Errorf("%q refused: %v", s, err)
+		}
+	}
+}
