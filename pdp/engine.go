@@ -924,17 +924,25 @@ func normalizeEntity(in wire.Entity, attrsField, tagsField string, check func(st
 	if err != nil {
 		return types.Entity{}, wire.Entity{}, err
 	}
-	parents := make([]types.EntityUID, len(in.Parents))
-	for j, ref := range in.Parents {
-		parents[j] = ref.UID()
+	parents := noParents
+	if len(in.Parents) > 0 {
+		uids := make([]types.EntityUID, len(in.Parents))
+		for j, ref := range in.Parents {
+			uids[j] = ref.UID()
+		}
+		parents = types.NewEntityUIDSet(uids...)
 	}
 	uid := in.UID.UID()
 	out := wire.Entity{UID: in.UID, Attrs: attrsJSON, Parents: in.Parents}
 	if len(in.Tags) > 0 {
 		out.Tags = tagsJSON
 	}
-	return types.Entity{UID: uid, Attributes: attrs, Tags: tags, Parents: types.NewEntityUIDSet(parents...)}, out, nil
+	return types.Entity{UID: uid, Attributes: attrs, Tags: tags, Parents: parents}, out, nil
 }
+
+// noParents is the parents of every entity without any: the set is
+// immutable, so one serves them all.
+var noParents = types.NewEntityUIDSet()
 
 // EntityProvider adds Cedar entities to a request, such as an agent's owner
 // and team from an inventory. The plugins package runs providers as
