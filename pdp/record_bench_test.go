@@ -47,7 +47,7 @@ func benchMix(n int) [][]byte {
 		team := teams[a%len(teams)]
 		agent := fmt.Sprintf(`{"uid":{"type":"Agent","id":"agent-%d"},"parents":[{"type":"Team","id":%q}],"attrs":{"owner":{"__entity":{"type":"User","id":"owner-%d@example.com"}},"trust":%q}}`,
 			a, team, a%7, trusts[a%len(trusts)])
-		tool := fmt.Sprintf(`{"uid":{"type":"Tool","id":"tool-%d"},"parents":[],"attrs":{"classification":%q,"environment":%q,"writes":%v,"owner_team":{"__entity":{"type":"Team","id":%q}},"shared":%v}}`,
+		tool := fmt.Sprintf(`{"uid":{"type":"Tool","id":"tool-%d"},"parents":[{"type":"ToolCatalog","id":"default"}],"attrs":{"classification":%q,"environment":%q,"writes":%v,"owner_team":{"__entity":{"type":"Team","id":%q}},"shared":%v}}`,
 			t, classes[t%len(classes)], envs[t%len(envs)], t%3 == 0, teams[t%len(teams)], t%5 == 0)
 		reqs[i] = fmt.Appendf(nil, `{"principal":{"type":"Agent","id":"agent-%d"},"action":{"type":"Action","id":"invoke_tool"},"resource":{"type":"Tool","id":"tool-%d"},
 			"context":{"args":{"query":"select * from t where id = %d","limit":%d}},"entities":[%s,%s],"session_id":"s-%d","trace_id":"%032x"}`,

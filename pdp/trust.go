@@ -203,6 +203,15 @@ func (e *Engine) admit(ctx context.Context, snap *policy.Snapshot, req *wire.Req
 		case o.RequestEntities == RequestEntitiesUnknownOnly && uid == principal && (bound == nil || !bound.DefinePrincipal):
 			return wire.BadRequest(entityField(i), fmt.Errorf("%s is the principal; only a caller whose callers rule has define_principal may describe it", uid))
 		}
+		if o.RequestEntities == RequestEntitiesUnknownOnly {
+			// Membership is the group's fact: a claimed entity that names a
+			// trusted one as its parent would join it (resource in G).
+			for j, parent := range in.Parents {
+				if pu := parent.UID(); snap.Knows(pu) || provided[pu] {
+					return wire.BadRequest(fmt.Sprintf("%s.parents[%d]", field, j), fmt.Errorf("%s names %s as its parent, which a trusted source knows; a request cannot add members to it", uid, pu))
+				}
+			}
+		}
 		if err := snap.ValidateEntity(p.entities[uid]); err != nil {
 			return wire.BadRequest(entityField(i), fmt.Errorf("%s does not match the schema: %v", uid, err))
 		}

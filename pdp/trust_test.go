@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -67,6 +68,12 @@ func TestTrust_Escalations(t *testing.T) {
 		{"ToolRewritten", req("billing-bot", "k8s.apply",
 			`[{"uid":"Tool::\"k8s.apply\"","attrs":{"classification":"internal","environment":"staging","writes":true,"owner_team":{"__entity":{"type":"Team","id":"finance"}},"shared":true}}]`),
 			"entities[0]", []string{`Tool::"k8s.apply"`}},
+		{"NewToolJoinsTheCatalog", req("deploy-bot", "exfil",
+			`[{"uid":"Tool::\"exfil\"","attrs":{"classification":"public","environment":"dev","writes":false,"owner_team":{"__entity":{"type":"Team","id":"platform"}},"shared":true},"parents":["ToolCatalog::\"default\""]}]`),
+			"entities[0].parents[0]", []string{`ToolCatalog::"default"`, "cannot add members"}},
+		{"NewAgentJoinsPlatform", req("billing-bot", "web.search",
+			`[{"uid":"Agent::\"helper\"","attrs":{"trust":"high","owner":{"__entity":{"type":"User","id":"bob@example.com"}}},"parents":["Team::\"platform\""]}]`),
+			"entities[0].parents[0]", []string{`Team::"platform"`}},
 		{"UnknownAgentDescribesItself", req("ghost", "web.search", selfTrust("ghost")), "entities[0]", []string{`Agent::"ghost"`, "principal"}},
 		{"ActionJoinsAGroup", req("billing-bot", "web.search", `[{"uid":"Action::\"invoke_tool\"","parents":["Action::\"admin\""]}]`), "entities[0].uid", []string{"Action"}},
 		{"NamespacedAction", req("billing-bot", "web.search", `[{"uid":"NS::Action::\"x\""}]`), "entities[0].uid", []string{"Action"}},
@@ -118,6 +125,20 @@ func (inv inventory) Entities(_ context.Context, req *wire.Request) ([]wire.Enti
 		return nil, nil
 	}
 	return []wire.Entity{{UID: req.Principal, Attrs: json.RawMessage(`{"trust":"standard"}`), Parents: []wire.EntityRef{{Type: "Team", ID: team}}}}, nil
+}
+
+// A tool no trusted source knows, described inline as harmless, is not
+// callable: the default pack's catalog does not hold it.
+func TestTrust_ClaimedToolIsNotInTheCatalog(t *testing.T) {
+	e := defaultPack(t, pdp.Options{})
+	d, err := e.Evaluate(mustRequest(t, `{"principal":"Agent::\"deploy-bot\"","action":"Action::\"invoke_tool\"","resource":"Tool::\"exfil\"",
+		"entities":[{"uid":"Tool::\"exfil\"","attrs":{"classification":"public","environment":"dev","writes":false,"owner_team":{"__entity":{"type":"Team","id":"platform"}},"shared":true}}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Decision != wire.Deny || !slices.Contains(reasonIDs(d.Reasons), "unknown-tools") {
+		t.Errorf("got %s %v, want deny unknown-tools", d.Decision, reasonIDs(d.Reasons))
+	}
 }
 
 func TestTrust_EntityProvider(t *testing.T) {

@@ -215,10 +215,9 @@ func readRequests(path string) ([][]byte, error) {
 
 // agentToolCalls is the built-in mix: agents with a team and a trust level
 // call tools with a classification, an environment and a writes flag; both
-// go inline with every request, as agent frameworks send them, with the
-// default pack's tool catalog listing the tool (request_entities: trusted
-// lets a request describe it). Against the default pack it gives allow,
-// deny and step_up.
+// go inline with every request, as agent frameworks send them, each tool
+// in the default pack's catalog (request_entities: trusted lets a request
+// say so). Against the default pack it gives allow, deny and step_up.
 func agentToolCalls(seed uint64) [][]byte {
 	teams := []string{"finance", "platform"}
 	trusts := []string{"standard", "standard", "high", "low", "untrusted"}
@@ -232,12 +231,11 @@ func agentToolCalls(seed uint64) [][]byte {
 		team := teams[a%len(teams)]
 		agent := fmt.Sprintf(`{"uid":{"type":"Agent","id":"agent-%d"},"parents":[{"type":"Team","id":%q}],"attrs":{"owner":{"__entity":{"type":"User","id":"owner-%d@example.com"}},"trust":%q}}`,
 			a, team, a%7, trusts[a%len(trusts)])
-		tool := fmt.Sprintf(`{"uid":{"type":"Tool","id":"tool-%d"},"parents":[],"attrs":{"classification":%q,"environment":%q,"writes":%v,"owner_team":{"__entity":{"type":"Team","id":%q}},"shared":%v}}`,
+		tool := fmt.Sprintf(`{"uid":{"type":"Tool","id":"tool-%d"},"parents":[{"type":"ToolCatalog","id":"default"}],"attrs":{"classification":%q,"environment":%q,"writes":%v,"owner_team":{"__entity":{"type":"Team","id":%q}},"shared":%v}}`,
 			t, classes[t%len(classes)], envs[t%len(envs)], t%3 == 0, teams[t%len(teams)], t%5 == 0)
-		catalog := fmt.Sprintf(`{"uid":{"type":"ToolCatalog","id":"default"},"parents":[],"attrs":{"tools":[{"__entity":{"type":"Tool","id":"tool-%d"}}]}}`, t)
 		body := fmt.Sprintf(`{"principal":{"type":"Agent","id":"agent-%d"},"action":{"type":"Action","id":"invoke_tool"},"resource":{"type":"Tool","id":"tool-%d"},
-			"context":{"args":{"query":"select * from t where id = %d","limit":%d}},"entities":[%s,%s,%s],"session_id":"s-%d","trace_id":"%032x"}`,
-			a, t, i, 10+i%90, agent, tool, catalog, a, r.Uint64())
+			"context":{"args":{"query":"select * from t where id = %d","limit":%d}},"entities":[%s,%s],"session_id":"s-%d","trace_id":"%032x"}`,
+			a, t, i, 10+i%90, agent, tool, a, r.Uint64())
 		if _, err := wire.DecodeRequest([]byte(body)); err != nil {
 			panic(err) // the generator's own requests are well formed
 		}
