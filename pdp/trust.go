@@ -208,7 +208,7 @@ func (e *Engine) admit(ctx context.Context, snap *policy.Snapshot, req *wire.Req
 			// trusted one as its parent would join it (resource in G).
 			for j, parent := range in.Parents {
 				if pu := parent.UID(); snap.Knows(pu) || provided[pu] {
-					return wire.BadRequest(fmt.Sprintf("%s.parents[%d]", field, j), fmt.Errorf("%s names %s as its parent, which a trusted source knows; a request cannot add members to it", uid, pu))
+					return wire.BadRequest(fmt.Sprintf("%s.parents[%d]", entityField(i), j), fmt.Errorf("%s names %s as its parent, which a trusted source knows; a request cannot add members to it", uid, pu))
 				}
 			}
 		}
