@@ -119,3 +119,21 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// A plugin that cannot start is named once, by what it was for (issue 17:
+// "entity provider x: plugin x: …").
+func TestServe_PluginThatCannotStartIsNamedOnce(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-such-plugin")
+	d := newDaemonDir(t)
+	appendConfig(t, d, "entity_providers:\n  - {name: inventory, command: "+missing+"}\n")
+	code, _, stderr := runCLI(t, "serve", "--config", d.config)
+	if code != exitFail || strings.Count(stderr, "inventory") != 1 || !strings.Contains(stderr, "agentpdp: entity provider inventory: launch: ") {
+		t.Errorf("a provider that cannot start: exit %d %q", code, stderr)
+	}
+	d = newDaemonDir(t)
+	appendConfig(t, d, "sinks:\n  - {name: custom, type: plugin, command: "+missing+"}\n")
+	code, _, stderr = runCLI(t, "serve", "--config", d.config)
+	if code != exitFail || strings.Count(stderr, "custom") != 1 || !strings.Contains(stderr, "agentpdp: sink custom: launch: ") {
+		t.Errorf("a sink plugin that cannot start: exit %d %q", code, stderr)
+	}
+}

@@ -17,7 +17,14 @@ func TestServe_PolicyFixedAfterFailure(t *testing.T) {
 	d := newDaemonDir(t)
 	d.start()
 	admin := client.New(d.asock())
-	st, err := admin.Status(t.Context())
+	// start waits for the decision socket; the admin socket may follow.
+	var st *client.Status
+	var err error
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if st, err = admin.Status(t.Context()); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
 	must(t, err)
 	serving := st.Policies.PolicyVersion
 	metric := func() string {

@@ -48,7 +48,7 @@ func newShipper(ctx context.Context, db string, sinks []sink.Config, logger *slo
 	for _, c := range sinks {
 		sk, err := sink.NewWith(c, logger, restarts)
 		if err != nil {
-			return nil, close, fmt.Errorf("config: %w", err)
+			return nil, close, err // names the sink
 		}
 		closers = append(closers, sk.Close)
 		s.Targets = append(s.Targets, shipper.Target{Sink: sk, BatchSize: c.BatchSize, BatchMaxBytes: c.BatchMaxBytes, Start: c.Start})

@@ -54,14 +54,14 @@ type process struct {
 
 func newProcess(cfg PluginConfig, kind string, logger *slog.Logger) (*process, error) {
 	if cfg.Command == "" {
-		return nil, fmt.Errorf("plugin %s: command is required", cfg.Name)
+		return nil, errors.New("command is required")
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	p := &process{cfg: cfg, kind: kind, logger: logger.With("plugin", cfg.Name), backoff: 250 * time.Millisecond}
 	if _, err := p.get(); err != nil {
-		return nil, fmt.Errorf("plugin %s: %w", cfg.Name, err)
+		return nil, err
 	}
 	return p, nil
 }
@@ -173,7 +173,7 @@ type PluginSink struct{ p *process }
 func NewPluginSink(cfg PluginConfig, logger *slog.Logger) (*PluginSink, error) {
 	p, err := newProcess(cfg, plugins.KindSink, logger)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("sink %s: %w", cfg.Name, err)
 	}
 	return &PluginSink{p: p}, nil
 }
@@ -217,7 +217,8 @@ type cached struct {
 	at   time.Time
 }
 
-// NewPluginProvider launches the plugin. ttl 0 caches nothing.
+// NewPluginProvider launches the plugin. ttl 0 caches nothing. Its errors
+// do not name the provider: the caller does ("entity provider NAME: ").
 func NewPluginProvider(cfg PluginConfig, ttl time.Duration, logger *slog.Logger) (*PluginProvider, error) {
 	p, err := newProcess(cfg, plugins.KindEntityProvider, logger)
 	if err != nil {
