@@ -174,9 +174,13 @@ func TestReplay_UnreplayableExitsOne(t *testing.T) {
 	d := newDaemonDir(t)
 	appendConfig(t, d, "checkpoints: {every_rows: 20}\n")
 	d.start()
-	finish := startLoad(t, d.sock(), 4)
-	time.Sleep(300 * time.Millisecond)
-	finish()
+	// Enough decisions for three checkpoints, however slow the machine:
+	// prune needs a signed checkpoint among the rows it may delete.
+	for n := 0; n < 60; {
+		finish := startLoad(t, d.sock(), 4)
+		time.Sleep(300 * time.Millisecond)
+		n += len(finish())
+	}
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	<-d.done
 	key := filepath.Join(d.dir, "var", "signing.key")
