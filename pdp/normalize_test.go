@@ -54,7 +54,7 @@ permit (principal, action, resource) when { context.precise == "1.23456" };`}, p
 	if got := reasonIDs(d.Reasons); strings.Join(got, ",") != "big,cheap,precise" {
 		t.Errorf("reasons: got %v", got)
 	}
-	want := `{"big":"123456789012345678901234567890","exp":{"__extn":{"fn":"decimal","arg":"100.0"}},` +
+	want := `{"big":"123456789012345678901234567890","exp":100,` +
 		`"list":[1,{"__extn":{"fn":"decimal","arg":"2.5"}}],"n":7,"nested":{"a":true},` +
 		`"precise":"1.23456","price":{"__extn":{"fn":"decimal","arg":"1.25"}}}`
 	if got := string(rec.Request.Context); got != want {
@@ -151,5 +151,26 @@ func TestNormalize_SmallestDecimalDecides(t *testing.T) {
 	}
 	if d.Decision != wire.Allow || len(d.Errors) > 0 {
 		t.Errorf("got %s %+v, want allow without errors", d.Decision, d.Errors)
+	}
+}
+
+// An agent that writes the port as 22.0 or 2.2e1 asks for port 22: the
+// tool reads the same number. As a decimal it slipped past the forbid.
+func TestNormalize_IntegralNumberIsTheLongAForbidNames(t *testing.T) {
+	log := openLog(t)
+	e := newEngine(t, map[string]string{"p.cedar": `
+@id("all")
+permit (principal, action, resource);
+@id("no-ssh")
+forbid (principal, action, resource) when { context.port == 22 || [22, 2222].contains(context.alt) };`},
+		pdp.Options{Recorder: log, Key: pdptest.TestKey, Prompt: pdp.PromptDrop})
+	for _, ctx := range []string{`{"port":22,"alt":1}`, `{"port":22.0,"alt":1}`, `{"port":2.2e1,"alt":1}`, `{"port":1,"alt":2222.00}`, `{"port":1,"alt":22e0}`} {
+		d, rec := decideLogged(t, e, log, `{`+okRefs+`,"context":`+ctx+`}`)
+		if d.Decision != wire.Deny {
+			t.Errorf("%s: got %s %v, want deny by no-ssh", ctx, d.Decision, reasonIDs(d.Reasons))
+		}
+		if got := string(rec.Request.Context); strings.Contains(got, "__extn") {
+			t.Errorf("%s: logged %s, want Longs", ctx, got)
+		}
 	}
 }

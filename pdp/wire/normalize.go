@@ -21,11 +21,12 @@ import (
 // normalises them, and logs the normalised form, so that a replay of the
 // logged request sees exactly what the policies saw:
 //
-//   - a number written with a fraction or exponent becomes a Cedar decimal
-//     when it has at most four fractional digits and is in decimal's range
-//     (-922337203685477.5808 to 922337203685477.5807), else the string of
-//     its JSON text;
-//   - an integer outside Cedar's 64-bit Long becomes the string of its text;
+//   - one JSON value is one Cedar value: a number whose value is an
+//     integer in Cedar's 64-bit Long range is a Long however it is written
+//     (22, 22.0, 2.2e1; -0 is 0), logged as its shortest text;
+//   - another number becomes a Cedar decimal when it has at most four
+//     fractional digits and is in decimal's range (-922337203685477.5808
+//     to 922337203685477.5807), else the string of its JSON text;
 //   - null drops the key from an object, or the element from an array;
 //   - {"__entity":…} and {"__extn":…} alone in an object keep their Cedar
 //     JSON meaning.
@@ -461,30 +462,129 @@ func appendQuoteHTML(out []byte, s string) []byte {
 
 var decimalScale = big.NewInt(10000)
 
-// normalizeNumber converts the text of a JSON number: a Long if it is an
-// integer that fits, a decimal if it is exactly one, else the string of
-// its text.
+// normalizeNumber converts the text of a JSON number. One JSON value is
+// one Cedar value, however it is written: an integer value in Long's range
+// (22, 22.0, 2.2e1, -0) is a Long, written as its shortest text; else a
+// value with at most four fractional digits in decimal's range is a
+// decimal; else the string of its text.
 func normalizeNumber(s string, out []byte) (types.Value, []byte) {
 	if !strings.ContainsAny(s, ".eE") {
 		if i, err := strconv.ParseInt(s, 10, 64); err == nil {
-			return types.Long(i), append(out, s...)
+			return types.Long(i), strconv.AppendInt(out, i, 10)
 		}
 		out, _ = jsontext.AppendQuote(out, s)
 		return types.String(s), out
 	}
-	if d, ok := toDecimal(s); ok {
-		b, _ := d.MarshalJSON() // cannot fail: a decimal always marshals
-		return d, append(out, b...)
+	if len(s) <= 64 {
+		var p numberParts
+		p.read(s)
+		if i, ok := p.long(); ok {
+			return types.Long(i), strconv.AppendInt(out, i, 10)
+		}
+		if d, ok := p.toDecimal(s); ok {
+			b, _ := d.MarshalJSON() // cannot fail: a decimal always marshals
+			return d, append(out, b...)
+		}
 	}
 	out, _ = jsontext.AppendQuote(out, s)
 	return types.String(s), out
 }
 
-// toDecimal converts the text of a JSON number to a Cedar decimal when it is
-// exactly representable: at most four fractional digits, within the range
-// of an int64 count of ten-thousandths (both ends included).
-func toDecimal(s string) (types.Decimal, bool) {
-	if len(s) > 64 || !decimalMagnitude(s) {
+// numberParts is the text of a JSON number (of at most 64 bytes) read as
+// sign × digits × 10^exp: digits without leading or trailing zeros (none
+// for zero), exp what places them. huge says the exponent is beyond 1,000
+// either way, where no Long or decimal is.
+type numberParts struct {
+	neg    bool
+	buf    [64]byte
+	digits []byte
+	exp    int
+	huge   bool
+}
+
+func (p *numberParts) read(s string) {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		p.neg = true
+		i++
+	}
+	p.digits = p.buf[:0]
+	frac := 0 // digits after the point
+	for point := false; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= '0' && c <= '9':
+			if point {
+				frac++
+			}
+			if c != '0' || len(p.digits) > 0 {
+				p.digits = append(p.digits, c)
+			}
+			continue
+		case c == '.' && !point:
+			point = true
+			continue
+		}
+		break
+	}
+	tz := 0
+	for len(p.digits) > 0 && p.digits[len(p.digits)-1] == '0' {
+		p.digits, tz = p.digits[:len(p.digits)-1], tz+1
+	}
+	exp := 0
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		neg := false
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			neg = s[i] == '-'
+			i++
+		}
+		for ; i < len(s); i++ {
+			if exp = exp*10 + int(s[i]-'0'); exp > 1000 {
+				p.huge = true
+				return
+			}
+		}
+		if neg {
+			exp = -exp
+		}
+	}
+	p.exp = exp - frac + tz
+}
+
+// long is the value as a Long, if it is an integer in Long's range.
+func (p *numberParts) long() (int64, bool) {
+	if len(p.digits) == 0 {
+		return 0, true // zero, whatever its sign and exponent
+	}
+	if p.huge || p.exp < 0 || len(p.digits)+p.exp > 19 {
+		return 0, false
+	}
+	var b [21]byte
+	t := b[:0]
+	if p.neg {
+		t = append(t, '-')
+	}
+	t = append(t, p.digits...)
+	for range p.exp {
+		t = append(t, '0')
+	}
+	i, err := strconv.ParseInt(string(t), 10, 64)
+	return i, err == nil
+}
+
+// toDecimal converts s, the text p was read from, to a Cedar decimal when
+// it is exactly representable: at most four fractional digits, within the
+// range of an int64 count of ten-thousandths (both ends included). The
+// exact test (big.Rat) runs only when the digits and exponent allow it:
+// its cost grows with the exponent, and 1e-999999 built 10^999999 (about
+// 100 ms and 4 MB) to find it is not a decimal.
+func (p *numberParts) toDecimal(s string) (types.Decimal, bool) {
+	if len(p.digits) == 0 {
+		d, err := types.NewDecimal(0, -4)
+		return d, err == nil
+	}
+	if p.huge || p.exp < -4 || len(p.digits)+p.exp > 16 {
 		return types.Decimal{}, false
 	}
 	r, ok := new(big.Rat).SetString(s)
@@ -500,64 +600,4 @@ func toDecimal(s string) (types.Decimal, bool) {
 		return types.Decimal{}, false
 	}
 	return d, true
-}
-
-// decimalMagnitude reports whether s, the text of a JSON number, may be a
-// decimal judged by its digits and exponent alone: zero, or a value whose
-// last significant digit is at most four places after the point and that
-// has at most 16 digits before it. Only then is the exact test (big.Rat)
-// run: its cost grows with the exponent, and 1e-999999 built 10^999999
-// (about 100 ms and 4 MB) to find it is not a decimal.
-func decimalMagnitude(s string) bool {
-	i := 0
-	if i < len(s) && s[i] == '-' {
-		i++
-	}
-	var digits []byte // the significant digits, leading zeros dropped
-	var buf [64]byte
-	digits = buf[:0]
-	frac := 0 // digits after the point
-	for point := false; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= '0' && c <= '9':
-			if point {
-				frac++
-			}
-			if c != '0' || len(digits) > 0 {
-				digits = append(digits, c)
-			}
-			continue
-		case c == '.' && !point:
-			point = true
-			continue
-		}
-		break
-	}
-	tz := 0
-	for len(digits) > 0 && digits[len(digits)-1] == '0' {
-		digits, tz = digits[:len(digits)-1], tz+1
-	}
-	if len(digits) == 0 {
-		return true // zero, whatever its exponent
-	}
-	exp := 0
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
-		i++
-		neg := false
-		if i < len(s) && (s[i] == '+' || s[i] == '-') {
-			neg = s[i] == '-'
-			i++
-		}
-		for ; i < len(s); i++ {
-			if exp = exp*10 + int(s[i]-'0'); exp > 1000 {
-				return false // beyond any decimal, either way: s has at most 64 digits
-			}
-		}
-		if neg {
-			exp = -exp
-		}
-	}
-	e := exp - frac + tz // the value is digits × 10^e
-	return e >= -4 && len(digits)+e <= 16
 }

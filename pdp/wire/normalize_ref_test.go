@@ -283,10 +283,15 @@ var refDecimalScale = big.NewInt(10000)
 func refNormalizeNumber(s string, out []byte) (types.Value, []byte) {
 	if !strings.ContainsAny(s, ".eE") {
 		if i, err := strconv.ParseInt(s, 10, 64); err == nil {
-			return types.Long(i), append(out, s...)
+			return types.Long(i), strconv.AppendInt(out, i, 10)
 		}
 		out, _ = jsontext.AppendQuote(out, s)
 		return types.String(s), out
+	}
+	// One JSON value, one Cedar value: an integer value in Long's range is
+	// a Long however it is written.
+	if r, ok := new(big.Rat).SetString(s); len(s) <= 64 && ok && r.IsInt() && r.Num().IsInt64() {
+		return types.Long(r.Num().Int64()), strconv.AppendInt(out, r.Num().Int64(), 10)
 	}
 	if d, ok := refToDecimal(s); ok {
 		b, _ := d.MarshalJSON() // cannot fail: a decimal always marshals

@@ -192,17 +192,23 @@ func TestNormalize_HugeExponentsAreCheap(t *testing.T) {
 		{"1e999999", types.String("1e999999")},
 		{"-9.5E+999999", types.String("-9.5E+999999")},
 		{"1e-99999999999999999999", types.String("1e-99999999999999999999")},
-		{"0e999999", mustDecimal(t, "0.0")},
-		{"-0.000e-999999", mustDecimal(t, "0.0")},
-		{"100000000000000000000e-20", mustDecimal(t, "1.0")},
-		{"0.00000000000000000000000000000000000000000000000001e50", mustDecimal(t, "1.0")},
+		{"0e999999", types.Long(0)},
+		{"-0.000e-999999", types.Long(0)},
+		{"100000000000000000000e-20", types.Long(1)},
+		{"0.00000000000000000000000000000000000000000000000001e50", types.Long(1)},
+		{"15000000000000000000e-19", mustDecimal(t, "1.5")},
 		{"12345e-4", mustDecimal(t, "1.2345")},
 		{"12345e-5", types.String("12345e-5")},
-		{"9.223372036854775807e14", mustDecimal(t, "922337203685477.5807")},
-		{"9.223372036854775808e14", types.String("9.223372036854775808e14")},
-		{"-9.223372036854775808e14", mustDecimal(t, "-922337203685477.5808")},
-		{"1e15", types.String("1e15")},
-		{"1e14", mustDecimal(t, "100000000000000.0")},
+		{"1.5e-3", mustDecimal(t, "0.0015")},
+		{"1.5e-4", types.String("1.5e-4")},
+		{"9.2233720368547758075e14", types.String("9.2233720368547758075e14")},
+		{"92233720368547758070e-5", mustDecimal(t, "922337203685477.5807")},
+		{"-9.2233720368547758085e14", types.String("-9.2233720368547758085e14")},
+		{"-9.2233720368547758081e14", types.String("-9.2233720368547758081e14")},
+		{"-922337203685477.5808e0", mustDecimal(t, "-922337203685477.5808")},
+		{"1.5e14", types.Long(150000000000000)},
+		{"1.00005e15", types.Long(1000050000000000)},
+		{"1.0000000000000005e14", mustDecimal(t, "100000000000000.05")},
 	} {
 		raw := json.RawMessage(`{"n":` + tt.num + `}`)
 		var before, after runtime.MemStats
@@ -218,6 +224,49 @@ func TestNormalize_HugeExponentsAreCheap(t *testing.T) {
 		}
 		if n := after.TotalAlloc - before.TotalAlloc; n > 64<<10 {
 			t.Errorf("%s: normalising allocated %d bytes, want under 64 KiB", tt.num, n)
+		}
+	}
+}
+
+// One JSON value is one Cedar value: 22, 22.0, 2.2e1 and 220e-1 are the
+// same number (RFC 8259; JavaScript and every MCP server read them so), so
+// they are the same Long, logged as 22. As a decimal, "port":22.0 slipped
+// past `forbid … when { context.port == 22 }` (decimal("22.0") == 22 is
+// false) while the tool it authorised opened port 22. -0 is 0.
+func TestNormalize_IntegralNumbersAreLongs(t *testing.T) {
+	for _, tt := range []struct {
+		num  string
+		want types.Value
+		text string
+	}{
+		{"22", types.Long(22), "22"},
+		{"22.0", types.Long(22), "22"},
+		{"22.0000", types.Long(22), "22"},
+		{"2.2e1", types.Long(22), "22"},
+		{"2.2E+1", types.Long(22), "22"},
+		{"220e-1", types.Long(22), "22"},
+		{"-22.00", types.Long(-22), "-22"},
+		{"-0", types.Long(0), "0"},
+		{"-0.0", types.Long(0), "0"},
+		{"0e999999", types.Long(0), "0"},
+		{"1e18", types.Long(1000000000000000000), "1000000000000000000"},
+		{"9223372036854775807.0", types.Long(9223372036854775807), "9223372036854775807"},
+		{"-9.223372036854775808e18", types.Long(-9223372036854775808), "-9223372036854775808"},
+		{"9223372036854775808.0", types.String("9223372036854775808.0"), `"9223372036854775808.0"`},
+		{"1e19", types.String("1e19"), `"1e19"`},
+		{"22.5", mustDecimal(t, "22.5"), `{"__extn":{"fn":"decimal","arg":"22.5"}}`},
+		{"2.25e1", mustDecimal(t, "22.5"), `{"__extn":{"fn":"decimal","arg":"22.5"}}`},
+	} {
+		rec, out, err := wire.NormalizeRecord(json.RawMessage(`{"n":`+tt.num+`}`), "/context", noToken)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.num, err)
+		}
+		got, _ := rec.Get("n")
+		if !got.Equal(tt.want) {
+			t.Errorf("%s: got %T %v, want %T %v", tt.num, got, got, tt.want, tt.want)
+		}
+		if want := `{"n":` + tt.text + `}`; string(out) != want {
+			t.Errorf("%s: logged %s, want %s", tt.num, out, want)
 		}
 	}
 }
