@@ -4,6 +4,8 @@ import (
 	"context"
 	"math"
 	"net/http"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +22,7 @@ import (
 type Metrics struct {
 	registry      *prometheus.Registry
 	decisions     *prometheus.CounterVec
+	byVerdict     [3]atomic.Pointer[prometheus.Counter] // decisions' child for wire.Verdicts[i], made at its first decision
 	rejected      *prometheus.CounterVec
 	latency       prometheus.Histogram
 	commitLatency prometheus.Histogram
@@ -135,9 +138,26 @@ func (m *Metrics) decided(ds []*wire.Decision, start time.Time) {
 	}
 	took := time.Since(start).Seconds()
 	for _, d := range ds {
-		m.decisions.WithLabelValues(string(d.Decision)).Inc()
+		m.decisionCounter(d.Decision).Inc()
 		m.latency.Observe(took)
 	}
+}
+
+// decisionCounter is agentpdp_decisions_total{decision=v}. The children are
+// kept rather than looked up by label on every decision, and made at a
+// verdict's first decision, as WithLabelValues makes them (a verdict never
+// given is not exposed).
+func (m *Metrics) decisionCounter(v wire.Verdict) prometheus.Counter {
+	i := slices.Index(wire.Verdicts, v)
+	if i < 0 || i >= len(m.byVerdict) {
+		return m.decisions.WithLabelValues(string(v))
+	}
+	if c := m.byVerdict[i].Load(); c != nil {
+		return *c
+	}
+	c := m.decisions.WithLabelValues(string(v))
+	m.byVerdict[i].Store(&c)
+	return c
 }
 
 func (m *Metrics) reject(status int) {

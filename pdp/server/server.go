@@ -477,13 +477,21 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	writeBody(w, status, b)
 }
 
-// writeBody answers with JSON already encoded, and a newline.
+// jsonContentType is every answer's Content-Type, one slice for all:
+// net/http only reads it.
+var jsonContentType = []string{"application/json"}
+
+var newline = []byte{'\n'}
+
+// writeBody answers with JSON already encoded, and a newline (written
+// apart: the response is buffered, and b need not be copied to add it).
 func writeBody(w http.ResponseWriter, status int, b []byte) {
 	h := w.Header()
-	h["Content-Type"] = []string{"application/json"}
+	h["Content-Type"] = jsonContentType
 	h["Content-Length"] = []string{strconv.Itoa(len(b) + 1)}
 	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	w.Write(b)
+	w.Write(newline)
 }
 
 // bearer puts the Authorization header's bearer token (RFC 6750) into req,

@@ -80,7 +80,7 @@ func scanTooLarge(r io.Reader, max int64) (*wire.Request, error) {
 // and unreadable even so gets a 400.
 func (s *Server) readRequestBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	limit := s.opts.MaxBodyBytes
-	head, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	head, err := readHead(r.Body, limit+1, r.ContentLength)
 	if err != nil {
 		s.fail(w, r, wire.BadRequest("", fmt.Errorf("read body: %w", err)))
 		return nil, false
@@ -112,6 +112,30 @@ func (s *Server) readRequestBody(w http.ResponseWriter, r *http.Request) ([]byte
 	}
 	writeBody(w, http.StatusOK, b)
 	return nil, false
+}
+
+// readHead is io.ReadAll(io.LimitReader(r, n)) in one allocation when size
+// (the Content-Length, or -1 when unknown) is known and less than n: the
+// buffer has room for the body and for the read that finds its end.
+func readHead(r io.Reader, n, size int64) ([]byte, error) {
+	if size < 0 || size >= n {
+		return io.ReadAll(io.LimitReader(r, n))
+	}
+	lr := io.LimitedReader{R: r, N: n}
+	b := make([]byte, 0, size+1)
+	for {
+		m, err := lr.Read(b[len(b):cap(b)])
+		b = b[:len(b)+m]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) { // longer than it said: grow as ReadAll does
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 type countingReader struct {
