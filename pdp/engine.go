@@ -101,7 +101,7 @@ type Engine struct {
 	shadow    atomic.Pointer[policy.Snapshot]
 	masker    *mask.Masker
 	approvals *approvalRegistry
-	macs      sync.Pool // of HMAC-SHA256 under opts.Key: hmac.New costs more than the MAC of a context
+	macs      sync.Pool // of *macState, HMAC-SHA256 under opts.Key: hmac.New costs more than the MAC of a context
 
 	sharedTracker *identity.SharedTracker // nil when shared identities are not flagged
 	shared        sharedCount
@@ -351,16 +351,37 @@ type prepared struct {
 
 	trust trust // what the trust boundary established (trust.go)
 
-	principal string // cedar.Principal as a string, once: see principalString
+	// cedar.Principal and cedar.Resource as strings, made once: see
+	// principalString.
+	principal, resource string
 }
 
 // principalString is p.cedar.Principal.String(), made once per request: the
-// row's key and the shared-identity tracker both need it.
+// row's key, its evidence and the shared-identity tracker all need it.
 func (p *prepared) principalString() string {
 	if p.principal == "" {
 		p.principal = uidString(p.cedar.Principal)
 	}
 	return p.principal
+}
+
+// resourceString is p.cedar.Resource.String(), made once per request.
+func (p *prepared) resourceString() string {
+	if p.resource == "" {
+		p.resource = uidString(p.cedar.Resource)
+	}
+	return p.resource
+}
+
+// uidString is uid.String(), the principal's and the resource's made once.
+func (p *prepared) uidString(uid types.EntityUID) string {
+	switch uid {
+	case p.cedar.Principal:
+		return p.principalString()
+	case p.cedar.Resource:
+		return p.resourceString()
+	}
+	return uidString(uid)
 }
 
 // layered looks entities up in the request first, then in the snapshot, so
@@ -478,21 +499,27 @@ func (e *Engine) hmac(b []byte) string {
 		sum := sha256.Sum256(b)
 		return "sha256:" + hex.EncodeToString(sum[:])
 	}
-	mac, _ := e.macs.Get().(hash.Hash)
-	if mac == nil {
-		mac = hmac.New(sha256.New, e.opts.Key)
+	m, _ := e.macs.Get().(*macState)
+	if m == nil {
+		m = &macState{h: hmac.New(sha256.New, e.opts.Key)}
 	}
-	mac.Reset()
-	mac.Write(b)
-	var sum [sha256.Size]byte
-	mac.Sum(sum[:0])
-	e.macs.Put(mac)
-	// One allocation, the string: the prefix and the hex built in place.
+	m.h.Reset()
+	m.h.Write(b)
+	// One allocation, the string: the sum (in the pooled state, as it
+	// would escape through hash.Hash), the prefix and the hex in place.
 	const prefix = "hmac-sha256:"
 	var out [len(prefix) + 2*sha256.Size]byte
 	copy(out[:], prefix)
-	hex.Encode(out[len(prefix):], sum[:])
+	hex.Encode(out[len(prefix):], m.h.Sum(m.sum[:0]))
+	e.macs.Put(m)
 	return string(out[:])
+}
+
+// macState is an HMAC-SHA256 under the engine's key and room for its sum,
+// pooled in Engine.macs.
+type macState struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
 }
 
 // guardExpired is the credential check that runs before anything else.
@@ -785,7 +812,7 @@ func (e *Engine) decideBatch(ctx context.Context, reqs []*wire.Request, peer *wi
 			Decision:       d.Decision,
 			Principal:      keys.Principal,
 			Action:         uidString(p.cedar.Action),
-			Resource:       uidString(p.cedar.Resource),
+			Resource:       p.resourceString(),
 			Classification: classification(p, snap),
 			Reasons:        d.Reasons,
 			Errors:         d.Errors,
@@ -799,7 +826,7 @@ func (e *Engine) decideBatch(ctx context.Context, reqs []*wire.Request, peer *wi
 			LogOnly:        ev.logOnly,
 			Shadow:         shadowResult,
 			Peer:           peer,
-			Evidence:       p.trust.record(p.provided),
+			Evidence:       p.evidence(),
 			SharedIdentity: p.trust.shared,
 			EvalNanos:      elapsed.Nanoseconds(),
 		})

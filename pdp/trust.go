@@ -114,20 +114,22 @@ type trust struct {
 	shared   bool
 }
 
-// record is the evidence for the decision's row, nil when admit did not
-// run. provided are the entity providers' entities.
-func (t *trust) record(provided []wire.Entity) *wire.Evidence {
+// evidence is the evidence for the decision's row, nil when admit did not
+// run: what admit established, and the source of each entity the request
+// and the entity providers sent.
+func (p *prepared) evidence() *wire.Evidence {
+	t := &p.trust
 	if !t.admitted {
 		return nil
 	}
 	ev := &t.evidence
-	if n := len(t.inline) + len(provided); n > 0 && ev.Entities == nil {
+	if n := len(t.inline) + len(p.provided); n > 0 && ev.Entities == nil {
 		ev.Entities = make(map[string]string, n)
 		for _, in := range t.inline {
-			ev.Entities[uidString(in.UID.UID())] = string(identity.SourceClaimed)
+			ev.Entities[p.uidString(in.UID.UID())] = string(identity.SourceClaimed)
 		}
-		for _, pe := range provided {
-			ev.Entities[uidString(pe.UID.UID())] = string(identity.SourceTrusted)
+		for _, pe := range p.provided {
+			ev.Entities[p.uidString(pe.UID.UID())] = string(identity.SourceTrusted)
 		}
 	}
 	return ev
