@@ -1,5 +1,7 @@
 package decisionlog
 
+import "context"
+
 // KeyHash is keyHash, for the tests outside the package.
 var KeyHash = keyHash
 
@@ -14,3 +16,16 @@ var SQLiteMemoryUsed = sqliteMemoryUsed
 func SQLiteConfigResults() (memstatus, lookaside int) {
 	return sqliteConfig.memstatus, sqliteConfig.lookaside
 }
+
+// OpenAtSchema is Open with only the first n migrations applied: a log as
+// an older agentpdp left it.
+func OpenAtSchema(ctx context.Context, path string, opts Options, n int) (*Log, error) {
+	opts.schema = n
+	return Open(ctx, path, opts)
+}
+
+// Migrations is how many migrations the package has.
+func Migrations() int { return len(migrations) }
+
+// Migrate is migrate, for the tests outside the package.
+var Migrate = migrate

@@ -42,14 +42,14 @@ const indexSchemaVersion = 2
 // writes the entry so that the indexer need not parse them back out of the
 // body. Each must be what the body holds at its field's path (the
 // wire.Field named in indexedFields: Principal at wire.FieldPrincipal, …),
-// the path the log's generated column reads. An entry without Keys has its
+// the path the log reads it at. An entry without Keys has its
 // row read back instead.
 type Keys struct {
 	Principal, SessionID, TaskID, TraceID, OnBehalfOf, CredentialID, ToolCallID string
 }
 
 // indexedFields are the keys in the index: the id hashed with the value,
-// the record field (and the log's generated column) that holds it, and
+// the record field that holds it, and
 // where Keys has it. The ids are stored in the index: never reuse one.
 var indexedFields = []struct {
 	id    byte
@@ -452,7 +452,7 @@ type indexKey struct {
 func (x *indexer) read(ctx context.Context) (int, error) {
 	cols := "seq, hash"
 	for _, f := range indexedFields {
-		cols += ", " + f.field.Name
+		cols += ", " + fieldSQL(f.field)
 	}
 	rows, err := x.log.QueryContext(ctx, `SELECT `+cols+` FROM log WHERE seq > ? ORDER BY seq LIMIT ?`, x.last, x.batch)
 	if err != nil {

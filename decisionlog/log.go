@@ -72,6 +72,10 @@ type Options struct {
 	// Logger receives what the log reports of itself (a failed
 	// checkpoint, an index rebuild, restored triggers); default: discarded.
 	Logger *slog.Logger
+
+	// schema, if not 0, is how many migrations Open applies: the tests
+	// make an old log with it (OpenAtSchema).
+	schema int
 }
 
 // ErrClosed is returned by Append after Close.
@@ -314,7 +318,7 @@ func (l *Log) init(ctx context.Context) error {
 	if !strings.EqualFold(mode, "wal") {
 		return fmt.Errorf("journal mode is %q, want wal (is the file on a filesystem without shared memory?)", mode)
 	}
-	if err := migrate(ctx, l.db); err != nil {
+	if err := migrate(ctx, l.db, l.opts.schema); err != nil {
 		return err
 	}
 	origin := l.opts.Origin

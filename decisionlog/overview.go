@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // Bucket counts the decisions logged in [Start, Start+width), by answer
@@ -29,8 +31,9 @@ func (r *Reader) Timeline(ctx context.Context, since, until time.Time, width tim
 	for i := range out {
 		out[i] = Bucket{Start: time.Unix(0, (first+int64(i))*w).UTC(), Counts: map[string]int64{}}
 	}
-	rows, err := r.db.QueryContext(ctx, `SELECT time / ? AS b, decision, count(*) FROM log
-		WHERE kind = 'decision' AND time >= ? AND time < ? GROUP BY b, decision`, w, since.UnixNano(), until.UnixNano())
+	decision := fieldSQL(wire.FieldDecision)
+	rows, err := r.db.QueryContext(ctx, `SELECT time / ? AS b, `+decision+`, count(*) FROM log
+		WHERE kind = 'decision' AND time >= ? AND time < ? GROUP BY b, `+decision, w, since.UnixNano(), until.UnixNano())
 	if err != nil {
 		return nil, fmt.Errorf("timeline: %w", err)
 	}
@@ -51,20 +54,25 @@ func (r *Reader) Timeline(ctx context.Context, since, until time.Time, width tim
 	return out, nil
 }
 
-// TopColumns are the columns [Reader.Top] groups by.
-var topColumns = map[string]bool{"principal": true, "action": true, "resource": true}
+// topColumns are the record fields [Reader.Top] groups by, by name.
+var topColumns = map[string]wire.Field{
+	wire.FieldPrincipal.Name: wire.FieldPrincipal,
+	wire.FieldAction.Name:    wire.FieldAction,
+	wire.FieldResource.Name:  wire.FieldResource,
+}
 
 // Top returns the values of column (principal, action or resource, in Cedar
 // form) that occur most in decisions answered decision (any answer if
 // empty) since the given time, most first, at most limit of them.
 func (r *Reader) Top(ctx context.Context, column, decision string, since time.Time, limit int) ([]Count, error) {
-	if !topColumns[column] {
+	field, ok := topColumns[column]
+	if !ok {
 		return nil, fmt.Errorf("top: column %q: want principal, action or resource", column)
 	}
-	q := `SELECT ` + column + ` AS k, count(*) AS n FROM log WHERE kind = 'decision' AND time >= ?`
+	q := `SELECT ` + fieldSQL(field) + ` AS k, count(*) AS n FROM log WHERE kind = 'decision' AND time >= ?`
 	args := []any{since.UnixNano()}
 	if decision != "" {
-		q += ` AND decision = ?`
+		q += ` AND ` + fieldSQL(wire.FieldDecision) + ` = ?`
 		args = append(args, decision)
 	}
 	rows, err := r.db.QueryContext(ctx, q+` GROUP BY k ORDER BY n DESC, k LIMIT ?`, append(args, limit)...)

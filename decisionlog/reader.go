@@ -113,8 +113,9 @@ type Filter struct {
 
 // where builds the condition for f. With the provenance index attached, a
 // key it holds narrows the rows to the seqs it lists plus those it has not
-// reached yet; the row's own column is compared either way, so an index
-// that lags or is stale can cost time but never change the answer.
+// reached yet; the row's own value (its generated column, or its body at
+// the field's path: fieldSQL) is compared either way, so an index that
+// lags or is stale can cost time but never change the answer.
 func (f Filter) where(indexed bool) (string, []any) {
 	var conds []string
 	var args []any
@@ -126,11 +127,6 @@ func (f Filter) where(indexed bool) (string, []any) {
 		}
 	}
 	for _, c := range f.Fields() {
-		if !isColumn(c.Field) {
-			conds = append(conds, extract(c.Field)+" = ?")
-			args = append(args, c.Value)
-			continue
-		}
 		if v, ok := c.Value.(string); ok && indexed {
 			if k, ok := indexKeyFor(c.Field, v); ok {
 				// UNION rather than OR: SQLite then looks each seq up in the
@@ -139,7 +135,7 @@ func (f Filter) where(indexed bool) (string, []any) {
 				args = append(args, k)
 			}
 		}
-		conds = append(conds, c.Field.Name+" = ?")
+		conds = append(conds, fieldSQL(c.Field)+" = ?")
 		args = append(args, c.Value)
 	}
 	if f.ShadowDiff {
@@ -257,7 +253,7 @@ func (r *Reader) Decision(ctx context.Context, id string) (*Entry, error) {
 // PolicyLoad returns the newest policy-load entry for a policy version.
 func (r *Reader) PolicyLoad(ctx context.Context, version string) (*Entry, error) {
 	row := r.db.QueryRowContext(ctx, `SELECT seq, kind, time, body, hash FROM log
-		WHERE kind = 'policy_load' AND policy_version = ? ORDER BY seq DESC LIMIT 1`, version)
+		WHERE kind = 'policy_load' AND `+fieldSQL(wire.FieldPolicyVersion)+` = ? ORDER BY seq DESC LIMIT 1`, version)
 	e, err := scanEntry(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("policy version %s: %w", version, ErrNotFound)
@@ -400,7 +396,7 @@ func (r *Reader) Summarize(ctx context.Context, since, until time.Time) (*Summar
 		}
 		return out, rows.Err()
 	}
-	byDecision, err := group(wire.FieldDecision.Name, string(KindDecision), 10, "k")
+	byDecision, err := group(fieldSQL(wire.FieldDecision), string(KindDecision), 10, "k")
 	if err != nil {
 		return nil, err
 	}
@@ -408,10 +404,10 @@ func (r *Reader) Summarize(ctx context.Context, since, until time.Time) (*Summar
 		s.ByDecision[c.Key] = c.Count
 		s.Decisions += c.Count
 	}
-	if s.ByPrincipal, err = group(wire.FieldPrincipal.Name, string(KindDecision), 20, "count(*) DESC, k"); err != nil {
+	if s.ByPrincipal, err = group(fieldSQL(wire.FieldPrincipal), string(KindDecision), 20, "count(*) DESC, k"); err != nil {
 		return nil, err
 	}
-	if s.ByAction, err = group(wire.FieldAction.Name, string(KindDecision), 20, "count(*) DESC, k"); err != nil {
+	if s.ByAction, err = group(fieldSQL(wire.FieldAction), string(KindDecision), 20, "count(*) DESC, k"); err != nil {
 		return nil, err
 	}
 	if s.PerHour, err = group("strftime('%Y-%m-%dT%H:00:00Z', time / 1000000000, 'unixepoch')", string(KindDecision), 24*366, "k"); err != nil {

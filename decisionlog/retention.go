@@ -316,10 +316,11 @@ func (l *Log) Prune(ctx context.Context, upTo int64, rule string) (PruneResult, 
 // anchor on refers to (the newest load of each version it names), with the
 // hashes their proof needs.
 func (r *Reader) keptLoads(ctx context.Context, anchor int64) ([]KeptRow, error) {
+	version := fieldSQL(wire.FieldPolicyVersion)
 	rows, err := r.db.QueryContext(ctx, `SELECT max(seq) FROM log
-		WHERE kind = 'policy_load' AND seq < ?1 AND policy_version IN (
-			SELECT DISTINCT policy_version FROM log WHERE kind = 'decision' AND seq >= ?1 AND policy_version IS NOT NULL)
-		GROUP BY policy_version ORDER BY 1`, anchor)
+		WHERE kind = 'policy_load' AND seq < ?1 AND `+version+` IN (
+			SELECT DISTINCT `+version+` FROM log WHERE kind = 'decision' AND seq >= ?1 AND `+version+` IS NOT NULL)
+		GROUP BY `+version+` ORDER BY 1`, anchor)
 	if err != nil {
 		return nil, fmt.Errorf("policy loads to keep: %w", err)
 	}

@@ -11,9 +11,10 @@ import (
 // append a new one.
 //
 // The generated columns read the record's fields at the paths
-// wire.RecordColumns declares; paths_test.go checks that the migrated
-// table has exactly those columns, so a field added there needs a
-// migration appended here.
+// wire.RecordColumns declares. Migrations 1-3 made one for each of
+// wire.RecordColumns; migration 8 dropped those no index reads, leaving
+// wire.IndexedColumns. paths_test.go checks both, so a field added to
+// wire.IndexedColumns needs a migration appended here.
 var migrations = []string{
 	// 1: the log, its indexes, and append-only triggers.
 	`CREATE TABLE log (
@@ -97,19 +98,45 @@ var migrations = []string{
 	`ALTER TABLE ship_cursors ADD COLUMN start TEXT NOT NULL DEFAULT 'oldest'; -- oldest | now
 	ALTER TABLE ship_cursors ADD COLUMN start_seq INTEGER NOT NULL DEFAULT 0; -- rows after this seq ship
 	ALTER TABLE ship_cursors ADD COLUMN started INTEGER; -- Unix nanoseconds the sink was first seen; NULL before migration 7`,
+
+	// 8: SQLite computes every generated column of a row as it inserts it,
+	// a json_extract each, used or not. Keep only those an index reads
+	// (wire.IndexedColumns: log_decision_id, log_parent, log_approval,
+	// log_shadow_diff); queries read the others by path (fieldSQL).
+	// Dropping a VIRTUAL column rewrites no row: bodies and hashes stay as
+	// they are. SQLite refuses the drop of a column an index, view or
+	// trigger uses, so this fails whole rather than break one.
+	`ALTER TABLE log DROP COLUMN principal;
+	ALTER TABLE log DROP COLUMN action;
+	ALTER TABLE log DROP COLUMN resource;
+	ALTER TABLE log DROP COLUMN policy_version;
+	ALTER TABLE log DROP COLUMN session_id;
+	ALTER TABLE log DROP COLUMN task_id;
+	ALTER TABLE log DROP COLUMN trace_id;
+	ALTER TABLE log DROP COLUMN classification;
+	ALTER TABLE log DROP COLUMN on_behalf_of;
+	ALTER TABLE log DROP COLUMN credential_id;
+	ALTER TABLE log DROP COLUMN peer_uid;
+	ALTER TABLE log DROP COLUMN tool_call_id;`,
 }
 
-// migrate brings the schema up to date. It runs on the write connection
-// before the writer starts, so nothing else writes meanwhile.
-func migrate(ctx context.Context, db *sql.DB) error {
+// migrate brings the schema up to date: to version upTo if it is not 0
+// (the tests' old logs), to the last migration otherwise. It runs on the
+// write connection before the writer starts, so nothing else writes
+// meanwhile.
+func migrate(ctx context.Context, db *sql.DB, upTo int) error {
+	want := len(migrations)
+	if upTo > 0 && upTo < want {
+		want = upTo
+	}
 	var have int
 	if err := db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&have); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
-	if have > len(migrations) {
-		return fmt.Errorf("database schema version %d is newer than this agentpdp (%d): upgrade agentpdp", have, len(migrations))
+	if have > want {
+		return fmt.Errorf("database schema version %d is newer than this agentpdp (%d): upgrade agentpdp", have, want)
 	}
-	for i := have; i < len(migrations); i++ {
+	for i := have; i < want; i++ {
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
 			return fmt.Errorf("migration %d: %w", i+1, err)

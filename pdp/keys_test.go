@@ -77,12 +77,12 @@ func TestProvenanceKeys_AreTheStoredPaths(t *testing.T) {
 		set := 0
 		for _, f := range decisionlog.IndexedFields() {
 			key, _ := en.Keys.Get(f)
-			var atPath, column sql.NullString
-			if err := db.QueryRow(`SELECT json_extract(body, ?), `+f.Name+` FROM log WHERE seq = ?`, f.Path, en.Seq).Scan(&atPath, &column); err != nil {
+			var atPath sql.NullString
+			if err := db.QueryRow(`SELECT json_extract(body, ?) FROM log WHERE seq = ?`, f.Path, en.Seq).Scan(&atPath); err != nil {
 				t.Fatalf("%s row %d: %v", en.Kind, en.Seq, err)
 			}
-			if key != atPath.String || key != column.String {
-				t.Errorf("%s row %d: key %s is %q; the row holds %q at %s, %q in its column", en.Kind, en.Seq, f.Name, key, atPath.String, f.Path, column.String)
+			if key != atPath.String {
+				t.Errorf("%s row %d: key %s is %q; the row holds %q at %s", en.Kind, en.Seq, f.Name, key, atPath.String, f.Path)
 			}
 			if key != "" {
 				set++

@@ -16,7 +16,8 @@ import (
 // record's fields by their json names, so a renamed field must come with a
 // new path: wire's tests check that every path below reaches a field of
 // the record, of the type its SQL type says; decisionlog's that its
-// migrations' generated columns are exactly [RecordColumns].
+// migrations 1-3 made exactly [RecordColumns] generated columns and that
+// the migrated table keeps exactly [IndexedColumns].
 
 // Field is one value of a stored record that the log reads back by path.
 type Field struct {
@@ -64,16 +65,28 @@ var (
 // FieldOutcomeStatus is [OutcomeRecord]'s status, which log stats count.
 var FieldOutcomeStatus = Field{"status", "$.status", "TEXT"}
 
-// RecordColumns are the fields the SQLite log keeps as generated columns of
-// its log table, in the order its migrations added them. A field added
-// here needs a migration that adds its column (decisionlog's tests fail
-// until one does); a column once shipped is never removed or renamed.
+// RecordColumns are the fields the SQLite log's migrations 1-3 made
+// generated columns of its log table, in the order they added them; the
+// shipped migrations keep this list true. Migration 8 dropped those not in
+// [IndexedColumns], and the log reads them by path instead.
 var RecordColumns = []Field{
 	FieldDecisionID, FieldPrincipal, FieldAction, FieldResource, FieldDecision, FieldPolicyVersion,
 	FieldSessionID, FieldTaskID, FieldTraceID, FieldParentDecisionID,
 	FieldClassification, FieldOnBehalfOf, FieldCredentialID, FieldPeerUID, FieldToolCallID, FieldApprovalID,
 	FieldShadowDecision,
 }
+
+// IndexedColumns are the [RecordColumns] the SQLite log's own indexes read
+// (log_decision_id, log_parent, log_approval, and log_shadow_diff's
+// shadow_decision != decision), in RecordColumns' order: the only
+// generated columns its log table keeps. SQLite computes every generated
+// column of a row as it inserts the row, used or not, so one no index
+// reads costs a json_extract per row for nothing; a query reads such a
+// field by path (json_extract(body, path)), which costs the same on a scan.
+// A field added here needs a migration that adds its column and an index
+// on it (decisionlog's tests fail until one does). The provenance index
+// (decisionlog.IndexedFields) is another file and holds other fields.
+var IndexedColumns = []Field{FieldDecisionID, FieldDecision, FieldParentDecisionID, FieldApprovalID, FieldShadowDecision}
 
 // RecordFields are every field of [DecisionRecord] the log reads back:
 // [RecordColumns], then the request's bare ids.
