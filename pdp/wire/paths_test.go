@@ -128,3 +128,17 @@ func TestFields_ReadBackFromMarshalRecord(t *testing.T) {
 		}
 	}
 }
+
+// IndexedColumns are RecordColumns, in their order: the log keeps columns
+// its migrations made, and makes no other.
+func TestIndexedColumns_AreRecordColumns(t *testing.T) {
+	var kept []wire.Field
+	for _, f := range wire.RecordColumns {
+		if slices.Contains(wire.IndexedColumns, f) {
+			kept = append(kept, f)
+		}
+	}
+	if !slices.Equal(kept, wire.IndexedColumns) {
+		t.Errorf("wire.IndexedColumns %v: want a part of wire.RecordColumns in its order, got %v", wire.IndexedColumns, kept)
+	}
+}
