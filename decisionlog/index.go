@@ -41,16 +41,14 @@ const indexSchemaVersion = 2
 // Keys are an entry's values for the provenance index, given by whoever
 // writes the entry so that the indexer need not parse them back out of the
 // body. Each must be what the body holds at its field's path (the
-// wire.Field named in indexedFields: Principal at wire.FieldPrincipal, …),
-// the path the log reads it at. An entry without Keys has its
-// row read back instead.
+// wire.Field named in indexedFields: Principal at wire.FieldPrincipal, …).
+// An entry without Keys has its row read back instead, by those paths.
 type Keys struct {
 	Principal, SessionID, TaskID, TraceID, OnBehalfOf, CredentialID, ToolCallID string
 }
 
 // indexedFields are the keys in the index: the id hashed with the value,
-// the record field that holds it, and
-// where Keys has it. The ids are stored in the index: never reuse one.
+// the record field that holds it, and where Keys has it. The ids are stored in the index: never reuse one.
 var indexedFields = []struct {
 	id    byte
 	field wire.Field
