@@ -17,13 +17,7 @@ import (
 // tail state file beside the database now catches it.
 func TestCLI_LogVerifyChecksTheWritersTailState(t *testing.T) {
 	dir := t.TempDir()
-	privPEM, pubPEM, err := decisionlog.GenerateKey()
-	must(t, err)
-	keyFile, pubFile := filepath.Join(dir, "signing.key"), filepath.Join(dir, "signing.key.pub")
-	must(t, os.WriteFile(keyFile, privPEM, 0o600))
-	must(t, os.WriteFile(pubFile, pubPEM, 0o644))
-	priv, err := decisionlog.ParsePrivateKey(privPEM)
-	must(t, err)
+	keyFile, pubFile, priv := signingKeyIn(t, dir)
 	db := filepath.Join(dir, "d.db")
 	l, err := decisionlog.Open(t.Context(), db, decisionlog.Options{SigningKey: priv, CheckpointEvery: 10})
 	must(t, err)

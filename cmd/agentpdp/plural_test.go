@@ -15,12 +15,7 @@ import (
 // in every command's output.
 func TestCLI_CountsOfOneAreSingular(t *testing.T) {
 	dir := t.TempDir()
-	privPEM, pubPEM, err := decisionlog.GenerateKey()
-	must(t, err)
-	pubFile := filepath.Join(dir, "signing.key.pub")
-	must(t, os.WriteFile(pubFile, pubPEM, 0o644))
-	priv, err := decisionlog.ParsePrivateKey(privPEM)
-	must(t, err)
+	_, pubFile, priv := signingKeyIn(t, dir)
 	db := filepath.Join(dir, "d.db")
 	l, err := decisionlog.Open(t.Context(), db, decisionlog.Options{SigningKey: priv})
 	must(t, err)

@@ -20,12 +20,7 @@ import (
 // does not hold back log prune for the rows before its start.
 func TestCLI_SinkStartNow(t *testing.T) {
 	dir := t.TempDir()
-	privPEM, _, err := decisionlog.GenerateKey()
-	must(t, err)
-	keyFile := filepath.Join(dir, "signing.key")
-	must(t, os.WriteFile(keyFile, privPEM, 0o600))
-	priv, err := decisionlog.ParsePrivateKey(privPEM)
-	must(t, err)
+	keyFile, _, priv := signingKeyIn(t, dir)
 	db := filepath.Join(dir, "d.db")
 	appendRows := func(n int) {
 		t.Helper()
