@@ -372,7 +372,9 @@ var jwtToken = regexp.MustCompile(`eyJ[A-Za-z0-9_+/-]{8,}={0,2}\.[A-Za-z0-9_+/-]
 // "bearer" and a space or colon (Bearer abc, Bearer:abc, Bearer a b), or
 // "bearer" followed by an RFC 6750 token68 of 16 or more characters
 // anywhere (Authorization: Bearer … inside a longer string).
-var bearerToken = regexp.MustCompile(`(?i)^bearer[\s:]|\bbearer[\s:]+[A-Za-z0-9._~+/-]{16,}`)
+// Spaces are any Unicode space (\p{Z}: a no-break space from a pasted
+// header) and the vertical tab, beside \s (ASCII only in RE2).
+var bearerToken = regexp.MustCompile(`(?i)^bearer[\s\v\p{Z}:]|\bbearer[\s\v\p{Z}:]+[A-Za-z0-9._~+/-]{16,}`)
 
 // ErrRawToken is why a string that looks like a raw token is refused.
 var ErrRawToken = errors.New("looks like a raw token (a JWT or bearer token); send the credential's claims (id, issuer, subject, scopes, expiry), never the token")

@@ -147,3 +147,16 @@ func TestCheckRequestNamesTheField(t *testing.T) {
 		}
 	}
 }
+
+// TestRawTokens_UnicodeSpaceAfterBearer: a header pasted from a web page
+// or a document carries a no-break space (U+00A0) or another Unicode space
+// after "Bearer", or a vertical tab: still a bearer token. The regexp's \s
+// is ASCII only.
+func TestRawTokens_UnicodeSpaceAfterBearer(t *testing.T) {
+	for _, s := range []string{"Bearer\u00a0opaque-token-value-123", "Authorization: Bearer\u2003abcdefghijklmnop1234",
+		"bearer\u202fabcdefghijklmnopqrstu", "Bearer\vabcdefghijklmnopqrstu", "x Bearer\u3000abcdefghijklmnop1234"} {
+		if err := mask.Token(s); !errors.Is(err, mask.ErrRawToken) {
+			t.Errorf("%q accepted (%v)", s, err)
+		}
+	}
+}
