@@ -75,7 +75,7 @@ func kindList() string {
 func oneArg(name string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != 1 {
-			return usagef("%s: want one %s", cmd.CommandPath(), name)
+			return usagef("%swant one %s", commandPrefix(cmd), name)
 		}
 		return nil
 	}

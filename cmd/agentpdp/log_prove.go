@@ -33,7 +33,12 @@ log's public key (docs/proofs.md describes it):
   agentpdp log prove --seq SEQ              the same for any row
   agentpdp log prove --consistency OLD NEW  a consistency proof between the trees of OLD
                                             and NEW rows (NEW must be a checkpoint's size)`,
-		Args: cobra.RangeArgs(1, 2),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 1 || len(args) > 2 {
+				return usagef("log prove: want one DECISION_ID, --seq SEQ, or --consistency OLD NEW")
+			}
+			return nil
+		},
 		RunE: runE(c, &c.args),
 	}
 	fl := cmd.Flags()

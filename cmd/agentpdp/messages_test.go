@@ -58,6 +58,10 @@ func TestCLI_OnePrefixAndAHint(t *testing.T) {
 		{"sevre"},
 		{"serve", "extra-arg"},
 		{"log", "show"},
+		{"log", "chain"},
+		{"log", "prove"},
+		{"log", "verify-proof"},
+		{"console", "add-user"},
 		{"log", "query", "--decision", "permit"},
 		{"log", "query", "--db", filepath.Join(dir, "none.db")},
 		{"log", "verify", "--db", filepath.Join(dir, "none.db"), "--trusted-checkpoint", filepath.Join(dir, "none.json")},
@@ -72,7 +76,7 @@ func TestCLI_OnePrefixAndAHint(t *testing.T) {
 			if code != exitUsage {
 				t.Errorf("exit %d, want 2: %s", code, stderr)
 			}
-			if strings.Count(stderr, "agentpdp:") != 1 || repeatedPrefix(stderr) {
+			if strings.Count(stderr, "agentpdp:") != 1 || strings.Contains(stderr, "agentpdp: agentpdp") || repeatedPrefix(stderr) {
 				t.Errorf("a prefix twice: %q", stderr)
 			}
 			want := "Run 'agentpdp " + args[0]
