@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -68,8 +69,11 @@ func (c *logVerifyCmd) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if len(bytes.TrimSpace(b)) == 0 {
+			return usagef("log verify: --trusted-checkpoint %s is empty: save a checkpoint row in it with agentpdp log export --kind checkpoint | tail -1 (the first is signed within checkpoints.every, 1m, of the first decision)", c.trusted)
+		}
 		if opts.Trusted, err = decisionlog.ParseCheckpoint(b); err != nil {
-			return fmt.Errorf("%s: %w", c.trusted, err)
+			return fmt.Errorf("log verify: --trusted-checkpoint %s: %w", c.trusted, err)
 		}
 	}
 	if c.signingKey != "" {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -61,6 +62,9 @@ func (c *logVerifyProofCmd) Run(ctx context.Context) error {
 	}
 	if err != nil {
 		return fmt.Errorf("log verify-proof: %w", err)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return usagef("log verify-proof: %s is empty: write a proof into it with agentpdp log prove DECISION_ID > FILE (it says when no signed checkpoint covers the row yet)", c.args[0])
 	}
 	res, err := decisionlog.VerifyProof(b, pub)
 	if err != nil {

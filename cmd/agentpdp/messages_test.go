@@ -111,6 +111,10 @@ func TestCLI_EnumsAndMissingFiles(t *testing.T) {
 	d.start()
 	d.cmd.Process.Kill()
 	<-d.done
+	empty := filepath.Join(d.dir, "empty.json")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		args []string
 		code int
@@ -125,6 +129,11 @@ func TestCLI_EnumsAndMissingFiles(t *testing.T) {
 		{[]string{"log", "query", "--db", d.db(), "--decision", "allow"}, 0, "SEQ"},
 		{[]string{"log", "verify-proof", filepath.Join(d.dir, "proof.json"), "--pubkey", filepath.Join(d.dir, "k.pub")}, exitUsage, "--pubkey " + filepath.Join(d.dir, "k.pub") + ": no such file"},
 		{[]string{"log", "verify-proof", filepath.Join(d.dir, "proof.json"), "--pubkey", filepath.Join(d.dir, "var", "signing.key.pub")}, exitUsage, filepath.Join(d.dir, "proof.json") + ": no such file; give a proof written by agentpdp log prove"},
+		// An empty file is what `log export --kind checkpoint | tail -1 > F`
+		// and `log prove ID > F` leave before the first checkpoint: the
+		// message says how to fill it, not "unexpected end of JSON input".
+		{[]string{"log", "verify", "--db", d.db(), "--trusted-checkpoint", empty}, exitUsage, "--trusted-checkpoint " + empty + " is empty: save a checkpoint row in it"},
+		{[]string{"log", "verify-proof", empty, "--pubkey", filepath.Join(d.dir, "var", "signing.key.pub")}, exitUsage, empty + " is empty: write a proof into it with agentpdp log prove"},
 		// Killed before its first checkpoint: the log is intact, and the
 		// message says when a checkpoint will come rather than blaming a
 		// missing key the daemon has.
