@@ -247,7 +247,6 @@ func (e *Engine) admit(ctx context.Context, snap *policy.Snapshot, req *wire.Req
 	ev.Identity = facts
 	if id != nil {
 		verified(facts, id)
-		ev.Principal = string(identity.SourceVerified)
 		ev.Credential = string(identity.SourceVerified)
 		cred := &wire.Credential{ID: id.ID, Issuer: id.Issuer, Subject: id.Subject, Scopes: id.Scopes, IssuedAt: id.IssuedAt, ExpiresAt: id.ExpiresAt}
 		p.logged.Credential = cred
@@ -255,8 +254,12 @@ func (e *Engine) admit(ctx context.Context, snap *policy.Snapshot, req *wire.Req
 			p.logged.OnBehalfOf = id.Subject
 			ev.OnBehalfOf = string(identity.SourceVerified)
 		}
+		// The request's principal is verified only when it is the one the
+		// token verifies; a mismatch leaves it claimed (or attested).
 		if id.Principal() != p.principalString() {
 			t.guard = builtinDeny(ReasonPrincipalMismatch, fmt.Sprintf("the token verifies %s; the request names %s", id.Principal(), principal))
+		} else {
+			ev.Principal = string(identity.SourceVerified)
 		}
 	}
 	if ev.Credential == "" && req.Credential != nil {

@@ -234,9 +234,14 @@ func TestTrust_VerifiedTokens(t *testing.T) {
 		}
 	})
 	t.Run("PrincipalMismatch", func(t *testing.T) {
-		d, _ := decideLogged(t, e, log, body("deploy-bot", tok))
+		d, rec := decideLogged(t, e, log, body("deploy-bot", tok))
 		if d.Decision != wire.Deny || reasonIDs(d.Reasons)[0] != pdp.ReasonPrincipalMismatch {
 			t.Errorf("got %s %v", d.Decision, reasonIDs(d.Reasons))
+		}
+		// The token verified billing-bot, not the deploy-bot the request
+		// names: the row must not call the request's principal verified.
+		if ev := rec.Evidence; ev == nil || ev.Principal != "claimed" || ev.Identity == nil || !ev.Identity.Verified {
+			t.Errorf("evidence %+v", ev)
 		}
 	})
 	for name, c := range map[string]struct {
