@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -427,4 +428,41 @@ func TestTrust_EvidenceContext(t *testing.T) {
 			t.Errorf("%s: got %s %s, want allow by %v", c.name, d.Decision, got, c.policy)
 		}
 	}
+}
+
+// TestTrust_EvidenceContextConcurrent: callers deciding at once each see
+// their own context.caller, whichever caller's record the engine keeps.
+func TestTrust_EvidenceContextConcurrent(t *testing.T) {
+	log := openLog(t)
+	e := newEngine(t, map[string]string{"a.entities.json": trustAgents,
+		"p.cedar": `@id("low-uids") permit (principal, action, resource) when { context.caller.uid < 1004 && context.caller.exe == "/bin/x" };`},
+		pdp.Options{Recorder: log, Key: pdptest.TestKey, Trust: pdp.TrustOptions{SharedWindow: -1}})
+	body := `{"principal":"Agent::\"billing-bot\"","action":"A::\"x\"","resource":"R::\"r\""}`
+	var wg sync.WaitGroup
+	for uid := uint32(1000); uid < 1008; uid++ {
+		wg.Go(func() {
+			peer := &wire.Peer{UID: uid, GID: 100, Exe: "/bin/x", Cgroup: "/c"}
+			want := wire.Deny
+			if uid < 1004 {
+				want = wire.Allow
+			}
+			for range 20 {
+				req, err := wire.DecodeRequest([]byte(body))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				d, err := e.Decide(t.Context(), req, peer)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if d.Decision != want {
+					t.Errorf("uid %d: got %s, want %s", uid, d.Decision, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
