@@ -149,6 +149,12 @@ func idKey(v jsontext.Value) (string, error) {
 		if f == 0 {
 			f = 0 // -0
 		}
+		// Written as JavaScript writes a number: an integer in full below
+		// 1e21 (1234567, not %g's 1.234567e+06, which a query for the
+		// tool call never finds), else the shortest form.
+		if f == math.Trunc(f) && math.Abs(f) < 1e21 {
+			return "n" + strconv.FormatFloat(f, 'f', -1, 64), nil
+		}
 		return "n" + strconv.FormatFloat(f, 'g', -1, 64), nil
 	case 'n':
 		return "", nil
