@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"reflect"
 	"slices"
@@ -159,6 +160,9 @@ func asConfigError(err error) error {
 // ("config", "collector config"). Errors are configErrors.
 func decodeConfigFile[T any](path, what string, into *T) error {
 	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return configError{fmt.Errorf("%s %s: no such file; give the path of an existing YAML configuration file", what, path)}
+	}
 	if err != nil {
 		return configError{fmt.Errorf("%s: %w", what, err)}
 	}

@@ -68,8 +68,9 @@ func TestCLI_ConfigErrorsExitTwo(t *testing.T) {
 		if args[0] == "mcp-proxy" {
 			args = append(args, "--", "true")
 		}
-		if code, _, stderr := runCLI(t, args...); code != exitUsage || !strings.Contains(stderr, "none.yaml") {
-			t.Errorf("%s with a missing file: exit %d %q, want 2 naming it", args[0], code, stderr)
+		// It names the file once, says what to give, and is not Go's "open …".
+		if code, _, stderr := runCLI(t, args...); code != exitUsage || !strings.Contains(stderr, missing+": no such file") || strings.Contains(stderr, "open ") {
+			t.Errorf("%s with a missing file: exit %d %q, want 2 naming it and what to give", args[0], code, stderr)
 		}
 	}
 }
