@@ -171,6 +171,12 @@ var agents = []string{"billing-bot", "deploy-bot", "intern-bot", "scraper"}
 // load runs clients against the daemon until stop is closed or the daemon
 // stops answering, and returns every decision it was answered.
 func load(t *testing.T, sock string, clients int, stop <-chan struct{}) []*wire.Decision {
+	return loadCounting(t, sock, clients, stop, nil)
+}
+
+// loadCounting is load, calling answer (if not nil) after each answer with
+// the number answered so far.
+func loadCounting(t *testing.T, sock string, clients int, stop <-chan struct{}, answer func(n int)) []*wire.Decision {
 	var mu sync.Mutex
 	var answered []*wire.Decision
 	var wg sync.WaitGroup
@@ -198,7 +204,11 @@ func load(t *testing.T, sock string, clients int, stop <-chan struct{}) []*wire.
 				}
 				mu.Lock()
 				answered = append(answered, d)
+				n := len(answered)
 				mu.Unlock()
+				if answer != nil {
+					answer(n)
+				}
 			}
 		})
 	}
@@ -207,15 +217,29 @@ func load(t *testing.T, sock string, clients int, stop <-chan struct{}) []*wire.
 }
 
 // startLoad runs load in the background; finish stops it and returns what
-// was answered.
+// was answered. It returns once each client could have had an answer (at
+// least clients answers, or the load ended, or 30 s), so that a test's
+// "run for a while" is never spent before the daemon answered at all on a
+// slow machine.
 func startLoad(t *testing.T, sock string, clients int) (finish func() []*wire.Decision) {
 	stop := make(chan struct{})
 	var answered []*wire.Decision
 	done := make(chan struct{})
+	running := make(chan struct{})
+	var once sync.Once
 	go func() {
-		answered = load(t, sock, clients, stop)
+		answered = loadCounting(t, sock, clients, stop, func(n int) {
+			if n >= clients {
+				once.Do(func() { close(running) })
+			}
+		})
 		close(done)
 	}()
+	select {
+	case <-running:
+	case <-done:
+	case <-time.After(30 * time.Second):
+	}
 	return func() []*wire.Decision {
 		close(stop)
 		<-done
