@@ -82,7 +82,7 @@ type daemon struct {
 	dir    string
 	config string
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	stderr *lockedWriter // the daemon's stderr; read it only through its String
 	done   chan error
 }
 
@@ -114,8 +114,8 @@ func (d *daemon) start() {
 	d.t.Helper()
 	d.cmd = exec.Command(os.Args[0], "serve", "--config", d.config)
 	d.cmd.Env = append(os.Environ(), "AGENTPDP_TEST_MAIN=1")
-	d.stderr = &bytes.Buffer{}
-	d.cmd.Stderr = &lockedWriter{w: d.stderr}
+	d.stderr = &lockedWriter{w: &bytes.Buffer{}}
+	d.cmd.Stderr = d.stderr
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
 	}
