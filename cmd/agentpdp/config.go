@@ -192,11 +192,28 @@ func loadValidConfig(path string) (Config, error) {
 	if err != nil {
 		return cfg, err
 	}
-	return cfg, cfg.Validate()
+	return cfg, cfg.validateFile(path)
 }
 
 // Validate checks values, naming the key at fault.
-func (c Config) Validate() error {
+func (c Config) Validate() error { return c.validateFile("") }
+
+// validateFile is Validate for a configuration read from path, which every
+// message names ("config agentpdp.yaml: durability: …"), as the file's own
+// type errors do; with no path, the message begins "config:".
+func (c Config) validateFile(path string) error {
+	errs := c.problems()
+	if len(errs) == 0 {
+		return nil
+	}
+	if path == "" {
+		return configError{fmt.Errorf("config: %s", strings.Join(errs, "; "))}
+	}
+	return configError{fmt.Errorf("config %s: %s", path, strings.Join(errs, "; "))}
+}
+
+// problems lists what is wrong with c's values, each naming its key.
+func (c Config) problems() []string {
 	var errs []string
 	oneOf := func(key, v string, allowed ...string) {
 		if !slices.Contains(allowed, v) {
@@ -293,8 +310,5 @@ func (c Config) Validate() error {
 	if c.Commit.GroupMin <= 0 {
 		errs = append(errs, "commit.group_min: must be positive")
 	}
-	if len(errs) > 0 {
-		return configError{fmt.Errorf("config: %s", strings.Join(errs, "; "))}
-	}
-	return nil
+	return errs
 }

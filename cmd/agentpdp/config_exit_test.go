@@ -39,8 +39,9 @@ func TestCLI_ConfigErrorsExitTwo(t *testing.T) {
 				args = append(args, "--", "true")
 			}
 			code, _, stderr := runCLI(t, args...)
-			if code != exitUsage || !strings.Contains(stderr, f.says) || strings.Count(stderr, "agentpdp:") != 1 {
-				t.Errorf("%s with %q: exit %d %q, want 2 naming %s once", strings.Join(args[:len(args)-1], " "), f.yaml, code, stderr, f.says)
+			// The file is named whatever is wrong in it, a value as much as a type.
+			if code != exitUsage || !strings.Contains(stderr, f.says) || !strings.Contains(stderr, "config "+path+": ") || strings.Count(stderr, "agentpdp:") != 1 {
+				t.Errorf("%s with %q: exit %d %q, want 2 naming the file and %s once", strings.Join(args[:len(args)-1], " "), f.yaml, code, stderr, f.says)
 			}
 		}
 	}

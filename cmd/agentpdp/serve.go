@@ -81,7 +81,7 @@ func (s *serveCmd) loadConfig() (Config, error) {
 			*o.dst = o.flag
 		}
 	}
-	return cfg, cfg.Validate()
+	return cfg, cfg.validateFile(s.config)
 }
 
 func newLogger(w io.Writer, level, format string) *slog.Logger {
