@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -97,6 +99,8 @@ func (c *sinksCmd) Run(ctx context.Context) error {
 			rows = append(rows, sinkRow{CursorState: decisionlog.CursorState{Sink: sc.Name, Start: start}, Configured: start})
 		}
 	}
+	// By name, so that a sink keeps its place in the list when it is first seen.
+	slices.SortFunc(rows, func(a, b sinkRow) int { return strings.Compare(a.Sink, b.Sink) })
 	if c.asJSON {
 		enc := json.NewEncoder(c.stdout)
 		for _, row := range rows {

@@ -59,6 +59,18 @@ func TestCLI_SinkStartNow(t *testing.T) {
 	if code != 0 || !strings.Contains(out, fmt.Sprintf("now: ships the rows after seq %d, first seen ", history)) || !strings.Contains(out, "oldest: ships every row") {
 		t.Errorf("agentpdp sinks: %d\n%s%s", code, out, stderr)
 	}
+	// A configured sink not seen yet is listed in its place by name, not
+	// after the seen ones, so that the list keeps its order when it is seen.
+	config2 := filepath.Join(dir, "agentpdp-2.yaml")
+	must(t, os.WriteFile(config2, []byte(fmt.Sprintf("db: %s\nsigning_key: %s\nsinks:\n%s  - {name: aaa, type: file, path: %s}\n", db, keyFile, sinks, filepath.Join(dir, "aaa.jsonl"))), 0o644))
+	code, out, stderr = runCLI(t, "sinks", "--config", config2)
+	var names []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n")[1:] {
+		names = append(names, strings.Fields(line)[0])
+	}
+	if code != 0 || strings.Join(names, " ") != "aaa archive fresh" {
+		t.Errorf("agentpdp sinks lists %v, want aaa archive fresh:\n%s%s", names, out, stderr)
+	}
 
 	appendRows(2)
 	if code, out, stderr := runCLI(t, "ship", "--config", config, "--once"); code != 0 {
