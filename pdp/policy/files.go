@@ -34,7 +34,21 @@ func ReadTree(root string, fn func(rel string, content []byte) error) error {
 		return err
 	}
 	defer r.Close()
-	return fs.WalkDir(r.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+	return walkPolicyFiles(r.FS(), func(p string) error {
+		b, err := readRegular(r, p)
+		if err != nil {
+			return err
+		}
+		return fn(p, b)
+	})
+}
+
+// walkPolicyFiles calls fn with the slash-separated path of every policy,
+// schema and entities file in fsys, in lexical order, skipping entries
+// whose name starts with a dot (and the directories they name). It is the
+// one choice of which files make up a policy tree, for ReadTree and LoadFS.
+func walkPolicyFiles(fsys fs.FS, fn func(p string) error) error {
+	return fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -48,11 +62,7 @@ func ReadTree(root string, fn func(rel string, content []byte) error) error {
 		if d.IsDir() || !isPolicyDirFile(name) {
 			return nil
 		}
-		b, err := readRegular(r, p)
-		if err != nil {
-			return err
-		}
-		return fn(p, b)
+		return fn(p)
 	})
 }
 

@@ -275,20 +275,7 @@ func LoadDir(dir string, opts LoadOptions) (*Snapshot, error) {
 // the loader for a directory on disk: it also keeps symlinks inside it.
 func LoadFS(fsys fs.FS, root string, opts LoadOptions) (*Snapshot, error) {
 	var files []PolicyFile
-	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		name := d.Name()
-		if p != "." && strings.HasPrefix(name, ".") {
-			if d.IsDir() {
-				return fs.SkipDir
-			}
-			return nil
-		}
-		if d.IsDir() || !isPolicyDirFile(name) {
-			return nil
-		}
+	err := walkPolicyFiles(fsys, func(p string) error {
 		// Regular files only, checked before opening (see ReadTree).
 		st, err := fs.Stat(fsys, p)
 		if err != nil {
