@@ -2,12 +2,9 @@ package pdp_test
 
 import (
 	"context"
-	"path/filepath"
-	"runtime"
 	"testing"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
-	"github.com/agentpdp/agentpdp/internal/pdptest"
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/wire"
 )
@@ -64,18 +61,8 @@ func BenchmarkDecodeAndDecide(b *testing.B) {
 // the default policies (which read context.identity, so the engine builds
 // it) for a kernel-attested caller (so the shared-identity tracker runs).
 func BenchmarkDecideDaemon(b *testing.B) {
-	rec := new(capture)
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Dir(filepath.Dir(file))
-	e, err := pdp.NewEngine(pdp.Options{Policies: filepath.Join(root, "policies"), Recorder: rec, Key: pdptest.TestKey,
-		Trust: pdp.TrustOptions{RequestEntities: pdp.RequestEntitiesTrusted}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := pdptest.LoadNow(b.Context(), e, "bench"); err != nil {
-		b.Fatal(err)
-	}
-	peer := &wire.Peer{PID: 48213, UID: 1000, GID: 1000, Exe: "/usr/bin/python3.12", Cgroup: "/user.slice/user-1000.slice/session-3.scope"}
+	e, rec, _ := benchEngine(b)
+	peer := benchPeer
 	bodies := benchMix(64)
 	b.ReportAllocs()
 	defer reportCPU(b)()

@@ -56,14 +56,14 @@ func benchMix(n int) [][]byte {
 	return reqs
 }
 
-// benchRecords decides the bench mix with the default policies (the
-// repository's policies directory) for a local caller, and reads back the
-// records the engine wrote.
-func benchRecords(b testing.TB, n int) ([]*wire.DecisionRecord, []*wire.Decision) {
+// benchEngine is an engine deciding as the daemon does under agentpdp
+// bench: the repository's default policies (root is the repository), the
+// mix's inline entities trusted, its records captured in rec.
+func benchEngine(b testing.TB) (e *pdp.Engine, rec *capture, root string) {
 	b.Helper()
-	rec := new(capture)
+	rec = new(capture)
 	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Dir(filepath.Dir(file))
+	root = filepath.Dir(filepath.Dir(file))
 	e, err := pdp.NewEngine(pdp.Options{Policies: filepath.Join(root, "policies"), Recorder: rec, Key: pdptest.TestKey,
 		Trust: pdp.TrustOptions{RequestEntities: pdp.RequestEntitiesTrusted}})
 	if err != nil {
@@ -72,7 +72,19 @@ func benchRecords(b testing.TB, n int) ([]*wire.DecisionRecord, []*wire.Decision
 	if _, err := pdptest.LoadNow(b.Context(), e, "bench"); err != nil {
 		b.Fatal(err)
 	}
-	peer := &wire.Peer{PID: 48213, UID: 1000, GID: 1000, Exe: "/usr/bin/python3.12", Cgroup: "/user.slice/user-1000.slice/session-3.scope"}
+	return e, rec, root
+}
+
+// benchPeer is the kernel-attested caller of the bench mix.
+var benchPeer = &wire.Peer{PID: 48213, UID: 1000, GID: 1000, Exe: "/usr/bin/python3.12", Cgroup: "/user.slice/user-1000.slice/session-3.scope"}
+
+// benchRecords decides the bench mix with the default policies (the
+// repository's policies directory) for a local caller, and reads back the
+// records the engine wrote.
+func benchRecords(b testing.TB, n int) ([]*wire.DecisionRecord, []*wire.Decision) {
+	b.Helper()
+	e, rec, root := benchEngine(b)
+	peer := benchPeer
 	var ds []*wire.Decision
 	verdicts := map[wire.Verdict]int{}
 	for _, body := range benchMix(n) {
