@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/agentpdp/agentpdp/decisionlog"
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/wire"
 )
@@ -47,6 +49,10 @@ func (c *logShowCmd) Run(ctx context.Context) error {
 	}
 	defer r.Close()
 	x, err := pdp.Explain(ctx, r, c.args[0])
+	if errors.Is(err, decisionlog.ErrNotFound) {
+		// The commonest slip is a seq or a prefix where the full id belongs.
+		return exitError{exitFail, fmt.Errorf("log show: no decision with id %q in %s (log query lists decision ids, in its last column)", c.args[0], c.db)}
+	}
 	if err != nil {
 		return exitError{exitFail, err}
 	}

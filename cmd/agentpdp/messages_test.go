@@ -127,6 +127,9 @@ func TestCLI_EnumsAndMissingFiles(t *testing.T) {
 		{[]string{"log", "verify", "--db", d.db(), "--pubkey", filepath.Join(d.dir, "k.pub")}, exitUsage, "--pubkey " + filepath.Join(d.dir, "k.pub") + ": no such file"},
 		{[]string{"log", "tail", "--db", filepath.Join(d.dir, "elsewhere.db")}, exitUsage, "no such file; give the decision log serve writes"},
 		{[]string{"log", "query", "--db", d.db(), "--decision", "allow"}, 0, "SEQ"},
+		// A seq where the id belongs: the message says which log was read
+		// and where the ids are.
+		{[]string{"log", "show", "--db", d.db(), "5"}, exitFail, `log show: no decision with id "5" in ` + d.db() + " (log query lists decision ids"},
 		{[]string{"log", "verify-proof", filepath.Join(d.dir, "proof.json"), "--pubkey", filepath.Join(d.dir, "k.pub")}, exitUsage, "--pubkey " + filepath.Join(d.dir, "k.pub") + ": no such file"},
 		{[]string{"log", "verify-proof", filepath.Join(d.dir, "proof.json"), "--pubkey", filepath.Join(d.dir, "var", "signing.key.pub")}, exitUsage, filepath.Join(d.dir, "proof.json") + ": no such file; give a proof written by agentpdp log prove"},
 		// An empty file is what `log export --kind checkpoint | tail -1 > F`
