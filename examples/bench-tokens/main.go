@@ -33,7 +33,17 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench-tokens:", err)
 		os.Exit(1)
 	}
+	dir := os.Args[1]
+	fmt.Printf("wrote %s (the JWKS examples/bench-jwt.yaml reads) and %s (%d requests from %d agents, each with an ES256 token valid for %s)\n",
+		filepath.Join(dir, "bench-jwks.json"), filepath.Join(dir, "bench-requests.jsonl"), requests, agents, tokenLife)
 }
+
+// The requests file's shape: requests agent tool calls by agents agents
+// over tools tools, each agent's token valid for tokenLife.
+const (
+	requests, agents, tools = 1000, 50, 20
+	tokenLife               = 10 * time.Minute
+)
 
 func run(dir string) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -46,36 +56,35 @@ func run(dir string) error {
 		return err
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return err
+		return fmt.Errorf("make %s: %w", dir, err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "bench-jwks.json"), b, 0o644); err != nil {
-		return err
+		return fmt.Errorf("write the JWKS: %w", err)
 	}
 	sg, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "bench"))
 	if err != nil {
 		return err
 	}
-	const agents, tools = 50, 20
 	now := time.Now()
 	tokens := make([]string, agents)
 	for a := range tokens {
 		tokens[a], err = jwt.Signed(sg).Claims(jwt.Claims{Issuer: "https://bench.agentpdp.invalid", Subject: fmt.Sprintf("agent-%d", a),
 			Audience: jwt.Audience{"agentpdp"}, ID: fmt.Sprintf("jti-%d", a), IssuedAt: jwt.NewNumericDate(now),
-			Expiry: jwt.NewNumericDate(now.Add(10 * time.Minute))}).Serialize()
+			Expiry: jwt.NewNumericDate(now.Add(tokenLife))}).Serialize()
 		if err != nil {
 			return err
 		}
 	}
 	f, err := os.Create(filepath.Join(dir, "bench-requests.jsonl"))
 	if err != nil {
-		return err
+		return fmt.Errorf("write the requests: %w", err)
 	}
 	w := bufio.NewWriter(f)
 	teams := []string{"finance", "platform"}
 	trusts := []string{"standard", "standard", "high", "low", "untrusted"}
 	classes := []string{"public", "internal", "confidential", "restricted"}
 	envs := []string{"dev", "staging", "production"}
-	for i := range 1000 {
+	for i := range requests {
 		a, t := (i*7)%agents, (i*3)%tools
 		team := teams[a%len(teams)]
 		agent := fmt.Sprintf(`{"uid":{"type":"Agent","id":"agent-%d"},"parents":[{"type":"Team","id":%q}],"attrs":{"owner":{"__entity":{"type":"User","id":"owner-%d@example.com"}},"trust":%q}}`,
