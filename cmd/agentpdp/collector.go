@@ -53,11 +53,16 @@ func loadCollectorConfig(path string) (CollectorConfig, error) {
 	if err := decodeConfigFile(path, "collector config", &c); err != nil {
 		return c, err
 	}
-	return c, c.Validate()
+	return c, configProblems("collector config", path, c.problems())
 }
 
 // Validate names every key at fault.
 func (c CollectorConfig) Validate() error {
+	return configProblems("collector config", "", c.problems())
+}
+
+// problems lists what is wrong with c's values, each naming its key.
+func (c CollectorConfig) problems() []string {
 	var errs []string
 	if c.Listen == "" {
 		errs = append(errs, "listen: must not be empty")
@@ -105,10 +110,7 @@ func (c CollectorConfig) Validate() error {
 	if !slices.Contains(logFormats, c.Log.Format) {
 		errs = append(errs, fmt.Sprintf("log.format: %q, want one of %s", c.Log.Format, strings.Join(logFormats, ", ")))
 	}
-	if len(errs) > 0 {
-		return configError{fmt.Errorf("collector config: %s", strings.Join(errs, "; "))}
-	}
-	return nil
+	return errs
 }
 
 // collectorCmd is agentpdp collector.

@@ -202,14 +202,19 @@ func (c Config) Validate() error { return c.validateFile("") }
 // message names ("config agentpdp.yaml: durability: …"), as the file's own
 // type errors do; with no path, the message begins "config:".
 func (c Config) validateFile(path string) error {
-	errs := c.problems()
-	if len(errs) == 0 {
+	return configProblems("config", path, c.problems())
+}
+
+// configProblems is the error for a configuration's problems, nil if there
+// are none: "what path: problem; problem", or "what: …" without a path.
+func configProblems(what, path string, problems []string) error {
+	if len(problems) == 0 {
 		return nil
 	}
-	if path == "" {
-		return configError{fmt.Errorf("config: %s", strings.Join(errs, "; "))}
+	if path != "" {
+		what += " " + path
 	}
-	return configError{fmt.Errorf("config %s: %s", path, strings.Join(errs, "; "))}
+	return configError{fmt.Errorf("%s: %s", what, strings.Join(problems, "; "))}
 }
 
 // problems lists what is wrong with c's values, each naming its key.

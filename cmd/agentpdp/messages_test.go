@@ -243,3 +243,21 @@ func TestShipOnce_ErrorNamesTheSinkOnce(t *testing.T) {
 		t.Errorf("exit %d %q, want 1 naming the sink once", code, stderr)
 	}
 }
+
+// A collector config whose values are wrong names its file, as a
+// collector config whose YAML is wrong does, and every key at fault.
+func TestCollector_ConfigErrorsNameTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "collector.yaml")
+	if err := os.WriteFile(path, []byte("listen: 127.0.0.1:0\nlog:\n  level: loud\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, "collector", "--config", path)
+	for _, says := range []string{"collector config " + path + ": ", "postgres: a DSN is required", `log.level: "loud"`, "origins: at least one is required"} {
+		if !strings.Contains(stderr, says) {
+			t.Errorf("exit %d %q, want it to say %s", code, stderr, says)
+		}
+	}
+	if code == 0 || repeatedPrefix(stderr) {
+		t.Errorf("exit %d %q", code, stderr)
+	}
+}
