@@ -414,6 +414,16 @@ func TestProof_ConsistencyCheckedByAnIndependentVerifier(t *testing.T) {
 			t.Errorf("%v: a wrong old root verifies", sizes)
 		}
 	}
+	// A size no checkpoint signs: the message gives the sizes either side.
+	for size, says := range map[int64]string{
+		30:  "no checkpoint in the log signs tree size 30; the nearest checkpoints sign 21 and 32",
+		// 45: the checkpoint Close signed, after the prune row.
+		500: "no checkpoint in the log signs tree size 500; the nearest checkpoint signs 45 (",
+	} {
+		if _, err := r.ProveConsistency(t.Context(), 10, size); err == nil || !strings.Contains(err.Error(), says) {
+			t.Errorf("consistency 10 %d: %v, want it to say %s", size, err, says)
+		}
+	}
 	// A retained row is still provable after the prune.
 	p, err := r.ProveDecision(t.Context(), "d-30")
 	must(t, err)

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
@@ -90,6 +91,28 @@ func (r *Reader) checkpointCovering(ctx context.Context, seq int64, exact bool) 
 	return &c, nil
 }
 
+// nearestCheckpoints says which tree sizes the checkpoints just before and
+// after size sign, for a message: a checkpoint of size n is row n+1.
+func (r *Reader) nearestCheckpoints(ctx context.Context, size int64) string {
+	var sizes []string
+	for _, q := range []string{
+		`SELECT seq - 1 FROM log WHERE kind = 'checkpoint' AND seq <= ? + 1 ORDER BY seq DESC LIMIT 1`,
+		`SELECT seq - 1 FROM log WHERE kind = 'checkpoint' AND seq > ? + 1 ORDER BY seq LIMIT 1`,
+	} {
+		var n int64
+		if err := r.db.QueryRowContext(ctx, q, size).Scan(&n); err == nil {
+			sizes = append(sizes, strconv.FormatInt(n, 10))
+		}
+	}
+	switch len(sizes) {
+	case 0:
+		return ": the log has no checkpoint yet"
+	case 1:
+		return fmt.Sprintf("; the nearest checkpoint signs %s (log export --kind checkpoint lists them all)", sizes[0])
+	}
+	return fmt.Sprintf("; the nearest checkpoints sign %s and %s (log export --kind checkpoint lists them all)", sizes[0], sizes[1])
+}
+
 // ProveDecision proves the decision row with this id (see ProveRow).
 func (r *Reader) ProveDecision(ctx context.Context, id string) (*InclusionProof, error) {
 	e, err := r.Decision(ctx, id)
@@ -149,7 +172,7 @@ func (r *Reader) ProveConsistency(ctx context.Context, oldSize, newSize int64) (
 		return nil, fmt.Errorf("prove consistency: %w", err)
 	}
 	if nc == nil {
-		return nil, fmt.Errorf("prove consistency: no checkpoint in the log signs tree size %d (a checkpoint row's checkpoint_seq)", newSize)
+		return nil, fmt.Errorf("prove consistency: no checkpoint in the log signs tree size %d%s", newSize, r.nearestCheckpoints(ctx, newSize))
 	}
 	hr := &hashReader{ctx: ctx, q: r.db}
 	out := &ConsistencyProof{Format: ConsistencyFormat, Origin: nc.Origin, OldSize: oldSize, NewSize: newSize, NewCheckpoint: nc.Note}
