@@ -466,3 +466,22 @@ func TestTrust_EvidenceContextConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestTrust_EscapedContextKeys: a policy that spells caller or identity
+// with escapes still gets them (the engine builds them for any policy
+// that may read them), rather than an evaluation error.
+func TestTrust_EscapedContextKeys(t *testing.T) {
+	e := newEngine(t, map[string]string{"a.entities.json": trustAgents,
+		"p.cedar": `@id("escaped") permit (principal, action, resource) when { context["c\u{61}ller"]["uid"] == 1000 && context["\u{69}dentity"]["verified"] == false };`},
+		pdp.Options{Recorder: openLog(t), Key: pdptest.TestKey})
+	body := `{"principal":"Agent::\"billing-bot\"","action":"A::\"x\"","resource":"R::\"r\""}`
+	for uid, want := range map[uint32]wire.Verdict{1000: wire.Allow, 1001: wire.Deny} {
+		d, err := e.Decide(t.Context(), mustRequest(t, body), &wire.Peer{UID: uid, GID: 100, Exe: "/bin/x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Decision != want || len(d.Errors) > 0 {
+			t.Errorf("uid %d: got %s (errors %v), want %s and no errors", uid, d.Decision, d.Errors, want)
+		}
+	}
+}

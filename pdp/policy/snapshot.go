@@ -5,6 +5,7 @@
 package policy
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -107,7 +108,8 @@ type Snapshot struct {
 // DaemonContextKeys are the context keys the engine itself sets.
 var DaemonContextKeys = []string{"identity", "caller"}
 
-// Mentions reports whether any policy file's text contains word, one of
+// Mentions reports whether any policy file's text, or any policy as
+// cedar-go writes it back (strings unescaped), contains word, one of
 // DaemonContextKeys: a conservative test (comments and strings count) of
 // whether a policy can read context.<word>, so that the engine builds that
 // part of the context only for policies that may look at it.
@@ -397,6 +399,15 @@ func Compile(files []PolicyFile, root string, opts LoadOptions) (*Snapshot, erro
 		ps, errs := parsePolicies(f, root)
 		problems = append(problems, errs...)
 		for _, p := range ps {
+			// A string may spell the key with escapes (context["c\u{61}ller"]),
+			// which the file's text hides: cedar-go writes each policy back
+			// with its strings unescaped.
+			canonical := p.cedar.MarshalCedar()
+			for _, w := range DaemonContextKeys {
+				if bytes.Contains(canonical, []byte(w)) {
+					snap.mentions[w] = true
+				}
+			}
 			if prev, dup := snap.byID[cedar.PolicyID(p.ID)]; dup {
 				problems = append(problems, Problem{File: p.File, Line: p.Line, Column: p.Column,
 					Message: fmt.Sprintf("duplicate policy id %q, first defined at %s:%d:%d", p.ID, prev.File, prev.Line, prev.Column)})
