@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -58,6 +59,14 @@ func newCheckCmd() *cobra.Command {
 func (c *checkCmd) Run(ctx context.Context) error {
 	if (c.request == "") == (c.requests == "") {
 		return usagef("check: give exactly one of --request or --requests")
+	}
+	if v := strings.TrimSpace(c.request); v != "" && !strings.HasPrefix(v, "{") {
+		// A file name where the JSON belongs is the commonest slip; the
+		// decoder would only say "invalid character" at byte 0.
+		name := strings.TrimPrefix(v, "@")
+		if _, err := os.Stat(name); err == nil {
+			return usagef("check: --request takes the request's JSON itself; to read the file %s, use --requests %s", name, name)
+		}
 	}
 	if c.socket != "" || c.tokenFile != "" || c.tokenEnv != "" || c.tokenArg != "" {
 		return c.runSocket(ctx)

@@ -127,6 +127,9 @@ func TestCLI_EnumsAndMissingFiles(t *testing.T) {
 		{[]string{"log", "verify", "--db", d.db(), "--pubkey", filepath.Join(d.dir, "k.pub")}, exitUsage, "--pubkey " + filepath.Join(d.dir, "k.pub") + ": no such file"},
 		{[]string{"log", "tail", "--db", filepath.Join(d.dir, "elsewhere.db")}, exitUsage, "no such file; give the decision log serve writes"},
 		{[]string{"log", "query", "--db", d.db(), "--decision", "allow"}, 0, "SEQ"},
+		// A file where the JSON belongs, with or without curl's @.
+		{[]string{"check", "--request", empty}, exitUsage, "--request takes the request's JSON itself; to read the file " + empty + ", use --requests " + empty},
+		{[]string{"check", "--request", "@" + empty}, exitUsage, "to read the file " + empty + ", use --requests"},
 		// A seq where the id belongs: the message says which log was read
 		// and where the ids are.
 		{[]string{"log", "show", "--db", d.db(), "5"}, exitFail, `log show: no decision with id "5" in ` + d.db() + " (log query lists decision ids"},

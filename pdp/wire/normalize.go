@@ -369,9 +369,17 @@ func libraryEscape(name string, raw []byte, field string, check func(string) err
 	}
 	b, err := json.Marshal(cv)
 	if err != nil {
-		return nil, nil, BadRequest(field, err)
+		return nil, nil, BadRequest(field, escapeNotWritable(obj))
 	}
 	return cv, b, nil
+}
+
+// escapeNotWritable is the error for an escape cedar-go reads but cannot
+// write back, such as {"__entity":{"Type":…}}: it reads that as a record
+// whose key is the reserved __entity, which no record may have. The log
+// keeps what was decided on, so such a value is refused.
+func escapeNotWritable(obj []byte) error {
+	return fmt.Errorf(`invalid Cedar escape %s: want {"__entity": {"type": "T", "id": "I"}} or {"__extn": {"fn": "F", "arg": "A"}}, names in lower case`, truncate(obj, 80))
 }
 
 // entityEscape reads raw, the value of an __entity escape (valid JSON: the

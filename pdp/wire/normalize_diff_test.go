@@ -167,3 +167,22 @@ func FuzzNormalizeMatchesLibrary(f *testing.F) {
 		sameNormalize(t, raw)
 	})
 }
+
+// TestNormalize_EscapesCedarGoCannotWrite: an escape cedar-go reads as a
+// record with a reserved key is refused at its pointer with the forms an
+// escape takes, not with a message about Go types.
+func TestNormalize_EscapesCedarGoCannotWrite(t *testing.T) {
+	for _, in := range []string{
+		`{"x":{"__entity":{"Type":"User","id":"a"}}}`,
+		`{"x":{"__entity":{"type":"User"}}}`,
+		`{"x":{"__extn":{"fn":"ip"}}}`,
+		`{"x":[1,{"__entity":{"TYPE":"User","ID":"a"}}]}`,
+	} {
+		_, _, err := NormalizeRecord([]byte(in), "/context", func(string) error { return nil })
+		var re *RequestError
+		if !errors.As(err, &re) || !strings.HasPrefix(re.Field, "/context/x") ||
+			!strings.Contains(err.Error(), `want {"__entity": {"type": "T", "id": "I"}}`) || strings.Contains(err.Error(), "types.") {
+			t.Errorf("%s: %v", in, err)
+		}
+	}
+}

@@ -265,7 +265,7 @@ func (n *refNormalizer) escape(name string, out []byte) (v types.Value, o []byte
 		}
 		b, err := json.Marshal(cv)
 		if err != nil {
-			return nil, out, false, BadRequest(field, err)
+			return nil, out, false, BadRequest(field, escapeNotWritable(obj))
 		}
 		return cv, append(out, b...), true, nil
 	}
