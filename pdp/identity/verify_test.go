@@ -36,7 +36,7 @@ func std(iss, sub string, iat time.Time, life time.Duration) jwt.Claims {
 		IssuedAt: jwt.NewNumericDate(iat), NotBefore: jwt.NewNumericDate(iat), Expiry: jwt.NewNumericDate(iat.Add(life))}
 }
 
-func fileVerifier(t *testing.T, clk *clock, ss ...*pdptest.Signer) (*identity.Verifier, string) {
+func fileVerifier(t testing.TB, clk *clock, ss ...*pdptest.Signer) (*identity.Verifier, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "jwks.json")
 	if err := os.WriteFile(path, pdptest.JWKS(t, ss...), 0o600); err != nil {
