@@ -32,6 +32,24 @@ type Config struct {
 	// SharedWindow is how long a principal's executables and uids are
 	// remembered to flag a shared identity; default 10m, negative disables.
 	SharedWindow time.Duration `yaml:"shared_window"`
+	// TokenCache keeps tokens that verified, so that a token used again
+	// is not checked against its signature again (its times are).
+	TokenCache TokenCacheConfig `yaml:"token_cache"`
+}
+
+// TokenCacheConfig sizes the cache of verified tokens.
+type TokenCacheConfig struct {
+	// MaxEntries is how many tokens it holds, least recently used evicted
+	// first; unset is DefaultTokenCacheEntries, 0 turns the cache off.
+	MaxEntries *int `yaml:"max_entries"`
+}
+
+// Entries is MaxEntries, or DefaultTokenCacheEntries when it is unset.
+func (c TokenCacheConfig) Entries() int {
+	if c.MaxEntries == nil {
+		return DefaultTokenCacheEntries
+	}
+	return *c.MaxEntries
 }
 
 // PrincipalRule maps a verified token to a Cedar entity uid.
@@ -110,6 +128,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SharedWindow == 0 {
 		c.SharedWindow = defaultShared
+	}
+	if n := c.TokenCache.Entries(); n < 0 {
+		return fmt.Errorf("identity.token_cache.max_entries %d: want 0 (off) or more", n)
 	}
 	names := map[string]bool{}
 	issuers := map[string]bool{}

@@ -43,9 +43,14 @@ type keySet struct {
 
 	fetchMu sync.Mutex
 
-	mu          sync.RWMutex
-	keys        []publicKey
-	have        bool      // a set was ever loaded
+	mu   sync.RWMutex
+	keys []publicKey
+	have bool // a set was ever loaded
+	// gen counts the changes of keys: a store of a set that differs from
+	// the one held (a key dropped, added or replaced) bumps it, a refresh
+	// that fetched the same keys does not. A cached verification carries
+	// the gen of the set that verified it and is used only while it holds.
+	gen         uint64
 	lastOK      time.Time // the last successful fetch
 	lastAttempt time.Time
 	lastErr     error
@@ -76,6 +81,9 @@ func (s *keySet) loaded() bool {
 func (s *keySet) store(keys []publicKey, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.have || !sameKeys(s.keys, keys) {
+		s.gen++
+	}
 	s.keys, s.have, s.lastOK, s.lastAttempt, s.lastErr = keys, true, now, now, nil
 	s.up = true
 }
@@ -102,17 +110,47 @@ func (s *keySet) mayRetry(now time.Time) bool {
 	return now.Sub(s.lastAttempt) >= unknownKidBackoff
 }
 
-// find returns the key for kid and alg. A set whose last good fetch is
-// older than maxStale serves nothing: failing refreshes may mean the
-// issuer revoked keys we can no longer learn about.
-func (s *keySet) find(kid, alg string, now time.Time) (crypto.PublicKey, *TokenError) {
+// sameKeys reports whether a and b hold the same keys (kid, alg and public
+// key alike), in any order.
+func sameKeys(a, b []publicKey) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, k := range a {
+		found := false
+		for _, l := range b {
+			if k.kid == l.kid && k.alg == l.alg && equalKeys(k.key, l.key) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// equalKeys compares public keys with their own Equal (every key type
+// crypto/* returns has one); a key without it is never equal, which only
+// costs a fresh verification.
+func equalKeys(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
+}
+
+// find returns the key for kid and alg, and the gen of the set it is from.
+// A set whose last good fetch is older than maxStale serves nothing:
+// failing refreshes may mean the issuer revoked keys we can no longer
+// learn about.
+func (s *keySet) find(kid, alg string, now time.Time) (crypto.PublicKey, uint64, *TokenError) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if !s.have {
 		if s.lastErr != nil {
-			return nil, invalid(WhyKeys, "no keys fetched yet: %v", s.lastErr)
+			return nil, 0, invalid(WhyKeys, "no keys fetched yet: %v", s.lastErr)
 		}
-		return nil, invalid(WhyKeys, "no keys fetched yet")
+		return nil, 0, invalid(WhyKeys, "no keys fetched yet")
 	}
 	since := s.lastOK
 	if s.streaming {
@@ -122,7 +160,7 @@ func (s *keySet) find(kid, alg string, now time.Time) (crypto.PublicKey, *TokenE
 		}
 	}
 	if age := now.Sub(since); age > s.maxStale {
-		return nil, invalid(WhyKeys, "keys last fetched %s ago (max_stale %s): %v", age.Round(time.Second), s.maxStale, s.lastErr)
+		return nil, 0, invalid(WhyKeys, "keys last fetched %s ago (max_stale %s): %v", age.Round(time.Second), s.maxStale, s.lastErr)
 	}
 	var match []publicKey
 	for _, k := range s.keys {
@@ -132,13 +170,13 @@ func (s *keySet) find(kid, alg string, now time.Time) (crypto.PublicKey, *TokenE
 	}
 	switch {
 	case len(match) == 1:
-		return match[0].key, nil
+		return match[0].key, s.gen, nil
 	case len(match) == 0 && kid != "":
-		return nil, invalid(WhyUnknownKey, "no key %q for %s", kid, alg)
+		return nil, 0, invalid(WhyUnknownKey, "no key %q for %s", kid, alg)
 	case len(match) == 0:
-		return nil, invalid(WhyUnknownKey, "no key for %s", alg)
+		return nil, 0, invalid(WhyUnknownKey, "no key for %s", alg)
 	default:
-		return nil, invalid(WhyUnknownKey, "token names no kid and %d keys fit %s", len(match), alg)
+		return nil, 0, invalid(WhyUnknownKey, "token names no kid and %d keys fit %s", len(match), alg)
 	}
 }
 
@@ -179,16 +217,17 @@ type jwtIssuer struct {
 	log  *slog.Logger
 }
 
-// key finds the verification key, refreshing the set first when it is due
-// (unless a refresh is under way) or when kid is new to it.
-func (i *jwtIssuer) key(ctx context.Context, kid, alg string, now time.Time) (crypto.PublicKey, *TokenError) {
+// key finds the verification key and the gen of its set, refreshing the
+// set first when it is due (unless a refresh is under way) or when kid is
+// new to it.
+func (i *jwtIssuer) key(ctx context.Context, kid, alg string, now time.Time) (crypto.PublicKey, uint64, *TokenError) {
 	if i.keys.due(now) && i.keys.fetchMu.TryLock() {
 		i.refreshLocked(ctx, now)
 		i.keys.fetchMu.Unlock()
 	}
-	k, terr := i.keys.find(kid, alg, now)
+	k, gen, terr := i.keys.find(kid, alg, now)
 	if terr == nil || terr.Why != WhyUnknownKey && terr.Why != WhyKeys || !i.keys.mayRetry(now) {
-		return k, terr
+		return k, gen, terr
 	}
 	i.keys.fetchMu.Lock()
 	if i.keys.mayRetry(now) { // no one refreshed while we waited

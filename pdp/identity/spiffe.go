@@ -52,16 +52,16 @@ func (s *spiffeIssuer) readBundle(now time.Time) error {
 	return nil
 }
 
-// key finds a JWT authority; JWT-SVIDs always name their key (kid).
-func (s *spiffeIssuer) key(kid string, now time.Time) (crypto.PublicKey, *TokenError) {
+// key finds a JWT authority and the gen of its bundle; JWT-SVIDs always
+// name their key (kid), and an authority carries no alg of its own.
+func (s *spiffeIssuer) key(_ context.Context, kid, _ string, now time.Time) (crypto.PublicKey, uint64, *TokenError) {
 	if kid == "" {
-		return nil, invalid(WhyMalformed, "JWT-SVID without a kid")
+		return nil, 0, invalid(WhyMalformed, "JWT-SVID without a kid")
 	}
 	if s.cfg.BundleFile != "" && s.keys.due(now) && s.keys.fetchMu.TryLock() {
 		s.readBundle(now)
 		s.keys.fetchMu.Unlock()
 	}
-	// The algorithm is the key's: a JWT authority carries no alg of its own.
 	return s.keys.find(kid, "", now)
 }
 

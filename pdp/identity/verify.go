@@ -132,6 +132,7 @@ type Verifier struct {
 	now    func() time.Time
 	jwt    map[string]*jwtIssuer    // by iss
 	spiffe map[string]*spiffeIssuer // by trust domain name
+	cache  *tokenCache              // nil when identity.token_cache.max_entries is 0
 }
 
 // New checks cfg (which Validate must have accepted) and loads what can be
@@ -149,6 +150,9 @@ func New(ctx context.Context, cfg Config, opts Options) (*Verifier, error) {
 		opts.HTTPClient = &http.Client{Timeout: 10 * time.Second, CheckRedirect: sameHostRedirect}
 	}
 	v := &Verifier{cfg: cfg, log: opts.Logger, now: opts.Now, jwt: map[string]*jwtIssuer{}, spiffe: map[string]*spiffeIssuer{}}
+	if n := cfg.TokenCache.Entries(); n > 0 {
+		v.cache = newTokenCache(n)
+	}
 	for _, j := range cfg.JWT {
 		iss := &jwtIssuer{cfg: j, keys: newKeySet(j.Refresh, j.MaxStale), http: opts.HTTPClient, log: v.log.With("issuer", j.Name)}
 		if j.JWKSFile != "" {
@@ -180,7 +184,8 @@ func (v *Verifier) Config() Config { return v.cfg }
 
 // Run fetches and refreshes keys until ctx is done: JWKS URLs and OIDC
 // discovery on each issuer's refresh interval, bundle files likewise, and
-// the Workload API's bundle stream as it changes. It returns when every
+// the Workload API's bundle stream as it changes. It also drops expired
+// tokens from the token cache every minute. It returns when every
 // goroutine it started has stopped.
 func (v *Verifier) Run(ctx context.Context) {
 	var wg sync.WaitGroup
@@ -189,6 +194,9 @@ func (v *Verifier) Run(ctx context.Context) {
 	}
 	for _, si := range v.spiffe {
 		wg.Go(func() { si.run(ctx, v.now) })
+	}
+	if v.cache != nil {
+		wg.Go(func() { v.sweepTokens(ctx) })
 	}
 	wg.Wait()
 }
@@ -223,13 +231,78 @@ func (v *Verifier) Ready(ctx context.Context) error {
 // rawClaims are the claims beyond jwt.Claims that the mapping reads.
 type rawClaims map[string]any
 
+// tokenIssuer is what Verify needs of a configured issuer (a JWT issuer or
+// a SPIFFE trust domain).
+type tokenIssuer interface {
+	// key finds the verification key for kid and alg, and the gen of the
+	// key set it is from; ctx bounds a refresh it may trigger.
+	key(ctx context.Context, kid, alg string, now time.Time) (crypto.PublicKey, uint64, *TokenError)
+	// rules are the audience a token must carry and its max_lifetime.
+	rules() (audience string, maxLife time.Duration)
+	mapIdentity(std *jwt.Claims, raw rawClaims, id *Identity) *TokenError
+}
+
+func (i *jwtIssuer) rules() (string, time.Duration)    { return i.cfg.Audience, i.cfg.MaxLifetime }
+func (s *spiffeIssuer) rules() (string, time.Duration) { return s.cfg.Audience, s.cfg.MaxLifetime }
+
 // Verify checks token and returns the identity it establishes. Any failure
 // is a *TokenError; ctx bounds a key refresh that an unknown key id triggers.
+//
+// A token that verified before is found in the token cache by the SHA-256
+// of its bytes and its signature is not checked again while the key that
+// verified it is unchanged; its times (exp, nbf, iat with the skew,
+// max_lifetime) and its key's freshness are checked on every call, so a
+// cached token is refused exactly when an uncached one would be. The
+// Identity returned may share its slices and times with other calls': it
+// is read-only.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Identity, error) {
 	token = strings.TrimSpace(token)
 	if token == "" {
 		return nil, invalid(WhyMalformed, "empty token")
 	}
+	sum := sha256.Sum256([]byte(token))
+	if v.cache != nil {
+		if e := v.cache.get(sum); e != nil {
+			if id, err, ok := v.reuse(ctx, sum, e); ok {
+				v.cache.hits.Add(1)
+				return id, err
+			}
+		}
+		v.cache.misses.Add(1)
+	}
+	e, terr := v.verify(ctx, token, sum)
+	if terr != nil {
+		return nil, terr
+	}
+	if v.cache != nil {
+		v.cache.add(sum, e)
+	}
+	id := *e.id
+	return &id, nil
+}
+
+// reuse answers for a cached token: ok is false when the entry cannot
+// answer (the issuer's keys changed, or cannot be had now) and the token
+// must be verified afresh, which gives exactly the uncached answer.
+func (v *Verifier) reuse(ctx context.Context, sum [32]byte, e *cachedToken) (_ *Identity, _ error, ok bool) {
+	now := v.now()
+	_, gen, terr := e.iss.key(ctx, e.kid, e.alg, now)
+	if terr != nil || gen != e.gen {
+		v.cache.remove(sum)
+		return nil, nil, false
+	}
+	if terr := v.checkTimes(&e.times, now, e.maxLife); terr != nil {
+		// Time only moves on: an entry past its exp is of no more use.
+		v.cache.remove(sum)
+		return nil, terr, true
+	}
+	id := *e.id
+	return &id, nil, true
+}
+
+// verify checks token in full: its form, its signature with the issuer's
+// key, its times, audience and mapping. sum is its SHA-256.
+func (v *Verifier) verify(ctx context.Context, token string, sum [32]byte) (*cachedToken, *TokenError) {
 	tok, err := jwt.ParseSigned(token, asymmetric)
 	if err != nil {
 		if strings.Contains(err.Error(), "unexpected signature algorithm") {
@@ -251,30 +324,18 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Identity, error) 
 		return nil, invalid(WhyMalformed, "claims are not a JSON object of JWT claims")
 	}
 	now := v.now()
-	var (
-		keyFor   func(ctx context.Context, kid string) (crypto.PublicKey, *TokenError)
-		audience string
-		maxLife  time.Duration
-	)
-	var mapID func(std *jwt.Claims, raw rawClaims, id *Identity) *TokenError
-	switch iss, sid := v.jwt[peek.Issuer], v.spiffeFor(peek); {
-	case iss != nil:
-		keyFor = func(ctx context.Context, kid string) (crypto.PublicKey, *TokenError) {
-			return iss.key(ctx, kid, hdr.Algorithm, v.now())
-		}
-		audience, maxLife, mapID = iss.cfg.Audience, iss.cfg.MaxLifetime, iss.mapIdentity
-	case sid != nil:
-		keyFor = func(_ context.Context, kid string) (crypto.PublicKey, *TokenError) {
-			return sid.key(kid, v.now())
-		}
-		audience, maxLife, mapID = sid.cfg.Audience, sid.cfg.MaxLifetime, sid.mapIdentity
-	default:
-		if peek.Issuer == "" {
-			return nil, invalid(WhyIssuer, "no iss, and sub is not a SPIFFE ID of a configured trust domain")
-		}
+	var iss tokenIssuer
+	if ji := v.jwt[peek.Issuer]; ji != nil {
+		iss = ji
+	} else if si := v.spiffeFor(peek); si != nil {
+		iss = si
+	} else if peek.Issuer == "" {
+		return nil, invalid(WhyIssuer, "no iss, and sub is not a SPIFFE ID of a configured trust domain")
+	} else {
 		return nil, invalid(WhyIssuer, "issuer %q is not configured", peek.Issuer)
 	}
-	key, terr := keyFor(ctx, hdr.KeyID)
+	audience, maxLife := iss.rules()
+	key, gen, terr := iss.key(ctx, hdr.KeyID, hdr.Algorithm, v.now())
 	if terr != nil {
 		return nil, terr
 	}
@@ -297,17 +358,26 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Identity, error) 
 		IssuedAt:   timeOf(std.IssuedAt),
 		ExpiresAt:  timeOf(std.Expiry),
 		Scopes:     scopes(raw),
-		Thumbprint: Thumbprint(token),
+		Thumbprint: "sha256:" + hex.EncodeToString(sum[:]),
 	}
 	actors, terr := actorChain(raw)
 	if terr != nil {
 		return nil, terr
 	}
 	id.Actors = actors
-	if terr := mapID(&std, raw, id); terr != nil {
+	if terr := iss.mapIdentity(&std, raw, id); terr != nil {
 		return nil, terr
 	}
-	return id, nil
+	return &cachedToken{
+		id:      id,
+		times:   jwt.Claims{Expiry: std.Expiry, NotBefore: std.NotBefore, IssuedAt: std.IssuedAt},
+		maxLife: maxLife,
+		iss:     iss,
+		kid:     hdr.KeyID,
+		alg:     hdr.Algorithm,
+		gen:     gen,
+		until:   std.Expiry.Time().Add(v.cfg.ClockSkew),
+	}, nil
 }
 
 func acceptedTyp(typ string) bool {

@@ -38,12 +38,21 @@ func std(iss, sub string, iat time.Time, life time.Duration) jwt.Claims {
 
 func fileVerifier(t testing.TB, clk *clock, ss ...*pdptest.Signer) (*identity.Verifier, string) {
 	t.Helper()
+	return fileVerifierWith(t, clk, nil, ss...)
+}
+
+// fileVerifierWith is fileVerifier with edit applied to the config first.
+func fileVerifierWith(t testing.TB, clk *clock, edit func(*identity.Config), ss ...*pdptest.Signer) (*identity.Verifier, string) {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "jwks.json")
 	if err := os.WriteFile(path, pdptest.JWKS(t, ss...), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg := identity.Config{JWT: []identity.JWTIssuer{{Name: "idp", Issuer: "https://idp.example", JWKSFile: path,
 		Audience: "agentpdp", Principal: identity.PrincipalRule{Claim: "sub", Type: "Agent"}, MaxLifetime: time.Hour}}}
+	if edit != nil {
+		edit(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
