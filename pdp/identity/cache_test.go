@@ -352,11 +352,16 @@ func TestTokenCache_IdentityPerCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	first.PrincipalID, first.Subject = "mallory", "mallory"
+	second, err := v.Verify(context.Background(), tok) // from the cache
+	if err != nil {
+		t.Fatal(err)
+	}
+	second.PrincipalID, second.Subject = "mallory", "mallory"
 	again, err := v.Verify(context.Background(), tok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantStats(t, v, 1, 1, 1)
+	wantStats(t, v, 2, 1, 1)
 	if again.Principal() != `Agent::"billing-bot"` || again.Subject != "billing-bot" {
 		t.Errorf("a caller's change to its Identity reached the next caller: %+v", again)
 	}
