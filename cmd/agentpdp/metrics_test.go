@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentpdp/agentpdp/internal/pdptest"
 	"github.com/agentpdp/agentpdp/pdp/client"
 	"github.com/agentpdp/agentpdp/pdp/wire"
 )
@@ -73,5 +74,47 @@ func TestServe_Metrics(t *testing.T) {
 			t.Fatalf("the index lag never reached 0:\n%s", grepLines(body, "index_lag"))
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A token used twice is verified in full once: the token cache's metrics
+// count one miss and one hit, and with identity.token_cache.max_entries: 0
+// there is no cache and no such metric.
+func TestServe_TokenCacheMetrics(t *testing.T) {
+	is := pdptest.NewIssuer(t)
+	tok := is.Token(t, "billing-bot", 10*time.Minute, nil)
+	req := &wire.Request{Principal: wire.EntityRef{Type: "Agent", ID: "billing-bot"},
+		Action: wire.EntityRef{Type: "Action", ID: "invoke_tool"}, Resource: wire.EntityRef{Type: "Tool", ID: "sql.query"}}
+	for _, c := range []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"Default", is.YAML(), []string{"agentpdp_token_cache_hits_total 1\n", "agentpdp_token_cache_misses_total 1\n", "agentpdp_token_cache_entries 1\n"}},
+		{"Off", is.YAML() + "  token_cache: {max_entries: 0}\n", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := newDaemonDir(t)
+			appendConfig(t, d, c.yaml)
+			d.start()
+			cl := client.New(d.sock()).WithToken(client.StaticToken(tok))
+			for range 2 {
+				dec, err := cl.Authorize(t.Context(), req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if dec.Decision != wire.Allow {
+					t.Fatalf("got %s %+v", dec.Decision, dec.Reasons)
+				}
+			}
+			_, body := scrape(t, d.asock())
+			for _, want := range c.want {
+				if !strings.Contains(body, want) {
+					t.Errorf("metrics lack %q:\n%s", want, grepLines(body, "token_cache"))
+				}
+			}
+			if c.want == nil && strings.Contains(body, "token_cache") {
+				t.Errorf("the cache is off, yet:\n%s", grepLines(body, "token_cache"))
+			}
+		})
 	}
 }

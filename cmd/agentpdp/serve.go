@@ -152,6 +152,19 @@ func (s *serveCmd) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopIdentity()
+	if v := trust.Verifier; v != nil && cfg.Identity.TokenCache.Entries() > 0 {
+		metrics.Register(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "agentpdp_token_cache_hits_total",
+				Help: "Token verifications answered from the cache of verified tokens (times and key still checked), refusals included."},
+				func() float64 { return float64(v.TokenCacheStats().Hits) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "agentpdp_token_cache_misses_total",
+				Help: "Tokens verified in full (signature and claims): new, evicted, or their issuer's keys changed."},
+				func() float64 { return float64(v.TokenCacheStats().Misses) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "agentpdp_token_cache_entries",
+				Help: "Verified tokens the cache holds (identity.token_cache.max_entries at most)."},
+				func() float64 { return float64(v.TokenCacheStats().Entries) }),
+		)
+	}
 	// SIGHUP reloads the policies: the reload component owns it, beside
 	// file changes and POST /v1/reload.
 	hup := make(chan os.Signal, 1)
