@@ -2,6 +2,8 @@ package decisionlog_test
 
 import (
 	"bytes"
+	"database/sql"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -38,10 +40,45 @@ func groupEntries(bodies [][]byte, n int, counter *int) []*decisionlog.Entry {
 		// "decision_id":"01a22b31-bee1-7c15-9f64-5593bf7c793a": the id's
 		// last 12 characters end at offset 15+36.
 		copy(body[15+36-12:], fmt.Sprintf("%012x", *counter))
-		es[i] = &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: time.Now(), Body: body,
-			Keys: &decisionlog.Keys{Principal: `Agent::"agent-40"`, SessionID: "s-40", TraceID: fmt.Sprintf("%032x", *counter)}}
+		keys := columnKeys(body)
+		keys.Principal, keys.SessionID, keys.TraceID = `Agent::"agent-40"`, "s-40", fmt.Sprintf("%032x", *counter)
+		es[i] = &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: time.Now(), Body: body, Keys: keys}
 	}
 	return es
+}
+
+// columnKeys are Keys with the log table's columns of body set, read from
+// it as the engine knows them: the values at their paths, NULL where the
+// body has none.
+func columnKeys(body []byte) *decisionlog.Keys {
+	var rec struct {
+		DecisionID *string `json:"decision_id"`
+		Decision   *string `json:"decision"`
+		Request    *struct {
+			ParentDecisionID *string `json:"parent_decision_id"`
+			Approval         *string `json:"approval"`
+		} `json:"request"`
+		Shadow *struct {
+			Decision *string `json:"decision"`
+		} `json:"shadow"`
+	}
+	if err := json.Unmarshal(body, &rec); err != nil {
+		panic(err)
+	}
+	v := func(s *string) sql.NullString {
+		if s == nil {
+			return sql.NullString{}
+		}
+		return sql.NullString{String: *s, Valid: true}
+	}
+	k := &decisionlog.Keys{DecisionID: v(rec.DecisionID), Decision: v(rec.Decision)}
+	if r := rec.Request; r != nil {
+		k.ParentDecisionID, k.ApprovalID = v(r.ParentDecisionID), v(r.Approval)
+	}
+	if s := rec.Shadow; s != nil {
+		k.ShadowDecision = v(s.Decision)
+	}
+	return k
 }
 
 // BenchmarkAppendGroup is the writer's cost per row as the daemon pays it

@@ -13,7 +13,10 @@
 // gaps even across crashes: a transaction either commits rows with their
 // hashes or leaves nothing.
 //
-// The body of an entry is JSON owned by whoever appends it; the columns that
-// queries filter on are SQLite generated columns over that JSON, so the body
-// stays the single source of truth that the hash covers.
+// The body of an entry is JSON owned by whoever appends it, and the single
+// source of truth that the hash covers. Queries filter on its fields by
+// JSON path; the few that the log table's own indexes read (decision id,
+// decision, parent, approval, shadow decision) are also stored in columns
+// of their own, which the appender gives in [Keys] (so SQLite need not
+// parse the body on insert) and [Reader.Verify] holds to the body.
 package decisionlog

@@ -48,8 +48,10 @@ type Entry struct {
 	Body json.RawMessage
 	Hash []byte // assigned by Append
 
-	// Keys, if set, are the body's values for the provenance index (see
-	// Keys); not stored, and not read back by the Reader.
+	// Keys, if set, are the body's values for the log table's columns and
+	// the provenance index (see Keys): the writer stores the columns as
+	// given and hands the index keys to the indexer. The Reader does not
+	// read them back.
 	Keys *Keys
 }
 

@@ -38,13 +38,26 @@ import (
 // index of another version is rebuilt.
 const indexSchemaVersion = 2
 
-// Keys are an entry's values for the provenance index, given by whoever
-// writes the entry so that the indexer need not parse them back out of the
-// body. Each must be what the body holds at its field's path (the
-// wire.Field named in indexedFields: Principal at wire.FieldPrincipal, …).
-// An entry without Keys has its row read back instead, by those paths.
+// Keys are an entry's values for the provenance index and the log table's
+// columns, given by whoever writes the entry so that neither the indexer
+// nor SQLite need parse them back out of the body. Each must be what the
+// body holds at its field's path.
+//
+// An entry without Keys costs more, and nothing else: SQLite reads its
+// columns out of the body as it inserts the row (json_extract), and the
+// indexer reads the row back for its keys.
 type Keys struct {
+	// The provenance index's keys (indexedFields: Principal at
+	// wire.FieldPrincipal, …); "" where the body has none.
 	Principal, SessionID, TaskID, TraceID, OnBehalfOf, CredentialID, ToolCallID string
+
+	// The log table's columns (wire.IndexedColumns; tableColumns says
+	// which is which): exactly what json_extract(body, path) gives, the
+	// string at the path, or NULL (Valid false) where the body has no
+	// value there, which is not the same as "". The writer stores them as
+	// given; Verify fails a row whose column differs from its body, since
+	// lookups by decision id, approval and shadow diff read the columns.
+	DecisionID, Decision, ParentDecisionID, ApprovalID, ShadowDecision sql.NullString
 }
 
 // indexedFields are the keys in the index: the id hashed with the value,

@@ -24,11 +24,11 @@ func indexedDecision(i int) *decisionlog.Entry {
 	// Most entries come with their keys, as the daemon's do; every fourth
 	// has its row read back instead.
 	if i%4 != 3 {
-		e.Keys = &decisionlog.Keys{
-			Principal: `Agent::"` + p + `"`, SessionID: fmt.Sprintf("s-%d", i%5), TaskID: fmt.Sprintf("task-%d", i%7),
-			TraceID: fmt.Sprintf("trace-%d", i/2), ToolCallID: fmt.Sprintf("call-%d", i),
-			OnBehalfOf: fmt.Sprintf("user-%d", i%4), CredentialID: fmt.Sprintf("cred-%d", i%6),
-		}
+		k := columnKeys(e.Body)
+		k.Principal, k.SessionID, k.TaskID = `Agent::"`+p+`"`, fmt.Sprintf("s-%d", i%5), fmt.Sprintf("task-%d", i%7)
+		k.TraceID, k.ToolCallID = fmt.Sprintf("trace-%d", i/2), fmt.Sprintf("call-%d", i)
+		k.OnBehalfOf, k.CredentialID = fmt.Sprintf("user-%d", i%4), fmt.Sprintf("cred-%d", i%6)
+		e.Keys = k
 	}
 	return e
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,19 +21,36 @@ var appendOnlyTriggers = map[string]string{
 	"log_no_delete": `CREATE TRIGGER log_no_delete BEFORE DELETE ON log BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END`,
 }
 
-// restoreTriggers puts back any append-only trigger that is missing or not
-// as written, and records an integrity row saying which.
-func (l *Log) restoreTriggers(ctx context.Context) error {
-	var restored []string
+// unguardedTriggers names the append-only triggers missing or not as
+// appendOnlyTriggers writes them.
+func unguardedTriggers(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) ([]string, error) {
+	var out []string
 	for _, name := range []string{"log_no_update", "log_no_delete"} {
 		var have string
-		err := l.db.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?`, name).Scan(&have)
+		err := q.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?`, name).Scan(&have)
 		if err == nil && strings.Join(strings.Fields(have), " ") == appendOnlyTriggers[name] {
 			continue
 		}
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("check trigger %s: %w", name, err)
+			return nil, fmt.Errorf("check trigger %s: %w", name, err)
 		}
+		out = append(out, name)
+	}
+	return out, nil
+}
+
+// restoreTriggers puts back any append-only trigger that is missing or not
+// as written, and records an integrity row saying which, naming too those
+// in before: triggers found missing before the migrations ran, which one
+// that rebuilds the table (9) makes again.
+func (l *Log) restoreTriggers(ctx context.Context, before []string) error {
+	missing, err := unguardedTriggers(ctx, l.db)
+	if err != nil {
+		return err
+	}
+	for _, name := range missing {
 		tx, err := l.db.BeginTx(ctx, nil)
 		if err != nil {
 			return fmt.Errorf("restore trigger %s: %w", name, err)
@@ -48,7 +66,12 @@ func (l *Log) restoreTriggers(ctx context.Context) error {
 			tx.Rollback()
 			return fmt.Errorf("restore trigger %s: %w", name, err)
 		}
-		restored = append(restored, name)
+	}
+	var restored []string
+	for _, name := range []string{"log_no_update", "log_no_delete"} {
+		if slices.Contains(missing, name) || slices.Contains(before, name) {
+			restored = append(restored, name)
+		}
 	}
 	if len(restored) > 0 {
 		l.logger.Warn("decision log: append-only triggers were missing or altered; restored them", "triggers", restored)

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // policyLoad is a policy-load row for version v.
@@ -48,7 +49,14 @@ func appendRaw(t *testing.T, path string, e *decisionlog.Entry) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.Exec(`INSERT INTO log(seq, kind, time, body, hash) VALUES (?, ?, ?, ?, ?)`, e.Seq, string(e.Kind), e.Time.UnixNano(), string(e.Body), e.Hash); err != nil {
+	// A forger fills the log table's columns from the body, as the writer
+	// does.
+	cols, vals := "", ""
+	for _, f := range wire.IndexedColumns {
+		cols += ", " + f.Name
+		vals += ", json_extract(?4, '" + f.Path + "')"
+	}
+	if _, err := db.Exec(`INSERT INTO log(seq, kind, time, body, hash`+cols+`) VALUES (?1, ?2, ?3, ?4, ?5`+vals+`)`, e.Seq, string(e.Kind), e.Time.UnixNano(), string(e.Body), e.Hash); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -90,8 +90,13 @@ type Log struct {
 	opts   Options
 	logger *slog.Logger // opts.Logger, or a discarding one
 	db     *sql.DB
-	insert *sql.Stmt
 	origin string
+	// insert writes a row with the columns its Keys give; insertRead one
+	// whose columns SQLite reads from its body (an entry without Keys, or
+	// any entry while the table's columns are generated: the tests' logs
+	// of a schema before migration 9).
+	insert, insertRead *sql.Stmt
+	generated          bool
 
 	mu     sync.RWMutex // guards closed and sends on reqs against Close
 	closed bool
@@ -318,6 +323,19 @@ func (l *Log) init(ctx context.Context) error {
 	if !strings.EqualFold(mode, "wal") {
 		return fmt.Errorf("journal mode is %q, want wal (is the file on a filesystem without shared memory?)", mode)
 	}
+	// Triggers an older log lacks are recorded when they are restored,
+	// even if a migration that rebuilds the table made them again.
+	var version int
+	if err := l.db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	var unguarded []string
+	if version > 0 {
+		var err error
+		if unguarded, err = unguardedTriggers(ctx, l.db); err != nil {
+			return err
+		}
+	}
 	if err := migrate(ctx, l.db, l.opts.schema); err != nil {
 		return err
 	}
@@ -349,14 +367,24 @@ func (l *Log) init(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := l.restoreTriggers(ctx); err != nil {
+	if err := l.restoreTriggers(ctx, unguarded); err != nil {
 		return err
 	}
 	if err := l.syncMerkle(ctx); err != nil {
 		return err
 	}
+	var generated int
+	if err := l.db.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_xinfo('log') WHERE hidden IN (2, 3)`).Scan(&generated); err != nil {
+		return fmt.Errorf("read the log's columns: %w", err)
+	}
+	l.generated = generated > 0
 	var err error
-	if l.insert, err = l.db.PrepareContext(ctx, `INSERT INTO log(seq, kind, time, body, hash) VALUES (?, ?, ?, ?, ?)`); err != nil {
+	if l.generated {
+		l.insertRead, err = l.db.PrepareContext(ctx, insertGeneratedSQL)
+	} else if l.insertRead, err = l.db.PrepareContext(ctx, insertReadSQL); err == nil {
+		l.insert, err = l.db.PrepareContext(ctx, insertSQL)
+	}
+	if err != nil {
 		return err
 	}
 	for _, n := range leafChunks {
@@ -372,8 +400,10 @@ func (l *Log) init(ctx context.Context) error {
 // closeStmts closes the writer's prepared statements.
 func (l *Log) closeStmts() error {
 	var errs []error
-	if l.insert != nil {
-		errs = append(errs, l.insert.Close())
+	for _, st := range []*sql.Stmt{l.insert, l.insertRead} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
 	}
 	for _, st := range l.leafIns {
 		errs = append(errs, st.Close())
@@ -522,7 +552,8 @@ func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq
 	}
 	var (
 		tx         *sql.Tx
-		stmt       *sql.Stmt
+		stmt       *sql.Stmt // l.insert in tx, once an entry needs it
+		stmtRead   *sql.Stmt // l.insertRead in tx, likewise
 		seq, since int64
 		start      int64
 		prev       []byte
@@ -535,7 +566,7 @@ func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq
 		if tx, err = l.db.BeginTx(ctx, nil); err != nil {
 			return l.failed(fmt.Errorf("append: begin: %w", err))
 		}
-		stmt = tx.StmtContext(ctx, l.insert)
+		stmt, stmtRead = nil, nil
 		seq, prev, since = l.seq, l.head, l.since
 		start, written = seq, written[:0]
 		l.work = l.tree
@@ -550,14 +581,32 @@ func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq
 		e.Seq = seq
 		e.Hash = ChainHash(prev, e)
 		prev = e.Hash
-		// The body is bound as TEXT (the generated columns read it as JSON)
+		// The body is bound as TEXT (json_extract reads it as JSON)
 		// without copying it: the driver copies it into SQLite anyway, and
 		// an appended entry's body is never modified.
 		body := unsafe.String(unsafe.SliceData(e.Body), len(e.Body))
-		if _, err := stmt.ExecContext(ctx, e.Seq, string(e.Kind), e.Time.UnixNano(), body, e.Hash); err != nil {
+		var err error
+		if k := e.Keys; k != nil && !l.generated {
+			// The columns as the entry gives them: SQLite reading them
+			// from the body cost a parse of it, about 5 µs a row.
+			if stmt == nil {
+				stmt = tx.StmtContext(ctx, l.insert)
+			}
+			args := make([]any, 5, 5+len(tableColumns))
+			args[0], args[1], args[2], args[3], args[4] = e.Seq, string(e.Kind), e.Time.UnixNano(), body, e.Hash
+			for _, c := range tableColumns {
+				args = append(args, text(c.get(k)))
+			}
+			_, err = stmt.ExecContext(ctx, args...)
+		} else {
+			if stmtRead == nil {
+				stmtRead = tx.StmtContext(ctx, l.insertRead)
+			}
+			_, err = stmtRead.ExecContext(ctx, e.Seq, string(e.Kind), e.Time.UnixNano(), body, e.Hash)
+		}
+		if err != nil {
 			return fmt.Errorf("append seq %d: %w", e.Seq, err)
 		}
-		var err error
 		if l.leaves.blobs, err = l.work.add(e.Hash, l.leaves.blobs); err != nil {
 			return fmt.Errorf("append seq %d: %w", e.Seq, err)
 		}
@@ -707,6 +756,14 @@ func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq
 	default:
 	}
 	return batch, took, nil
+}
+
+// text is a column's value as the driver binds it: the string, or NULL.
+func text(v sql.NullString) any {
+	if !v.Valid {
+		return nil
+	}
+	return v.String
 }
 
 // journalSizeLimit is the size the WAL file is truncated to when it starts

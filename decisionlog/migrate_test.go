@@ -4,8 +4,10 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,11 +52,39 @@ func storedRows(t *testing.T, path string) (rows []storedRow, version int) {
 	return rows, version
 }
 
-// Migration 8 drops the generated columns no index reads from a log an
-// older agentpdp wrote (schema 7, with rows and signed checkpoints): every
-// row keeps its body and hash, the log verifies, and every log query
-// filter, summary and policy-load lookup still finds its rows by path.
-func TestMigration8_DropsUnindexedColumnsKeepingRows(t *testing.T) {
+// schemaObjects are the log table's indexes and triggers, by name, with
+// their DDL's whitespace collapsed.
+func schemaObjects(t *testing.T, db *sql.DB) map[string]string {
+	t.Helper()
+	rows, err := db.Query(`SELECT name, sql FROM sqlite_schema WHERE type IN ('index', 'trigger') AND tbl_name = 'log' AND sql IS NOT NULL`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var name, ddl string
+		if err := rows.Scan(&name, &ddl); err != nil {
+			t.Fatal(err)
+		}
+		out[name] = strings.Join(strings.Fields(ddl), " ")
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Migrations 8 and 9 bring a log an older agentpdp wrote (schema 7, with
+// rows and signed checkpoints) up to date: 8 drops the generated columns
+// no index reads, 9 rebuilds the table with the five left as ordinary
+// columns. Every row keeps its seq, kind, time, body and hash, byte for
+// byte; each column of every row is json_extract of its body at the
+// column's path (a value, "", NULL, a number as text); the table has the
+// same indexes and triggers as before; the log verifies, signatures, tail
+// state and columns; and every log query filter, summary and policy-load
+// lookup still finds its rows.
+func TestMigrations8And9_KeepRowsAndVerify(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "d.db")
 	priv, pub := newKey(t)
@@ -73,6 +103,11 @@ func TestMigration8_DropsUnindexedColumnsKeepingRows(t *testing.T) {
 	if err := old.Append(ctx, &decisionlog.Entry{Kind: decisionlog.KindPolicyLoad, Time: time.Now(), Body: load}); err != nil {
 		t.Fatal(err)
 	}
+	// An odd row: "" where a column's path is, a number, nothing else.
+	odd := json.RawMessage(`{"decision_id":"","decision":5,"status":"odd","request":{"approval":""}}`)
+	if err := old.Append(ctx, &decisionlog.Entry{Kind: decisionlog.KindOutcome, Time: time.Now(), Body: odd}); err != nil {
+		t.Fatal(err)
+	}
 	if err := old.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +122,11 @@ func TestMigration8_DropsUnindexedColumnsKeepingRows(t *testing.T) {
 	if got := generatedColumns(t, db); !slices.Equal(got, wire.RecordColumns) {
 		t.Fatalf("the schema-7 log has the columns %v, want every one of wire.RecordColumns", got)
 	}
+	objects := schemaObjects(t, db)
 	db.Close()
+	if len(objects) != 9 { // 7 indexes, 2 triggers
+		t.Fatalf("the schema-7 log has the indexes and triggers %v", objects)
+	}
 
 	l, err := decisionlog.Open(ctx, path, opts)
 	if err != nil {
@@ -110,7 +149,21 @@ func TestMigration8_DropsUnindexedColumnsKeepingRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sameColumns(t, generatedColumns(t, db), wire.IndexedColumns, "wire.IndexedColumns")
+	if got := generatedColumns(t, db); len(got) > 0 {
+		t.Errorf("the migrated log keeps the generated columns %v", got)
+	}
+	sameColumns(t, storedColumns(t, db), wire.IndexedColumns, "wire.IndexedColumns")
+	if got := schemaObjects(t, db); !maps.Equal(got, objects) {
+		t.Errorf("the migrated log's indexes and triggers:\n%v\nwant, as before:\n%v", got, objects)
+	}
+	columnsHoldBodies(t, db)
+	var decision, decisionType, decisionID, approvalID sql.NullString
+	if err := db.QueryRow(`SELECT decision, typeof(decision), decision_id, approval_id FROM log WHERE seq = ?`, n+2).Scan(&decision, &decisionType, &decisionID, &approvalID); err != nil {
+		t.Fatal(err)
+	}
+	if decision.String != "5" || decisionType.String != "text" || decisionID != (sql.NullString{Valid: true}) || approvalID != (sql.NullString{Valid: true}) {
+		t.Errorf("the odd row's columns: decision %v (%s), decision_id %+v, approval_id %+v; want the text 5, and \"\" (not NULL) twice", decision, decisionType.String, decisionID, approvalID)
+	}
 	db.Close()
 
 	r, err := decisionlog.OpenReader(path)

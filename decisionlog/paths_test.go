@@ -17,30 +17,50 @@ import (
 	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
-// generated matches a generated column of the log table as the migrations
-// write it; the test counts columns apart so that one written otherwise
-// cannot slip past it.
-var generated = regexp.MustCompile(`(\w+)\s+(\w+)\s+GENERATED ALWAYS AS \(json_extract\(body, '([^']*)'\)\) VIRTUAL`)
+// generated matches a generated column of the log table as migrations
+// 1-3 write it; stored, a column over the body as migration 9 writes it:
+// an ordinary column, its path in a comment. The tests count columns
+// apart so that one written otherwise cannot slip past them.
+var (
+	generated = regexp.MustCompile(`(\w+)\s+(\w+)\s+GENERATED ALWAYS AS \(json_extract\(body, '([^']*)'\)\) VIRTUAL`)
+	stored    = regexp.MustCompile(`(\w+)\s+(\w+),?\s*-- json_extract\(body, '([^']*)'\)`)
+)
 
 // generatedColumns are the generated columns of db's log table, as its
-// DDL declares them.
+// DDL declares them (hidden is 2 or 3 for a generated column: virtual or
+// stored).
 func generatedColumns(t *testing.T, db *sql.DB) []wire.Field {
+	t.Helper()
+	return ddlColumns(t, db, generated, `hidden IN (2, 3)`, "generated columns")
+}
+
+// storedColumns are the ordinary columns of db's log table over the body,
+// as its DDL declares them: every ordinary column but seq, kind, time,
+// body and hash.
+func storedColumns(t *testing.T, db *sql.DB) []wire.Field {
+	t.Helper()
+	return ddlColumns(t, db, stored, `hidden = 0 AND name NOT IN ('seq', 'kind', 'time', 'body', 'hash')`, "ordinary columns besides seq, kind, time, body and hash")
+}
+
+// ddlColumns are the columns re finds in the log table's DDL, which must
+// be every column pragma_table_xinfo lists where cond holds (what names
+// them in a failure).
+func ddlColumns(t *testing.T, db *sql.DB, re *regexp.Regexp, cond, what string) []wire.Field {
 	t.Helper()
 	var ddl string
 	if err := db.QueryRow(`SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'log'`).Scan(&ddl); err != nil {
 		t.Fatal(err)
 	}
 	var got []wire.Field
-	for _, m := range generated.FindAllStringSubmatch(ddl, -1) {
+	for _, m := range re.FindAllStringSubmatch(ddl, -1) {
 		got = append(got, wire.Field{Name: m[1], Path: m[3], Type: m[2]})
 	}
-	// hidden is 2 or 3 for a generated column (virtual or stored).
 	var n int
-	if err := db.QueryRow(`SELECT count(*) FROM pragma_table_xinfo('log') WHERE hidden IN (2, 3)`).Scan(&n); err != nil {
+	if err := db.QueryRow(`SELECT count(*) FROM pragma_table_xinfo('log') WHERE ` + cond).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	if n != len(got) {
-		t.Fatalf("the log table has %d generated columns; %d read json_extract(body, path):\n%s", n, len(got), ddl)
+		t.Fatalf("the log table has %d %s; %d of them read json_extract(body, path):\n%s", n, what, len(got), ddl)
 	}
 	return got
 }
@@ -68,12 +88,15 @@ func sameColumns(t *testing.T, got, want []wire.Field, what string) {
 }
 
 // Migrations 1-3 made a generated column for each of wire.RecordColumns
-// (name, path and SQL type, in order): shipped migrations keep their text.
-// The migrated log keeps exactly wire.IndexedColumns, each read by an index
-// of the log table: a field added there fails here until a migration adds
-// its column and index, and a column no index reads (which SQLite would
-// compute on every insert for nothing) fails too.
-func TestSchema_GeneratedColumnsAreRecordColumns(t *testing.T) {
+// (name, path and SQL type, in order), and migration 8 kept only
+// wire.IndexedColumns: shipped migrations keep their text. Migration 9
+// made those ordinary columns, which the writer fills (TableColumns) and
+// Verify checks, with the same names, paths and types, and no generated
+// column is left. Each is read by an index of the log table: a field added
+// to wire.IndexedColumns fails here until a migration adds its column and
+// index, and a column no index reads (which the writer would fill for
+// nothing) fails too.
+func TestSchema_ColumnsAreRecordColumns(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "d.db")
 	db, err := sql.Open("sqlite3", "file:"+path)
 	if err != nil {
@@ -83,6 +106,10 @@ func TestSchema_GeneratedColumnsAreRecordColumns(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameColumns(t, generatedColumns(t, db), wire.RecordColumns, "wire.RecordColumns")
+	if err := decisionlog.Migrate(t.Context(), db, 8); err != nil {
+		t.Fatal(err)
+	}
+	sameColumns(t, generatedColumns(t, db), wire.IndexedColumns, "wire.IndexedColumns")
 	db.Close()
 
 	l, err := decisionlog.Open(t.Context(), path, decisionlog.Options{})
@@ -101,8 +128,12 @@ func TestSchema_GeneratedColumnsAreRecordColumns(t *testing.T) {
 	if err := db.QueryRow(`PRAGMA user_version`).Scan(&version); err != nil || version != decisionlog.Migrations() {
 		t.Fatalf("schema version %d (%v), want %d", version, err, decisionlog.Migrations())
 	}
-	got := generatedColumns(t, db)
+	if got := generatedColumns(t, db); len(got) > 0 {
+		t.Errorf("the migrated log keeps the generated columns %v, which SQLite computes on every insert", got)
+	}
+	got := storedColumns(t, db)
 	sameColumns(t, got, wire.IndexedColumns, "wire.IndexedColumns")
+	sameColumns(t, decisionlog.TableColumns(), wire.IndexedColumns, "wire.IndexedColumns (as the writer binds them)")
 	rows, err := db.Query(`SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'log' AND sql IS NOT NULL`)
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +156,7 @@ func TestSchema_GeneratedColumnsAreRecordColumns(t *testing.T) {
 	}
 	for _, c := range got {
 		if len(used[c.Name]) == 0 {
-			t.Errorf("no index of the log reads the generated column %s: SQLite computes it on every insert for nothing; drop it in a migration", c.Name)
+			t.Errorf("no index of the log reads the column %s: the writer fills it on every insert for nothing; drop it in a migration", c.Name)
 		}
 	}
 }

@@ -113,8 +113,8 @@ type Filter struct {
 
 // where builds the condition for f. With the provenance index attached, a
 // key it holds narrows the rows to the seqs it lists plus those it has not
-// reached yet; the row's own value (its generated column, or its body at
-// the field's path: fieldSQL) is compared either way, so an index that
+// reached yet; the row's own value (its column, or its body at the
+// field's path: fieldSQL) is compared either way, so an index that
 // lags or is stale can cost time but never change the answer.
 func (f Filter) where(indexed bool) (string, []any) {
 	var conds []string

@@ -16,6 +16,8 @@ import (
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/tlog"
+
+	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // ChainError is the first row at which the log does not hold: a row changed,
@@ -117,9 +119,11 @@ func readTailState(path string, signing ed25519.PrivateKey, rep *VerifyReport) (
 // Verify recomputes every row's hash from the start of the log, one row in
 // memory at a time, and the Merkle tree over the rows; checks each
 // checkpoint against both and, with a key, its signature; checks that rows
-// missing from the start are exactly what a signed prune record says; and
-// checks the trusted checkpoint if given, by a consistency proof when the
-// log was pruned past it. The first failure is a *ChainError naming its row.
+// missing from the start are exactly what a signed prune record says;
+// checks that every row's columns hold what its body does (checkColumns);
+// and checks the trusted checkpoint if given, by a consistency proof when
+// the log was pruned past it. The first failure is a *ChainError naming
+// its row.
 func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport, error) {
 	rep := &VerifyReport{SignaturesChecked: opts.PublicKey != nil}
 	var st *tailState
@@ -212,12 +216,11 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport,
 		return nil, err
 	}
 	rep.Rows = n - max(a.anchor-1, 0)
-	for _, name := range []string{"log_no_update", "log_no_delete"} {
-		var have string
-		err := r.db.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?`, name).Scan(&have)
-		if err != nil || strings.Join(strings.Fields(have), " ") != appendOnlyTriggers[name] {
-			rep.Unguarded = append(rep.Unguarded, name)
-		}
+	if err := r.checkColumns(ctx); err != nil {
+		return nil, err
+	}
+	if rep.Unguarded, err = unguardedTriggers(ctx, r.db); err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
 	}
 	if opts.Progress != nil {
 		opts.Progress(n, rep.LastSeq)
@@ -238,6 +241,76 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport,
 		rep.Unsigned = n - (rep.LastSigned + 1) // the rows after the last checkpoint row
 	}
 	return rep, nil
+}
+
+// checkColumns checks, in one pass over the table, that each of the log
+// table's columns over the body (tableColumns) IS json_extract(body, its
+// path) in every row. The hash covers the body alone, and lookups by
+// decision id, approval and shadow diff read the columns: one changed
+// would misdirect them while the chain still verifies. The first row that
+// differs is a *ChainError naming the column, as is a body SQLite cannot
+// read as JSON. Generated columns (a log before migration 9, read without
+// being migrated) are the body's by construction and are not checked.
+func (r *Reader) checkColumns(ctx context.Context) error {
+	rows, err := r.db.QueryContext(ctx, `SELECT name FROM pragma_table_xinfo('log') WHERE hidden = 0`)
+	if err != nil {
+		return fmt.Errorf("verify: read the log's columns: %w", err)
+	}
+	stored := map[string]bool{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return fmt.Errorf("verify: read the log's columns: %w", err)
+		}
+		stored[name] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("verify: read the log's columns: %w", err)
+	}
+	var cols []wire.Field
+	// json_valid comes first, so that the json_extracts after it never
+	// see a body they would fail on; SQLite parses a body once for all
+	// of them (its JSON functions share a parse cache within a statement).
+	// 2: JSON5 text, what json_extract accepts.
+	conds := []string{"NOT json_valid(body, 2)"}
+	for _, c := range tableColumns {
+		if stored[c.field.Name] {
+			cols = append(cols, c.field)
+			conds = append(conds, c.field.Name+" IS NOT "+extract(c.field))
+		}
+	}
+	if len(cols) == 0 {
+		return nil
+	}
+	var seq int64
+	err = r.db.QueryRowContext(ctx, `SELECT seq FROM log WHERE `+strings.Join(conds, " OR ")+` ORDER BY seq LIMIT 1`).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("verify: check the log's columns: %w", err)
+	}
+	var valid bool
+	if err := r.db.QueryRowContext(ctx, `SELECT json_valid(body, 2) FROM log WHERE seq = ?`, seq).Scan(&valid); err != nil {
+		return fmt.Errorf("verify: check the columns of seq %d: %w", seq, err)
+	}
+	if !valid {
+		return &ChainError{Seq: seq, Problem: "the body is not JSON SQLite can read, so its columns cannot be checked against it"}
+	}
+	for _, f := range cols {
+		var differs bool
+		var have, want string
+		err := r.db.QueryRowContext(ctx, `SELECT `+f.Name+` IS NOT `+extract(f)+`, quote(`+f.Name+`), quote(`+extract(f)+`) FROM log WHERE seq = ?`, seq).Scan(&differs, &have, &want)
+		if err != nil {
+			return fmt.Errorf("verify: check the columns of seq %d: %w", seq, err)
+		}
+		if differs {
+			return &ChainError{Seq: seq, Problem: fmt.Sprintf("column %s holds %s but the body the hash covers holds %s at %s: lookups by the column would find the wrong rows", f.Name, have, want, f.Path)}
+		}
+	}
+	return fmt.Errorf("verify: seq %d: a column differs from its body, but none does when checked alone", seq)
 }
 
 // checkCheckpoint checks a checkpoint row against the chain and the tree

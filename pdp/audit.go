@@ -65,7 +65,7 @@ func (e *Engine) Outcome(ctx context.Context, id string, req *wire.OutcomeReques
 		ActedAgainst: dec.Decision != wire.Allow && req.Status != wire.OutcomeSkipped,
 		Principal:    dec.Principal, Action: dec.Action, Resource: dec.Resource, TraceID: traceID(dec), Peer: peer,
 	}
-	seq, err := e.append(ctx, decisionlog.KindOutcome, rec, &decisionlog.Keys{Principal: rec.Principal})
+	seq, err := e.append(ctx, decisionlog.KindOutcome, rec, outcomeKeys(rec))
 	if err != nil {
 		return nil, 0, err
 	}
@@ -112,7 +112,7 @@ func (e *Engine) Approve(ctx context.Context, id string, req *wire.ApprovalReque
 		e.approvals.add(prior)
 		return nil, 0, e.approvals.claim(id)
 	}
-	seq, err := e.append(ctx, decisionlog.KindApproval, rec, &decisionlog.Keys{Principal: rec.Principal})
+	seq, err := e.append(ctx, decisionlog.KindApproval, rec, approvalKeys(rec))
 	if err != nil {
 		e.approvals.unclaim(id)
 		return nil, 0, err

@@ -807,7 +807,7 @@ func (e *Engine) decideBatch(ctx context.Context, reqs []*wire.Request, peer *wi
 			PolicyVersion: snap.Version,
 		}
 		keys := p.keys()
-		body, err := wire.MarshalRecord(&wire.DecisionRecord{
+		rec := &wire.DecisionRecord{
 			DecisionID:     d.DecisionID,
 			Decision:       d.Decision,
 			Principal:      keys.Principal,
@@ -829,10 +829,12 @@ func (e *Engine) decideBatch(ctx context.Context, reqs []*wire.Request, peer *wi
 			Evidence:       p.evidence(),
 			SharedIdentity: p.trust.shared,
 			EvalNanos:      elapsed.Nanoseconds(),
-		})
+		}
+		body, err := wire.MarshalRecord(rec)
 		if err != nil {
 			return nil, fmt.Errorf("encode decision record: %w", err)
 		}
+		decisionColumns(keys, rec)
 		decisions[i] = d
 		entries[i] = &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: now, Body: body, Keys: keys}
 	}

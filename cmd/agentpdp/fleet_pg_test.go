@@ -280,7 +280,7 @@ func TestFleet_ThreeDaemonsTwoCollectors(t *testing.T) {
 		var es []*decisionlog.Entry
 		for j := i; j < i+100; j++ {
 			body := fmt.Sprintf(`{"decision_id":"forged-%d","decision":"allow","principal":"Agent::\"x\""}`, j)
-			es = append(es, &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: time.Now(), Body: []byte(body), Keys: &decisionlog.Keys{}})
+			es = append(es, &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: time.Now(), Body: []byte(body)})
 		}
 		must(t, l.Append(ctx, es...))
 	}

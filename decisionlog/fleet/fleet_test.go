@@ -70,7 +70,7 @@ func (h *hostLog) append(t testing.TB, n int) {
 	h.origin = l.Origin()
 	for i := range n {
 		body := fmt.Sprintf(`{"decision_id":"%s-%d","decision":"allow","principal":"Agent::\"a\"","action":"Action::\"call\"","resource":"Tool::\"t%d\""}`, h.origin[:8], i, i%7)
-		if err := l.Append(context.Background(), &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: time.Now(), Body: []byte(body), Keys: &decisionlog.Keys{}}); err != nil {
+		if err := l.Append(context.Background(), &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: time.Now(), Body: []byte(body)}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -37,7 +37,7 @@ func measureHosts(t *testing.T, hosts, n int) []*hostLog {
 		for i := 0; i < n; i += 100 {
 			var es []*decisionlog.Entry
 			for j := i; j < min(i+100, n); j++ {
-				es = append(es, &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: time.Now(), Body: []byte(decisionBody(h.origin, j)), Keys: &decisionlog.Keys{}})
+				es = append(es, &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: time.Now(), Body: []byte(decisionBody(h.origin, j))})
 			}
 			if err := l.Append(context.Background(), es...); err != nil {
 				t.Fatal(err)

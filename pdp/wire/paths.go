@@ -9,20 +9,21 @@ import (
 // The stored paths.
 //
 // The decision log stores each record as the JSON its json tags make, and
-// reads some of its values back out of the stored body by JSON path: as
-// SQLite generated columns, in filters and summaries, for the provenance
-// index, and in the fleet collector's PostgreSQL queries. Those paths are
-// declared here, beside the records, and nowhere else. A path names the
-// record's fields by their json names, so a renamed field must come with a
-// new path: wire's tests check that every path below reaches a field of
-// the record, of the type its SQL type says; decisionlog's that its
-// migrations 1-3 made exactly [RecordColumns] generated columns and that
-// the migrated table keeps exactly [IndexedColumns].
+// reads some of its values back out of the stored body by JSON path: into
+// the SQLite log table's columns, in filters and summaries, for the
+// provenance index, and in the fleet collector's PostgreSQL queries. Those
+// paths are declared here, beside the records, and nowhere else. A path
+// names the record's fields by their json names, so a renamed field must
+// come with a new path: wire's tests check that every path below reaches
+// a field of the record, of the type its SQL type says; decisionlog's that
+// its migrations 1-3 made exactly [RecordColumns] generated columns and
+// that the migrated table keeps exactly [IndexedColumns], as stored
+// columns.
 
 // Field is one value of a stored record that the log reads back by path.
 type Field struct {
 	// Name is the column that holds the value where a store keeps one
-	// (the SQLite log's generated column, the fleet's column), and the
+	// (the SQLite log table's column, the fleet's column), and the
 	// value's name otherwise.
 	Name string
 	// Path is where the value is in the stored body, in SQLite's JSON path
@@ -78,14 +79,18 @@ var RecordColumns = []Field{
 
 // IndexedColumns are the [RecordColumns] the SQLite log's own indexes read
 // (log_decision_id, log_parent, log_approval, and log_shadow_diff's
-// shadow_decision != decision), in RecordColumns' order: the only
-// generated columns its log table keeps. SQLite computes every generated
-// column of a row as it inserts the row, used or not, so one no index
-// reads costs a json_extract per row for nothing; a query reads such a
-// field by path (json_extract(body, path)), which costs the same on a scan.
-// A field added here needs a migration that adds its column and an index
-// on it (decisionlog's tests fail until one does). The provenance index
-// (decisionlog.IndexedFields) is another file and holds other fields.
+// shadow_decision != decision), in RecordColumns' order: the only columns
+// over the body its log table keeps. Since migration 9 they are stored
+// columns that the writer fills from each entry (decisionlog.Keys, which
+// the engine fills from the record it encodes) rather than generated ones
+// SQLite computes by parsing the body on every insert; decisionlog's
+// Verify checks every row's columns against json_extract(body, path), as
+// the hash covers the body alone. A field no index reads is read by path
+// (json_extract(body, path)), which costs the same on a scan. A field
+// added here needs a migration that adds its column and an index on it,
+// and a Keys value (decisionlog's tests fail until both exist). The
+// provenance index (decisionlog.IndexedFields) is another file and holds
+// other fields.
 var IndexedColumns = []Field{FieldDecisionID, FieldDecision, FieldParentDecisionID, FieldApprovalID, FieldShadowDecision}
 
 // RecordFields are every field of [DecisionRecord] the log reads back:
