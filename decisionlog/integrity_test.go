@@ -424,7 +424,7 @@ func TestProof_ConsistencyCheckedByAnIndependentVerifier(t *testing.T) {
 	}
 	// A size no checkpoint signs: the message gives the sizes either side.
 	for size, says := range map[int64]string{
-		30:  "no checkpoint in the log signs tree size 30; the nearest checkpoints sign 21 and 32",
+		30: "no checkpoint in the log signs tree size 30; the nearest checkpoints sign 21 and 32",
 		// 45: the checkpoint Close signed, after the prune row.
 		500: "no checkpoint in the log signs tree size 500; the nearest checkpoint signs 45 (",
 	} {
