@@ -118,6 +118,41 @@ func TestTokenCache_NotBeforeAndIssuedAt(t *testing.T) {
 	})
 }
 
+// The issuer's keys cannot be refreshed: a cached token serves while the
+// last good set does (max_stale), then is refused keys_unavailable as an
+// uncached one is.
+func TestTokenCache_MaxStale(t *testing.T) {
+	clk := newClock()
+	key := pdptest.NewSigner(t, "k1")
+	jwks := ""
+	stale := func(size int) func(*identity.Config) {
+		return func(c *identity.Config) {
+			c.TokenCache.MaxEntries = &size
+			c.JWT[0].Refresh, c.JWT[0].MaxStale = time.Minute, 10*time.Minute
+			if jwks != "" { // both read one file, so that their errors read alike
+				c.JWT[0].JWKSFile = jwks
+			}
+		}
+	}
+	v, jwks := fileVerifierWith(t, clk, stale(identity.DefaultTokenCacheEntries), key)
+	u, _ := fileVerifierWith(t, clk, stale(0), key)
+	tok := key.Sign(t, std("https://idp.example", "billing-bot", t0, 30*time.Minute))
+	if _, err := sameAnswer(t, v, u, tok); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(jwks); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(2 * time.Minute) // the refresh is due and fails: the last set serves
+	if _, err := sameAnswer(t, v, u, tok); err != nil {
+		t.Fatal(err)
+	}
+	wantStats(t, v, 1, 1, 1)
+	clk.Add(9 * time.Minute) // 11m since the last good read > max_stale 10m
+	_, err := sameAnswer(t, v, u, tok)
+	wantInvalid(t, err, identity.ReasonTokenInvalid, identity.WhyKeys)
+}
+
 func TestTokenCache_MaxLifetime(t *testing.T) {
 	clk := newClock()
 	key := pdptest.NewSigner(t, "k1")
@@ -390,7 +425,7 @@ func TestTokenCache_Concurrent(t *testing.T) {
 	stop := make(chan struct{})
 	var bg sync.WaitGroup
 	bg.Go(func() { // keys refreshed (the same keys) and the cache swept as the clock runs
-		for {
+		for range 100 { // 200s: the tokens live an hour however slow the machine
 			select {
 			case <-stop:
 				return
