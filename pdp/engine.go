@@ -338,7 +338,13 @@ type PolicyLoadRecord struct {
 
 // prepared is a request checked and converted for Cedar.
 type prepared struct {
-	cedar    cedar.Request
+	cedar cedar.Request // its Context is made by context: read it through request
+	// ctx is the context's members until context makes cedar.Context
+	// from them (ctxMade): admit adds context.identity and context.caller
+	// first, so that a request makes one record, not two (types.NewRecord
+	// sorts, hashes and copies). It is p's own.
+	ctx      types.RecordMap
+	ctxMade  bool
 	entities types.EntityMap // from the request; layered over the snapshot's
 	logged   *wire.Request
 	digest   string          // of the normalised context
@@ -354,6 +360,37 @@ type prepared struct {
 	// cedar.Principal and cedar.Resource as strings, made once: see
 	// principalString.
 	principal, resource string
+}
+
+// context is the request's context as Cedar sees it: its members and
+// those admit added, made into a record on first use.
+func (p *prepared) context() types.Record {
+	if !p.ctxMade {
+		if p.ctx != nil {
+			p.cedar.Context = types.NewRecord(p.ctx)
+		}
+		p.ctx, p.ctxMade = nil, true
+	}
+	return p.cedar.Context
+}
+
+// request is the request as Cedar evaluates it.
+func (p *prepared) request() cedar.Request {
+	p.context()
+	return p.cedar
+}
+
+// addContext adds a member the daemon sets to the context, before its
+// record is made.
+func (p *prepared) addContext(k types.String, v types.Value) {
+	if p.ctxMade {
+		// Not the engine's order (admit, then evaluate), but still right.
+		p.ctx, p.ctxMade = p.cedar.Context.Map(), false
+	}
+	if p.ctx == nil {
+		p.ctx = make(types.RecordMap, len(reservedContext))
+	}
+	p.ctx[k] = v
 }
 
 // principalString is p.cedar.Principal.String(), made once per request: the
@@ -396,14 +433,17 @@ func (l layered) Get(uid types.EntityUID) (types.Entity, bool) {
 	return e, ok
 }
 
-func (e *Engine) prepare(req *wire.Request) (*prepared, error) {
-	p, err := e.prepareWith(req, mask.Token)
+// prepare checks and converts a request. evidence says admit will add
+// context.identity and context.caller (addsEvidence): the context's record
+// is then made after, once. It is a hint: either way the context is right.
+func (e *Engine) prepare(req *wire.Request, evidence bool) (*prepared, error) {
+	p, err := e.prepareWith(req, mask.Token, evidence)
 	if err != nil && e.masker != nil && errors.Is(err, mask.ErrSecret) {
 		// A secret at a place the operator masks is masked, not refused:
 		// read the request again with only the raw-token rule, mask the
 		// logged copy, and refuse a secret only where the log would hold it.
 		// Requests without a secret, nearly all, never come here.
-		if p, err = e.prepareWith(req, mask.RawToken); err == nil {
+		if p, err = e.prepareWith(req, mask.RawToken, evidence); err == nil {
 			err = mask.CheckLogged(p.logged)
 		}
 	}
@@ -411,32 +451,39 @@ func (e *Engine) prepare(req *wire.Request) (*prepared, error) {
 }
 
 // prepareWith is prepare with check, the rule every string is held to.
-func (e *Engine) prepareWith(req *wire.Request, check func(string) error) (*prepared, error) {
+func (e *Engine) prepareWith(req *wire.Request, check func(string) error, evidence bool) (*prepared, error) {
 	// A raw token must never reach the log, whatever field it is sent in.
 	if err := mask.CheckRequestWith("", req, check); err != nil {
 		return nil, err
 	}
-	ctxRec, ctxJSON, err := wire.NormalizeRecord(req.Context, "/context", check)
+	p := &prepared{cedar: cedar.Request{
+		Principal: req.Principal.UID(),
+		Action:    req.Action.UID(),
+		Resource:  req.Resource.UID(),
+	}}
+	var ctxJSON json.RawMessage
+	var err error
+	if evidence {
+		// The context's members, with room for the two admit adds; the
+		// record is made once, when first used (context).
+		p.ctx, ctxJSON, err = wire.NormalizeRecordMap(req.Context, "/context", check, len(reservedContext))
+	} else {
+		p.cedar.Context, ctxJSON, err = wire.NormalizeRecord(req.Context, "/context", check)
+		p.ctxMade = true
+	}
 	if err != nil {
 		return nil, err
 	}
 	for _, k := range reservedContext {
-		if _, set := ctxRec.Get(types.String(k)); set {
+		_, inMap := p.ctx[types.String(k)]
+		if _, inRecord := p.cedar.Context.Get(types.String(k)); inMap || inRecord {
 			return nil, wire.BadRequest("context."+k, fmt.Errorf("context.%s is set by the daemon from its evidence; a request cannot set it", k))
 		}
 	}
 	logged := *req
 	logged.Context = ctxJSON
 	logged.Token = "" // verified by admit; only its thumbprint is recorded
-	p := &prepared{
-		cedar: cedar.Request{
-			Principal: req.Principal.UID(),
-			Action:    req.Action.UID(),
-			Resource:  req.Resource.UID(),
-			Context:   ctxRec,
-		},
-		logged: &logged,
-	}
+	p.logged = &logged
 	if len(req.Entities) > 0 {
 		p.entities = make(types.EntityMap, len(req.Entities))
 		logged.Entities = make([]wire.Entity, len(req.Entities))
@@ -561,7 +608,7 @@ func (e *Engine) evaluate(snap *policy.Snapshot, p *prepared, now time.Time, app
 	if len(p.entities) > 0 {
 		ents = layered{over: p.entities, under: snap.EntityMap()}
 	}
-	ev := evaluate(snap, p.cedar, ents, e.opts.OnError, e.opts.CedarSemantics)
+	ev := evaluate(snap, p.request(), ents, e.opts.OnError, e.opts.CedarSemantics)
 	if approval != nil && ev.decision == wire.StepUp {
 		ev.decision = wire.Allow
 		ev.approval = &wire.ApprovalUse{ID: approval.DecisionID, Approver: approval.Approver}
@@ -579,7 +626,7 @@ func classification(p *prepared, snap *policy.Snapshot) string {
 	if len(p.masked) > 0 {
 		return maskedClassification(p, snap)
 	}
-	if v, ok := p.cedar.Context.Get("classification"); ok {
+	if v, ok := p.context().Get("classification"); ok {
 		if s, ok := v.(types.String); ok {
 			return string(s)
 		}
@@ -664,7 +711,7 @@ func (e *Engine) evaluateWith(req *wire.Request, peer *wire.Peer, given *identit
 	if snap == nil {
 		return nil, ErrNoPolicies
 	}
-	p, err := e.prepare(req)
+	p, err := e.prepare(req, !e.opts.CedarSemantics && e.addsEvidence(snap))
 	if err != nil {
 		return nil, err
 	}
@@ -720,7 +767,7 @@ func (e *Engine) decideBatch(ctx context.Context, reqs []*wire.Request, peer *wi
 	defer arrived()
 	ps := make([]*prepared, len(reqs))
 	for i, req := range reqs {
-		p, err := e.prepare(req)
+		p, err := e.prepare(req, refusal == nil && !e.opts.CedarSemantics && e.addsEvidence(snap))
 		if err != nil {
 			if len(reqs) > 1 {
 				var re *wire.RequestError

@@ -304,11 +304,17 @@ func (e *Engine) admit(ctx context.Context, snap *policy.Snapshot, req *wire.Req
 		}
 	}
 	// Policies that cannot name context.identity or context.caller do not
-	// pay for building them (a copy of the context per request).
-	if e.mentions(snap, "identity") || e.mentions(snap, "caller") {
-		p.cedar.Context = withEvidence(p.cedar.Context, ev.Identity, peer, &e.callerRecords)
+	// pay for building them.
+	if e.addsEvidence(snap) {
+		addEvidence(p, ev.Identity, peer, &e.callerRecords)
 	}
 	return nil
+}
+
+// addsEvidence says admit adds context.identity and context.caller: the
+// policies, live or shadow, can name one of them.
+func (e *Engine) addsEvidence(snap *policy.Snapshot) bool {
+	return e.mentions(snap, "identity") || e.mentions(snap, "caller")
 }
 
 // mentions is Snapshot.Mentions over the live snapshot and the shadow one,
@@ -335,24 +341,21 @@ func notBound(c *identity.Caller, principal types.EntityUID) string {
 	return fmt.Sprintf("no callers rule lets uid %d gid %d exe %q cgroup %q act as %s", c.UID, c.GID, c.Exe, c.Cgroup, principal)
 }
 
-// withEvidence adds context.identity and context.caller, which only the
-// daemon sets (prepare refuses a request that sets them). callers, if not
-// nil, keeps the last caller's record.
-func withEvidence(rec types.Record, f *wire.IdentityFacts, peer *wire.Peer, callers *callerCache) types.Record {
-	m := make(types.RecordMap, rec.Len()+2)
-	for k, v := range rec.All() {
-		m[k] = v
-	}
-	m["identity"] = unverified
+// addEvidence adds context.identity and context.caller to p's context,
+// before its record is made: only the daemon sets them (prepare refuses a
+// request that sets them). callers, if not nil, keeps the last caller's
+// record.
+func addEvidence(p *prepared, f *wire.IdentityFacts, peer *wire.Peer, callers *callerCache) {
+	id := unverified
 	if f != nil && f.Verified {
-		m["identity"] = types.NewRecord(types.RecordMap{"verified": types.True,
+		id = types.NewRecord(types.RecordMap{"verified": types.True,
 			"issuer": types.String(f.Issuer), "subject": types.String(f.Subject), "spiffe_id": types.String(f.SPIFFEID),
 			"scopes": stringSet(f.Scopes), "actors": stringSet(f.Actors)})
 	}
+	p.addContext("identity", id)
 	if peer != nil {
-		m["caller"] = callers.record(peer)
+		p.addContext("caller", callers.record(peer))
 	}
-	return types.NewRecord(m)
 }
 
 // callerCache holds context.caller for the last caller seen: the daemon's
@@ -428,6 +431,6 @@ func replayTrust(p *prepared, rec *wire.DecisionRecord) {
 	if ev := rec.Evidence; ev != nil {
 		p.trust.admitted = true
 		p.trust.evidence = *ev
-		p.cedar.Context = withEvidence(p.cedar.Context, ev.Identity, rec.Peer, nil)
+		addEvidence(p, ev.Identity, rec.Peer, nil)
 	}
 }

@@ -48,32 +48,53 @@ import (
 // and the fuzz target FuzzNormalizeMatchesLibrary hold the two to the same
 // values, bytes and errors.
 func NormalizeRecord(raw json.RawMessage, field string, check func(string) error) (types.Record, json.RawMessage, error) {
+	rec, _, out, err := normalizeRecord(raw, field, check, -1)
+	return rec, out, err
+}
+
+// NormalizeRecordMap is NormalizeRecord without making the record: the
+// object's members in a new map the caller owns, with room for spare more
+// (nil for an absent or null object), and the same canonical JSON and
+// errors. It is for a caller that adds members before it makes the one
+// record: types.NewRecord sorts, hashes and copies a map, so a record
+// made and then extended costs two (the engine's context, which gains
+// context.identity and context.caller). types.NewRecord of the map is
+// the record NormalizeRecord returns.
+func NormalizeRecordMap(raw json.RawMessage, field string, check func(string) error, spare int) (types.RecordMap, json.RawMessage, error) {
+	_, m, out, err := normalizeRecord(raw, field, check, max(spare, 0))
+	return m, out, err
+}
+
+// normalizeRecord is NormalizeRecord when keep is negative, else
+// NormalizeRecordMap with keep spare members.
+func normalizeRecord(raw json.RawMessage, field string, check func(string) error, keep int) (types.Record, types.RecordMap, json.RawMessage, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
-		return types.Record{}, json.RawMessage("{}"), nil
+		return types.Record{}, nil, json.RawMessage("{}"), nil
 	}
 	if raw[0] != '{' {
-		return types.Record{}, nil, BadRequest(field, errors.New("want a JSON object"))
+		return types.Record{}, nil, nil, BadRequest(field, errors.New("want a JSON object"))
 	}
 	n := normalizers.Get().(*normalizer)
 	defer n.release()
 	n.reset(raw, field, check)
+	n.keep = keep
 	out := make([]byte, 0, len(raw)+16)
 	v, out, err := n.value(out)
 	if err != nil {
-		return types.Record{}, nil, err
+		return types.Record{}, nil, nil, err
 	}
 	if _, err := n.dec.ReadToken(); err != nil && !errors.Is(err, io.EOF) {
-		return types.Record{}, nil, n.fail(err)
+		return types.Record{}, nil, nil, n.fail(err)
 	} else if err == nil {
-		return types.Record{}, nil, BadRequest(field, errors.New("unexpected data after the JSON object"))
+		return types.Record{}, nil, nil, BadRequest(field, errors.New("unexpected data after the JSON object"))
 	}
 	rec, ok := v.(types.Record)
 	if !ok {
 		// An object that is a Cedar escape ({"__entity":…}) is not a record.
-		return types.Record{}, nil, BadRequest(field, errors.New("want a record, got an escaped Cedar value"))
+		return types.Record{}, nil, nil, BadRequest(field, errors.New("want a record, got an escaped Cedar value"))
 	}
-	return rec, out, nil
+	return rec, n.kept, out, nil
 }
 
 var normalizers = sync.Pool{New: func() any { return newNormalizer() }}
@@ -102,6 +123,11 @@ type normalizer struct {
 	sets   [][]types.Value // the arrays being read, by array depth
 	adepth int             // array depth
 	child  *normalizer     // for an escape's value, read apart (see escape); pooled with n
+	// keep, when not negative, says the outermost object's members go to
+	// kept, a new map with keep spare places, and not to a record
+	// (NormalizeRecordMap).
+	keep int
+	kept types.RecordMap
 }
 
 // reset points n at raw, a JSON value.
@@ -109,6 +135,7 @@ func (n *normalizer) reset(raw []byte, field string, check func(string) error) {
 	n.src = *bytes.NewBuffer(raw)
 	n.dec.Reset(&n.src, readOptions)
 	n.field, n.check, n.depth, n.adepth = field, check, 0, 0
+	n.keep, n.kept = -1, nil
 }
 
 // release drops what n holds of the caller's input and returns it to the
@@ -117,7 +144,7 @@ func (n *normalizer) release() {
 	for c := n; c != nil; c = c.child {
 		c.src = bytes.Buffer{}
 		c.dec.Reset(&c.src)
-		c.check = nil
+		c.check, c.kept = nil, nil
 	}
 	normalizers.Put(n)
 }
@@ -288,13 +315,19 @@ func (n *normalizer) object(out []byte) (types.Value, []byte, error) {
 		return nil, out, n.fail(err)
 	}
 	slices.SortFunc(members, func(a, b member) int { return strings.Compare(a.name, b.name) })
-	// rm is this depth's map, reused: types.NewRecord copies it.
-	rm := n.levels[d].rm
-	if rm == nil {
-		rm = make(types.RecordMap, len(members))
-		n.levels[d].rm = rm
+	var rm types.RecordMap
+	if d == 0 && n.keep >= 0 {
+		// The caller's (NormalizeRecordMap), which makes the record.
+		rm = make(types.RecordMap, len(members)+n.keep)
+		n.kept = rm
+	} else {
+		// This depth's map, reused: types.NewRecord copies it.
+		if rm = n.levels[d].rm; rm == nil {
+			rm = make(types.RecordMap, len(members))
+			n.levels[d].rm = rm
+		}
+		defer clear(rm)
 	}
-	defer clear(rm)
 	out = append(out, '{')
 	for i, m := range members {
 		if i > 0 {
@@ -304,6 +337,9 @@ func (n *normalizer) object(out []byte) (types.Value, []byte, error) {
 		out = append(out, ':')
 		out = append(out, scratch[m.start:m.end]...)
 		rm[types.String(m.name)] = m.value
+	}
+	if n.kept != nil && d == 0 {
+		return types.Record{}, append(out, '}'), nil
 	}
 	return types.NewRecord(rm), append(out, '}'), nil
 }

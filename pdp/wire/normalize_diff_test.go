@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cedar-policy/cedar-go/types"
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -103,6 +104,7 @@ func sameNormalize(t testing.TB, raw []byte) {
 	t.Helper()
 	rec, out, err := NormalizeRecord(raw, "/context", tokenCheck)
 	wantRec, wantOut, wantErr := refNormalizeRecord(raw, "/context", tokenCheck)
+	sameNormalizeMap(t, raw, rec, out, err)
 	if (err == nil) != (wantErr == nil) {
 		t.Fatalf("%q: got error %v, the reference %v", raw, err, wantErr)
 	}
@@ -134,6 +136,40 @@ func sameNormalize(t testing.TB, raw []byte) {
 	}
 	if !rec.Equal(wantRec) || !reflect.DeepEqual(rec, wantRec) {
 		t.Fatalf("%q: record %v, the reference %v", raw, rec, wantRec)
+	}
+}
+
+// sameNormalizeMap fails unless NormalizeRecordMap reads raw as
+// NormalizeRecord did (rec, out, err): the same error, the same bytes, and
+// a map whose record is rec, which the caller owns.
+func sameNormalizeMap(t testing.TB, raw []byte, rec types.Record, out []byte, err error) {
+	t.Helper()
+	m, mout, merr := NormalizeRecordMap(raw, "/context", tokenCheck, 2)
+	if (err == nil) != (merr == nil) || err != nil && (err.Error() != merr.Error() || !reflect.DeepEqual(err, merr)) {
+		t.Fatalf("%q: NormalizeRecordMap's error %v, NormalizeRecord's %v", raw, merr, err)
+	}
+	if err != nil {
+		return
+	}
+	if !bytes.Equal(out, mout) {
+		t.Fatalf("%q: NormalizeRecordMap's canonical JSON %s, NormalizeRecord's %s", raw, mout, out)
+	}
+	if m == nil {
+		if !reflect.DeepEqual(rec, types.Record{}) {
+			t.Fatalf("%q: NormalizeRecordMap's map is nil, NormalizeRecord's record %v", raw, rec)
+		}
+		return
+	}
+	if got := types.NewRecord(m); !got.Equal(rec) || !reflect.DeepEqual(got, rec) {
+		t.Fatalf("%q: NormalizeRecordMap's record %v, NormalizeRecord's %v", raw, got, rec)
+	}
+	// The map is the caller's: what it adds is in no later reading.
+	m["__owned"] = types.True
+	if again, _, _ := NormalizeRecordMap(raw, "/context", tokenCheck, 0); len(again) != len(m)-1 {
+		t.Fatalf("%q: a second reading has %d members, want %d", raw, len(again), len(m)-1)
+	}
+	if again, _, _ := NormalizeRecord(raw, "/context", tokenCheck); !again.Equal(rec) {
+		t.Fatalf("%q: a later NormalizeRecord gave %v, want %v", raw, again, rec)
 	}
 }
 
