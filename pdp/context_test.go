@@ -34,7 +34,7 @@ func TestPreparedContext_HintNeverChangesTheRecord(t *testing.T) {
 		want := types.NewRecord(m)
 		for _, hint := range []bool{true, false} {
 			for _, early := range []bool{true, false} {
-				p, err := e.prepareWith(req, func(string) error { return nil }, hint)
+				p, err := e.prepareWith(req, func(string) error { return nil }, nil, hint)
 				if err != nil {
 					t.Fatal(err)
 				}

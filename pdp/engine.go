@@ -106,6 +106,10 @@ type Engine struct {
 	sharedTracker *identity.SharedTracker // nil when shared identities are not flagged
 	shared        sharedCount
 	callerRecords callerCache // context.caller of the last caller, reused while it calls
+	// attrs remembers inline entities' attributes and tags as read under
+	// mask.Token: an agent sends the same ones (its own, its tool's) with
+	// request after request.
+	attrs *wire.RecordMemo
 
 	reloadMu sync.Mutex // serialises reloads; decisions never take it
 
@@ -163,7 +167,7 @@ func NewEngine(opts Options) (*Engine, error) {
 	if err := opts.Trust.check(); err != nil {
 		return nil, err
 	}
-	e := &Engine{opts: opts, approvals: newApprovalRegistry()}
+	e := &Engine{opts: opts, approvals: newApprovalRegistry(), attrs: wire.NewRecordMemo(mask.Token)}
 	if opts.Trust.SharedWindow > 0 {
 		e.sharedTracker = identity.NewSharedTracker(opts.Trust.SharedWindow)
 	}
@@ -437,21 +441,22 @@ func (l layered) Get(uid types.EntityUID) (types.Entity, bool) {
 // context.identity and context.caller (addsEvidence): the context's record
 // is then made after, once. It is a hint: either way the context is right.
 func (e *Engine) prepare(req *wire.Request, evidence bool) (*prepared, error) {
-	p, err := e.prepareWith(req, mask.Token, evidence)
+	p, err := e.prepareWith(req, mask.Token, e.attrs, evidence)
 	if err != nil && e.masker != nil && errors.Is(err, mask.ErrSecret) {
 		// A secret at a place the operator masks is masked, not refused:
 		// read the request again with only the raw-token rule, mask the
 		// logged copy, and refuse a secret only where the log would hold it.
 		// Requests without a secret, nearly all, never come here.
-		if p, err = e.prepareWith(req, mask.RawToken, evidence); err == nil {
+		if p, err = e.prepareWith(req, mask.RawToken, nil, evidence); err == nil {
 			err = mask.CheckLogged(p.logged)
 		}
 	}
 	return p, err
 }
 
-// prepareWith is prepare with check, the rule every string is held to.
-func (e *Engine) prepareWith(req *wire.Request, check func(string) error, evidence bool) (*prepared, error) {
+// prepareWith is prepare with check, the rule every string is held to;
+// memo, if not nil, is a memo of inline entities' records read under check.
+func (e *Engine) prepareWith(req *wire.Request, check func(string) error, memo *wire.RecordMemo, evidence bool) (*prepared, error) {
 	// A raw token must never reach the log, whatever field it is sent in.
 	if err := mask.CheckRequestWith("", req, check); err != nil {
 		return nil, err
@@ -493,7 +498,7 @@ func (e *Engine) prepareWith(req *wire.Request, check func(string) error, eviden
 				return nil, wire.BadRequest("/entities/"+strconv.Itoa(i)+"/uid", fmt.Errorf("entity %s appears twice", uid))
 			}
 			ptr := inlinePointers(i)
-			ent, out, err := normalizeEntity(in, ptr.attrs, ptr.tags, check)
+			ent, out, err := normalizeEntity(in, ptr.attrs, ptr.tags, check, memo)
 			if err != nil {
 				return nil, err
 			}
@@ -953,7 +958,7 @@ func (p *prepared) addProvided(ents []wire.Entity, source string, check func(str
 	}
 	for i, in := range ents {
 		field := fmt.Sprintf("%s/%d", source, i)
-		ent, out, err := normalizeEntity(in, field+"/attrs", field+"/tags", check)
+		ent, out, err := normalizeEntity(in, field+"/attrs", field+"/tags", check, nil)
 		if err != nil {
 			return err
 		}
@@ -990,13 +995,20 @@ func inlinePointers(i int) entityPointers {
 
 // normalizeEntity converts an entity for Cedar and for the log, normalising
 // its attributes and tags as a request's context is; attrsField and
-// tagsField are their JSON pointers, for a refusal.
-func normalizeEntity(in wire.Entity, attrsField, tagsField string, check func(string) error) (types.Entity, wire.Entity, error) {
-	attrs, attrsJSON, err := wire.NormalizeRecord(in.Attrs, attrsField, check)
+// tagsField are their JSON pointers, for a refusal. memo, if not nil, is
+// a memo of readings under check.
+func normalizeEntity(in wire.Entity, attrsField, tagsField string, check func(string) error, memo *wire.RecordMemo) (types.Entity, wire.Entity, error) {
+	read := func(raw json.RawMessage, field string) (types.Record, json.RawMessage, error) {
+		if memo != nil {
+			return memo.Normalize(raw, field)
+		}
+		return wire.NormalizeRecord(raw, field, check)
+	}
+	attrs, attrsJSON, err := read(in.Attrs, attrsField)
 	if err != nil {
 		return types.Entity{}, wire.Entity{}, err
 	}
-	tags, tagsJSON, err := wire.NormalizeRecord(in.Tags, tagsField, check)
+	tags, tagsJSON, err := read(in.Tags, tagsField)
 	if err != nil {
 		return types.Entity{}, wire.Entity{}, err
 	}

@@ -43,7 +43,7 @@ func Replay(snap *policy.Snapshot, rec *wire.DecisionRecord, at time.Time) (*wir
 	// The row is stored already: it is held to the raw-token rule it was
 	// decided under, not to rules added since (a row from before them
 	// replays as it was decided).
-	p, err := e.prepareWith(rec.Request, mask.RawToken, rec.Evidence != nil)
+	p, err := e.prepareWith(rec.Request, mask.RawToken, nil, rec.Evidence != nil)
 	if err != nil {
 		return nil, fmt.Errorf("decision %s: %w", rec.DecisionID, err)
 	}

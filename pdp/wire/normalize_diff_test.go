@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -105,6 +106,7 @@ func sameNormalize(t testing.TB, raw []byte) {
 	rec, out, err := NormalizeRecord(raw, "/context", tokenCheck)
 	wantRec, wantOut, wantErr := refNormalizeRecord(raw, "/context", tokenCheck)
 	sameNormalizeMap(t, raw, rec, out, err)
+	sameNormalizeMemo(t, raw, rec, out, err)
 	if (err == nil) != (wantErr == nil) {
 		t.Fatalf("%q: got error %v, the reference %v", raw, err, wantErr)
 	}
@@ -170,6 +172,73 @@ func sameNormalizeMap(t testing.TB, raw []byte, rec types.Record, out []byte, er
 	}
 	if again, _, _ := NormalizeRecord(raw, "/context", tokenCheck); !again.Equal(rec) {
 		t.Fatalf("%q: a later NormalizeRecord gave %v, want %v", raw, again, rec)
+	}
+}
+
+// testMemo is shared by every reading of the tests and the fuzz target:
+// its slots fill with earlier inputs, which a later one may find or
+// replace.
+var testMemo = NewRecordMemo(tokenCheck)
+
+// sameNormalizeMemo fails unless RecordMemo.Normalize reads raw as
+// NormalizeRecord did (rec, out, err), when it reads raw first and when it
+// has it already, and unless the bytes it gives are the caller's own.
+func sameNormalizeMemo(t testing.TB, raw []byte, rec types.Record, out []byte, err error) {
+	t.Helper()
+	for range 2 {
+		mrec, mout, merr := testMemo.Normalize(raw, "/context")
+		if (err == nil) != (merr == nil) || err != nil && (err.Error() != merr.Error() || !reflect.DeepEqual(err, merr)) {
+			t.Fatalf("%q: the memo's error %v, NormalizeRecord's %v", raw, merr, err)
+		}
+		if err != nil {
+			continue
+		}
+		if !bytes.Equal(out, mout) {
+			t.Fatalf("%q: the memo's canonical JSON %s, NormalizeRecord's %s", raw, mout, out)
+		}
+		if !mrec.Equal(rec) || !reflect.DeepEqual(mrec, rec) {
+			t.Fatalf("%q: the memo's record %v, NormalizeRecord's %v", raw, mrec, rec)
+		}
+		for i := range mout {
+			mout[i] = 'x' // the caller's own: the next reading must not see it
+		}
+	}
+}
+
+// The memo gives what NormalizeRecord gives whatever it holds: readings
+// of other bytes in the same slot, one reading after another is refused,
+// a refusal named with its own field each time.
+func TestRecordMemo_SameAsNormalizeRecord(t *testing.T) {
+	m := NewRecordMemo(tokenCheck)
+	for round := range 3 {
+		for _, s := range normalizeSeeds {
+			rec, out, err := NormalizeRecord([]byte(s), "/entities/1/attrs", tokenCheck)
+			mrec, mout, merr := m.Normalize([]byte(s), "/entities/1/attrs")
+			if (err == nil) != (merr == nil) || err != nil && !reflect.DeepEqual(err, merr) {
+				t.Fatalf("round %d %q: the memo's error %v, NormalizeRecord's %v", round, s, merr, err)
+			}
+			if err == nil && (!bytes.Equal(out, mout) || !reflect.DeepEqual(rec, mrec)) {
+				t.Fatalf("round %d %q: the memo gave %s %v, NormalizeRecord %s %v", round, s, mout, mrec, out, rec)
+			}
+			if err != nil {
+				// The same bytes read for another entity name it.
+				_, _, merr := m.Normalize([]byte(s), "/entities/3/tags")
+				var re *RequestError
+				if !errors.As(merr, &re) || !strings.HasPrefix(re.Field, "/entities/3/tags") {
+					t.Fatalf("%q: refused as %v, want under /entities/3/tags", s, merr)
+				}
+			}
+		}
+	}
+	// Every slot taken by other bytes: a reading is still right.
+	small := NewRecordMemo(tokenCheck)
+	for i := range 3 * memoSlots {
+		s := fmt.Sprintf(`{"k":%d,"s":"v%d"}`, i, i%7)
+		want, wantOut, _ := NormalizeRecord([]byte(s), "/x", tokenCheck)
+		got, gotOut, err := small.Normalize([]byte(s), "/x")
+		if err != nil || !reflect.DeepEqual(got, want) || !bytes.Equal(gotOut, wantOut) {
+			t.Fatalf("%s: %v %s %v, want %v %s", s, got, gotOut, err, want, wantOut)
+		}
 	}
 }
 
