@@ -224,6 +224,25 @@ func TestDecodeRequest_MatchesLibrary(t *testing.T) {
 	}
 }
 
+// The fast path reads references through refMemo: read again, and after
+// their slots were taken by others, every request still reads as the
+// library reads it.
+func TestDecodeRequest_RefMemo(t *testing.T) {
+	for round := range 2 {
+		for _, s := range requestSeeds {
+			sameDecode(t, Reader{}, []byte(s))
+		}
+		for i := range 3 * memoSlots {
+			b := fmt.Appendf(nil, `{"principal":{"type":"Agent","id":"a-%d"},"action":"Action::\"a%d\"","resource":{"__entity":{"id":"r%d","type":"Tool"}},`+
+				`"entities":[{"uid":"Agent::\"a-%d\"","parents":[{"type":"Team","id":"t%d"},"Team::\"u%d\""]}]}`, i, i%5, i%7, i, i%3, i)
+			sameDecode(t, Reader{}, b)
+			if req, err := DecodeRequest(b); err != nil || req.Principal.ID != fmt.Sprintf("a-%d", i) || req.Entities[0].Parents[1].ID != fmt.Sprintf("u%d", i) {
+				t.Fatalf("round %d, %s: %+v %v", round, b, req, err)
+			}
+		}
+	}
+}
+
 // The fast path reads the common requests itself (the library is asked
 // only for what it does not read), and it reads every field of Request,
 // Entity and Credential: a field added to one of them fails here until

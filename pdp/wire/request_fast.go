@@ -195,13 +195,35 @@ func readRefs(dec *jsontext.Decoder) ([]EntityRef, bool) {
 }
 
 // readRef reads a reference in either wire form with its own reader, as
-// the library does; null is the library's.
+// the library does; null is the library's. The reference's JSON text is
+// read whole first (the decoder checks it as it would token by token):
+// refMemo may know it.
 func readRef(dec *jsontext.Decoder, r *EntityRef) bool {
 	if k := dec.PeekKind(); k != '"' && k != '{' {
 		return false
 	}
-	return r.UnmarshalJSONFrom(dec) == nil
+	raw, err := dec.ReadValue()
+	if err != nil {
+		return false
+	}
+	if ref, ok := refMemo.get(raw); ok {
+		*r = ref
+		return true
+	}
+	var ref EntityRef
+	if !withDecoder(raw, func(sub *jsontext.Decoder) bool { return ref.UnmarshalJSONFrom(sub) == nil }) {
+		return false
+	}
+	refMemo.put(raw, ref)
+	*r = ref
+	return true
 }
+
+// refMemo remembers the references the fast path read, by their JSON
+// text: requests name the same principals, actions, resources and parents
+// again and again, and reading one token by token costs its four strings.
+// An EntityRef is two strings, which nothing changes.
+var refMemo = newMemo[EntityRef]()
 
 // readRaw copies the next value as encoding/json.RawMessage's
 // UnmarshalJSON does, null included.
