@@ -588,7 +588,8 @@ func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq
 		var err error
 		if k := e.Keys; k != nil && !l.generated {
 			// The columns as the entry gives them: SQLite reading them
-			// from the body cost a parse of it, about 5 µs a row.
+			// from the body cost a parse of it, about 3 µs of CPU a row
+			// on the bench's 1.5 KB bodies (docs/architecture.md).
 			if stmt == nil {
 				stmt = tx.StmtContext(ctx, l.insert)
 			}
