@@ -106,10 +106,7 @@ type Engine struct {
 	sharedTracker *identity.SharedTracker // nil when shared identities are not flagged
 	shared        sharedCount
 	callerRecords callerCache // context.caller of the last caller, reused while it calls
-	// attrs remembers inline entities' attributes and tags as read under
-	// mask.Token: an agent sends the same ones (its own, its tool's) with
-	// request after request.
-	attrs *wire.RecordMemo
+	inline        *inlineMemo // what inline entities were made into (inline.go)
 
 	reloadMu sync.Mutex // serialises reloads; decisions never take it
 
@@ -167,7 +164,7 @@ func NewEngine(opts Options) (*Engine, error) {
 	if err := opts.Trust.check(); err != nil {
 		return nil, err
 	}
-	e := &Engine{opts: opts, approvals: newApprovalRegistry(), attrs: wire.NewRecordMemo(mask.Token)}
+	e := &Engine{opts: opts, approvals: newApprovalRegistry(), inline: newInlineMemo()}
 	if opts.Trust.SharedWindow > 0 {
 		e.sharedTracker = identity.NewSharedTracker(opts.Trust.SharedWindow)
 	}
@@ -441,7 +438,7 @@ func (l layered) Get(uid types.EntityUID) (types.Entity, bool) {
 // context.identity and context.caller (addsEvidence): the context's record
 // is then made after, once. It is a hint: either way the context is right.
 func (e *Engine) prepare(req *wire.Request, evidence bool) (*prepared, error) {
-	p, err := e.prepareWith(req, mask.Token, e.attrs, evidence)
+	p, err := e.prepareWith(req, mask.Token, e.inline, evidence)
 	if err != nil && e.masker != nil && errors.Is(err, mask.ErrSecret) {
 		// A secret at a place the operator masks is masked, not refused:
 		// read the request again with only the raw-token rule, mask the
@@ -455,8 +452,8 @@ func (e *Engine) prepare(req *wire.Request, evidence bool) (*prepared, error) {
 }
 
 // prepareWith is prepare with check, the rule every string is held to;
-// memo, if not nil, is a memo of inline entities' records read under check.
-func (e *Engine) prepareWith(req *wire.Request, check func(string) error, memo *wire.RecordMemo, evidence bool) (*prepared, error) {
+// memo, if not nil, remembers inline entities read under check.
+func (e *Engine) prepareWith(req *wire.Request, check func(string) error, memo *inlineMemo, evidence bool) (*prepared, error) {
 	// A raw token must never reach the log, whatever field it is sent in.
 	if err := mask.CheckRequestWith("", req, check); err != nil {
 		return nil, err
@@ -995,12 +992,12 @@ func inlinePointers(i int) entityPointers {
 
 // normalizeEntity converts an entity for Cedar and for the log, normalising
 // its attributes and tags as a request's context is; attrsField and
-// tagsField are their JSON pointers, for a refusal. memo, if not nil, is
-// a memo of readings under check.
-func normalizeEntity(in wire.Entity, attrsField, tagsField string, check func(string) error, memo *wire.RecordMemo) (types.Entity, wire.Entity, error) {
+// tagsField are their JSON pointers, for a refusal. memo, if not nil,
+// remembers entities read under check.
+func normalizeEntity(in wire.Entity, attrsField, tagsField string, check func(string) error, memo *inlineMemo) (types.Entity, wire.Entity, error) {
 	read := func(raw json.RawMessage, field string) (types.Record, json.RawMessage, error) {
 		if memo != nil {
-			return memo.Normalize(raw, field)
+			return memo.attrs.Normalize(raw, field)
 		}
 		return wire.NormalizeRecord(raw, field, check)
 	}
@@ -1014,11 +1011,16 @@ func normalizeEntity(in wire.Entity, attrsField, tagsField string, check func(st
 	}
 	parents := noParents
 	if len(in.Parents) > 0 {
-		uids := make([]types.EntityUID, len(in.Parents))
-		for j, ref := range in.Parents {
-			uids[j] = ref.UID()
+		var one [1]types.EntityUID // the usual case, without an allocation
+		uids := one[:0]
+		for _, ref := range in.Parents {
+			uids = append(uids, ref.UID())
 		}
-		parents = types.NewEntityUIDSet(uids...)
+		var sets *parentSets
+		if memo != nil {
+			sets = &memo.parents
+		}
+		parents = sets.of(uids)
 	}
 	uid := in.UID.UID()
 	out := wire.Entity{UID: in.UID, Attrs: attrsJSON, Parents: in.Parents}
