@@ -41,12 +41,16 @@ var goldenRequests = []string{
 var (
 	goldenDecisionID = regexp.MustCompile(`"decision_id":"[0-9a-f-]{36}"`)
 	goldenEvalNanos  = regexp.MustCompile(`"eval_ns":[0-9]+`)
+	// The policy version digests the files' paths, which begin with the
+	// checkout's: it differs from one checkout to the next.
+	goldenPolicyVersion = regexp.MustCompile(`"policy_version":"sha256:[0-9a-f]{64}"`)
 )
 
 // TestRequestPath_Golden decides the bench mix and goldenRequests as the
 // daemon does (for a kernel-attested caller and without one), replays
 // every row, and compares each answer, refusal and logged row (its
-// decision id, evaluation time and the checkout's path taken out) with
+// decision id, evaluation time, the checkout's path and the policy
+// version, which digests that path, taken out) with
 // testdata/requestpath.golden, written by the engine before the request
 // path's speed-ups: they must change nothing a caller or the log sees.
 // Run with -update to rewrite it after a change that means to.
@@ -80,6 +84,7 @@ func TestRequestPath_Golden(t *testing.T) {
 			row := rec.bodies[len(rec.bodies)-1]
 			norm := goldenDecisionID.ReplaceAll(row, []byte(`"decision_id":"x"`))
 			norm = goldenEvalNanos.ReplaceAll(norm, []byte(`"eval_ns":0`))
+			norm = goldenPolicyVersion.ReplaceAll(norm, []byte(`"policy_version":"x"`))
 			norm = []byte(strings.ReplaceAll(string(norm), root+"/", ""))
 			sum := sha256.Sum256(norm)
 			fmt.Fprintf(&out, "%s %s row %s", d.Decision, reasonNames(d.Reasons), hex.EncodeToString(sum[:12]))
