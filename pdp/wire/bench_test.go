@@ -2,6 +2,7 @@ package wire_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"syscall"
 	"testing"
 	"time"
@@ -75,4 +76,52 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkRecordMemo reads the bench mix's tool attributes through a
+// RecordMemo: hit, the same bytes each time (an agent's own entities);
+// miss, different bytes each time (the memo's cost over NormalizeRecord
+// when nothing repeats).
+func BenchmarkRecordMemo(b *testing.B) {
+	const tool = `{"classification":"public","environment":"dev","writes":true,"owner_team":{"__entity":{"type":"Team","id":"finance"}},"shared":false,"n":%d}`
+	b.Run("hit", func(b *testing.B) {
+		m := wire.NewRecordMemo(noToken)
+		raw := fmt.Appendf(nil, tool, 1)
+		b.ReportAllocs()
+		defer reportCPU(b)()
+		for b.Loop() {
+			if _, _, err := m.Normalize(raw, "/entities/1/attrs"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	for _, memo := range []bool{true, false} {
+		name := "miss"
+		if !memo {
+			name = "miss-without-memo"
+		}
+		b.Run(name, func(b *testing.B) {
+			m := wire.NewRecordMemo(noToken)
+			raws := make([][]byte, 1<<16)
+			for i := range raws {
+				raws[i] = fmt.Appendf(nil, tool, i)
+			}
+			b.ReportAllocs()
+			defer reportCPU(b)()
+			i := 0
+			for b.Loop() {
+				raw := raws[i%len(raws)]
+				var err error
+				if memo {
+					_, _, err = m.Normalize(raw, "/entities/1/attrs")
+				} else {
+					_, _, err = wire.NormalizeRecord(raw, "/entities/1/attrs", noToken)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
 }
