@@ -230,3 +230,37 @@ func TestMigration9_RecordsTriggersMissingBeforeIt(t *testing.T) {
 		t.Errorf("verify: %+v %v", rep, err)
 	}
 }
+
+// A lookup by an id the log table has a column for (decision, parent,
+// approval) finds candidates by the column's index and answers by the
+// body the hash covers: a column pointed at another id never answers that
+// id with the row's content, and one cleared hides its row (fail closed:
+// not found) until Verify names it.
+func TestQuery_IdLookupsAnswerByTheBody(t *testing.T) {
+	priv, _ := newKey(t)
+	path := columnLog(t, priv) // d-0 … d-4 at seqs 1-5, d-full at 6 (parent and approval d-0)
+	tamper(t, path,
+		`UPDATE log SET decision_id = 'd-4' WHERE seq = 2`, // d-1's row claims d-4
+		`UPDATE log SET decision_id = NULL WHERE seq = 5`,  // d-4's own row hidden
+		`UPDATE log SET approval_id = 'd-9', parent_decision_id = 'd-9' WHERE seq = 6`,
+		`UPDATE log SET approval_id = 'd-0', parent_decision_id = 'd-0' WHERE seq = 3`)
+	r := openReader(t, path)
+	defer r.Close()
+	if e, err := r.Decision(t.Context(), "d-4"); !errors.Is(err, decisionlog.ErrNotFound) {
+		t.Errorf("decision d-4: %v (%v); want not found, not d-1's row", e, err)
+	}
+	if e, err := r.Decision(t.Context(), "d-1"); !errors.Is(err, decisionlog.ErrNotFound) {
+		t.Errorf("decision d-1: %v (%v); want not found (its column says d-4)", e, err)
+	}
+	if e, err := r.Decision(t.Context(), "d-3"); err != nil || e.Seq != 4 {
+		t.Errorf("decision d-3, untouched: %v (%v)", e, err)
+	}
+	for name, f := range map[string]decisionlog.Filter{
+		"approval d-0": {ApprovalID: "d-0"}, "approval d-9": {ApprovalID: "d-9"},
+		"parent d-0": {ParentDecisionID: "d-0"}, "parent d-9": {ParentDecisionID: "d-9"},
+	} {
+		if es, err := r.Query(t.Context(), f); err != nil || len(es) != 0 {
+			t.Errorf("%s: %d rows (%v); want none: no row holds it in both its column and its body", name, len(es), err)
+		}
+	}
+}

@@ -50,6 +50,16 @@ func (k *Keys) Column(f wire.Field) (sql.NullString, bool) {
 	return sql.NullString{}, false
 }
 
+// rechecked are the columns a filter also compares with the body: the ids
+// that lookups go by (log show, an approval's decision, its uses, a
+// decision's children). The column's index finds the candidates, few
+// for an id, and the body the hash covers decides, so that a column
+// changed behind the triggers' back can hide a row from a lookup but
+// never answer it with another row's content. Verify catches both. The
+// decision and the shadow diff, which match many rows, are not rechecked:
+// that would parse every row they match.
+var rechecked = map[wire.Field]bool{wire.FieldDecisionID: true, wire.FieldParentDecisionID: true, wire.FieldApprovalID: true}
+
 // isColumn reports whether the log table has a column for f.
 func isColumn(f wire.Field) bool {
 	for _, c := range tableColumns {

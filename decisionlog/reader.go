@@ -115,7 +115,8 @@ type Filter struct {
 // key it holds narrows the rows to the seqs it lists plus those it has not
 // reached yet; the row's own value (its column, or its body at the
 // field's path: fieldSQL) is compared either way, so an index that
-// lags or is stale can cost time but never change the answer.
+// lags or is stale can cost time but never change the answer. An id the
+// log table has a column for is compared in the body too (rechecked).
 func (f Filter) where(indexed bool) (string, []any) {
 	var conds []string
 	var args []any
@@ -137,6 +138,10 @@ func (f Filter) where(indexed bool) (string, []any) {
 		}
 		conds = append(conds, fieldSQL(c.Field)+" = ?")
 		args = append(args, c.Value)
+		if rechecked[c.Field] {
+			conds = append(conds, extract(c.Field)+" = ?")
+			args = append(args, c.Value)
+		}
 	}
 	if f.ShadowDiff {
 		// The text of the partial index log_shadow_diff (migration 3), so
