@@ -84,12 +84,16 @@ func run(dir string) error {
 	trusts := []string{"standard", "standard", "high", "low", "untrusted"}
 	classes := []string{"public", "internal", "confidential", "restricted"}
 	envs := []string{"dev", "staging", "production"}
+	// Each tool names the default pack's catalog as its parent, as the
+	// built-in mix's do (cmd/agentpdp/bench.go): the pack's unknown-tools
+	// forbid denies every tool outside it, which would make the whole mix
+	// one deny and the measurement one of deny only.
 	for i := range requests {
 		a, t := (i*7)%agents, (i*3)%tools
 		team := teams[a%len(teams)]
 		agent := fmt.Sprintf(`{"uid":{"type":"Agent","id":"agent-%d"},"parents":[{"type":"Team","id":%q}],"attrs":{"owner":{"__entity":{"type":"User","id":"owner-%d@example.com"}},"trust":%q}}`,
 			a, team, a%7, trusts[a%len(trusts)])
-		tool := fmt.Sprintf(`{"uid":{"type":"Tool","id":"tool-%d"},"parents":[],"attrs":{"classification":%q,"environment":%q,"writes":%v,"owner_team":{"__entity":{"type":"Team","id":%q}},"shared":%v}}`,
+		tool := fmt.Sprintf(`{"uid":{"type":"Tool","id":"tool-%d"},"parents":[{"type":"ToolCatalog","id":"default"}],"attrs":{"classification":%q,"environment":%q,"writes":%v,"owner_team":{"__entity":{"type":"Team","id":%q}},"shared":%v}}`,
 			t, classes[t%len(classes)], envs[t%len(envs)], t%3 == 0, teams[t%len(teams)], t%5 == 0)
 		fmt.Fprintf(w, `{"principal":{"type":"Agent","id":"agent-%d"},"action":{"type":"Action","id":"invoke_tool"},"resource":{"type":"Tool","id":"tool-%d"},"context":{"args":{"query":"select * from t where id = %d","limit":%d}},"entities":[%s,%s],"session_id":"s-%d","token":%q}`+"\n",
 			a, t, i, 10+i%90, agent, tool, a, tokens[a])
