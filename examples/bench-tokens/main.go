@@ -1,8 +1,10 @@
 // Command bench-tokens writes what `agentpdp bench` needs to measure the
-// daemon with a JWT verified on every request: a JWKS for
-// examples/bench-jwt.yaml, and a requests file (one JSON request a line,
-// for bench --requests) in which each agent tool call carries a token for
-// its agent, signed with the JWKS's key (ES256, 10 minutes).
+// daemon with a JWT on every request: a JWKS for examples/bench-jwt.yaml,
+// and a requests file (one JSON request a line, for bench --requests) in
+// which each agent tool call carries a token for its agent, signed with
+// the JWKS's key (ES256, 10 minutes). The daemon's token cache verifies
+// each agent's token in full once; examples/bench-jwt.yaml says how to
+// turn it off to verify every request in full.
 //
 //	go run ./examples/bench-tokens ./var
 //	./bin/agentpdp serve --config examples/bench-jwt.yaml
