@@ -3,6 +3,7 @@ package layout_test
 import (
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -51,5 +52,30 @@ func TestLightPackagesBuildWithoutCgo(t *testing.T) {
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("CGO_ENABLED=0 go build: %v\n%s", err, out)
+	}
+}
+
+// The dependencies docs/architecture.md names: of agentpdp's own packages,
+// decisionlog imports only pdp/wire and internal/plural, and pdp/reload
+// only pdp/policy (the page once said pdp/reload imported none).
+func TestOwnImportsAsDocumented(t *testing.T) {
+	const mod = "github.com/agentpdp/agentpdp/"
+	for pkg, allowed := range map[string][]string{
+		"decisionlog": {"pdp/wire", "internal/plural"},
+		"pdp/reload":  {"pdp/policy"},
+	} {
+		out, err := exec.Command("go", "list", "-f", `{{join .Imports "\n"}}`, mod+pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list %s: %v\n%s", pkg, err, out)
+		}
+		for _, imp := range strings.Fields(string(out)) {
+			own, ok := strings.CutPrefix(imp, mod)
+			if !ok {
+				continue
+			}
+			if !slices.Contains(allowed, own) {
+				t.Errorf("%s imports %s; docs/architecture.md says it imports only %v of agentpdp's packages", pkg, own, allowed)
+			}
+		}
 	}
 }
