@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -166,9 +167,9 @@ func (c *logVerifyCmd) Run(ctx context.Context) error {
 	case rep.TailState == "missing" && rep.LastSeq > 0:
 		fmt.Fprintf(out, "WARNING: no tail state file %s beside the log: a tail cut off, signed checkpoints included, is not detected here (copy it with the db, or give --trusted-checkpoint)\n", opts.StatePath)
 	case rep.TailState == "authenticated":
-		fmt.Fprintf(out, "the writer's tail state file (authenticated with the signing key) records seq %d: the log reaches it with the same head\n", rep.TailStateSeq)
+		fmt.Fprintf(out, "the writer's tail state file (authenticated with the signing key) records seq %d: the log reaches it with the same head%s\n", rep.TailStateSeq, pastTailState(rep))
 	case rep.TailState == "unauthenticated":
-		fmt.Fprintf(out, "the writer's tail state file records seq %d: the log reaches it with the same head (the state file was read but not authenticated: give --signing-key)\n", rep.TailStateSeq)
+		fmt.Fprintf(out, "the writer's tail state file records seq %d: the log reaches it with the same head (the state file was read but not authenticated: give --signing-key)%s\n", rep.TailStateSeq, pastTailState(rep))
 	}
 	switch {
 	case witnessed != nil:
@@ -218,4 +219,19 @@ func (c *logVerifyCmd) fetchWitnessed(ctx context.Context, r *decisionlog.Reader
 func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
+}
+
+// pastTailState explains rows past the seq the tail state file records,
+// which a running daemon's log always has: the writer writes the file
+// before each commit, with the head that commit starts from, so "records
+// seq 10" beside "11 rows" is the normal case, not a problem.
+func pastTailState(rep *decisionlog.VerifyReport) string {
+	if rep.LastSeq <= rep.TailStateSeq {
+		return ""
+	}
+	rows := strconv.FormatInt(rep.LastSeq, 10)
+	if rep.LastSeq > rep.TailStateSeq+1 {
+		rows = strconv.FormatInt(rep.TailStateSeq+1, 10) + " to " + rows
+	}
+	return "; seq " + rows + " came after it: the writer writes the file before each commit, so a running daemon's last commit is past it"
 }

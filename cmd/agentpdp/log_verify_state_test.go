@@ -77,3 +77,31 @@ func TestCLI_LogVerifyChecksTheWritersTailState(t *testing.T) {
 		t.Fatalf("no state file: %d %s %s", code, out, stderr)
 	}
 }
+
+// A running writer's tail state file records the head its last commit
+// started from, so verify beside a live daemon read "records seq 10" next
+// to "ok: 11 rows" with nothing saying why. It now names the rows past
+// the file and why they are there; a closed log has none.
+func TestCLI_LogVerifyExplainsRowsPastTheTailState(t *testing.T) {
+	dir := t.TempDir()
+	keyFile, pubFile, priv := signingKeyIn(t, dir)
+	db := filepath.Join(dir, "d.db")
+	l, err := decisionlog.Open(t.Context(), db, decisionlog.Options{SigningKey: priv})
+	must(t, err)
+	for i := range 3 {
+		body := fmt.Sprintf(`{"decision_id":"d-%d","decision":"allow","principal":"Agent::\"a\"","request":{"principal":{"type":"Agent","id":"a"}}}`, i)
+		must(t, l.Append(t.Context(), &decisionlog.Entry{Kind: decisionlog.KindDecision, Time: time.Now(), Body: []byte(body)}))
+	}
+	for _, args := range [][]string{{"--signing-key", keyFile}, nil} {
+		code, out, stderr := runCLI(t, append([]string{"log", "verify", "--db", db, "--pubkey", pubFile}, args...)...)
+		if code != 0 || !strings.Contains(out, "ok: 3 rows") || !strings.Contains(out, "records seq 2: the log reaches it with the same head") ||
+			!strings.Contains(out, "; seq 3 came after it: the writer writes the file before each commit") {
+			t.Fatalf("live log %v: exit %d\n%s%s", args, code, out, stderr)
+		}
+	}
+	must(t, l.Close(t.Context()))
+	code, out, stderr := runCLI(t, "log", "verify", "--db", db, "--pubkey", pubFile, "--signing-key", keyFile)
+	if code != 0 || strings.Contains(out, "came after it") {
+		t.Fatalf("closed log: exit %d\n%s%s", code, out, stderr)
+	}
+}
