@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -49,7 +51,7 @@ log's public key (docs/proofs.md describes it):
 }
 
 func (c *logProveCmd) Run(ctx context.Context) error {
-	r, err := decisionlog.OpenReader(c.db)
+	r, err := openLog("log prove", c.db)
 	if err != nil {
 		return err
 	}
@@ -75,11 +77,21 @@ func (c *logProveCmd) Run(ctx context.Context) error {
 		if err != nil {
 			return usagef("log prove --seq: %q is not a number", c.args[0])
 		}
-		if out, err = r.ProveRow(ctx, seq); err != nil {
+		out, err = r.ProveRow(ctx, seq)
+		if errors.Is(err, decisionlog.ErrNotFound) {
+			return exitError{exitFail, fmt.Errorf("log prove: no row with seq %d in %s (log tail lists seqs, in its first column)", seq, c.db)}
+		}
+		if err != nil {
 			return exitError{exitFail, err}
 		}
 	default:
-		if out, err = r.ProveDecision(ctx, c.args[0]); err != nil {
+		out, err = r.ProveDecision(ctx, c.args[0])
+		if errors.Is(err, decisionlog.ErrNotFound) {
+			// As log show: the commonest slip is a seq or a prefix where
+			// the full id belongs.
+			return exitError{exitFail, fmt.Errorf("log prove: no decision with id %q in %s (log query lists decision ids, in its last column; --seq SEQ proves a row by its seq)", c.args[0], c.db)}
+		}
+		if err != nil {
 			return exitError{exitFail, err}
 		}
 	}

@@ -133,6 +133,11 @@ func TestCLI_EnumsAndMissingFiles(t *testing.T) {
 		// A seq where the id belongs: the message says which log was read
 		// and where the ids are.
 		{[]string{"log", "show", "--db", d.db(), "5"}, exitFail, `log show: no decision with id "5" in ` + d.db() + " (log query lists decision ids"},
+		// log prove said only "decision 5: not found" and "prove seq 999:
+		// not found", and opened a missing --db with a raw stat error (exit 1).
+		{[]string{"log", "prove", "--db", d.db(), "5"}, exitFail, `log prove: no decision with id "5" in ` + d.db() + " (log query lists decision ids"},
+		{[]string{"log", "prove", "--db", d.db(), "--seq", "999"}, exitFail, "log prove: no row with seq 999 in " + d.db() + " (log tail lists seqs"},
+		{[]string{"log", "prove", "--db", filepath.Join(d.dir, "elsewhere.db"), "5"}, exitUsage, "log prove: --db " + filepath.Join(d.dir, "elsewhere.db") + ": no such file; give the decision log serve writes"},
 		{[]string{"log", "verify-proof", filepath.Join(d.dir, "proof.json"), "--pubkey", filepath.Join(d.dir, "k.pub")}, exitUsage, "--pubkey " + filepath.Join(d.dir, "k.pub") + ": no such file"},
 		{[]string{"log", "verify-proof", filepath.Join(d.dir, "proof.json"), "--pubkey", filepath.Join(d.dir, "var", "signing.key.pub")}, exitUsage, filepath.Join(d.dir, "proof.json") + ": no such file; give a proof written by agentpdp log prove"},
 		// An empty file is what `log export --kind checkpoint | tail -1 > F`
