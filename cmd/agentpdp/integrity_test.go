@@ -74,8 +74,19 @@ func TestCLI_ProveAndVerifyProof(t *testing.T) {
 	}
 	must(t, os.WriteFile(proofFile, []byte(out), 0o644))
 	code, out, stderr = runCLI(t, "log", "verify-proof", proofFile, "--pubkey", pub)
-	if code != 0 || !strings.Contains(out, "extends the tree of "+old) {
+	if code != 0 || !strings.Contains(out, "extends the tree of "+old) || !strings.Contains(out, "(the signed checkpoint the proof carries)") {
 		t.Fatalf("verify-proof (consistency): %d %s %s", code, out, stderr)
+	}
+	// From a size no checkpoint signs, the old root is the proof's word
+	// alone, and the message says so in one parenthesis (it once nested two).
+	code, out, stderr = runCLI(t, "log", "prove", "--consistency", "1", nw, "--db", d.db())
+	if code != 0 {
+		t.Fatalf("prove --consistency 1: %d %s", code, stderr)
+	}
+	must(t, os.WriteFile(proofFile, []byte(out), 0o644))
+	code, out, stderr = runCLI(t, "log", "verify-proof", proofFile, "--pubkey", pub)
+	if code != 0 || !strings.Contains(out, "extends the tree of 1 row (an old root the proof states but no checkpoint signs: compare it with your copy of that checkpoint);") {
+		t.Fatalf("verify-proof (consistency from 1): %d %s %s", code, out, stderr)
 	}
 }
 

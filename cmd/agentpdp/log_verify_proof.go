@@ -85,7 +85,7 @@ func (c *logVerifyProofCmd) Run(ctx context.Context) error {
 		}
 		fmt.Fprintf(c.stdout, "ok: %s is in log %s, in the tree of %s signed by key %s\n", what, res.Origin, plural.Count(res.TreeSize, "row", "rows"), res.KeyID)
 	default:
-		old := "an old root the proof states (compare it with your copy of that checkpoint)"
+		old := "an old root the proof states but no checkpoint signs: compare it with your copy of that checkpoint"
 		if res.OldCheckpoint {
 			old = "the signed checkpoint the proof carries"
 		}
