@@ -485,3 +485,30 @@ func TestTrust_EscapedContextKeys(t *testing.T) {
 		}
 	}
 }
+
+// A token the daemon verifies is recorded by the thumbprint an auditor
+// holding it computes: the SHA-256 of the token itself. Verify reads a
+// token sent with surrounding white space (a token file's newline, in the
+// body's token field) as the token, so the row's thumbprint must be of
+// the same bytes, or a search by the token's thumbprint misses the row.
+func TestTrust_TokenThumbprintIgnoresSurroundingSpace(t *testing.T) {
+	is := pdptest.NewIssuer(t)
+	log := openLog(t)
+	files := map[string]string{
+		"a.entities.json": trustAgents,
+		"p.cedar":         `permit (principal, action, resource) when { context.identity.verified };`,
+	}
+	e := newEngine(t, files, pdp.Options{Recorder: log, Key: pdptest.TestKey, Trust: pdp.TrustOptions{Verifier: is.Verifier(t)}})
+	tok := is.Token(t, "billing-bot", 10*time.Minute, nil)
+	for name, sent := range map[string]string{"Newline": tok + `\n`, "CRLF": tok + `\r\n`, "Spaces": `  ` + tok + ` `, "Tab": `\t` + tok} {
+		t.Run(name, func(t *testing.T) {
+			d, rec := decideLogged(t, e, log, `{"principal":"Agent::\"billing-bot\"","action":"A::\"x\"","resource":"R::\"r\"","token":"`+sent+`"}`)
+			if d.Decision != wire.Allow {
+				t.Fatalf("got %s %v", d.Decision, d.Reasons)
+			}
+			if got, want := rec.Evidence.Identity.TokenSHA256, identity.Thumbprint(tok); got != want {
+				t.Errorf("the row's token thumbprint is %s; the token's is %s", got, want)
+			}
+		})
+	}
+}

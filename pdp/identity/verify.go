@@ -99,9 +99,12 @@ func (id *Identity) Principal() string {
 	return id.PrincipalType + `::"` + strings.ReplaceAll(strings.ReplaceAll(id.PrincipalID, `\`, `\\`), `"`, `\"`) + `"`
 }
 
-// Thumbprint is the SHA-256 of a token as the log records it.
+// Thumbprint is the SHA-256 of a token as the log records it: of the
+// token Verify reads, without surrounding white space (a token file's
+// newline), so that the thumbprint of the token an auditor holds finds
+// every row it was sent in, however it was padded.
 func Thumbprint(token string) string {
-	sum := sha256.Sum256([]byte(token))
+	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
