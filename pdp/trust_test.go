@@ -512,3 +512,33 @@ func TestTrust_TokenThumbprintIgnoresSurroundingSpace(t *testing.T) {
 		})
 	}
 }
+
+// A policy that reads the context whole (compares it, puts it in a set)
+// sees context.identity and context.caller as every policy does: whether
+// the engine builds them must not depend on some other file naming them,
+// even in a comment. Mentions once only looked for the words, so the first
+// engine allowed what the second, which differs by a comment, denied.
+func TestTrust_WholeContextSeesEvidence(t *testing.T) {
+	body := `{"principal":"Agent::\"billing-bot\"","action":"A::\"x\"","resource":"R::\"r\"","context":{"a":1}}`
+	for _, p := range []string{
+		`permit (principal, action, resource) when { context == {"a": 1} };`,
+		`permit (principal, action, resource) when { [{"a": 1}].contains(context) };`,
+		`permit (principal, action, resource) unless { context != {"a": 1} };`,
+	} {
+		var got []wire.Verdict
+		for _, files := range []map[string]string{
+			{"a.entities.json": trustAgents, "p.cedar": p},
+			{"a.entities.json": trustAgents, "p.cedar": p, "q.cedar": "// context.caller is the kernel's word\n"},
+		} {
+			e := newEngine(t, files, pdp.Options{Recorder: openLog(t), Key: pdptest.TestKey})
+			d, err := e.Decide(t.Context(), mustRequest(t, body), &wire.Peer{UID: 1000, GID: 100, Exe: "/bin/x"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, d.Decision)
+		}
+		if got[0] != wire.Deny || got[1] != wire.Deny {
+			t.Errorf("%s: got %s alone and %s beside a comment naming context.caller; want deny for both (the context holds identity and caller)", p, got[0], got[1])
+		}
+	}
+}

@@ -112,8 +112,53 @@ var DaemonContextKeys = []string{"identity", "caller"}
 // cedar-go writes it back (strings unescaped), contains word, one of
 // DaemonContextKeys: a conservative test (comments and strings count) of
 // whether a policy can read context.<word>, so that the engine builds that
-// part of the context only for policies that may look at it.
+// part of the context only for policies that may look at it. A policy that
+// uses the context whole (context == {…}) mentions every key
+// (readsWholeContext).
 func (s *Snapshot) Mentions(word string) bool { return s.mentions[word] }
+
+// readsWholeContext reports whether a policy, as cedar-go writes it back,
+// may use the context as a value rather than read a member of it:
+// context == {…}, [context], context passed to a method. Such a policy
+// sees every key, context.identity and context.caller included, without
+// naming them. A use counts unless context is followed by .name (not a
+// method call), [ or has; like Mentions, it is conservative (a string
+// holding the word counts).
+func readsWholeContext(canonical []byte) bool {
+	const word = "context"
+	for i := 0; ; {
+		j := bytes.Index(canonical[i:], []byte(word))
+		if j < 0 {
+			return false
+		}
+		start, end := i+j, i+j+len(word)
+		i = end
+		if start > 0 && (identByte(canonical[start-1]) || canonical[start-1] == '.') {
+			continue // part of a longer name, or an attribute named context
+		}
+		if end < len(canonical) && identByte(canonical[end]) {
+			continue
+		}
+		rest := canonical[end:]
+		switch {
+		case bytes.HasPrefix(rest, []byte("[")), bytes.HasPrefix(rest, []byte(" has ")):
+			continue
+		case bytes.HasPrefix(rest, []byte(".")):
+			k := 1
+			for k < len(rest) && identByte(rest[k]) {
+				k++
+			}
+			if k > 1 && (k == len(rest) || rest[k] != '(') {
+				continue
+			}
+		}
+		return true
+	}
+}
+
+func identByte(b byte) bool {
+	return b == '_' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9'
+}
 
 // Policy returns the policy with the given id, or nil.
 func (s *Snapshot) Policy(id string) *Policy { return s.byID[cedar.PolicyID(id)] }
@@ -403,8 +448,9 @@ func Compile(files []PolicyFile, root string, opts LoadOptions) (*Snapshot, erro
 			// which the file's text hides: cedar-go writes each policy back
 			// with its strings unescaped.
 			canonical := p.cedar.MarshalCedar()
+			whole := readsWholeContext(canonical)
 			for _, w := range DaemonContextKeys {
-				if bytes.Contains(canonical, []byte(w)) {
+				if whole || bytes.Contains(canonical, []byte(w)) {
 					snap.mentions[w] = true
 				}
 			}
