@@ -3,6 +3,7 @@ package pdp
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -254,6 +255,9 @@ func (e *Engine) admit(ctx context.Context, snap *policy.Snapshot, req *wire.Req
 			p.logged.OnBehalfOf = id.Subject
 			ev.OnBehalfOf = string(identity.SourceVerified)
 		}
+		if err := e.maskVerified(p, len(id.Actors) > 0); err != nil {
+			return err
+		}
 		// The request's principal is verified only when it is the one the
 		// token verifies; a mismatch leaves it claimed (or attested).
 		if id.Principal() != p.principalString() {
@@ -325,6 +329,35 @@ func (e *Engine) mentions(snap *policy.Snapshot, key string) bool {
 	}
 	sh := e.shadow.Load()
 	return sh != nil && sh.Mentions(key)
+}
+
+// maskVerified applies the operator's masks to what a verified token put
+// in the logged request after prepare masked it: the credential, and
+// on_behalf_of when obo (a delegated token set it). The masked pointers
+// and strings join p's, so the row names them and messages quoting them
+// are redacted.
+func (e *Engine) maskVerified(p *prepared, obo bool) error {
+	if e.masker == nil {
+		return nil
+	}
+	sub := wire.Request{Credential: p.logged.Credential}
+	if obo {
+		sub.OnBehalfOf = p.logged.OnBehalfOf
+	}
+	masked, red, err := e.masker.Apply(&sub)
+	if err != nil {
+		return err
+	}
+	if obo {
+		p.logged.OnBehalfOf = sub.OnBehalfOf
+	}
+	for _, ptr := range masked {
+		if !slices.Contains(p.masked, ptr) {
+			p.masked = append(p.masked, ptr)
+		}
+	}
+	p.redact = p.redact.Merge(red)
+	return nil
 }
 
 func verified(f *wire.IdentityFacts, id *identity.Identity) {

@@ -542,3 +542,59 @@ func TestTrust_WholeContextSeesEvidence(t *testing.T) {
 		}
 	}
 }
+
+// The credential a verified token gives replaces the request's in the
+// logged request, after prepare masked it: the operator's masks of
+// /credential/… and /on_behalf_of hold for it too. A token's jti is
+// recorded nowhere else, so a mask of /credential/id that let it through
+// put in the log exactly what the operator kept out of it.
+func TestTrust_VerifiedCredentialIsMasked(t *testing.T) {
+	is := pdptest.NewIssuer(t)
+	log := openLog(t)
+	files := map[string]string{
+		"a.entities.json": trustAgents,
+		"p.cedar":         `permit (principal, action, resource) when { context.identity.verified && context.identity.scopes.contains("invoices:read") };`,
+	}
+	e := newEngine(t, files, pdp.Options{Recorder: log, Key: pdptest.TestKey,
+		Mask:  []string{"/credential/id", "/credential/issuer", "/credential/scopes/*", "/on_behalf_of"},
+		Trust: pdp.TrustOptions{Verifier: is.Verifier(t)}})
+	tok := is.Token(t, "alice@example.com", 10*time.Minute, map[string]any{"scope": "invoices:read", "act": map[string]any{"sub": "billing-bot"}})
+	body := `{"principal":"Agent::\"billing-bot\"","action":"A::\"x\"","resource":"R::\"r\"","token":"` + tok + `"}`
+	d, rec := decideLogged(t, e, log, body)
+	if d.Decision != wire.Allow {
+		t.Fatalf("got %s %v", d.Decision, d.Reasons)
+	}
+	// The token's scopes are masked in the row, not in the identity the
+	// token cache holds: the token used again still carries them.
+	if again, _ := decideLogged(t, e, log, body); again.Decision != wire.Allow {
+		t.Fatalf("the same token again: got %s %v", again.Decision, again.Reasons)
+	}
+	c := rec.Request.Credential
+	if c == nil {
+		t.Fatal("no credential logged")
+	}
+	if !strings.HasPrefix(c.ID, "hmac-sha256:") || !strings.HasPrefix(c.Issuer, "hmac-sha256:") {
+		t.Errorf("logged credential id %q issuer %q, want their masks", c.ID, c.Issuer)
+	}
+	if len(c.Scopes) != 1 || !strings.HasPrefix(c.Scopes[0], "hmac-sha256:") {
+		t.Errorf("logged credential scopes %q, want their masks", c.Scopes)
+	}
+	if c.Subject != "alice@example.com" {
+		t.Errorf("logged credential subject %q: masked though no mask names it", c.Subject)
+	}
+	if !strings.HasPrefix(rec.Request.OnBehalfOf, "hmac-sha256:") {
+		t.Errorf("logged on_behalf_of %q, want its mask", rec.Request.OnBehalfOf)
+	}
+	for _, ptr := range []string{"/credential/id", "/credential/issuer", "/credential/scopes/*", "/on_behalf_of"} {
+		if !slices.Contains(rec.Masked, ptr) {
+			t.Errorf("the row's masked %v does not name %s", rec.Masked, ptr)
+		}
+	}
+	entry, err := log.Decision(t.Context(), d.DecisionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(entry.Body), "jti-alice@example.com") {
+		t.Error("the token's jti reached the log under a mask of /credential/id")
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"sort"
 	"strconv"
@@ -144,6 +145,23 @@ func (r *Redaction) noteAll(m *Masker, v any) {
 			r.noteAll(m, e)
 		}
 	}
+}
+
+// Merge returns r with the strings o masked added (r or o may be nil; r
+// is changed in place when it is not).
+func (r *Redaction) Merge(o *Redaction) *Redaction {
+	if o == nil || len(o.olds) == 0 {
+		return r
+	}
+	if r == nil {
+		return o
+	}
+	if r.olds == nil {
+		r.olds = map[string]string{}
+	}
+	maps.Copy(r.olds, o.olds)
+	r.r = nil
+	return r
 }
 
 // Redact returns s with every masked value it quotes replaced by its mask.
