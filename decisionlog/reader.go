@@ -109,6 +109,13 @@ type Filter struct {
 	BeforeSeq                   int64     // for paging: only seq < BeforeSeq
 	FromSeq                     int64     // only seq ≥ FromSeq
 	Limit                       int       // default 100
+	// ByBody compares every field in the row's body, which the hash
+	// covers, and neither its column nor the provenance index: for a
+	// lookup whose answer must not change with a column changed behind
+	// the triggers' back (which only Verify sees), such as whether an
+	// approval was used. It parses every row the other conditions leave,
+	// so bound them (FromSeq). ShadowDiff still reads the columns.
+	ByBody bool
 }
 
 // where builds the condition for f. With the provenance index attached, a
@@ -128,6 +135,11 @@ func (f Filter) where(indexed bool) (string, []any) {
 		}
 	}
 	for _, c := range f.Fields() {
+		if f.ByBody {
+			conds = append(conds, extract(c.Field)+" = ?")
+			args = append(args, c.Value)
+			continue
+		}
 		if v, ok := c.Value.(string); ok && indexed {
 			if k, ok := indexKeyFor(c.Field, v); ok {
 				// UNION rather than OR: SQLite then looks each seq up in the

@@ -288,7 +288,13 @@ func (e *Engine) LoadApprovals(ctx context.Context) error {
 				return fmt.Errorf("load approvals: seq %d: %w", entry.Seq, err)
 			}
 			e.approvals.add(&rec)
-			used, err := e.opts.Log.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{decisionlog.KindDecision}, ApprovalID: rec.DecisionID, Decision: string(wire.Allow), Limit: 1})
+			// By the body, which the hash covers: a column changed behind
+			// the triggers' back must not hide the use and make a spent
+			// single-use approval good again. A use comes after the
+			// approval's row, which is within the TTL: the rows read are
+			// at most the last TTL's.
+			used, err := e.opts.Log.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{decisionlog.KindDecision}, ApprovalID: rec.DecisionID,
+				Decision: string(wire.Allow), FromSeq: entry.Seq + 1, ByBody: true, Limit: 1})
 			if err != nil {
 				return fmt.Errorf("load approvals: %w", err)
 			}

@@ -2,6 +2,7 @@ package pdp_test
 
 import (
 	"bytes"
+	"database/sql"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -530,5 +531,71 @@ func TestMasking_ClassificationFromMaskedEntity(t *testing.T) {
 		if action == mask.HMAC && !strings.HasPrefix(got, "hmac-sha256:") || action == mask.Remove && got != "" {
 			t.Errorf("%s: classification %q", action, got)
 		}
+	}
+}
+
+// The log table's columns are outside the hash chain: one changed behind
+// the triggers' back (dropped, the row updated, made again as they were)
+// leaves every hash intact, and only log verify's column check sees it.
+// An engine restarting on such a log must still know a single-use
+// approval is spent: the decision that used it is found by its body, not
+// by its approval_id or decision column, so that hiding the row from the
+// columns' lookups does not make the approval good again.
+func TestApprovals_SpentSurvivesAChangedColumn(t *testing.T) {
+	for _, set := range []string{"approval_id = NULL", "approval_id = 'other'", "decision = 'deny'"} {
+		t.Run(set, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "d.db")
+			log, err := decisionlog.Open(t.Context(), path, decisionlog.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			files := map[string]string{"p.cedar": `@step_up("ask") permit (principal, action, resource);`}
+			e := newEngine(t, files, pdp.Options{Recorder: log, Log: log, Key: pdptest.TestKey})
+			d, err := e.Decide(t.Context(), mustRequest(t, `{`+okRefs+`}`), nil)
+			if err != nil || d.Decision != wire.StepUp {
+				t.Fatalf("got %+v %v, want step_up", d, err)
+			}
+			if _, _, err := e.Approve(t.Context(), d.DecisionID, &wire.ApprovalRequest{Approver: "bob", Approved: true}, nil); err != nil {
+				t.Fatal(err)
+			}
+			withApproval := `{` + okRefs + `,"approval":"` + d.DecisionID + `"}`
+			used, err := e.Decide(t.Context(), mustRequest(t, withApproval), nil)
+			if err != nil || used.Decision != wire.Allow {
+				t.Fatalf("first use: %+v %v, want allow", used, err)
+			}
+			if err := log.Close(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+
+			db, err := sql.Open("sqlite3", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var trigger string
+			if err := db.QueryRow(`SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'log_no_update'`).Scan(&trigger); err != nil {
+				t.Fatal(err)
+			}
+			for _, q := range []string{`DROP TRIGGER log_no_update`, `UPDATE log SET ` + set + ` WHERE seq = ` + strconv.FormatInt(used.Seq, 10), trigger} {
+				if _, err := db.Exec(q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			db.Close()
+
+			log, err = decisionlog.Open(t.Context(), path, decisionlog.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer log.Close(t.Context())
+			restarted := newEngine(t, files, pdp.Options{Recorder: log, Log: log, Key: pdptest.TestKey})
+			if err := restarted.LoadApprovals(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			again, err := restarted.Decide(t.Context(), mustRequest(t, withApproval), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantInvalid(t, again, "already used")
+		})
 	}
 }
