@@ -22,18 +22,24 @@ func (e *ConflictError) Error() string { return e.Msg }
 
 // decisionRecord reads the logged decision id.
 func (e *Engine) decisionRecord(ctx context.Context, id string) (*wire.DecisionRecord, error) {
+	rec, _, err := e.decisionRow(ctx, id)
+	return rec, err
+}
+
+// decisionRow is decisionRecord and the row's seq.
+func (e *Engine) decisionRow(ctx context.Context, id string) (*wire.DecisionRecord, int64, error) {
 	if e.opts.Log == nil {
-		return nil, errors.New("no log to read decisions from")
+		return nil, 0, errors.New("no log to read decisions from")
 	}
 	entry, err := e.opts.Log.Decision(ctx, id)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var rec wire.DecisionRecord
 	if err := json.Unmarshal(entry.Body, &rec); err != nil {
-		return nil, fmt.Errorf("decision %s: %w", id, err)
+		return nil, 0, fmt.Errorf("decision %s: %w", id, err)
 	}
-	return &rec, nil
+	return &rec, entry.Seq, nil
 }
 
 // Outcome records what happened after decision id. An unknown id is
@@ -86,7 +92,7 @@ func (e *Engine) Approve(ctx context.Context, id string, req *wire.ApprovalReque
 	if err := mask.CheckToken("/comment", req.Comment); err != nil {
 		return nil, 0, err
 	}
-	dec, err := e.decisionRecord(ctx, id)
+	dec, decSeq, err := e.decisionRow(ctx, id)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -104,7 +110,7 @@ func (e *Engine) Approve(ctx context.Context, id string, req *wire.ApprovalReque
 	}
 	// The registry holds only approvals still usable; the log holds every
 	// one ever given. A step_up decided once stays decided, however old.
-	if prior, err := e.loggedApproval(ctx, id); err != nil || prior != nil {
+	if prior, err := e.loggedApproval(ctx, id, decSeq); err != nil || prior != nil {
 		if err != nil {
 			e.approvals.unclaim(id)
 			return nil, 0, err
@@ -140,9 +146,13 @@ func sameCaller(asked, reporting *wire.Peer) bool {
 }
 
 // loggedApproval is the approval or rejection the log holds for decision
-// id, nil if none.
-func (e *Engine) loggedApproval(ctx context.Context, id string) (*wire.ApprovalRecord, error) {
-	es, err := e.opts.Log.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{decisionlog.KindApproval}, DecisionID: id, Limit: 1})
+// id, whose row is decSeq; nil if none.
+func (e *Engine) loggedApproval(ctx context.Context, id string, decSeq int64) (*wire.ApprovalRecord, error) {
+	// By the body, which the hash covers, from the decision's row on: a
+	// decision_id column changed behind the triggers' back must not hide
+	// an approval and let the step_up be decided again. Only approval
+	// rows' bodies are read.
+	es, err := e.opts.Log.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{decisionlog.KindApproval}, DecisionID: id, FromSeq: decSeq + 1, ByBody: true, Limit: 1})
 	if err != nil {
 		return nil, fmt.Errorf("approval of %s: %w", id, err)
 	}

@@ -599,3 +599,59 @@ func TestApprovals_SpentSurvivesAChangedColumn(t *testing.T) {
 		})
 	}
 }
+
+// A step_up decided once stays decided, however old: an approval row whose
+// decision_id column was changed behind the triggers' back (the hash does
+// not cover it) must still be found, or a rejected step_up, older than the
+// TTL so that the restarted engine's registry no longer holds it, could be
+// approved again.
+func TestApprovals_DecidedOnceSurvivesAChangedColumn(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d.db")
+	log, err := decisionlog.Open(t.Context(), path, decisionlog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string]string{"p.cedar": `@step_up("ask") permit (principal, action, resource);`}
+	opts := pdp.Options{Recorder: log, Log: log, Key: pdptest.TestKey, ApprovalTTL: time.Millisecond}
+	e := newEngine(t, files, opts)
+	d, err := e.Decide(t.Context(), mustRequest(t, `{`+okRefs+`}`), nil)
+	if err != nil || d.Decision != wire.StepUp {
+		t.Fatalf("got %+v %v, want step_up", d, err)
+	}
+	_, rejected, err := e.Approve(t.Context(), d.DecisionID, &wire.ApprovalRequest{Approver: "bob", Approved: false}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := log.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite3", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var trigger string
+	if err := db.QueryRow(`SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'log_no_update'`).Scan(&trigger); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`DROP TRIGGER log_no_update`, `UPDATE log SET decision_id = NULL WHERE seq = ` + strconv.FormatInt(rejected, 10), trigger} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+	time.Sleep(5 * time.Millisecond) // past the TTL: the registry will not hold the rejection
+
+	log, err = decisionlog.Open(t.Context(), path, decisionlog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close(t.Context())
+	opts.Recorder, opts.Log = log, log
+	restarted := newEngine(t, files, opts)
+	if err := restarted.LoadApprovals(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _, err := restarted.Approve(t.Context(), d.DecisionID, &wire.ApprovalRequest{Approver: "mallory", Approved: true}, nil); err == nil {
+		t.Errorf("a rejected step_up was approved again: %+v", rec)
+	}
+}
