@@ -126,9 +126,18 @@ func (d *daemon) start() {
 		done <- cmd.Wait()
 		close(exited)
 	}()
+	// Stopped as an operator would, with SIGTERM, so that it stops its
+	// plugins on the way out: a SIGKILL left them running, orphaned (every
+	// run of TestServe_HangingProviderDenies left a provider behind).
+	// SIGKILL only if it has not exited in time.
 	d.t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {

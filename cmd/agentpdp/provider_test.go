@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bytes"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/agentpdp/agentpdp/internal/pdptest"
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/client"
 	"github.com/agentpdp/agentpdp/pdp/wire"
@@ -103,6 +107,58 @@ func TestServe_HangingProviderDenies(t *testing.T) {
 	if len(dec.Errors) == 0 || dec.Errors[0].Policy != pdp.ReasonProviderFailed {
 		t.Errorf("the provider's error is not in the decision's errors: %+v", dec.Errors)
 	}
+
+	// A daemon stopped with SIGTERM takes its plugin with it, even one
+	// that never answers (each run of this test once left the provider
+	// running, orphaned: the daemons of the tests were SIGKILLed).
+	kids := childrenOf(t, d.cmd.Process.Pid)
+	if len(kids) == 0 {
+		t.Fatal("the daemon has no child process: where is the provider?")
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	<-d.done
+	pdptest.Eventually(t, "the provider plugin to exit with the daemon", func() bool {
+		for _, pid := range kids {
+			if running(pid) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// running reports whether pid is a live process: not gone, and not a
+// zombie waiting for whichever parent inherited it to reap it.
+func running(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	return len(fields) > 0 && fields[0] != "Z"
+}
+
+// childrenOf lists the pids whose parent is pid, from /proc.
+func childrenOf(t *testing.T, pid int) []int {
+	t.Helper()
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kids []int
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // exited meanwhile
+		}
+		// pid (comm) state ppid …: comm may hold spaces, so read after its ')'.
+		fields := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			child, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+			kids = append(kids, child)
+		}
+	}
+	return kids
 }
 
 // exeArgs is the test binary run as the hanging provider plugin.
