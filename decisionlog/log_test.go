@@ -453,3 +453,26 @@ func TestLog_BadRowFailsAlone(t *testing.T) {
 		t.Errorf("chain holds %d rows, want 6", n)
 	}
 }
+
+// An empty decision id names no decision. The filter leaves an empty field
+// out, so Decision("") matched every decision row and answered one:
+// `log show ""` explained, and `log prove ""` proved, a decision nobody
+// named, and an in-process Approve or Outcome of "" acted on it.
+func TestReader_DecisionOfEmptyIDIsNotFound(t *testing.T) {
+	l := open(t, filepath.Join(t.TempDir(), "d.db"), decisionlog.Options{})
+	if err := l.Append(t.Context(), decision("d-1", "a", "step_up")); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"", " "} {
+		if e, err := l.Decision(t.Context(), id); !errors.Is(err, decisionlog.ErrNotFound) {
+			if e != nil {
+				t.Errorf("Decision(%q): got the row of seq %d; want ErrNotFound", id, e.Seq)
+			} else {
+				t.Errorf("Decision(%q): %v; want ErrNotFound", id, err)
+			}
+		}
+		if _, err := l.ProveDecision(t.Context(), id); err == nil {
+			t.Errorf("ProveDecision(%q) proved a row", id)
+		}
+	}
+}

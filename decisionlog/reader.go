@@ -257,6 +257,11 @@ func (r *Reader) Query(ctx context.Context, f Filter) ([]*Entry, error) {
 
 // Decision returns the decision entry with the given id.
 func (r *Reader) Decision(ctx context.Context, id string) (*Entry, error) {
+	if id == "" {
+		// The filter leaves an empty field out: it would match every
+		// decision and answer one nobody named.
+		return nil, fmt.Errorf("decision %q: %w", id, ErrNotFound)
+	}
 	es, err := r.Query(ctx, Filter{Kinds: []Kind{KindDecision}, DecisionID: id, Limit: 1})
 	if err != nil {
 		return nil, err
