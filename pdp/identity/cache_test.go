@@ -271,6 +271,37 @@ func TestTokenCache_KeyRotation(t *testing.T) {
 	}
 }
 
+// docs/identity.md and docs/design.md: a refresh that adds a key to the
+// issuer's set voids its cached tokens too (the token verifies again, in
+// full: a miss), and one that fetches the same keys does not (a hit).
+func TestTokenCache_KeyAddedVoidsSameKeysKeep(t *testing.T) {
+	clk := newClock()
+	k1, k2 := pdptest.NewSigner(t, "k1"), pdptest.NewSigner(t, "k2")
+	v, path := fileVerifier(t, clk, k1)
+	tok := k1.Sign(t, std("https://idp.example", "billing-bot", t0, 20*time.Minute))
+	verify := func() {
+		t.Helper()
+		if _, err := v.Verify(context.Background(), tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	verify()
+	verify()
+	wantStats(t, v, 1, 1, 1)
+	if err := os.WriteFile(path, pdptest.JWKS(t, k1, k2), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(5*time.Minute + time.Second) // the JWKS file's refresh is due
+	verify()
+	wantStats(t, v, 1, 2, 1) // k2 added: verified in full again
+	if err := os.WriteFile(path, pdptest.JWKS(t, k1, k2), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(5*time.Minute + time.Second)
+	verify()
+	wantStats(t, v, 2, 2, 1) // the same keys: served from the cache
+}
+
 func TestTokenCache_SPIFFEBundleUpdate(t *testing.T) {
 	clk := newClock()
 	path := filepath.Join(t.TempDir(), "bundle.json")
