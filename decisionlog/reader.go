@@ -255,6 +255,35 @@ func (r *Reader) Query(ctx context.Context, f Filter) ([]*Entry, error) {
 	return out, nil
 }
 
+// UsedApprovals are the approvals (request.approval) that allow decisions
+// at seq ≥ fromSeq used, read from each row's body, which the hash covers,
+// and not from the approval_id and decision columns, which it does not: a
+// column changed behind the triggers' back (only Verify sees it) must not
+// hide a use and make a spent single-use approval good again. It reads
+// every decision row from fromSeq on, once.
+func (r *Reader) UsedApprovals(ctx context.Context, fromSeq int64) (map[string]bool, error) {
+	rows, err := r.db.QueryContext(ctx, `SELECT DISTINCT approval FROM (
+		SELECT `+extract(wire.FieldApprovalID)+` AS approval, `+extract(wire.FieldDecision)+` AS decision
+		FROM log WHERE seq >= ? AND kind = 'decision')
+		WHERE approval IS NOT NULL AND decision = 'allow'`, fromSeq)
+	if err != nil {
+		return nil, fmt.Errorf("used approvals: %w", err)
+	}
+	defer rows.Close()
+	used := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("used approvals: %w", err)
+		}
+		used[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("used approvals: %w", err)
+	}
+	return used, nil
+}
+
 // Decision returns the decision entry with the given id.
 func (r *Reader) Decision(ctx context.Context, id string) (*Entry, error) {
 	if id == "" {

@@ -287,6 +287,7 @@ func (e *Engine) LoadApprovals(ctx context.Context) error {
 	}
 	since := e.opts.Now().Add(-e.opts.ApprovalTTL)
 	var before int64
+	var live []string
 	for {
 		entries, err := e.opts.Log.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{decisionlog.KindApproval}, Since: since, BeforeSeq: before, Limit: 1000})
 		if err != nil {
@@ -298,23 +299,27 @@ func (e *Engine) LoadApprovals(ctx context.Context) error {
 				return fmt.Errorf("load approvals: seq %d: %w", entry.Seq, err)
 			}
 			e.approvals.add(&rec)
-			// By the body, which the hash covers: a column changed behind
-			// the triggers' back must not hide the use and make a spent
-			// single-use approval good again. A use comes after the
-			// approval's row, which is within the TTL: the rows read are
-			// at most the last TTL's.
-			used, err := e.opts.Log.Query(ctx, decisionlog.Filter{Kinds: []decisionlog.Kind{decisionlog.KindDecision}, ApprovalID: rec.DecisionID,
-				Decision: string(wire.Allow), FromSeq: entry.Seq + 1, ByBody: true, Limit: 1})
-			if err != nil {
-				return fmt.Errorf("load approvals: %w", err)
-			}
-			if len(used) > 0 {
-				e.approvals.markUsed(rec.DecisionID)
-			}
+			live = append(live, rec.DecisionID)
 			before = entry.Seq
 		}
 		if len(entries) < 1000 {
-			return nil
+			break
 		}
 	}
+	if len(live) == 0 {
+		return nil
+	}
+	// A use comes after its approval's row; the oldest is within the TTL,
+	// so one pass reads at most the last TTL's rows. By the body
+	// (UsedApprovals), not the columns the hash does not cover.
+	used, err := e.opts.Log.UsedApprovals(ctx, before+1)
+	if err != nil {
+		return fmt.Errorf("load approvals: %w", err)
+	}
+	for _, id := range live {
+		if used[id] {
+			e.approvals.markUsed(id)
+		}
+	}
+	return nil
 }

@@ -57,6 +57,7 @@ type LogReader interface {
 	Query(ctx context.Context, f decisionlog.Filter) ([]*decisionlog.Entry, error)
 	Decision(ctx context.Context, id string) (*decisionlog.Entry, error)
 	Stats(ctx context.Context) (decisionlog.Stats, error)
+	UsedApprovals(ctx context.Context, fromSeq int64) (map[string]bool, error)
 }
 
 var _ LogReader = (*decisionlog.Reader)(nil)
