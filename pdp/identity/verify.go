@@ -263,6 +263,12 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Identity, error) 
 	if token == "" {
 		return nil, invalid(WhyMalformed, "empty token")
 	}
+	if i := strings.IndexFunc(token, notCompact); i >= 0 {
+		// go-jose's base64 skips CR and LF: refused here, a token with
+		// line breaks inside would verify under another SHA-256 than the
+		// token's, the thumbprint the log records.
+		return nil, invalid(WhyMalformed, "byte %d is not in a compact JWS (base64url segments joined by dots)", i)
+	}
 	sum := sha256.Sum256([]byte(token))
 	if v.cache != nil {
 		if e := v.cache.get(sum); e != nil {
@@ -381,6 +387,13 @@ func (v *Verifier) verify(ctx context.Context, token string, sum [32]byte) (*cac
 		gen:     gen,
 		until:   std.Expiry.Time().Add(v.cfg.ClockSkew),
 	}, nil
+}
+
+// notCompact reports whether r is outside a compact JWS's alphabet:
+// base64url without padding, and the dots between segments (RFC 7515
+// §7.1, §2).
+func notCompact(r rune) bool {
+	return !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
 }
 
 func acceptedTyp(typ string) bool {

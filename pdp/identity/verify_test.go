@@ -404,3 +404,33 @@ func TestConfig_Validate(t *testing.T) {
 		}
 	}
 }
+
+// A compact JWS is base64url segments joined by dots (RFC 7515 §7.1), with
+// nothing else inside: go-jose's base64 decoding skips CR and LF, so a
+// token with line breaks inside verified as the token without them, under
+// another SHA-256. The log would record a thumbprint no holder of the
+// token computes, and each such spelling would be another cache entry.
+// Anything outside the alphabet is malformed, cached or not.
+func TestVerify_OnlyTheCompactAlphabet(t *testing.T) {
+	clk := newClock()
+	key := pdptest.NewSigner(t, "k1")
+	v, u := pair(t, clk, key)
+	tok := key.Sign(t, std("https://idp.example", "billing-bot", t0, 10*time.Minute))
+	if _, err := sameAnswer(t, v, u, tok); err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(tok, ".")
+	for name, variant := range map[string]string{
+		"LF in the header":         parts[0][:5] + "\n" + parts[0][5:] + "." + parts[1] + "." + parts[2],
+		"CRLF before a dot":        parts[0] + "\r\n." + parts[1] + "." + parts[2],
+		"CR in the signature":      parts[0] + "." + parts[1] + "." + parts[2][:7] + "\r" + parts[2][7:],
+		"LF in the payload":        parts[0] + "." + parts[1][:9] + "\n" + parts[1][9:] + "." + parts[2],
+		"padding":                  tok + "=",
+		"standard base64 alphabet": parts[0] + "." + parts[1] + "." + strings.NewReplacer("-", "+", "_", "/").Replace(parts[2]) + "+/",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := sameAnswer(t, v, u, variant)
+			wantInvalid(t, err, identity.ReasonTokenInvalid, identity.WhyMalformed)
+		})
+	}
+}
