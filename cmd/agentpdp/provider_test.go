@@ -127,6 +127,32 @@ func TestServe_HangingProviderDenies(t *testing.T) {
 	})
 }
 
+// A daemon killed outright (SIGKILL, the OOM killer) cannot stop its
+// plugins itself: the kernel sends them SIGTERM as it dies.
+func TestServe_KilledDaemonTakesItsPlugins(t *testing.T) {
+	d := newDaemonDir(t)
+	appendConfig(t, d, "entity_providers:\n  - {name: stuck, command: "+exeArgs()+", timeout: 100ms}\n")
+	d.start()
+	if _, err := client.New(d.sock()).Authorize(t.Context(), &wire.Request{Principal: wire.EntityRef{Type: "Agent", ID: "billing-bot"},
+		Action: wire.EntityRef{Type: "Action", ID: "invoke_tool"}, Resource: wire.EntityRef{Type: "Tool", ID: "sql.query"}}); err != nil {
+		t.Fatal(err)
+	}
+	kids := childrenOf(t, d.cmd.Process.Pid)
+	if len(kids) == 0 {
+		t.Fatal("the daemon has no child process: where is the provider?")
+	}
+	d.cmd.Process.Kill()
+	<-d.done
+	pdptest.Eventually(t, "the provider plugin to exit with the killed daemon", func() bool {
+		for _, pid := range kids {
+			if running(pid) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 // running reports whether pid is a live process: not gone, and not a
 // zombie waiting for whichever parent inherited it to reap it.
 func running(pid int) bool {

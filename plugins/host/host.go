@@ -80,10 +80,12 @@ func (p *process) get() (any, error) {
 	if now := time.Now(); now.Before(p.notUntil) {
 		return nil, fmt.Errorf("the plugin is down; relaunching in %v", p.notUntil.Sub(now).Round(time.Millisecond))
 	}
+	cmd := exec.Command(p.cfg.Command, p.cfg.Args...)
+	dieWithDaemon(cmd)
 	cc := &plugin.ClientConfig{
 		HandshakeConfig:  plugins.Handshake,
 		Plugins:          plugin.PluginSet{plugins.KindSink: &plugins.SinkPlugin{}, plugins.KindEntityProvider: &plugins.EntityProviderPlugin{}},
-		Cmd:              exec.Command(p.cfg.Command, p.cfg.Args...),
+		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:         true,
 		Managed:          true, // killed by plugin.CleanupClients at shutdown
