@@ -105,6 +105,10 @@ func (c *checkCmd) each(decide func([]byte) (*wire.Decision, error)) error {
 	out := json.NewEncoder(c.stdout)
 	if c.request != "" {
 		d, err := decide([]byte(c.request))
+		var fatal *daemonError
+		if err != nil && !errors.As(err, &fatal) {
+			err = fmt.Errorf("check --request: %w", err)
+		}
 		if err != nil {
 			return exitError{exitFail, err}
 		}

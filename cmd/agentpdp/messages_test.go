@@ -130,6 +130,8 @@ func TestCLI_EnumsAndMissingFiles(t *testing.T) {
 		// A file where the JSON belongs, with or without curl's @.
 		{[]string{"check", "--request", empty}, exitUsage, "--request takes the request's JSON itself; to read the file " + empty + ", use --requests " + empty},
 		{[]string{"check", "--request", "@" + empty}, exitUsage, "to read the file " + empty + ", use --requests"},
+		// A request that is not JSON: the flag is named, once.
+		{[]string{"check", "--policies", "../../policies", "--request", `{"principal":`}, exitFail, "check --request: bad request: "},
 		// A seq where the id belongs: the message says which log was read
 		// and where the ids are.
 		{[]string{"log", "show", "--db", d.db(), "5"}, exitFail, `log show: no decision with id "5" in ` + d.db() + " (log query lists decision ids"},
