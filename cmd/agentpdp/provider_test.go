@@ -117,14 +117,7 @@ func TestServe_HangingProviderDenies(t *testing.T) {
 	}
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	<-d.done
-	pdptest.Eventually(t, "the provider plugin to exit with the daemon", func() bool {
-		for _, pid := range kids {
-			if running(pid) {
-				return false
-			}
-		}
-		return true
-	})
+	waitExited(t, "the provider plugin to exit with the daemon", kids)
 }
 
 // A daemon killed outright (SIGKILL, the OOM killer) cannot stop its
@@ -143,8 +136,14 @@ func TestServe_KilledDaemonTakesItsPlugins(t *testing.T) {
 	}
 	d.cmd.Process.Kill()
 	<-d.done
-	pdptest.Eventually(t, "the provider plugin to exit with the killed daemon", func() bool {
-		for _, pid := range kids {
+	waitExited(t, "the provider plugin to exit with the killed daemon", kids)
+}
+
+// waitExited waits for every process in pids to be gone, for what.
+func waitExited(t *testing.T, what string, pids []int) {
+	t.Helper()
+	pdptest.Eventually(t, what, func() bool {
+		for _, pid := range pids {
 			if running(pid) {
 				return false
 			}
