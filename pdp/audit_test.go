@@ -2,7 +2,6 @@ package pdp_test
 
 import (
 	"bytes"
-	"database/sql"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -567,20 +566,7 @@ func TestApprovals_SpentSurvivesAChangedColumn(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			db, err := sql.Open("sqlite3", path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var trigger string
-			if err := db.QueryRow(`SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'log_no_update'`).Scan(&trigger); err != nil {
-				t.Fatal(err)
-			}
-			for _, q := range []string{`DROP TRIGGER log_no_update`, `UPDATE log SET ` + set + ` WHERE seq = ` + strconv.FormatInt(used.Seq, 10), trigger} {
-				if _, err := db.Exec(q); err != nil {
-					t.Fatalf("%s: %v", q, err)
-				}
-			}
-			db.Close()
+			pdptest.ChangeLogBehindItsTriggers(t, path, `UPDATE log SET `+set+` WHERE seq = `+strconv.FormatInt(used.Seq, 10))
 
 			log, err = decisionlog.Open(t.Context(), path, decisionlog.Options{})
 			if err != nil {
@@ -625,20 +611,7 @@ func TestApprovals_DecidedOnceSurvivesAChangedColumn(t *testing.T) {
 	if err := log.Close(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	db, err := sql.Open("sqlite3", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var trigger string
-	if err := db.QueryRow(`SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'log_no_update'`).Scan(&trigger); err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{`DROP TRIGGER log_no_update`, `UPDATE log SET decision_id = NULL WHERE seq = ` + strconv.FormatInt(rejected, 10), trigger} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	db.Close()
+	pdptest.ChangeLogBehindItsTriggers(t, path, `UPDATE log SET decision_id = NULL WHERE seq = `+strconv.FormatInt(rejected, 10))
 	time.Sleep(5 * time.Millisecond) // past the TTL: the registry will not hold the rejection
 
 	log, err = decisionlog.Open(t.Context(), path, decisionlog.Options{})

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"database/sql"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"github.com/agentpdp/agentpdp/decisionlog"
+	"github.com/agentpdp/agentpdp/internal/pdptest"
 )
 
 // The log table stores decision_id and the other lookup columns beside the
@@ -30,14 +30,7 @@ func TestCLI_LogVerifyChecksTheColumns(t *testing.T) {
 		t.Fatalf("untouched log: %d %s %s", code, out, stderr)
 	}
 
-	h, err := sql.Open("sqlite3", "file:"+db)
-	must(t, err)
-	for _, s := range []string{`DROP TRIGGER log_no_update`, `UPDATE log SET decision_id = 'd-4' WHERE seq = 2`, `UPDATE log SET decision_id = NULL WHERE seq = 5`} {
-		if _, err := h.Exec(s); err != nil {
-			t.Fatalf("%s: %v", s, err)
-		}
-	}
-	h.Close()
+	pdptest.ChangeLogBehindItsTriggers(t, db, `UPDATE log SET decision_id = 'd-4' WHERE seq = 2`, `UPDATE log SET decision_id = NULL WHERE seq = 5`)
 	// log show finds d-4's candidates by the column and answers by the
 	// body: never d-1's row, and d-4's own is hidden until verify.
 	if code, out, stderr := runCLI(t, "log", "show", "--db", db, "d-4"); code == 0 || strings.Contains(out, "d-1") || !strings.Contains(stderr, `no decision with id "d-4"`) {

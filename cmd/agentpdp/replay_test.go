@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/agentpdp/agentpdp/internal/pdptest"
 	"github.com/agentpdp/agentpdp/pdp"
 	"github.com/agentpdp/agentpdp/pdp/client"
 	"github.com/agentpdp/agentpdp/pdp/wire"
@@ -76,17 +77,8 @@ func TestReplay_ReproducesTheDaemonsLog(t *testing.T) {
 	if victim.Decision == wire.Allow {
 		flipped = wire.Deny
 	}
-	db, err := sql.Open("sqlite3", "file:"+d.db())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range []string{`DROP TRIGGER log_no_update`,
-		`UPDATE log SET body = json_set(body, '` + wire.FieldDecision.Path + `', '` + string(flipped) + `') WHERE seq = ` + itoa(int(victim.Seq))} {
-		if _, err := db.Exec(s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	db.Close()
+	pdptest.ChangeLogBehindItsTriggers(t, d.db(),
+		`UPDATE log SET body = json_set(body, '`+wire.FieldDecision.Path+`', '`+string(flipped)+`') WHERE seq = `+itoa(int(victim.Seq)))
 	code, out, _ = runCLI(t, "replay", "--db", d.db())
 	if code != exitFail || !strings.Contains(out, "1 DID NOT REPRODUCE") || !strings.Contains(out, victim.DecisionID) {
 		t.Errorf("altered row: exit %d\n%s", code, out)

@@ -5,6 +5,7 @@ package pdptest
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -262,4 +263,26 @@ func Record(t testing.TB, log *decisionlog.Log, id string) wire.DecisionRecord {
 		t.Fatal(err)
 	}
 	return rec
+}
+
+// ChangeLogBehindItsTriggers runs stmts on the decision log at path as
+// someone who can write the file would: the append-only trigger
+// log_no_update dropped, the statements run, the trigger made again as it
+// was, so that only the rows show the change. The log must be closed.
+func ChangeLogBehindItsTriggers(t testing.TB, path string, stmts ...string) {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var trigger string
+	if err := db.QueryRow(`SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'log_no_update'`).Scan(&trigger); err != nil {
+		t.Fatalf("read the trigger log_no_update: %v", err)
+	}
+	for _, q := range append(append([]string{`DROP TRIGGER log_no_update`}, stmts...), trigger) {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
 }
