@@ -554,6 +554,7 @@ func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq
 		tx         *sql.Tx
 		stmt       *sql.Stmt // l.insert in tx, once an entry needs it
 		stmtRead   *sql.Stmt // l.insertRead in tx, likewise
+		args       []any     // stmt's arguments, one row's at a time
 		seq, since int64
 		start      int64
 		prev       []byte
@@ -593,8 +594,9 @@ func (l *Log) commit(first *appendReq, forceCheckpoint bool) (batch []*appendReq
 			if stmt == nil {
 				stmt = tx.StmtContext(ctx, l.insert)
 			}
-			args := make([]any, 5, 5+len(tableColumns))
-			args[0], args[1], args[2], args[3], args[4] = e.Seq, string(e.Kind), e.Time.UnixNano(), body, e.Hash
+			// database/sql converts the arguments before Exec returns, so
+			// one slice serves every row of the commit.
+			args = append(args[:0], e.Seq, string(e.Kind), e.Time.UnixNano(), body, e.Hash)
 			for _, c := range tableColumns {
 				args = append(args, text(c.get(k)))
 			}
