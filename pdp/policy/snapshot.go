@@ -5,7 +5,6 @@
 package policy
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -108,56 +107,45 @@ type Snapshot struct {
 // DaemonContextKeys are the context keys the engine itself sets.
 var DaemonContextKeys = []string{"identity", "caller"}
 
-// Mentions reports whether any policy file's text, or any policy as
-// cedar-go writes it back (strings unescaped), contains word, one of
-// DaemonContextKeys: a conservative test (comments and strings count) of
-// whether a policy can read context.<word>, so that the engine builds that
-// part of the context only for policies that may look at it. A policy that
-// uses the context whole (context == {…}) mentions every key
-// (readsWholeContext).
+// Mentions reports whether some policy may read context.<word>, word one
+// of DaemonContextKeys, so that the engine builds that part of the context
+// only for policies that may look at it: a policy reads it as an attribute
+// (context.word, context["word"], context has word), or uses the context
+// whole (context == {…}, [context]), which sees every key without naming
+// one. It is read from cedar-go's syntax tree (contextReads), so escapes in
+// a string and words in comments make no difference.
 func (s *Snapshot) Mentions(word string) bool { return s.mentions[word] }
 
-// readsWholeContext reports whether a policy, as cedar-go writes it back,
-// may use the context as a value rather than read a member of it:
-// context == {…}, [context], context passed to a method. Such a policy
-// sees every key, context.identity and context.caller included, without
-// naming them. A use counts unless context is followed by .name (not a
-// method call), [ or has; like Mentions, it is conservative (a string
-// holding the word counts).
-func readsWholeContext(canonical []byte) bool {
-	const word = "context"
-	for i := 0; ; {
-		j := bytes.Index(canonical[i:], []byte(word))
-		if j < 0 {
-			return false
-		}
-		start, end := i+j, i+j+len(word)
-		i = end
-		if start > 0 && (identByte(canonical[start-1]) || canonical[start-1] == '.') {
-			continue // part of a longer name, or an attribute named context
-		}
-		if end < len(canonical) && identByte(canonical[end]) {
-			continue
-		}
-		rest := canonical[end:]
-		switch {
-		case bytes.HasPrefix(rest, []byte("[")), bytes.HasPrefix(rest, []byte(" has ")):
-			continue
-		case bytes.HasPrefix(rest, []byte(".")):
-			k := 1
-			for k < len(rest) && identByte(rest[k]) {
-				k++
+// contextReads adds to reads the context attributes p's conditions read,
+// and every key of DaemonContextKeys if a condition uses the context whole.
+func contextReads(p *xast.Policy, reads map[string]bool) {
+	whole := false
+	for _, c := range p.Conditions {
+		xast.Inspect(xast.NewNode(c.Body), func(n xast.IsNode) bool {
+			var op xast.StrOpNode
+			switch n := n.(type) {
+			case xast.NodeTypeAccess:
+				op = n.StrOpNode
+			case xast.NodeTypeHas:
+				op = n.StrOpNode
+			case xast.NodeTypeVariable:
+				whole = whole || n.Name == "context"
+				return true
+			default:
+				return true
 			}
-			if k > 1 && (k == len(rest) || rest[k] != '(') {
-				continue
+			if v, ok := op.Arg.(xast.NodeTypeVariable); ok && v.Name == "context" {
+				reads[string(op.Value)] = true
+				return false // the variable is read by attribute, not whole
 			}
-		}
-		return true
+			return true
+		})
 	}
-}
-
-func identByte(b byte) bool {
-	return b == '_' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9'
+	if whole {
+		for _, w := range DaemonContextKeys {
+			reads[w] = true
+		}
+	}
 }
 
 // Policy returns the policy with the given id, or nil.
@@ -436,24 +424,10 @@ func Compile(files []PolicyFile, root string, opts LoadOptions) (*Snapshot, erro
 
 	snap.mentions = map[string]bool{}
 	for _, f := range policyFiles {
-		for _, w := range DaemonContextKeys {
-			if strings.Contains(f.Content, w) {
-				snap.mentions[w] = true
-			}
-		}
 		ps, errs := parsePolicies(f, root)
 		problems = append(problems, errs...)
 		for _, p := range ps {
-			// A string may spell the key with escapes (context["c\u{61}ller"]),
-			// which the file's text hides: cedar-go writes each policy back
-			// with its strings unescaped.
-			canonical := p.cedar.MarshalCedar()
-			whole := readsWholeContext(canonical)
-			for _, w := range DaemonContextKeys {
-				if whole || bytes.Contains(canonical, []byte(w)) {
-					snap.mentions[w] = true
-				}
-			}
+			contextReads(ast(p), snap.mentions)
 			if prev, dup := snap.byID[cedar.PolicyID(p.ID)]; dup {
 				problems = append(problems, Problem{File: p.File, Line: p.Line, Column: p.Column,
 					Message: fmt.Sprintf("duplicate policy id %q, first defined at %s:%d:%d", p.ID, prev.File, prev.Line, prev.Column)})

@@ -257,3 +257,30 @@ func TestLoad_UnknownModeRefused(t *testing.T) {
 		t.Errorf("unknown mode: %v", le)
 	}
 }
+
+// Mentions reads the syntax tree: a key read as an attribute of the
+// context however it is spelled, or the context used whole; not a word in
+// a comment or a string, nor an attribute of the same name deeper down.
+func TestSnapshot_Mentions(t *testing.T) {
+	for _, tt := range []struct {
+		policy        string
+		caller, ident bool
+	}{
+		{`permit (principal, action, resource) when { context.caller.uid == 0 };`, true, false},
+		{`permit (principal, action, resource) when { context["c\u{61}ller"]["uid"] == 0 };`, true, false},
+		{`permit (principal, action, resource) when { context has identity };`, false, true},
+		{`permit (principal, action, resource) when { context has identity.verified };`, false, true},
+		{`permit (principal, action, resource) when { context == {"a": 1} };`, true, true},
+		{`permit (principal, action, resource) when { [context].contains({"a": 1}) };`, true, true},
+		{`permit (principal, action, resource) when { principal.caller == "x" && context.args.identity == 1 };`, false, false},
+		{"// context.caller and context.identity\npermit (principal, action, resource) when { context.note == \"caller identity\" };", false, false},
+	} {
+		snap, err := policy.Compile([]policy.PolicyFile{{Path: "p.cedar", Content: tt.policy}}, "", policy.LoadOptions{Validation: policy.ValidateOff})
+		if err != nil {
+			t.Fatalf("%s: %v", tt.policy, err)
+		}
+		if got, gotID := snap.Mentions("caller"), snap.Mentions("identity"); got != tt.caller || gotID != tt.ident {
+			t.Errorf("%s: caller %v identity %v, want %v %v", tt.policy, got, gotID, tt.caller, tt.ident)
+		}
+	}
+}
