@@ -228,13 +228,20 @@ func (e *Engine) admit(ctx context.Context, snap *policy.Snapshot, req *wire.Req
 	case given != nil:
 		facts = &wire.IdentityFacts{}
 	case req.Token != "":
-		facts = &wire.IdentityFacts{TokenSHA256: identity.Thumbprint(req.Token)}
+		facts = &wire.IdentityFacts{}
 		var err error
 		switch {
 		case o.Verifier == nil:
 			err = &identity.TokenError{Reason: identity.ReasonTokenInvalid, Why: identity.WhyIssuer, Detail: "no identity issuer is configured"}
 		default:
 			id, err = o.Verifier.Verify(ctx, req.Token)
+		}
+		// A verified token's identity carries the thumbprint Verify
+		// computed; only a token it refused is hashed here.
+		if err == nil {
+			facts.TokenSHA256 = id.Thumbprint
+		} else {
+			facts.TokenSHA256 = identity.Thumbprint(req.Token)
 		}
 		if err != nil {
 			te, ok := err.(*identity.TokenError)
