@@ -23,9 +23,7 @@ var appendOnlyTriggers = map[string]string{
 
 // unguardedTriggers names the append-only triggers missing or not as
 // appendOnlyTriggers writes them.
-func unguardedTriggers(ctx context.Context, q interface {
-	QueryRowContext(context.Context, string, ...any) *sql.Row
-}) ([]string, error) {
+func unguardedTriggers(ctx context.Context, q queryRower) ([]string, error) {
 	var out []string
 	for _, name := range []string{"log_no_update", "log_no_delete"} {
 		var have string

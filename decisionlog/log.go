@@ -373,12 +373,10 @@ func (l *Log) init(ctx context.Context) error {
 	if err := l.syncMerkle(ctx); err != nil {
 		return err
 	}
-	var generated int
-	if err := l.db.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_xinfo('log') WHERE hidden IN (2, 3)`).Scan(&generated); err != nil {
-		return fmt.Errorf("read the log's columns: %w", err)
-	}
-	l.generated = generated > 0
 	var err error
+	if l.generated, err = generatedColumns(ctx, l.db); err != nil {
+		return err
+	}
 	if l.generated {
 		l.insertRead, err = l.db.PrepareContext(ctx, insertGeneratedSQL)
 	} else if l.insertRead, err = l.db.PrepareContext(ctx, insertReadSQL); err == nil {

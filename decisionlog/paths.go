@@ -1,7 +1,9 @@
 package decisionlog
 
 import (
+	"context"
 	"database/sql"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -109,3 +111,20 @@ var insertSQL, insertReadSQL, insertGeneratedSQL = func() (string, string, strin
 		head + strings.Join(reads, ", ") + ")",
 		`INSERT INTO log(seq, kind, time, body, hash) VALUES (?1, ?2, ?3, ?4, ?5)`
 }()
+
+// queryRower is what reads one row: a *sql.DB, *sql.Conn or *sql.Tx.
+type queryRower interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// generatedColumns reports whether the log table's columns over the body
+// are generated ones, which SQLite computes from the body: a log whose
+// schema is before migration 9 (the tests' old logs, or one read without
+// being migrated).
+func generatedColumns(ctx context.Context, q queryRower) (bool, error) {
+	var n int
+	if err := q.QueryRowContext(ctx, `SELECT count(*) FROM pragma_table_xinfo('log') WHERE hidden IN (2, 3)`).Scan(&n); err != nil {
+		return false, fmt.Errorf("read the log's columns: %w", err)
+	}
+	return n > 0, nil
+}

@@ -16,8 +16,6 @@ import (
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/tlog"
-
-	"github.com/agentpdp/agentpdp/pdp/wire"
 )
 
 // ChainError is the first row at which the log does not hold: a row changed,
@@ -252,37 +250,20 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (*VerifyReport,
 // read as JSON. Generated columns (a log before migration 9, read without
 // being migrated) are the body's by construction and are not checked.
 func (r *Reader) checkColumns(ctx context.Context) error {
-	rows, err := r.db.QueryContext(ctx, `SELECT name FROM pragma_table_xinfo('log') WHERE hidden = 0`)
+	generated, err := generatedColumns(ctx, r.db)
 	if err != nil {
-		return fmt.Errorf("verify: read the log's columns: %w", err)
+		return fmt.Errorf("verify: %w", err)
 	}
-	stored := map[string]bool{}
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			rows.Close()
-			return fmt.Errorf("verify: read the log's columns: %w", err)
-		}
-		stored[name] = true
+	if generated {
+		return nil
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("verify: read the log's columns: %w", err)
-	}
-	var cols []wire.Field
 	// json_valid comes first, so that the json_extracts after it never
 	// see a body they would fail on; SQLite parses a body once for all
 	// of them (its JSON functions share a parse cache within a statement).
 	// 2: JSON5 text, what json_extract accepts.
 	conds := []string{"NOT json_valid(body, 2)"}
 	for _, c := range tableColumns {
-		if stored[c.field.Name] {
-			cols = append(cols, c.field)
-			conds = append(conds, c.field.Name+" IS NOT "+extract(c.field))
-		}
-	}
-	if len(cols) == 0 {
-		return nil
+		conds = append(conds, c.field.Name+" IS NOT "+extract(c.field))
 	}
 	var seq int64
 	err = r.db.QueryRowContext(ctx, `SELECT seq FROM log WHERE `+strings.Join(conds, " OR ")+` ORDER BY seq LIMIT 1`).Scan(&seq)
@@ -299,7 +280,8 @@ func (r *Reader) checkColumns(ctx context.Context) error {
 	if !valid {
 		return &ChainError{Seq: seq, Problem: "the body is not JSON SQLite can read, so its columns cannot be checked against it"}
 	}
-	for _, f := range cols {
+	for _, c := range tableColumns {
+		f := c.field
 		var differs bool
 		var have, want string
 		err := r.db.QueryRowContext(ctx, `SELECT `+f.Name+` IS NOT `+extract(f)+`, quote(`+f.Name+`), quote(`+extract(f)+`) FROM log WHERE seq = ?`, seq).Scan(&differs, &have, &want)
